@@ -1,0 +1,178 @@
+"""The exception tree: every error segdl raises is a :class:`SegdlError`.
+
+::
+
+    SegdlError
+    ├── UsageError (ValueError)              bad option or argument
+    ├── NetworkError (OSError)               could not talk to the server
+    │   ├── ConnectError                     refused, unreachable, DNS
+    │   ├── TimeoutError_                    no byte within the timeout
+    │   ├── TLSError                         certificate or handshake failure
+    │   └── ConnectionBroken                 reset or closed mid-body
+    ├── ServerError                          the server answered, but not with the file
+    │   ├── HTTPStatusError                  4xx / 5xx (the body is never stored)
+    │   └── TooManyRedirects
+    ├── ProtocolError                        an answer segdl refuses to believe
+    │   ├── InvalidHeader                    malformed or conflicting header value
+    │   ├── RangeNotHonoured                 ranged request answered otherwise
+    │   ├── ContentRangeMismatch             206 for other bytes than asked
+    │   ├── UnexpectedEncoding               Content-Encoding on a byte range
+    │   ├── RemoteChanged                    validator differs from the first contact
+    │   └── ShortBody                        body ended before the promised length
+    ├── LocalFileError (OSError)             disk, permissions, paths
+    │   └── OutputExists (FileExistsError)   would clobber an existing file
+    ├── IntegrityError                       the finished file is not what was promised
+    └── Cancelled                            stopped on request (Ctrl-C, API cancel)
+
+Subclasses carry the context a caller needs (url, status, asked range) as attributes, and
+also inherit the builtin a caller expects (``ValueError``, ``OSError``, ``FileExistsError``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segdl.models import ByteRange
+
+
+class SegdlError(Exception):
+    """Root of every error segdl raises on purpose."""
+
+
+class UsageError(SegdlError, ValueError):
+    """An option or argument is invalid."""
+
+
+class NetworkError(SegdlError, OSError):
+    """Could not exchange bytes with the server."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{reason} ({url})")
+        self.url = url
+        self.reason = reason
+
+
+class ConnectError(NetworkError):
+    """The connection could not be established."""
+
+
+class TimeoutError_(NetworkError):  # noqa: N801 - the builtin name is taken
+    """No byte arrived within the timeout."""
+
+
+class TLSError(NetworkError):
+    """TLS handshake or certificate verification failed."""
+
+
+class ConnectionBroken(NetworkError):
+    """The connection was reset or closed in the middle of a body."""
+
+
+class ServerError(SegdlError):
+    """The server answered, but not with the file."""
+
+
+class HTTPStatusError(ServerError):
+    """The server answered with an error status; its body is never stored."""
+
+    def __init__(self, url: str, status: int, reason: str = "") -> None:
+        text = f"{status} {reason}".strip()
+        super().__init__(f"{text} for {url}")
+        self.url = url
+        self.status = status
+        self.reason = reason
+
+
+class TooManyRedirects(ServerError):
+    """More redirects than allowed, or a redirect loop."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        super().__init__(f"more than {limit} redirects starting at {url}")
+        self.url = url
+        self.limit = limit
+
+
+class ProtocolError(SegdlError):
+    """The server's answer cannot be believed."""
+
+
+class InvalidHeader(ProtocolError):
+    """A header value is malformed, out of range or conflicts with another."""
+
+    def __init__(self, name: str, value: str, why: str) -> None:
+        super().__init__(f"invalid {name} header {value!r}: {why}")
+        self.name = name
+        self.value = value
+        self.why = why
+
+
+class RangeNotHonoured(ProtocolError):
+    """A ranged request was answered with something other than that range."""
+
+    def __init__(self, url: str, asked: ByteRange, status: int) -> None:
+        super().__init__(f"server ignored Range (asked {asked}, got status {status}) for {url}")
+        self.url = url
+        self.asked = asked
+        self.status = status
+
+
+class ContentRangeMismatch(ProtocolError):
+    """A 206 whose Content-Range is not the range asked for, or of another size."""
+
+    def __init__(self, url: str, asked: ByteRange, content_range: str | None, why: str) -> None:
+        super().__init__(f"bad Content-Range {content_range!r} for {asked}: {why} ({url})")
+        self.url = url
+        self.asked = asked
+        self.content_range = content_range
+        self.why = why
+
+
+class UnexpectedEncoding(ProtocolError):
+    """A byte range came with a Content-Encoding, so its offsets are not the file's."""
+
+    def __init__(self, url: str, encoding: str) -> None:
+        super().__init__(f"server sent Content-Encoding {encoding!r} for a byte range ({url})")
+        self.url = url
+        self.encoding = encoding
+
+
+class RemoteChanged(ProtocolError):
+    """The remote file changed since the first contact (validator or size differs)."""
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(f"remote file changed: {what} ({url})")
+        self.url = url
+        self.what = what
+
+
+class ShortBody(ProtocolError):
+    """The body ended before the promised number of bytes."""
+
+    def __init__(self, url: str, expected_bytes: int, received_bytes: int) -> None:
+        super().__init__(
+            f"body ended after {received_bytes} of {expected_bytes} bytes ({url})"
+        )
+        self.url = url
+        self.expected_bytes = expected_bytes
+        self.received_bytes = received_bytes
+
+
+class LocalFileError(SegdlError, OSError):
+    """A local file could not be created, written or moved."""
+
+
+class OutputExists(LocalFileError, FileExistsError):
+    """The output path exists and overwriting was not asked for."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"output file exists: {path} (use --overwrite to replace it)")
+        self.path = path
+
+
+class IntegrityError(SegdlError):
+    """The finished file is not what the server promised (size or digest)."""
+
+
+class Cancelled(SegdlError):
+    """The download was stopped on request; what was written stays in the .part file."""
