@@ -57,7 +57,7 @@ class ConnectError(NetworkError):
     """The connection could not be established."""
 
 
-class TimeoutError_(NetworkError):  # noqa: N801 - the builtin name is taken
+class TimeoutError_(NetworkError):  # the builtin name is taken
     """No byte arrived within the timeout."""
 
 
@@ -150,9 +150,7 @@ class ShortBody(ProtocolError):
     """The body ended before the promised number of bytes."""
 
     def __init__(self, url: str, expected_bytes: int, received_bytes: int) -> None:
-        super().__init__(
-            f"body ended after {received_bytes} of {expected_bytes} bytes ({url})"
-        )
+        super().__init__(f"body ended after {received_bytes} of {expected_bytes} bytes ({url})")
         self.url = url
         self.expected_bytes = expected_bytes
         self.received_bytes = received_bytes

@@ -1,0 +1,1 @@
+"""The command-line tool: the only part of segdl that prints."""

@@ -1,0 +1,176 @@
+"""``segdl URL``: parse arguments, run the download, speak, and exit with a documented code.
+
+``main(argv, stdout, stderr) -> int`` runs in-process for tests; ``run()`` is the console
+script. Only this package prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING
+
+from segdl._version import __version__
+from segdl.cli.exitcodes import ExitCode, exit_code_for
+
+if TYPE_CHECKING:
+    from segdl.cli.display import Display
+
+_EPILOG = """\
+exit codes: 0 ok, 1 generic, 2 usage, 3 local file, 4 network, 5 TLS, 6 auth,
+7 protocol (answer not believable, remote changed), 8 server error status,
+9 output exists, 10 integrity, 130 interrupted
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segdl",
+        description="Download a file over many HTTP(S) connections at once.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("url", help="http:// or https:// URL to download")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
+    where.add_argument(
+        "-d",
+        "--dir",
+        metavar="DIR",
+        help="write into DIR, named after the URL's path (default: current directory)",
+    )
+    parser.add_argument(
+        "-x",
+        "--connections",
+        type=int,
+        default=8,
+        metavar="N",
+        help="connections to use at most (default: 8)",
+    )
+    parser.add_argument(
+        "--min-split-size",
+        default="1M",
+        metavar="SIZE",
+        help="never split a range below SIZE bytes; K, M, G suffixes are 1024-based (default: 1M)",
+    )
+    parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra request header, repeatable",
+    )
+    parser.add_argument("--user-agent", metavar="TEXT", help=f"default: segdl/{__version__}")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="connect and idle-read timeout (default: 30)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "bar", "plain", "json", "none"],
+        default="auto",
+        help="auto: a bar when stderr is a terminal, else none; json: events on stdout",
+    )
+    parser.add_argument("--version", action="version", version=f"segdl {__version__}")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    """Run the CLI; return the exit code instead of exiting."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+        return int(exc.code or 0)
+
+    # Imported here, not at the top: `segdl --version` and `--help` stay fast.
+    import segdl
+    from segdl.options import parse_size
+
+    display = _make_display(args.progress, args.quiet, stdout, stderr)
+    try:
+        headers = _parse_headers(args.header)
+        result = segdl.download(
+            args.url,
+            args.output,
+            directory=args.dir,
+            connections=args.connections,
+            min_split_bytes=parse_size(args.min_split_size),
+            overwrite=args.overwrite,
+            timeout_s=args.timeout,
+            headers=headers,
+            user_agent=args.user_agent,
+            listener=display,
+        )
+    except (segdl.SegdlError, OSError, KeyboardInterrupt) as exc:
+        display.close()
+        print(f"segdl: error: {_one_line(exc)}", file=stderr)
+        return int(exit_code_for(exc))
+    display.close()
+    if not args.quiet and args.progress != "json":
+        rate = result.size_bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
+        from segdl.cli.display import human_bytes
+
+        print(
+            f"segdl: saved {result.path} ({human_bytes(result.size_bytes)} in "
+            f"{result.elapsed_s:.2f} s, {human_bytes(rate)}/s, "
+            f"{result.connections_used} connection(s))",
+            file=stderr,
+        )
+    return int(ExitCode.OK)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+def _parse_headers(values: list[str]) -> dict[str, str]:
+    from segdl.errors import UsageError
+
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"header {value!r} is not 'Name: value'")
+        headers[name.strip()] = content.strip()
+    return headers
+
+
+def _make_display(mode: str, quiet: bool, stdout: IO[str], stderr: IO[str]) -> Display:
+    from segdl.cli import display
+
+    if mode == "json":
+        return display.JsonDisplay(stdout)
+    if quiet or mode == "none":
+        return display.SilentDisplay(stderr, quiet=quiet)
+    if mode == "plain":
+        return display.PlainDisplay(stderr, quiet=quiet)
+    if mode == "bar" or (mode == "auto" and stderr.isatty()):
+        return display.RichDisplay(stderr)
+    return display.SilentDisplay(stderr, quiet=quiet)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    from segdl.errors import LocalFileError
+
+    if isinstance(exc, LocalFileError) and exc.strerror:
+        text = exc.strerror  # already names the path and the cause
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -1,0 +1,398 @@
+"""One download, start to finish: first contact → plan → connections → verify → final name.
+
+The thread that calls :func:`download` only coordinates: it starts the workers, reports
+progress a few times a second, and turns the first fatal error (or Ctrl-C) into a clean stop.
+Workers (one per connection) take claims from the :class:`~segdl.planning.Planner`, stream
+them with :mod:`segdl.fetch`, and give the remainder back when a connection fails.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from segdl.errors import (
+    Cancelled,
+    ContentRangeMismatch,
+    HTTPStatusError,
+    NetworkError,
+    ProtocolError,
+    RangeNotHonoured,
+    RemoteChanged,
+    SegdlError,
+    ShortBody,
+    UnexpectedEncoding,
+    UsageError,
+)
+from segdl.fetch import open_range, stream_claim, stream_to_end
+from segdl.models import Resource, Result
+from segdl.options import MIB, DownloadOptions
+from segdl.planning import Claim, Planner
+from segdl.probe import FirstContact, Mode, first_contact
+from segdl.progress import (
+    DownloadFailed,
+    DownloadFinished,
+    DownloadProgress,
+    DownloadStarted,
+    Notice,
+    NoticeKind,
+    ProgressListener,
+    silent,
+)
+from segdl.ranges import filename_from_url
+from segdl.storage import PartFile, check_output_free
+from segdl.transport import Response, Transport, Urllib3Transport
+
+log = logging.getLogger(__name__)
+
+_PROGRESS_INTERVAL_S = 0.25
+_IDLE_POLL_S = 0.05
+_RATE_WINDOW_S = 3.0
+# Statuses worth another attempt on a range (RFC 9110 §15.5.9, §15.6; RFC 6585 §4).
+_TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def download(
+    url: str,
+    output: str | Path | None = None,
+    *,
+    directory: str | Path | None = None,
+    connections: int = 8,
+    min_split_bytes: int = MIB,
+    overwrite: bool = False,
+    timeout_s: float = 30.0,
+    headers: Mapping[str, str] | None = None,
+    user_agent: str | None = None,
+    listener: ProgressListener = silent,
+    transport: Transport | None = None,
+    cancel: threading.Event | None = None,
+) -> Result:
+    """Download ``url`` to ``output`` (or ``directory``/name-from-URL) over many connections.
+
+    Returns a :class:`~segdl.models.Result`; raises a :class:`~segdl.errors.SegdlError`
+    subclass on failure. Setting ``cancel`` stops the download and raises
+    :class:`~segdl.errors.Cancelled`.
+    """
+    extra: dict[str, object] = {}
+    if user_agent is not None:
+        extra["user_agent"] = user_agent
+    options = DownloadOptions(
+        connections=connections,
+        min_split_bytes=min_split_bytes,
+        overwrite=overwrite,
+        timeout_s=timeout_s,
+        headers=dict(headers or {}),
+        **extra,  # type: ignore[arg-type]
+    )
+    path = output_path(url, output, directory)
+    owned = transport is None
+    active = transport or Urllib3Transport(
+        max_connections_per_host=max(options.connections, 1) + 1, timeout_s=timeout_s
+    )
+    try:
+        return Download(url, path, options, active, listener, cancel or threading.Event()).run()
+    finally:
+        if owned:
+            active.close()
+
+
+def output_path(url: str, output: str | Path | None, directory: str | Path | None) -> Path:
+    """``output`` as given, else ``directory`` (default: current) / name from the URL path."""
+    if output is not None:
+        if directory is not None:
+            raise UsageError("give an output path or a directory, not both")
+        path = Path(output)
+        if path.is_dir():
+            raise UsageError(f"output path {path} is a directory (use -d/--dir for that)")
+        return path
+    return Path(directory or ".") / filename_from_url(url)
+
+
+class _SwitchToSingleStream(Exception):
+    """Ranges cannot be trusted on this server: start over with one plain stream."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Download:
+    """The state of one running download; used once."""
+
+    def __init__(
+        self,
+        url: str,
+        path: Path,
+        options: DownloadOptions,
+        transport: Transport,
+        listener: ProgressListener,
+        cancel: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.path = path
+        self.options = options
+        self.transport = transport
+        self.listener = listener
+        self.clock = clock
+        self.stop = cancel
+        self._headers = options.request_headers()
+        self._open_lock = threading.Lock()
+        self._open: set[Response] = set()
+        self._streamed_workers = 0
+        self._single_done_bytes = 0
+        self._started_s = 0.0
+        self._rates: collections.deque[tuple[float, int]] = collections.deque()
+
+    def run(self) -> Result:
+        self._started_s = self.clock()
+        part: PartFile | None = None
+        try:
+            check_output_free(self.path, overwrite=self.options.overwrite)
+            contact = first_contact(self.transport, self.url, self.options)
+            part = PartFile(self.path, overwrite=self.options.overwrite)
+            resource, ranged, connections = self._fetch(contact, part)
+            part.finalize(resource.size_bytes)
+        except BaseException as exc:
+            error = exc
+            if isinstance(exc, KeyboardInterrupt):
+                error = Cancelled("interrupted")
+            if part is not None:
+                part.close()
+            self.listener(DownloadFailed(self.url, error, self.clock() - self._started_s))
+            if error is exc:
+                raise
+            raise error from exc
+        elapsed_s = self.clock() - self._started_s
+        size = resource.size_bytes or 0
+        self.listener(DownloadFinished(self.url, self.path, size, elapsed_s))
+        return Result(self.url, self.path, size, elapsed_s, connections, ranged)
+
+    def _fetch(self, contact: FirstContact, part: PartFile) -> tuple[Resource, bool, int]:
+        """Get every byte into ``part``; return the resource as finally known."""
+        if contact.mode is Mode.EMPTY:
+            self._started(contact.resource, ranged=False, connections=0)
+            part.allocate(0)
+            return contact.resource, False, 0
+        if contact.mode is Mode.RANGED:
+            try:
+                connections = self._fetch_ranged(contact, part)
+                return contact.resource, True, connections
+            except _SwitchToSingleStream as switch:
+                self._notice(NoticeKind.FALLBACK_SINGLE_STREAM, switch.reason)
+                resource = self._fetch_single(None, contact.resource, part)
+                return resource, False, 1
+        self._notice(NoticeKind.FALLBACK_SINGLE_STREAM, contact.reason)
+        return self._fetch_single(contact.response, contact.resource, part), False, 1
+
+    # -- many connections -------------------------------------------------------------------
+
+    def _fetch_ranged(self, contact: FirstContact, part: PartFile) -> int:
+        resource = contact.resource
+        assert resource.size_bytes is not None and contact.response is not None
+        planner = Planner(
+            resource.size_bytes, self.options.connections, self.options.min_split_bytes
+        )
+        part.allocate(resource.size_bytes)
+        first = planner.claim_first(contact.first_range_end, self.clock())
+        self._register(contact.response)
+        workers = planner.initial_connections
+        self._started(resource, ranged=True, connections=workers)
+        with cf.ThreadPoolExecutor(workers, thread_name_prefix="segdl") as pool:
+            futures = [pool.submit(self._worker, planner, resource, part, first, contact.response)]
+            futures += [
+                pool.submit(self._worker, planner, resource, part, None, None)
+                for _ in range(workers - 1)
+            ]
+            self._supervise(futures, resource.size_bytes, lambda: planner.done_bytes)
+        if not planner.finished:  # every worker gave up; each already raised if fatal
+            raise ProtocolError(f"download of {self.url} stopped with bytes missing")
+        return self._streamed_workers
+
+    def _worker(
+        self,
+        planner: Planner,
+        resource: Resource,
+        part: PartFile,
+        claim: Claim | None,
+        response: Response | None,
+    ) -> None:
+        buffer = memoryview(bytearray(self.options.buffer_bytes))
+        failures = 0
+        streamed = False
+        while not self.stop.is_set():
+            if claim is None:
+                claim = planner.next_claim(self.clock())
+                if claim is None:
+                    if planner.finished:
+                        return
+                    self.stop.wait(_IDLE_POLL_S)
+                    continue
+            received_before = claim.received_bytes
+            try:
+                if response is None:
+                    response = open_range(self.transport, resource, claim.request, self._headers)
+                    self._register(response)
+                stream_claim(
+                    response, claim, planner, part, buffer, self.clock, self.stop, self.url
+                )
+            except (RangeNotHonoured, ContentRangeMismatch, UnexpectedEncoding) as exc:
+                planner.release(claim, self.clock())
+                raise _SwitchToSingleStream(str(exc)) from exc
+            except (NetworkError, ShortBody, HTTPStatusError) as exc:
+                planner.release(claim, self.clock())
+                if _is_permanent(exc):
+                    raise
+                failures = 0 if claim.received_bytes > received_before else failures + 1
+                if failures >= self.options.max_attempts_without_progress:
+                    if planner.active_claims == 0:
+                        raise
+                    log.warning("giving up one connection after %d failures: %s", failures, exc)
+                    return
+                self._notice(NoticeKind.CONNECTION_RETRY, f"retrying a range: {exc}")
+                self.stop.wait(min(2.0, 0.1 * 2**failures))
+            except BaseException:
+                planner.release(claim, self.clock())
+                raise
+            finally:
+                if response is not None:
+                    self._unregister(response)
+                    response.close()
+                if claim.received_bytes and not streamed:
+                    streamed = True
+                    with self._open_lock:
+                        self._streamed_workers += 1
+            claim, response = None, None
+
+    # -- one plain stream -------------------------------------------------------------------
+
+    def _fetch_single(self, response: Response | None, known: Resource, part: PartFile) -> Resource:
+        """Fetch the whole body in one stream, from byte 0, into a truncated ``part``."""
+        resource = known
+        if response is None:
+            contact = first_contact(self.transport, self.url, self.options, ranged=False)
+            if contact.mode is Mode.EMPTY:
+                part.allocate(0)
+                return contact.resource
+            if contact.response is None or contact.mode is not Mode.SINGLE_STREAM:
+                raise ProtocolError(f"server answered a plain GET with a partial body ({self.url})")
+            response, resource = contact.response, contact.resource
+            _check_same_file(known, resource)
+        part.allocate(0)  # bytes from earlier ranged responses are not mixed with this body
+        self._started(resource, ranged=False, connections=1)
+        self._register(response)
+
+        def on_bytes(done_bytes: int) -> None:
+            self._single_done_bytes = done_bytes
+
+        buffer = memoryview(bytearray(self.options.buffer_bytes))
+        with cf.ThreadPoolExecutor(1, thread_name_prefix="segdl") as pool:
+            future = pool.submit(stream_to_end, response, part, buffer, self.stop, on_bytes)
+            try:
+                self._supervise([future], resource.size_bytes, lambda: self._single_done_bytes)
+            finally:
+                self._unregister(response)
+                response.close()
+        received = future.result()
+        expected = resource.size_bytes
+        if expected is not None and received != expected:
+            raise ShortBody(resource.final_url, expected, received)
+        return Resource(
+            resource.url,
+            resource.final_url,
+            received,
+            resource.accepts_ranges,
+            resource.validator,
+            resource.content_type,
+        )
+
+    # -- coordination -----------------------------------------------------------------------
+
+    def _supervise(
+        self,
+        futures: Sequence[cf.Future[Any]],
+        size_bytes: int | None,
+        done_bytes: Callable[[], int],
+    ) -> None:
+        """Report progress until the workers end; on the first error or Ctrl-C, stop all."""
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = cf.wait(
+                    pending, timeout=_PROGRESS_INTERVAL_S, return_when=cf.FIRST_EXCEPTION
+                )
+                for future in done:
+                    if future.exception() is not None:
+                        raise _first_error(futures)
+                self._progress(size_bytes, done_bytes(), len(pending))
+                if self.stop.is_set():
+                    raise Cancelled("download cancelled")
+        except BaseException:
+            self.stop.set()
+            self._abort_all()
+            cf.wait(futures)
+            raise
+
+    def _progress(self, size_bytes: int | None, done_bytes: int, connections: int) -> None:
+        now = self.clock()
+        self._rates.append((now, done_bytes))
+        while len(self._rates) > 2 and now - self._rates[0][0] > _RATE_WINDOW_S:
+            self._rates.popleft()
+        then, then_bytes = self._rates[0]
+        rate = (done_bytes - then_bytes) / (now - then) if now > then else 0.0
+        self.listener(
+            DownloadProgress(
+                self.url, done_bytes, size_bytes, now - self._started_s, rate, connections
+            )
+        )
+
+    def _started(self, resource: Resource, *, ranged: bool, connections: int) -> None:
+        self.listener(
+            DownloadStarted(self.url, self.path, resource.size_bytes, ranged, connections)
+        )
+
+    def _notice(self, kind: NoticeKind, message: str) -> None:
+        log.info("%s: %s", self.url, message)
+        self.listener(Notice(self.url, kind, message))
+
+    def _register(self, response: Response) -> None:
+        with self._open_lock:
+            self._open.add(response)
+
+    def _unregister(self, response: Response) -> None:
+        with self._open_lock:
+            self._open.discard(response)
+
+    def _abort_all(self) -> None:
+        with self._open_lock:
+            responses = list(self._open)
+        for response in responses:
+            response.abort()
+
+
+def _is_permanent(exc: SegdlError) -> bool:
+    return isinstance(exc, HTTPStatusError) and exc.status not in _TRANSIENT_STATUSES
+
+
+def _first_error(futures: Sequence[cf.Future[Any]]) -> BaseException:
+    """The error that caused the stop, preferring a real cause over the ``Cancelled`` of
+    workers that were stopped because of it."""
+    errors = [e for f in futures if f.done() and (e := f.exception()) is not None]
+    for error in errors:
+        if not isinstance(error, Cancelled):
+            return error
+    return errors[0]
+
+
+def _check_same_file(known: Resource, fresh: Resource) -> None:
+    if known.size_bytes is not None and fresh.size_bytes not in (None, known.size_bytes):
+        raise RemoteChanged(fresh.final_url, f"size {fresh.size_bytes} is not {known.size_bytes}")
+    old, new = known.validator, fresh.validator
+    if old.etag and new.etag and old.etag != new.etag:
+        raise RemoteChanged(fresh.final_url, f"ETag {new.etag} is not {old.etag}")

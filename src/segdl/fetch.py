@@ -1,0 +1,147 @@
+"""One connection's work: ask for a range, check the answer, stream it to its offsets.
+
+Every ranged response is checked before a byte of it is written (STYLE.md, "believe the
+server only after checking it"): status 206, exactly one ``Content-Range`` starting at the byte
+asked for and totalling the size seen at first contact, no ``Content-Encoding``, the same
+validator. Bytes then go socket → reused buffer (``readinto``) → ``os.pwrite`` at the offset the
+planner says; no chunk is ever held whole in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+
+from segdl.errors import (
+    Cancelled,
+    ContentRangeMismatch,
+    HTTPStatusError,
+    InvalidHeader,
+    RangeNotHonoured,
+    RemoteChanged,
+    ShortBody,
+    UnexpectedEncoding,
+)
+from segdl.models import ByteRange, Resource
+from segdl.planning import Claim, Planner
+from segdl.ranges import parse_content_length, parse_content_range, range_header, single_header
+from segdl.storage import PartFile
+from segdl.transport import Response, Transport
+
+log = logging.getLogger(__name__)
+
+
+def open_range(
+    transport: Transport,
+    resource: Resource,
+    asked: ByteRange,
+    headers: Mapping[str, str],
+) -> Response:
+    """Request ``asked`` from the final URL; return the response only if it can be believed."""
+    response = transport.request(
+        "GET", resource.final_url, {**headers, "Range": range_header(asked)}
+    )
+    try:
+        check_range_response(response, resource, asked)
+    except BaseException:
+        response.close()
+        raise
+    return response
+
+
+def check_range_response(response: Response, resource: Resource, asked: ByteRange) -> None:
+    """Raise unless ``response`` is exactly bytes ``asked.start``… of the same file."""
+    url = resource.final_url
+    status = response.status
+    if status >= 400:
+        raise HTTPStatusError(url, status, response.reason)
+    if status != 206:
+        raise RangeNotHonoured(url, asked, status)
+    encodings = [
+        v for v in response.header_values("Content-Encoding") if v.strip().lower() != "identity"
+    ]
+    if encodings:
+        raise UnexpectedEncoding(url, ", ".join(encodings))
+    values = response.header_values("Content-Range")
+    if len(values) != 1:
+        why = "missing" if not values else "repeated"
+        raise ContentRangeMismatch(url, asked, ", ".join(values) or None, why)
+    try:
+        content_range = parse_content_range(values[0])
+    except InvalidHeader as exc:
+        raise ContentRangeMismatch(url, asked, values[0], exc.why) from exc
+    if not content_range.satisfied or content_range.start != asked.start:
+        raise ContentRangeMismatch(url, asked, values[0], f"does not start at {asked.start}")
+    if content_range.end > asked.end:
+        raise ContentRangeMismatch(url, asked, values[0], "extends beyond the range asked")
+    if content_range.total != resource.size_bytes:
+        raise ContentRangeMismatch(
+            url, asked, values[0], f"total differs from the size {resource.size_bytes}"
+        )
+    length = parse_content_length(response.header_values("Content-Length"))
+    if length is not None and length != content_range.end - content_range.start:
+        raise ContentRangeMismatch(url, asked, values[0], f"Content-Length is {length}")
+    _check_validator(response, resource)
+
+
+def _check_validator(response: Response, resource: Resource) -> None:
+    url = resource.final_url
+    known = resource.validator
+    etag = single_header("ETag", response.header_values("ETag"))
+    if None not in (etag, known.etag) and etag != known.etag:
+        raise RemoteChanged(url, f"ETag {etag} is not {known.etag}")
+    modified = single_header("Last-Modified", response.header_values("Last-Modified"))
+    if None not in (modified, known.last_modified) and modified != known.last_modified:
+        raise RemoteChanged(url, f"Last-Modified {modified} is not {known.last_modified}")
+
+
+def stream_claim(
+    response: Response,
+    claim: Claim,
+    planner: Planner,
+    part: PartFile,
+    buffer: memoryview,
+    clock: Callable[[], float],
+    stop: threading.Event,
+    url: str,
+) -> None:
+    """Read ``claim``'s stream into ``part`` until the planner says stop.
+
+    Raises :class:`ShortBody` if the body ends before the claim is done; the unwritten
+    remainder stays in the plan for another attempt.
+    """
+    size = len(buffer)
+    while True:
+        if stop.is_set():
+            raise Cancelled("download stopped")
+        want = min(size, claim.request.end - claim.stream_pos)
+        received = response.readinto(buffer[:want])
+        if received == 0:
+            raise ShortBody(url, claim.request.length, claim.stream_pos - claim.request.start)
+        advance = planner.advance(claim, received, clock())
+        if advance.write.length:
+            start = advance.skip_bytes
+            part.write_at(advance.write.start, buffer[start : start + advance.write.length])
+        if advance.stop:
+            return
+
+
+def stream_to_end(
+    response: Response,
+    part: PartFile,
+    buffer: memoryview,
+    stop: threading.Event,
+    on_bytes: Callable[[int], None],
+) -> int:
+    """Write a whole body from offset 0 as it comes (the single-stream fallback)."""
+    offset = 0
+    while True:
+        if stop.is_set():
+            raise Cancelled("download stopped")
+        received = response.readinto(buffer)
+        if received == 0:
+            return offset
+        part.write_at(offset, buffer[:received])
+        offset += received
+        on_bytes(offset)

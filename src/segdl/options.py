@@ -1,0 +1,70 @@
+"""The options of one download, validated once, immutable afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from segdl._version import __version__
+from segdl.errors import UsageError
+
+MIB = 1024 * 1024
+DEFAULT_USER_AGENT = f"segdl/{__version__}"
+# Headers segdl owns: a user value would break range validation or the fallback logic.
+_RESERVED_HEADERS = frozenset({"range", "if-range", "accept-encoding", "host", "content-length"})
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadOptions:
+    """How to download one file. Sizes are in bytes, times in seconds."""
+
+    connections: int = 8
+    min_split_bytes: int = MIB
+    timeout_s: float = 30.0
+    overwrite: bool = False
+    user_agent: str = DEFAULT_USER_AGENT
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    buffer_bytes: int = 256 * 1024
+    max_redirects: int = 10
+    max_attempts_without_progress: int = 5
+    """A range that fails this many times in a row without a new byte fails the download."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.connections <= 256:
+            raise UsageError(f"connections must be between 1 and 256, not {self.connections}")
+        if self.min_split_bytes < 1:
+            raise UsageError("the minimum split size must be at least 1 byte")
+        if not self.timeout_s > 0:
+            raise UsageError("the timeout must be positive")
+        if self.buffer_bytes < 64 * 1024:
+            raise UsageError("the read buffer must be at least 64 KiB")
+        if self.max_redirects < 0:
+            raise UsageError("max redirects cannot be negative")
+        for name, value in self.headers.items():
+            if name.lower() in _RESERVED_HEADERS:
+                raise UsageError(f"header {name!r} is set by segdl and cannot be overridden")
+            if any(c in name + value for c in "\r\n\0") or not name.strip() or ":" in name:
+                raise UsageError(f"invalid header {name!r}")
+        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers every request carries; ``Accept-Encoding: identity`` keeps offsets true."""
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
+        for name, value in self.headers.items():
+            for existing in list(headers):
+                if existing.lower() == name.lower():
+                    del headers[existing]
+            headers[name] = value
+        return headers
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``512K``, ``1M``, ``2G`` (binary units, as aria2 and curl read them)."""
+    units = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}
+    stripped = text.strip()
+    suffix = stripped[-1:].upper() if stripped[-1:].isalpha() else ""
+    number = stripped[: len(stripped) - len(suffix)] if suffix else stripped
+    if suffix.upper() not in units or not number.isascii() or not number.isdigit():
+        raise UsageError(f"invalid size {text!r} (examples: 1048576, 512K, 1M, 2G)")
+    return int(number) * units[suffix]

@@ -1,0 +1,225 @@
+"""Pure planning: which bytes each connection fetches, work stealing and the end game.
+
+The file is a list of :class:`Segment` s; each is written front to back from its frontier
+``pos``. A connection holds a :class:`Claim` on one segment and streams bytes from
+``stream_pos``. When a connection has nothing left it takes, in order:
+
+1. a segment nobody holds (its connection failed or gave it back);
+2. the second half of the largest remaining range held by another connection, split at the
+   midpoint, as long as both halves stay at least ``min_split_bytes``;
+3. in the end game, when nothing is large enough to split, a *race*: it streams the same
+   tail as the slowest connection. Whoever delivers a byte first writes it; the loser stops.
+
+The invariant that keeps the file correct: a byte is written only at the segment frontier and
+the frontier moves only forward, under one lock, so no byte is ever written twice and none is
+skipped. No I/O happens here; the engine calls in with byte counts and the time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+
+from segdl.models import ByteRange
+
+# Split points are aligned so writes stay page-aligned; a detail, not a correctness matter.
+_ALIGN = 64 * 1024
+# A connection is only raced when it is this much slower than the best one seen...
+_RACE_SPEED_RATIO = 0.5
+# ...and would still need this long on its own; a race costs a new request and duplicate bytes.
+_RACE_MIN_ETA_S = 0.3
+# Before this much time or data a connection's rate is noise, so it is never raced.
+_RATE_MIN_ELAPSED_S = 0.25
+
+
+@dataclass(slots=True, eq=False)
+class Segment:
+    """Bytes [start, end) of the file; [start, pos) are written. ``end`` shrinks on a split."""
+
+    start: int
+    pos: int
+    end: int
+    claims: list[Claim] = field(default_factory=list)
+
+    @property
+    def remaining_bytes(self) -> int:
+        return self.end - self.pos
+
+
+@dataclass(slots=True, eq=False)
+class Claim:
+    """One connection streaming part of one segment.
+
+    The connection asks for ``request`` and delivers bytes starting at ``stream_pos``.
+    """
+
+    segment: Segment
+    request: ByteRange
+    stream_pos: int
+    started_s: float
+    received_bytes: int = 0
+    has_led: bool = False
+    active: bool = True
+
+    def rate_bytes_per_s(self, now_s: float) -> float | None:
+        elapsed_s = now_s - self.started_s
+        if elapsed_s < _RATE_MIN_ELAPSED_S:
+            return None
+        return self.received_bytes / elapsed_s
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """What to do with a chunk just received: write ``[write.start, write.end)`` (it starts
+    ``skip_bytes`` into the chunk; may be empty), then go on reading unless ``stop``."""
+
+    write: ByteRange
+    skip_bytes: int
+    stop: bool
+
+
+class Planner:
+    """Shared, lock-protected plan for one file of known size."""
+
+    def __init__(self, size_bytes: int, connections: int, min_split_bytes: int) -> None:
+        if size_bytes < 0 or connections < 1 or min_split_bytes < 1:
+            raise ValueError("size must be >= 0, connections and min split >= 1")
+        self.size_bytes = size_bytes
+        self.min_split_bytes = min_split_bytes
+        self._lock = threading.Lock()
+        self._best_rate_bytes_per_s = 0.0
+        self.splits = 0
+        self.races = 0
+        # Aligning split points only makes sense when ranges are much larger than the alignment.
+        self._align = _ALIGN if min_split_bytes >= 2 * _ALIGN else 1
+        count = max(1, min(connections, size_bytes // min_split_bytes))
+        bounds = [self._aligned(size_bytes * i // count) for i in range(count)] + [size_bytes]
+        self.segments = [Segment(start, start, end) for start, end in itertools.pairwise(bounds)]
+
+    @property
+    def initial_connections(self) -> int:
+        return len(self.segments)
+
+    @property
+    def finished(self) -> bool:
+        with self._lock:
+            return all(s.pos >= s.end for s in self.segments)
+
+    @property
+    def done_bytes(self) -> int:
+        with self._lock:
+            return sum(s.pos - s.start for s in self.segments)
+
+    def next_claim(self, now_s: float) -> Claim | None:
+        """Work for an idle connection, or None when there is none worth taking right now."""
+        with self._lock:
+            segment = self._unowned() or self._split_largest() or self._race_victim(now_s)
+            if segment is None:
+                return None
+            request = ByteRange(segment.pos, segment.end)
+            claim = Claim(segment, request, segment.pos, now_s)
+            segment.claims.append(claim)
+            return claim
+
+    def claim_first(self, request_end: int, now_s: float) -> Claim:
+        """Claim the segment at byte 0 for the first-contact stream, already under way."""
+        with self._lock:
+            segment = self.segments[0]
+            if segment.claims or segment.pos != 0:
+                raise ValueError("the first segment is already taken")
+            claim = Claim(segment, ByteRange(0, request_end), 0, now_s)
+            segment.claims.append(claim)
+            return claim
+
+    @property
+    def active_claims(self) -> int:
+        with self._lock:
+            return sum(len(s.claims) for s in self.segments)
+
+    def advance(self, claim: Claim, n_bytes: int, now_s: float) -> Advance:
+        """Account for ``n_bytes`` just read on ``claim``'s stream; say which to write."""
+        with self._lock:
+            segment = claim.segment
+            chunk_start = claim.stream_pos
+            claim.stream_pos += n_bytes
+            claim.received_bytes += n_bytes
+            lo = max(chunk_start, segment.pos)
+            hi = min(claim.stream_pos, segment.end)
+            if hi > lo:
+                if lo != segment.pos:  # would leave a hole; cannot happen by construction
+                    raise AssertionError(f"stream at {lo} ahead of frontier {segment.pos}")
+                segment.pos = hi
+                claim.has_led = True
+                write = ByteRange(lo, hi)
+            else:
+                write = ByteRange(segment.pos, segment.pos)
+            overtaken = hi <= lo and claim.has_led
+            stop = (
+                not claim.active
+                or segment.pos >= segment.end
+                or claim.stream_pos >= min(segment.end, claim.request.end)
+                or overtaken
+            )
+            if stop:
+                self._release_locked(claim, now_s)
+            skip_bytes = write.start - chunk_start if write.length else n_bytes
+            return Advance(write, skip_bytes, stop)
+
+    def release(self, claim: Claim, now_s: float) -> None:
+        """The claim's connection ended (done, failed or cancelled); its remainder is free."""
+        with self._lock:
+            self._release_locked(claim, now_s)
+
+    def _release_locked(self, claim: Claim, now_s: float) -> None:
+        if not claim.active:
+            return
+        claim.active = False
+        claim.segment.claims.remove(claim)
+        rate = claim.rate_bytes_per_s(now_s)
+        if rate is not None:
+            self._best_rate_bytes_per_s = max(self._best_rate_bytes_per_s, rate)
+
+    def _unowned(self) -> Segment | None:
+        free = [s for s in self.segments if s.remaining_bytes > 0 and not s.claims]
+        return max(free, key=lambda s: s.remaining_bytes, default=None)
+
+    def _split_largest(self) -> Segment | None:
+        held = [s for s in self.segments if len(s.claims) == 1]
+        victim = max(held, key=lambda s: s.remaining_bytes, default=None)
+        if victim is None or victim.remaining_bytes < 2 * self.min_split_bytes:
+            return None
+        mid = self._aligned(victim.pos + victim.remaining_bytes // 2)
+        if mid - victim.pos < self.min_split_bytes:  # alignment moved it too far back
+            mid = victim.pos + victim.remaining_bytes // 2
+        tail = Segment(mid, mid, victim.end)
+        victim.end = mid
+        self.segments.append(tail)
+        self.splits += 1
+        return tail
+
+    def _race_victim(self, now_s: float) -> Segment | None:
+        best_rate = self._best_rate_bytes_per_s
+        candidates: list[tuple[float, Segment]] = []
+        for segment in self.segments:
+            if len(segment.claims) != 1 or segment.remaining_bytes <= 0:
+                continue
+            claim = segment.claims[0]
+            rate = claim.rate_bytes_per_s(now_s)
+            if rate is None:
+                continue
+            best_rate = max(best_rate, rate)
+            eta_s = segment.remaining_bytes / rate if rate > 0 else float("inf")
+            candidates.append((eta_s, segment))
+        if not candidates or best_rate <= 0:
+            return None
+        eta_s, victim = max(candidates, key=lambda c: c[0])
+        rate = victim.claims[0].rate_bytes_per_s(now_s) or 0.0
+        catch_up_s = victim.remaining_bytes / best_rate
+        if rate > best_rate * _RACE_SPEED_RATIO or eta_s < max(_RACE_MIN_ETA_S, 2 * catch_up_s):
+            return None
+        self.races += 1
+        return victim
+
+    def _aligned(self, offset: int) -> int:
+        return offset - offset % self._align

@@ -1,0 +1,170 @@
+"""First contact: one ``GET`` with ``Range: bytes=0-`` learns everything and wastes nothing.
+
+A ``206`` with a total tells the size and that ranges work, and its body is already streaming
+byte 0 onwards, so that connection simply keeps going while others start. A ``200`` (range
+ignored or unsupported), a body without a length, a chunked body or a ``Content-Encoding``
+mean one plain stream. No ``HEAD`` is ever needed: many servers refuse it (403/405) or answer
+it with another length than the ``GET``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import urljoin, urlsplit
+
+from segdl.errors import HTTPStatusError, InvalidHeader, ProtocolError, TooManyRedirects
+from segdl.models import Resource, Validator
+from segdl.options import DownloadOptions
+from segdl.ranges import (
+    open_range_header,
+    parse_content_length,
+    parse_content_range,
+    single_header,
+)
+from segdl.transport import Response, Transport
+
+log = logging.getLogger(__name__)
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class Mode(Enum):
+    RANGED = "ranged"
+    """206 from byte 0 with a known total: split the rest across connections."""
+    SINGLE_STREAM = "single-stream"
+    """One body, read to its end: the server ignored the range or cannot do ranges."""
+    EMPTY = "empty"
+    """Nothing to fetch: a 0-byte file."""
+
+
+@dataclass(slots=True)
+class FirstContact:
+    resource: Resource
+    mode: Mode
+    response: Response | None
+    """The open response; its body starts at byte 0. None for :attr:`Mode.EMPTY`."""
+    first_range_end: int = 0
+    """For :attr:`Mode.RANGED`: the body of ``response`` ends before this byte."""
+    reason: str = ""
+    """Why this mode, for notices and logs."""
+
+
+def first_contact(
+    transport: Transport, url: str, options: DownloadOptions, *, ranged: bool = True
+) -> FirstContact:
+    """Send the first request, following redirects, and classify the answer.
+
+    With ``ranged=False`` no ``Range`` is sent (the fallback when ranges cannot be trusted).
+    """
+    headers = options.request_headers()
+    if ranged:
+        headers["Range"] = open_range_header(0)
+    current = url
+    seen = {url}
+    for _ in range(options.max_redirects + 1):
+        response = transport.request("GET", current, headers)
+        if response.status not in _REDIRECTS:
+            return _classify(url, current, response, ranged=ranged)
+        location = single_header("Location", response.header_values("Location"))
+        response.close()
+        if location is None:
+            raise ProtocolError(f"redirect {response.status} without Location from {current}")
+        target = urljoin(current, location.strip())
+        if urlsplit(target).scheme not in ("http", "https"):
+            raise ProtocolError(f"redirect to a non-HTTP URL {target!r} from {current}")
+        if target in seen:
+            raise TooManyRedirects(url, options.max_redirects)
+        log.debug("redirect %d from %s to %s", response.status, current, target)
+        seen.add(target)
+        current = target
+    raise TooManyRedirects(url, options.max_redirects)
+
+
+def _classify(url: str, final_url: str, response: Response, *, ranged: bool) -> FirstContact:
+    status = response.status
+    try:
+        if status >= 400 and not (status == 416 and ranged):
+            raise HTTPStatusError(final_url, status, response.reason)
+        validator = Validator(
+            etag=single_header("ETag", response.header_values("ETag")),
+            last_modified=single_header("Last-Modified", response.header_values("Last-Modified")),
+        )
+        length = parse_content_length(response.header_values("Content-Length"))
+        chunked = any("chunked" in v.lower() for v in response.header_values("Transfer-Encoding"))
+        if chunked:
+            length = None  # RFC 9112 §6.3: Transfer-Encoding overrides Content-Length
+        encoded = _content_encoding(response)
+        content_type = single_header("Content-Type", response.header_values("Content-Type"))
+    except BaseException:
+        response.close()
+        raise
+
+    def resource(size_bytes: int | None, accepts_ranges: bool) -> Resource:
+        return Resource(url, final_url, size_bytes, accepts_ranges, validator, content_type)
+
+    if status == 416:
+        content_range = parse_content_range(
+            single_header("Content-Range", response.header_values("Content-Range")) or ""
+        )
+        response.close()
+        if content_range.total == 0:
+            return FirstContact(resource(0, True), Mode.EMPTY, None, reason="empty file")
+        raise ProtocolError(f"server refused 'Range: bytes=0-' for a non-empty file ({url})")
+    if status == 204 or (status in (200, 206) and length == 0 and not chunked):
+        response.close()
+        return FirstContact(resource(0, status == 206), Mode.EMPTY, None, reason="empty body")
+    if status == 206:
+        return _classify_partial(response, resource, length, encoded)
+    if status != 200:
+        response.close()
+        raise ProtocolError(f"unexpected status {status} {response.reason} from {final_url}")
+    reason = "server ignored Range" if ranged else "plain request"
+    if encoded:
+        reason = f"server sent Content-Encoding {encoded}"
+    return FirstContact(resource(length, False), Mode.SINGLE_STREAM, response, reason=reason)
+
+
+def _classify_partial(
+    response: Response,
+    resource: Callable[[int | None, bool], Resource],
+    length: int | None,
+    encoded: str | None,
+) -> FirstContact:
+    try:
+        header = single_header("Content-Range", response.header_values("Content-Range"))
+        if header is None:
+            raise InvalidHeader("Content-Range", "", "missing on a 206 response")
+        content_range = parse_content_range(header)
+        if content_range.start != 0 or not content_range.satisfied:
+            raise InvalidHeader("Content-Range", header, "does not start at byte 0 as asked")
+        if length is not None and length != content_range.end - content_range.start:
+            raise InvalidHeader("Content-Length", str(length), f"disagrees with {header}")
+    except BaseException:
+        response.close()
+        raise
+    if encoded or content_range.total is None:
+        # Offsets in an encoded body are not the file's; a total of '*' gives nothing to
+        # split. Either way, ask again without Range and take the body as it comes.
+        why = f"server sent Content-Encoding {encoded}" if encoded else "unknown total size"
+        response.close()
+        return FirstContact(resource(None, False), Mode.SINGLE_STREAM, None, reason=why)
+    return FirstContact(
+        resource(content_range.total, True),
+        Mode.RANGED,
+        response,
+        content_range.end,
+        reason="ranges supported",
+    )
+
+
+def _content_encoding(response: Response) -> str | None:
+    values = [
+        token.strip()
+        for line in response.header_values("Content-Encoding")
+        for token in line.split(",")
+        if token.strip() and token.strip().lower() != "identity"
+    ]
+    return ", ".join(values) or None

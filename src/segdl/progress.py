@@ -1,0 +1,75 @@
+"""Progress events and the listener protocol. The library reports; the CLI draws.
+
+The engine calls its listener from one thread (the one running the download), a few times a
+second, with snapshots; listeners never see per-chunk calls from worker threads, so a slow
+listener cannot slow the transfer down, and listeners need no locking of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadStarted:
+    url: str
+    path: Path
+    size_bytes: int | None
+    """None when the server did not say how large the file is."""
+    ranged: bool
+    connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadProgress:
+    url: str
+    done_bytes: int
+    size_bytes: int | None
+    elapsed_s: float
+    rate_bytes_per_s: float
+    """Over the last few seconds, not since the start."""
+    connections: int
+    """Connections streaming right now."""
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadFinished:
+    url: str
+    path: Path
+    size_bytes: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadFailed:
+    url: str
+    error: BaseException
+    elapsed_s: float
+
+
+class NoticeKind(Enum):
+    FALLBACK_SINGLE_STREAM = "fallback-single-stream"
+    CONNECTION_RETRY = "connection-retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something a user may want to know that is not an error (a fallback, a retry)."""
+
+    url: str
+    kind: NoticeKind
+    message: str
+
+
+Event = DownloadStarted | DownloadProgress | DownloadFinished | DownloadFailed | Notice
+
+
+class ProgressListener(Protocol):
+    def __call__(self, event: Event) -> None: ...
+
+
+def silent(event: Event) -> None:
+    """The default listener: the library says nothing unless asked."""

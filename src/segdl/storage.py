@@ -1,0 +1,161 @@
+"""The ``.part`` file: created privately, written at offsets, moved to its name only when done.
+
+A partial download never sits at the final name: bytes go to ``<output>.part`` (mode 0600,
+opened with ``O_NOFOLLOW`` so a planted symlink is refused), each at its own offset with
+``os.pwrite`` from any thread. :meth:`PartFile.finalize` checks the size, syncs, gives the file
+the usual mode under the umask and renames it into place; without ``overwrite`` the rename is
+``link`` + ``unlink``, which fails rather than replace a file that appeared meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from pathlib import Path
+
+from segdl.errors import IntegrityError, LocalFileError, OutputExists
+
+log = logging.getLogger(__name__)
+
+PART_SUFFIX = ".part"
+
+
+def part_path(final_path: Path) -> Path:
+    return final_path.with_name(final_path.name + PART_SUFFIX)
+
+
+def check_output_free(final_path: Path, *, overwrite: bool) -> None:
+    """Refuse early, before any byte is fetched, to clobber an existing file."""
+    if overwrite:
+        if final_path.is_dir():
+            raise LocalFileError(errno.EISDIR, "output path is a directory", str(final_path))
+        return
+    if os.path.lexists(final_path):
+        raise OutputExists(str(final_path))
+
+
+class PartFile:
+    """An open ``.part`` file for one download. Thread-safe for :meth:`write_at`."""
+
+    def __init__(self, final_path: Path, *, overwrite: bool) -> None:
+        self.final_path = final_path
+        self.path = part_path(final_path)
+        self.overwrite = overwrite
+        check_output_free(final_path, overwrite=overwrite)
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            self._fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise _local_error(exc, "cannot create", self.path) from exc
+        try:
+            os.fchmod(self._fd, 0o600)  # an older .part may have had another mode
+        except OSError as exc:
+            self.close()
+            raise _local_error(exc, "cannot set mode of", self.path) from exc
+
+    @property
+    def fileno(self) -> int:
+        return self._fd
+
+    def allocate(self, size_bytes: int) -> None:
+        """Give the file its final size up front (sparse), so every offset is writable."""
+        try:
+            os.ftruncate(self._fd, size_bytes)
+        except OSError as exc:
+            raise _local_error(exc, "cannot size", self.path) from exc
+
+    def write_at(self, offset: int, data: memoryview) -> None:
+        """Write all of ``data`` at ``offset``; safe to call from many threads at once."""
+        try:
+            while data:
+                written = os.pwrite(self._fd, data, offset)
+                data = data[written:]
+                offset += written
+        except OSError as exc:
+            raise _local_error(exc, "cannot write", self.path) from exc
+
+    def finalize(self, expected_size_bytes: int | None) -> Path:
+        """Verify, sync and move the file to its final name; return that name."""
+        try:
+            actual = os.fstat(self._fd).st_size
+            if expected_size_bytes is not None and actual != expected_size_bytes:
+                raise IntegrityError(
+                    f"{self.path} has {actual} bytes, expected {expected_size_bytes}"
+                )
+            os.fsync(self._fd)
+            os.fchmod(self._fd, 0o666 & ~_current_umask())
+            self.close()
+            if self.overwrite:
+                os.replace(self.path, self.final_path)
+            else:
+                _rename_no_clobber(self.path, self.final_path)
+            _sync_directory(self.final_path.parent)
+        except OSError as exc:
+            if isinstance(exc, OutputExists):
+                raise
+            raise _local_error(exc, "cannot finalize", self.final_path) from exc
+        return self.final_path
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def discard(self) -> None:
+        """Remove the ``.part`` file (only when nothing worth resuming was written)."""
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _rename_no_clobber(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except FileExistsError as exc:
+        raise OutputExists(str(target)) from exc
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        # Filesystems without hard links: check-then-rename is the best left.
+        if os.path.lexists(target):
+            raise OutputExists(str(target)) from exc
+        os.rename(source, target)
+        return
+    os.unlink(source)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename durable (POSIX: a directory entry is only durable after fsync)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems refuse fsync on directories
+        log.debug("fsync of directory %s failed: %s", directory, exc)
+    finally:
+        os.close(fd)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _local_error(exc: OSError, what: str, path: Path) -> LocalFileError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if exc.errno == errno.ELOOP:
+        reason = "refusing to follow a symlink"
+    return LocalFileError(exc.errno or 0, f"{what} {path}: {reason}", str(path))

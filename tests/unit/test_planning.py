@@ -1,0 +1,162 @@
+"""Planner properties: every byte is written exactly once, whatever the connections do."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segdl.planning import Claim, Planner
+
+
+class Simulation:
+    """Drives a planner the way the engine does, with streams of arbitrary speed."""
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        self.writes = bytearray(planner.size_bytes)
+        self.delivered_bytes = 0
+        self.now_s = 0.0
+
+    def deliver(self, claim: Claim, n_bytes: int) -> bool:
+        """Feed ``n_bytes`` of the claim's stream; return True while it should go on."""
+        n_bytes = min(n_bytes, claim.request.end - claim.stream_pos)
+        assert n_bytes > 0, "a claim that reached its request end must have been stopped"
+        self.delivered_bytes += n_bytes
+        advance = self.planner.advance(claim, n_bytes, self.now_s)
+        assert 0 <= advance.skip_bytes <= n_bytes
+        assert advance.skip_bytes + advance.write.length <= n_bytes
+        for offset in range(advance.write.start, advance.write.end):
+            self.writes[offset] += 1
+        return not advance.stop
+
+    def check_complete(self) -> None:
+        assert self.planner.finished
+        assert self.planner.done_bytes == self.planner.size_bytes
+        assert set(self.writes) <= {1}, "some byte was written twice or never"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(0, 4000),
+    connections=st.integers(1, 10),
+    min_split=st.integers(1, 700),
+    data=st.data(),
+)
+def test_every_byte_written_exactly_once(
+    size: int, connections: int, min_split: int, data: st.DataObject
+) -> None:
+    """Under any interleaving of reads, failures, steals and races, each byte lands once."""
+    planner = Planner(size, connections, min_split)
+    sim = Simulation(planner)
+    active: list[Claim] = []
+    for _ in range(planner.initial_connections):
+        claim = planner.next_claim(sim.now_s)
+        if claim is not None:
+            active.append(claim)
+    for _ in range(400):
+        if planner.finished and not active:
+            break
+        sim.now_s += data.draw(st.floats(0.0, 0.2))
+        action = data.draw(st.sampled_from(["read", "read", "read", "fail", "claim"]))
+        if action == "claim" or not active:
+            claim = planner.next_claim(sim.now_s)
+            if claim is not None:
+                active.append(claim)
+            continue
+        claim = data.draw(st.sampled_from(active))
+        if action == "fail":
+            planner.release(claim, sim.now_s)
+            active.remove(claim)
+            continue
+        if not sim.deliver(claim, data.draw(st.integers(1, 300))):
+            active.remove(claim)
+    # Let everything finish without faults: idle connections take whatever is left.
+    for claim in active:
+        while sim.deliver(claim, 97):
+            pass
+    while (claim := planner.next_claim(sim.now_s)) is not None:
+        while sim.deliver(claim, 131):
+            pass
+    sim.check_complete()
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 50_000), connections=st.integers(1, 16), min_split=st.integers(1, 5000))
+def test_initial_plan_tiles_the_file(size: int, connections: int, min_split: int) -> None:
+    """The initial segments cover [0, size) with no gap or overlap, none below min split."""
+    planner = Planner(size, connections, min_split)
+    segments = planner.segments
+    assert segments[0].start == 0 and segments[-1].end == size
+    for left, right in itertools.pairwise(segments):
+        assert left.end == right.start
+    assert 1 <= len(segments) <= connections
+    if len(segments) > 1:
+        assert all(s.end - s.start >= min_split for s in segments)
+
+
+def test_idle_connection_steals_half_of_the_largest_range() -> None:
+    """A finished connection takes the second half of the largest remaining range."""
+    mib = 1024 * 1024
+    planner = Planner(16 * mib, 2, mib)
+    first = planner.next_claim(0.0)
+    second = planner.next_claim(0.0)
+    assert first is not None and second is not None
+    sim = Simulation(planner)
+    while sim.deliver(second, 256 * 1024):
+        pass
+    thief = planner.next_claim(1.0)
+    assert thief is not None
+    assert thief.request.start == 4 * mib and thief.request.end == 8 * mib
+    assert first.segment.end == 4 * mib
+
+
+def test_never_splits_below_min_split() -> None:
+    """A range smaller than twice the minimum split is not split."""
+    planner = Planner(3000, 1, 1000)
+    claim = planner.next_claim(0.0)
+    assert claim is not None
+    planner.advance(claim, 1500, 0.0)
+    assert planner.next_claim(0.01) is None  # 1500 left < 2 * 1000, and no rate yet
+
+
+def test_end_game_races_a_slow_connection_and_the_first_to_arrive_wins() -> None:
+    """An idle connection races a much slower one's tail; bytes are written once."""
+    planner = Planner(2000, 2, 600)
+    sim = Simulation(planner)
+    slow = planner.next_claim(0.0)
+    fast = planner.next_claim(0.0)
+    assert slow is not None and fast is not None
+    sim.now_s = 1.0
+    assert sim.deliver(slow, 10)  # 10 bytes/s: 99 s to go
+    assert not sim.deliver(fast, 1000)  # 1000 bytes/s, and done
+    racer = planner.next_claim(1.0)
+    assert racer is not None and racer.segment is slow.segment
+    assert racer.request.start == 10
+    sim.now_s = 1.1
+    while sim.deliver(racer, 100):
+        pass
+    assert not sim.deliver(slow, 10), "the overtaken connection must be stopped"
+    sim.check_complete()
+    assert planner.races == 1
+
+
+def test_no_race_among_equally_fast_connections() -> None:
+    """Connections of similar speed are never raced: that would only waste bandwidth."""
+    planner = Planner(2000, 2, 1000)
+    a = planner.next_claim(0.0)
+    b = planner.next_claim(0.0)
+    assert a is not None and b is not None
+    planner.advance(a, 500, 1.0)
+    planner.advance(b, 400, 1.0)
+    assert planner.next_claim(1.0) is None
+
+
+@pytest.mark.parametrize("connections", [1, 4, 16])
+def test_zero_size_is_finished_from_the_start(connections: int) -> None:
+    """An empty file needs no request at all."""
+    planner = Planner(0, connections, 1024)
+    assert planner.finished
+    assert planner.next_claim(0.0) is None
