@@ -141,7 +141,8 @@ class Download:
         self.transport = transport
         self.listener = listener
         self.clock = clock
-        self.stop = cancel
+        self.cancel = cancel
+        self._halt = threading.Event()  # stops the workers of the current phase
         self._headers = options.request_headers()
         self._open_lock = threading.Lock()
         self._open: set[Response] = set()
@@ -226,13 +227,13 @@ class Download:
         buffer = memoryview(bytearray(self.options.buffer_bytes))
         failures = 0
         streamed = False
-        while not self.stop.is_set():
+        while not self._halt.is_set():
             if claim is None:
                 claim = planner.next_claim(self.clock())
                 if claim is None:
                     if planner.finished:
                         return
-                    self.stop.wait(_IDLE_POLL_S)
+                    self._halt.wait(_IDLE_POLL_S)
                     continue
             received_before = claim.received_bytes
             try:
@@ -240,7 +241,7 @@ class Download:
                     response = open_range(self.transport, resource, claim.request, self._headers)
                     self._register(response)
                 stream_claim(
-                    response, claim, planner, part, buffer, self.clock, self.stop, self.url
+                    response, claim, planner, part, buffer, self.clock, self._halt, self.url
                 )
             except (RangeNotHonoured, ContentRangeMismatch, UnexpectedEncoding) as exc:
                 planner.release(claim, self.clock())
@@ -256,7 +257,7 @@ class Download:
                     log.warning("giving up one connection after %d failures: %s", failures, exc)
                     return
                 self._notice(NoticeKind.CONNECTION_RETRY, f"retrying a range: {exc}")
-                self.stop.wait(min(2.0, 0.1 * 2**failures))
+                self._halt.wait(min(2.0, 0.1 * 2**failures))
             except BaseException:
                 planner.release(claim, self.clock())
                 raise
@@ -293,7 +294,7 @@ class Download:
 
         buffer = memoryview(bytearray(self.options.buffer_bytes))
         with cf.ThreadPoolExecutor(1, thread_name_prefix="segdl") as pool:
-            future = pool.submit(stream_to_end, response, part, buffer, self.stop, on_bytes)
+            future = pool.submit(stream_to_end, response, part, buffer, self._halt, on_bytes)
             try:
                 self._supervise([future], resource.size_bytes, lambda: self._single_done_bytes)
             finally:
@@ -331,12 +332,13 @@ class Download:
                     if future.exception() is not None:
                         raise _first_error(futures)
                 self._progress(size_bytes, done_bytes(), len(pending))
-                if self.stop.is_set():
+                if self.cancel.is_set():
                     raise Cancelled("download cancelled")
         except BaseException:
-            self.stop.set()
+            self._halt.set()
             self._abort_all()
             cf.wait(futures)
+            self._halt.clear()
             raise
 
     def _progress(self, size_bytes: int | None, done_bytes: int, connections: int) -> None:

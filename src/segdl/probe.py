@@ -142,6 +142,10 @@ def _classify_partial(
             raise InvalidHeader("Content-Range", header, "does not start at byte 0 as asked")
         if length is not None and length != content_range.end - content_range.start:
             raise InvalidHeader("Content-Length", str(length), f"disagrees with {header}")
+    except InvalidHeader as exc:
+        # Ranges from this server cannot be believed; a plain GET needs no range headers.
+        response.close()
+        return FirstContact(resource(None, False), Mode.SINGLE_STREAM, None, reason=str(exc))
     except BaseException:
         response.close()
         raise

@@ -121,13 +121,30 @@ class _Urllib3Response:
 
     def readinto(self, buffer: memoryview) -> int:
         with _mapped_errors(self._url, self._received_bytes):
-            if self._fp is not None:
-                if self._fp.fp is None:  # http.client closes itself at the end of the body
-                    return 0
-                n = self._fp.readinto(buffer)
-            else:
-                n = self._raw.readinto(buffer)
+            n = self._readinto(buffer) if self._fp is not None else self._raw.readinto(buffer)
         self._received_bytes += n
+        return n
+
+    def _readinto(self, buffer: memoryview) -> int:
+        """http.client's ``readinto``, but returning after one ``recv`` instead of waiting
+        for the whole buffer: a slow connection then shows its progress (and its rate, which
+        the planner needs to decide a race) instead of going quiet until 256 KiB arrived."""
+        fp = self._fp
+        assert fp is not None
+        reader = fp.fp
+        if reader is None:  # http.client closes itself at the end of the body
+            return 0
+        if fp.chunked:
+            return fp.readinto(buffer)  # chunk framing stays http.client's business
+        length: int | None = fp.length
+        view = buffer if length is None else buffer[:length]
+        n = reader.readinto1(view) if view else 0
+        if not n:
+            fp._close_conn()  # type: ignore[attr-defined]
+        elif length is not None:
+            fp.length = length - n
+            if not fp.length:
+                fp._close_conn()  # type: ignore[attr-defined]
         return n
 
     def abort(self) -> None:
@@ -157,12 +174,12 @@ def _mapped_errors(url: str, received_bytes: int = 0) -> Iterator[None]:
         raise TLSError(url, f"TLS error: {exc}") from exc
     except ssl.SSLError as exc:
         raise TLSError(url, f"TLS error: {exc.reason or exc}") from exc
-    except (TimeoutError, u3.ConnectTimeoutError, u3.ReadTimeoutError) as exc:
-        raise TimeoutError_(url, "timed out") from exc
     except u3.NameResolutionError as exc:
         raise ConnectError(url, "host name not found") from exc
-    except u3.NewConnectionError as exc:
+    except u3.NewConnectionError as exc:  # a ConnectTimeoutError subclass: test it first
         raise ConnectError(url, _connect_reason(exc)) from exc
+    except (TimeoutError, u3.ConnectTimeoutError, u3.ReadTimeoutError) as exc:
+        raise TimeoutError_(url, "timed out") from exc
     except (u3.LocationValueError, u3.URLSchemeUnknown) as exc:
         raise UsageError(f"invalid URL {url!r}: {exc}") from exc
     except (u3.ProtocolError, ConnectionError, http.client.HTTPException) as exc:

@@ -1,0 +1,123 @@
+"""The command line: exit codes, one-line errors, JSON progress, python -m segdl."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from segdl.cli.exitcodes import ExitCode
+from segdl.cli.main import main
+from tests.server import FaultServer
+
+MakeData = Callable[..., bytes]
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=stdout, stderr=stderr)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_download_with_output_and_summary(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A good download exits 0 and says where the file went."""
+    data = make_data(3 * 1024 * 1024)
+    fault_server.add_file("/d/f.bin", data)
+    code, out, err = run_cli("-x", "4", "-o", str(tmp_path / "x"), fault_server.url("/d/f.bin"))
+    assert code == ExitCode.OK, err
+    assert (tmp_path / "x").read_bytes() == data
+    assert "saved" in err and out == ""
+
+
+def test_dir_takes_the_name_from_the_url(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """-d DIR names the file after the URL path's decoded basename, query dropped."""
+    fault_server.add_file("/d/my%20file.bin", make_data(10))
+    code, _, err = run_cli("-q", "-d", str(tmp_path), fault_server.url("/d/my%20file.bin?x=1"))
+    assert code == ExitCode.OK, err
+    assert (tmp_path / "my file.bin").read_bytes() == make_data(10)
+    assert err == ""
+
+
+def test_existing_output_exit_code(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """An existing output gives exit 9 and one line; --overwrite replaces it."""
+    fault_server.add_file("/f", make_data(100))
+    (tmp_path / "f").write_bytes(b"mine")
+    code, _, err = run_cli("-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert code == ExitCode.OUTPUT_EXISTS
+    assert err.count("\n") == 1 and "exists" in err
+    assert (tmp_path / "f").read_bytes() == b"mine"
+    code, _, _ = run_cli("-q", "--overwrite", "-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert code == ExitCode.OK and (tmp_path / "f").read_bytes() == make_data(100)
+
+
+def test_404_exit_code(fault_server: FaultServer, tmp_path: Path) -> None:
+    """A 404 gives exit 8 and a line naming the status and URL."""
+    code, _, err = run_cli("-o", str(tmp_path / "f"), fault_server.url("/nope"))
+    assert code == ExitCode.SERVER_ERROR
+    assert "404" in err and "/nope" in err and err.count("\n") == 1
+
+
+def test_connection_refused_exit_code(tmp_path: Path) -> None:
+    """Nothing listening gives exit 4, 'connection refused'."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, _, err = run_cli("--timeout", "5", "-o", str(tmp_path / "f"), f"http://127.0.0.1:{port}/")
+    assert code == ExitCode.NETWORK
+    assert "connection refused" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-x", "0", "http://127.0.0.1:9/"],
+        ["--min-split-size", "1.5M", "http://127.0.0.1:9/"],
+        ["-H", "no colon", "http://127.0.0.1:9/"],
+        ["-H", "Range: bytes=0-", "http://127.0.0.1:9/"],
+        ["ftp://127.0.0.1/x"],
+        ["--no-such-option", "http://127.0.0.1:9/"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], tmp_path: Path) -> None:
+    """Bad arguments exit 2 before any connection is made."""
+    code, _, err = run_cli(*argv, *(["-o", str(tmp_path / "o")] if argv else []))
+    assert code == ExitCode.USAGE, err
+
+
+def test_json_progress_events(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """--progress json writes one JSON event per line on stdout, ending with the result."""
+    fault_server.add_file("/f", make_data(2 * 1024 * 1024))
+    code, out, _ = run_cli("--progress", "json", "-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert code == ExitCode.OK
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events[0]["event"] == "DownloadStarted"
+    assert events[-1]["event"] == "DownloadFinished"
+    assert events[-1]["size_bytes"] == 2 * 1024 * 1024
+
+
+def test_python_dash_m_and_version() -> None:
+    """python -m segdl --version works and imports neither urllib3 nor rich."""
+    code = (
+        "import sys, runpy; sys.argv=['segdl','--version'];\n"
+        "try: runpy.run_module('segdl', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "assert 'urllib3' not in sys.modules and 'rich' not in sys.modules, sorted(sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("segdl ")
