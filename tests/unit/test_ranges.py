@@ -82,7 +82,17 @@ def test_content_length_valid(values: list[str], expected: int | None) -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [["+12"], [" 12x"], ["1_000"], ["\u0661\u0662"], ["-1"], ["12", "13"], ["12, 13"], [""], ["1e3"]],
+    [
+        ["+12"],
+        [" 12x"],
+        ["1_000"],
+        ["\u0661\u0662"],
+        ["-1"],
+        ["12", "13"],
+        ["12, 13"],
+        [""],
+        ["1e3"],
+    ],
 )
 def test_content_length_hostile(values: list[str]) -> None:
     """Signs, underscores, non-ASCII digits and conflicting repeats are refused."""
