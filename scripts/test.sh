@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The README's test command: install everything the tests need, then run all of them.
+# Works on a fresh Debian machine as root (or with sudo): Debian packages for the integration
+# tests and benchmarks (nginx, aria2, axel, curl), the pip extras, then lint, types and pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pkg in nginx aria2 axel curl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m ruff check src tests bench scripts
+python3 -m mypy
+python3 -m pytest "$@"
