@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from segdl.cli.exitcodes import ExitCode
 from segdl.cli.main import main
 from tests.server import FaultServer
+from tests.server.faults import Faults
 
 MakeData = Callable[..., bytes]
 
@@ -121,3 +124,27 @@ def test_python_dash_m_and_version() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("segdl ")
+
+
+def test_ctrl_c_exits_130_promptly_and_leaves_no_final_file(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """SIGINT stops even stalled connections within a second; exit 130, only the .part left."""
+    fault_server.add_file("/f", make_data(4 * 1024 * 1024))
+    fault_server.set_faults("/f", Faults(stall_after=100_000, stall_s=60))
+    out = tmp_path / "f"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segdl", "-q", "-o", str(out), fault_server.url("/f")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "f.part").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert time.monotonic() - sent < 1.5
+    assert not out.exists() and (tmp_path / "f.part").exists()

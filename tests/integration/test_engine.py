@@ -270,9 +270,9 @@ def test_existing_output_is_never_clobbered(
 def test_cancel_stops_promptly_and_keeps_nothing_at_the_name(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
-    """Setting the cancel event stops every connection within a second."""
+    """Setting the cancel event stops every connection within a second, even stalled ones."""
     fault_server.add_file("/f.bin", make_data(8 * MIB))
-    fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=200_000))
+    fault_server.set_faults("/f.bin", Faults(stall_after=1000, stall_s=30))
     cancel = threading.Event()
     threading.Timer(0.5, cancel.set).start()
     started = time.monotonic()
