@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo's tests/ package
 
-from tests.server import FaultServer  # noqa: E402
+from tests.server import FaultServer
 
 SIZE_BYTES = 64 * 1024 * 1024
 

@@ -1,0 +1,244 @@
+"""Benchmark segdl against aria2c, axel and curl on loopback nginx: ``python -m bench.run``.
+
+Every scenario runs every tool `--repeat` times, interleaved (tool A, B, C, A, B, C, ...) so
+drift hits all tools alike; the report shows medians.  Data lives in a temp dir that is deleted
+at the end; outputs go to the same filesystem and are deleted after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `tests.nginx` lives beside `bench`
+    sys.path.insert(0, str(REPO))
+
+from bench.measure import Measurement, measure  # noqa: E402
+from bench.report import Row, render_notes, render_table  # noqa: E402
+from bench.scenarios import Scenario, build_scenarios, format_size  # noqa: E402
+from bench.shaper import Shaper  # noqa: E402
+from bench.tools import TOOLS, Tool, probe_version  # noqa: E402
+from tests.nginx import Nginx, nginx_binary, write_random_file  # noqa: E402
+
+_SPACE_MARGIN_BYTES = 512 << 20
+_LOG_SETTLE_POLLS = 20
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """What every run shares: where outputs go, the child environment, repeats, timeout."""
+
+    out_dir: Path
+    env: dict[str, str]
+    repeat: int
+    timeout_s: float
+
+
+def _csv(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}: got {text!r}")
+        return names
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--scenarios",
+        type=_csv(list(build_scenarios(False))),
+        default=list(build_scenarios(False)),
+        help="comma list, default all",
+    )
+    p.add_argument(
+        "--tools", type=_csv(list(TOOLS)), default=list(TOOLS), help="comma list, default all"
+    )
+    p.add_argument(
+        "--repeat", type=_positive_int, help="runs per tool and scenario (default 3, quick 1)"
+    )
+    p.add_argument("--quick", action="store_true", help="small files, 1 repeat: a smoke run")
+    p.add_argument("--timeout", type=float, help="seconds per run (default 300, quick 60)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where the temp data dir goes (needs space for files + one output)",
+    )
+    p.add_argument("--out", type=Path, help="also write the report to this file")
+    return p.parse_args(argv)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for every tool: segdl importable from src/ even if not installed."""
+    env = dict(os.environ)
+    src = str(REPO / "src")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _check_space(workdir: Path, sizes: set[int]) -> None:
+    need = sum(sizes) + max(sizes) + _SPACE_MARGIN_BYTES
+    free = shutil.disk_usage(workdir).free
+    if free < need:
+        raise SystemExit(f"{workdir}: {free >> 20} MiB free, need {need >> 20} MiB")
+
+
+@contextmanager
+def _origin(nginx: Nginx, scenario: Scenario, name: str) -> Iterator[str]:
+    """The URL of `name` for this scenario: nginx directly, or a fresh shaper in front."""
+    if scenario.shaper is None:
+        yield nginx.url(name)
+        return
+    with Shaper(("127.0.0.1", nginx.port), scenario.shaper) as shaper:
+        yield shaper.url(name)
+
+
+def run_scenario(
+    scenario: Scenario, tools: Sequence[Tool], nginx: Nginx, sha256: str, plan: Plan
+) -> dict[str, Row]:
+    """All runs of every tool in one scenario, interleaved; rows by tool name."""
+    name = f"data-{scenario.size_bytes}.bin"
+    out = plan.out_dir / name
+    runs: dict[str, list[Measurement]] = {t.name: [] for t in tools}
+    for _ in range(plan.repeat):
+        for tool in tools:
+            skip = len(nginx.access_log())
+            with _origin(nginx, scenario, name) as url:
+                m = measure(tool.build_argv(url, out), out, sha256, scenario.size_bytes,
+                            plan.env, plan.timeout_s)  # fmt: skip
+            m = _with_server_view(m, nginx, skip)
+            runs[tool.name].append(m)
+            status = f"{m.wall_s:.2f} s" if m.ok else f"FAIL {m.error}"
+            print(f"  {scenario.name:9} {tool.name:7} {status}", file=sys.stderr, flush=True)
+    return {t.name: Row(scenario, t.name, tuple(runs[t.name])) for t in tools}
+
+
+def _with_server_view(m: Measurement, nginx: Nginx, skip: int) -> Measurement:
+    """Add what nginx logged for this run: connections, requests, body bytes sent."""
+    entries = nginx.access_log()[skip:]
+    # nginx logs a request when it is done with it, which may trail the client's exit a little.
+    for _ in range(_LOG_SETTLE_POLLS):
+        time.sleep(0.05)
+        again = nginx.access_log()[skip:]
+        if len(again) == len(entries):
+            break
+        entries = again
+    return dataclasses.replace(
+        m,
+        server_connections=len({e["connection"] for e in entries}),
+        server_requests=len(entries),
+        server_bytes=sum(e["body_bytes_sent"] for e in entries),
+    )
+
+
+def _nginx_version() -> str:
+    done = subprocess.run([str(nginx_binary()), "-v"], capture_output=True, text=True)
+    return (done.stderr or done.stdout).strip().removeprefix("nginx version: ")
+
+
+def _header(args: argparse.Namespace, versions: dict[str, str]) -> str:
+    command = "python -m bench.run " + shlex.join(args.argv)
+    lines = [
+        "# segdl benchmark",
+        "",
+        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- command: `{command.strip()}`",
+        f"- machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {_nginx_version()}",
+        f"- tools: {'; '.join(f'{k}: {v}' for k, v in versions.items())}",
+        f"- {args.repeat} run(s) per cell, interleaved; wall and CPU are medians, peak RSS the max",
+        "- the page cache is not dropped between runs (that needs privileges a benchmark should"
+        " not assume): nginx serves the source from memory after its first read; outputs are"
+        " deleted and `sync`ed after every run",
+    ]
+    return "\n".join(lines)
+
+
+def _probe_tools(
+    names: Sequence[str], env: dict[str, str]
+) -> tuple[dict[str, Tool], dict[str, str], dict[str, str]]:
+    """(usable tools, version lines, why each unusable tool cannot run)."""
+    usable: dict[str, Tool] = {}
+    versions: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        version, why = probe_version(TOOLS[name], env)
+        if why is None:
+            usable[name] = TOOLS[name]
+        else:
+            missing[name] = why
+        versions[name] = version or "missing"
+    return usable, versions, missing
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate data, start nginx, run everything, print the report; 1 if any run failed.
+
+    A missing tool is reported in its rows but does not fail the run.
+    """
+    scenarios = [build_scenarios(args.quick)[n] for n in args.scenarios]
+    env = child_env()
+    tools, versions, missing = _probe_tools(args.tools, env)
+    sizes = {s.size_bytes for s in scenarios}
+    _check_space(args.workdir, sizes)
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        data_dir = Path(tempfile.mkdtemp(prefix="segdl-bench-", dir=args.workdir))
+        stack.callback(shutil.rmtree, data_dir, True)
+        plan = Plan(data_dir / "out", env, args.repeat, args.timeout)
+        www = data_dir / "www"
+        www.mkdir()
+        print(f"generating {', '.join(format_size(s) for s in sorted(sizes))} in {www}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        digests = {s: write_random_file(www / f"data-{s}.bin", s, seed=s) for s in sizes}
+        nginx = stack.enter_context(Nginx(www))
+        for sc in scenarios:
+            measured = run_scenario(sc, list(tools.values()), nginx, digests[sc.size_bytes], plan)
+            rows += [measured.get(n) or Row(sc, n, not_run=missing[n]) for n in args.tools]
+    report = "\n\n".join([_header(args, versions), render_table(rows),
+                          render_notes(rows, scenarios)]) + "\n"  # fmt: skip
+    print(report)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report)
+    return 0 if all(r.failure is None or r.not_run is not None for r in rows) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m bench.run``."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw)
+    args.argv = raw
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.timeout is None:
+        args.timeout = 60.0 if args.quick else 300.0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
