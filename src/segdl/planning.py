@@ -9,6 +9,12 @@ The file is a list of :class:`Segment` s; each is written front to back from its
    midpoint, as long as both halves stay at least ``min_split_bytes``;
 3. in the end game, when nothing is large enough to split, a *race*: it streams the same
    tail as the slowest connection. Whoever delivers a byte first writes it; the loser stops.
+   A connection far slower than its peers is raced before anything is split, and a raced
+   range can still be split like any other.
+
+A connection running at under a quarter of its peers' median rate, with more than a second
+still to go, is told to stop and its remainder becomes free work (for a fresh connection):
+a slow path is usually a property of one connection, not of the file.
 
 The invariant that keeps the file correct: a byte is written only at the segment frontier and
 the frontier moves only forward, under one lock, so no byte is ever written twice and none is
@@ -18,6 +24,7 @@ skipped. No I/O happens here; the engine calls in with byte counts and the time.
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 from dataclasses import dataclass, field
 
@@ -30,7 +37,16 @@ _RACE_SPEED_RATIO = 0.5
 # ...and would still need this long on its own; a race costs a new request and duplicate bytes.
 _RACE_MIN_ETA_S = 0.3
 # Before this much time or data a connection's rate is noise, so it is never raced.
-_RATE_MIN_ELAPSED_S = 0.25
+_RATE_MIN_ELAPSED_S = 0.2
+# A connection this much slower than the median of its peers, with this long still to go on
+# its own, gives its range back and is replaced by a fresh connection: a slow path or a slow
+# server node is a property of the connection, so a new one is usually fast (aria2 offers the
+# absolute form, --lowest-speed-limit; this relative form needs no tuning).
+_REPLACE_RATIO = 0.25
+_REPLACE_GRACE_S = 0.2
+_REPLACE_MIN_ETA_S = 1.0
+_REPLACE_CHECK_INTERVAL_S = 0.1
+_REPLACE_MIN_PEERS = 3
 
 
 @dataclass(slots=True, eq=False)
@@ -61,6 +77,7 @@ class Claim:
     received_bytes: int = 0
     has_led: bool = False
     active: bool = True
+    next_check_s: float = 0.0
 
     def rate_bytes_per_s(self, now_s: float) -> float | None:
         elapsed_s = now_s - self.started_s
@@ -91,6 +108,8 @@ class Planner:
         self._best_rate_bytes_per_s = 0.0
         self.splits = 0
         self.races = 0
+        self.replacements = 0
+        self._max_replacements = 2 * connections
         # Aligning split points only makes sense when ranges are much larger than the alignment.
         self._align = _ALIGN if min_split_bytes >= 2 * _ALIGN else 1
         count = max(1, min(connections, size_bytes // min_split_bytes))
@@ -114,7 +133,7 @@ class Planner:
     def next_claim(self, now_s: float) -> Claim | None:
         """Work for an idle connection, or None when there is none worth taking right now."""
         with self._lock:
-            segment = self._unowned() or self._split_largest() or self._race_victim(now_s)
+            segment = self._unowned() or self._race_victim(now_s) or self._split_largest()
             if segment is None:
                 return None
             request = ByteRange(segment.pos, segment.end)
@@ -161,6 +180,11 @@ class Planner:
                 or claim.stream_pos >= min(segment.end, claim.request.end)
                 or overtaken
             )
+            if not stop and now_s >= claim.next_check_s:
+                claim.next_check_s = now_s + _REPLACE_CHECK_INTERVAL_S
+                stop = self._should_replace(claim, now_s)
+                if stop:
+                    self.replacements += 1
             if stop:
                 self._release_locked(claim, now_s)
             skip_bytes = write.start - chunk_start if write.length else n_bytes
@@ -180,12 +204,36 @@ class Planner:
         if rate is not None:
             self._best_rate_bytes_per_s = max(self._best_rate_bytes_per_s, rate)
 
+    def _should_replace(self, claim: Claim, now_s: float) -> bool:
+        """Is this connection so much slower than its peers that a new one should take over?"""
+        if (
+            self.replacements >= self._max_replacements
+            or now_s - claim.started_s < _REPLACE_GRACE_S
+            or len(claim.segment.claims) > 1  # already raced
+        ):
+            return False
+        rate = claim.rate_bytes_per_s(now_s)
+        peers = [
+            peer_rate
+            for segment in self.segments
+            for peer in segment.claims
+            if peer is not claim and (peer_rate := peer.rate_bytes_per_s(now_s)) is not None
+        ]
+        if rate is None or len(peers) < _REPLACE_MIN_PEERS:
+            return False
+        reference = statistics.median(peers)
+        if rate >= _REPLACE_RATIO * reference:
+            return False
+        remaining = claim.segment.end - claim.segment.pos
+        eta_s = remaining / rate if rate > 0 else float("inf")
+        return eta_s > max(_REPLACE_MIN_ETA_S, 2 * remaining / reference)
+
     def _unowned(self) -> Segment | None:
         free = [s for s in self.segments if s.remaining_bytes > 0 and not s.claims]
         return max(free, key=lambda s: s.remaining_bytes, default=None)
 
     def _split_largest(self) -> Segment | None:
-        held = [s for s in self.segments if len(s.claims) == 1]
+        held = [s for s in self.segments if s.claims]
         victim = max(held, key=lambda s: s.remaining_bytes, default=None)
         if victim is None or victim.remaining_bytes < 2 * self.min_split_bytes:
             return None

@@ -76,6 +76,14 @@ class PartFile:
         except OSError as exc:
             raise _local_error(exc, "cannot write", self.path) from exc
 
+    def sync_data(self) -> None:
+        """Push written bytes to the disk now (``fdatasync``), so the final ``fsync`` before
+        the rename has little left to do; thread-safe, may run while others write."""
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            raise _local_error(exc, "cannot sync", self.path) from exc
+
     def finalize(self, expected_size_bytes: int | None) -> Path:
         """Verify, sync and move the file to its final name; return that name."""
         try:

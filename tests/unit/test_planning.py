@@ -160,3 +160,34 @@ def test_zero_size_is_finished_from_the_start(connections: int) -> None:
     planner = Planner(0, connections, 1024)
     assert planner.finished
     assert planner.next_claim(0.0) is None
+
+
+def test_a_much_slower_connection_gives_its_range_back() -> None:
+    """A connection at 1/20 of its peers' median rate is stopped; its remainder is retaken."""
+    mib = 1024 * 1024
+    planner = Planner(64 * mib, 4, mib)
+    claims = [planner.next_claim(0.0) for _ in range(4)]
+    assert all(c is not None for c in claims)
+    fast, slow = claims[:3], claims[3]
+    assert slow is not None
+    for t in (0.1, 0.2, 0.3):
+        for claim in fast:
+            assert claim is not None
+            assert not planner.advance(claim, 500_000, t).stop
+        advance = planner.advance(slow, 25_000, t)
+    assert advance.stop and planner.replacements == 1
+    retaken = planner.next_claim(0.3)
+    assert retaken is not None and retaken.segment is slow.segment
+    assert retaken.request.start == slow.segment.pos
+
+
+def test_connections_of_similar_speed_are_never_replaced() -> None:
+    """Rates within a factor of 4 of the median do not trigger replacement."""
+    mib = 1024 * 1024
+    planner = Planner(64 * mib, 4, mib)
+    claims = [planner.next_claim(0.0) for _ in range(4)]
+    for step in range(1, 30):
+        for i, claim in enumerate(claims):
+            assert claim is not None
+            assert not planner.advance(claim, 100_000 * (i + 1), step * 0.1).stop
+    assert planner.replacements == 0
