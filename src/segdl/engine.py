@@ -62,7 +62,7 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 def download(
     url: str,
-    output: str | Path | None = None,
+    dest: str | Path | None = None,
     *,
     directory: str | Path | None = None,
     connections: int = 8,
@@ -71,15 +71,16 @@ def download(
     timeout_s: float = 30.0,
     headers: Mapping[str, str] | None = None,
     user_agent: str | None = None,
-    listener: ProgressListener = silent,
+    progress: ProgressListener | None = None,
     transport: Transport | None = None,
     cancel: threading.Event | None = None,
 ) -> Result:
-    """Download ``url`` to ``output`` (or ``directory``/name-from-URL) over many connections.
+    """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
-    Returns a :class:`~segdl.models.Result`; raises a :class:`~segdl.errors.SegdlError`
-    subclass on failure. Setting ``cancel`` stops the download and raises
-    :class:`~segdl.errors.Cancelled`.
+    ``progress`` receives :mod:`segdl.progress` events from the calling thread a few times a
+    second (default: none). Returns a :class:`~segdl.models.Result`; raises a
+    :class:`~segdl.errors.SegdlError` subclass on failure. Setting ``cancel`` stops the
+    download and raises :class:`~segdl.errors.Cancelled`.
     """
     extra: dict[str, object] = {}
     if user_agent is not None:
@@ -92,12 +93,13 @@ def download(
         headers=dict(headers or {}),
         **extra,  # type: ignore[arg-type]
     )
-    path = output_path(url, output, directory)
+    path = output_path(url, dest, directory)
     owned = transport is None
     active = transport or Urllib3Transport(
         max_connections_per_host=max(options.connections, 1) + 1, timeout_s=timeout_s
     )
     try:
+        listener = progress or silent
         return Download(url, path, options, active, listener, cancel or threading.Event()).run()
     finally:
         if owned:

@@ -31,8 +31,8 @@ class DownloadOptions:
     """A range that fails this many times in a row without a new byte fails the download."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.connections <= 256:
-            raise UsageError(f"connections must be between 1 and 256, not {self.connections}")
+        if self.connections < 1:
+            raise UsageError(f"connections must be at least 1, not {self.connections}")
         if self.min_split_bytes < 1:
             raise UsageError("the minimum split size must be at least 1 byte")
         if not self.timeout_s > 0:

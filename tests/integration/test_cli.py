@@ -109,8 +109,17 @@ def test_json_progress_events(
     assert code == ExitCode.OK
     events = [json.loads(line) for line in out.splitlines()]
     assert events[0]["event"] == "DownloadStarted"
-    assert events[-1]["event"] == "DownloadFinished"
+    assert events[-2]["event"] == "DownloadFinished"
+    assert events[-1]["event"] == "Summary" and events[-1]["exit_code"] == 0
     assert events[-1]["size_bytes"] == 2 * 1024 * 1024
+
+
+def test_json_summary_on_failure(fault_server: FaultServer, tmp_path: Path) -> None:
+    """A failed run still ends --progress json with a summary carrying the exit code."""
+    code, out, _ = run_cli("--progress", "json", "-o", str(tmp_path / "f"), fault_server.url("/x"))
+    summary = json.loads(out.splitlines()[-1])
+    assert code == ExitCode.SERVER_ERROR
+    assert summary["event"] == "Summary" and summary["exit_code"] == code and not summary["ok"]
 
 
 def test_python_dash_m_and_version() -> None:
@@ -148,3 +157,17 @@ def test_ctrl_c_exits_130_promptly_and_leaves_no_final_file(
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert time.monotonic() - sent < 1.5
     assert not out.exists() and (tmp_path / "f.part").exists()
+
+
+@pytest.mark.parametrize("mode", ["bar", "plain", "none", "auto"])
+def test_every_progress_mode_downloads(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, mode: str
+) -> None:
+    """Each display mode runs a download to the end; nothing but JSON ever goes to stdout."""
+    fault_server.add_file("/f", make_data(1024 * 1024))
+    fault_server.set_faults("/f", Faults(ignore_range=True))  # also shows a notice
+    code, out, err = run_cli("--progress", mode, "-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert code == ExitCode.OK and out == ""
+    assert "saved" in err
+    if mode != "bar":
+        assert "server ignored Range" in err

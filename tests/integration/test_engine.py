@@ -99,7 +99,7 @@ def test_200_to_first_range_means_one_stream(
     fault_server.set_faults("/f.bin", Faults(ignore_range=True))
     events = Recorder()
     result = segdl.download(
-        fault_server.url("/f.bin"), tmp_path / "o", connections=8, listener=events
+        fault_server.url("/f.bin"), tmp_path / "o", connections=8, progress=events
     )
     assert (tmp_path / "o").read_bytes() == data
     assert not result.ranged and result.connections_used == 1
@@ -157,7 +157,7 @@ def test_unbelievable_range_responses_are_never_written(
     fault_server.set_faults("/f.bin", faults)
     events = Recorder()
     result = segdl.download(
-        fault_server.url("/f.bin"), tmp_path / "o", connections=6, listener=events
+        fault_server.url("/f.bin"), tmp_path / "o", connections=6, progress=events
     )
     assert (tmp_path / "o").read_bytes() == data
     assert not result.ranged

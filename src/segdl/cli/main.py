@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress",
         choices=["auto", "bar", "plain", "json", "none"],
         default="auto",
-        help="auto: a bar when stderr is a terminal, else none; json: events on stdout",
+        help="auto (default): a bar when stderr is a terminal, else plain lines every few "
+        "seconds; json: one JSON object per line on stdout, ending with a summary",
     )
     parser.add_argument("--version", action="version", version=f"segdl {__version__}")
     return parser
@@ -113,14 +114,27 @@ def main(
             timeout_s=args.timeout,
             headers=headers,
             user_agent=args.user_agent,
-            listener=display,
+            progress=display,
         )
     except (segdl.SegdlError, OSError, KeyboardInterrupt) as exc:
         display.close()
+        code = exit_code_for(exc)
         print(f"segdl: error: {_one_line(exc)}", file=stderr)
-        return int(exit_code_for(exc))
+        if args.progress == "json":
+            _json_summary(stdout, code, error=_one_line(exc))
+        return int(code)
     display.close()
-    if not args.quiet and args.progress != "json":
+    if args.progress == "json":
+        _json_summary(
+            stdout,
+            ExitCode.OK,
+            path=str(result.path),
+            size_bytes=result.size_bytes,
+            elapsed_s=result.elapsed_s,
+            connections=result.connections_used,
+            ranged=result.ranged,
+        )
+    elif not args.quiet:
         rate = result.size_bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
         from segdl.cli.display import human_bytes
 
@@ -131,6 +145,15 @@ def main(
             file=stderr,
         )
     return int(ExitCode.OK)
+
+
+def _json_summary(stdout: IO[str], code: ExitCode, **fields: object) -> None:
+    """The last line of ``--progress json``: how the run ended, whatever happened."""
+    import json
+
+    record = {"event": "Summary", "ok": code is ExitCode.OK, "exit_code": int(code), **fields}
+    stdout.write(json.dumps(record) + "\n")
+    stdout.flush()
 
 
 def run() -> None:
@@ -161,7 +184,7 @@ def _make_display(mode: str, quiet: bool, stdout: IO[str], stderr: IO[str]) -> D
         return display.PlainDisplay(stderr, quiet=quiet)
     if mode == "bar" or (mode == "auto" and stderr.isatty()):
         return display.RichDisplay(stderr)
-    return display.SilentDisplay(stderr, quiet=quiet)
+    return display.PlainDisplay(stderr, quiet=quiet)
 
 
 def _one_line(exc: BaseException) -> str:
