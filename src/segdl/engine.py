@@ -363,6 +363,8 @@ class Download:
 
     def _progress(self, size_bytes: int | None, done_bytes: int, connections: int) -> None:
         now = self.clock()
+        if not self._rates:
+            self._rates.append((self._started_s, 0))
         self._rates.append((now, done_bytes))
         while len(self._rates) > 2 and now - self._rates[0][0] > _RATE_WINDOW_S:
             self._rates.popleft()
