@@ -20,7 +20,9 @@
     │   ├── RemoteChanged                    validator differs from the first contact
     │   └── ShortBody                        body ended before the promised length
     ├── LocalFileError (OSError)             disk, permissions, paths
-    │   └── OutputExists (FileExistsError)   would clobber an existing file
+    │   ├── OutputExists (FileExistsError)   would clobber an existing file
+    │   ├── OutputLocked                     another segdl is writing this output
+    │   └── StateInvalid                     resume state unreadable, corrupt or foreign
     ├── IntegrityError                       the finished file is not what was promised
     └── Cancelled                            stopped on request (Ctrl-C, API cancel)
 
@@ -166,6 +168,24 @@ class OutputExists(LocalFileError, FileExistsError):
     def __init__(self, path: str) -> None:
         super().__init__(f"output file exists: {path} (use --overwrite to replace it)")
         self.path = path
+
+
+class OutputLocked(LocalFileError):
+    """Another process (or download) owns this output; its bytes are never interleaved."""
+
+    def __init__(self, path: str, owner: str) -> None:
+        super().__init__(f"{path} is being downloaded by another segdl ({owner})")
+        self.path = path
+        self.owner = owner
+
+
+class StateInvalid(LocalFileError):
+    """A resume state file cannot be trusted; the partial download it describes is dropped."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"resume state {path} is not usable: {why}")
+        self.path = path
+        self.why = why
 
 
 class IntegrityError(SegdlError):
