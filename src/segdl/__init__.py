@@ -47,6 +47,9 @@ if TYPE_CHECKING:
         OutputExists as OutputExists,
     )
     from segdl.errors import (
+        OutputLocked as OutputLocked,
+    )
+    from segdl.errors import (
         ProtocolError as ProtocolError,
     )
     from segdl.errors import (
@@ -63,6 +66,9 @@ if TYPE_CHECKING:
     )
     from segdl.errors import (
         ShortBody as ShortBody,
+    )
+    from segdl.errors import (
+        StateInvalid as StateInvalid,
     )
     from segdl.errors import (
         TimeoutError_ as TimeoutError_,
@@ -124,10 +130,12 @@ _EXPORTS = {
             "LocalFileError",
             "NetworkError",
             "OutputExists",
+            "OutputLocked",
             "ProtocolError",
             "RangeNotHonoured",
             "RemoteChanged",
             "SegdlError",
+            "StateInvalid",
             "ServerError",
             "ShortBody",
             "TimeoutError_",

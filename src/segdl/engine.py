@@ -14,14 +14,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from segdl import resume as resuming
 from segdl.errors import (
     Cancelled,
     ContentRangeMismatch,
     HTTPStatusError,
-    LocalFileError,
     NetworkError,
     ProtocolError,
     RangeNotHonoured,
@@ -32,7 +33,7 @@ from segdl.errors import (
     UsageError,
 )
 from segdl.fetch import open_range, stream_claim, stream_to_end
-from segdl.models import Resource, Result
+from segdl.models import ByteRange, Resource, Result, Validator
 from segdl.options import MIB, DownloadOptions
 from segdl.planning import Claim, Planner
 from segdl.probe import FirstContact, Mode, first_contact
@@ -47,7 +48,8 @@ from segdl.progress import (
     silent,
 )
 from segdl.ranges import filename_from_url
-from segdl.storage import PartFile, check_output_free
+from segdl.state import DownloadState, OwnerLock
+from segdl.storage import PartFile, check_output_free, part_path
 from segdl.transport import Response, Transport, Urllib3Transport
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,12 @@ log = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 0.25
 _IDLE_POLL_S = 0.05
 _RATE_WINDOW_S = 3.0
-_FLUSH_INTERVAL_S = 1.0
 # Statuses worth another attempt on a range (RFC 9110 §15.5.9, §15.6; RFC 6585 §4).
 _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# A redirect target answering these after the download began is likely an expired signed URL.
+_EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
+# A file that keeps changing under us is not downloaded forever.
+_MAX_RESTARTS = 2
 
 
 def download(
@@ -74,13 +79,18 @@ def download(
     progress: ProgressListener | None = None,
     transport: Transport | None = None,
     cancel: threading.Event | None = None,
+    resume: bool = True,
+    lock_wait_s: float = 0.0,
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
     ``progress`` receives :mod:`segdl.progress` events from the calling thread a few times a
     second (default: none). Returns a :class:`~segdl.models.Result`; raises a
     :class:`~segdl.errors.SegdlError` subclass on failure. Setting ``cancel`` stops the
-    download and raises :class:`~segdl.errors.Cancelled`.
+    download and raises :class:`~segdl.errors.Cancelled`. A partial download left at the
+    same place by an earlier run is resumed when it can be trusted (``resume=False``: start
+    over); another process writing the same output raises
+    :class:`~segdl.errors.OutputLocked` unless it finishes within ``lock_wait_s``.
     """
     extra: dict[str, object] = {}
     if user_agent is not None:
@@ -91,6 +101,8 @@ def download(
         overwrite=overwrite,
         timeout_s=timeout_s,
         headers=dict(headers or {}),
+        resume=resume,
+        lock_wait_s=lock_wait_s,
         **extra,  # type: ignore[arg-type]
     )
     path = output_path(url, dest, directory)
@@ -155,34 +167,134 @@ class Download:
         self._single_done_bytes = 0
         self._started_s = 0.0
         self._rates: collections.deque[tuple[float, int]] = collections.deque()
+        self._caller = threading.current_thread()
+        self._pending_notices: collections.deque[Notice] = collections.deque()
+        self._resource = Resource(url, url, None, False, Validator())
+        self._resolve_lock = threading.Lock()
+        self._expired: set[str] = set()
+        self._checkpointer: resuming.Checkpointer | None = None
+        self._written_source: Callable[[], list[ByteRange]] = list
 
     def run(self) -> Result:
         self._started_s = self.clock()
-        part: PartFile | None = None
+        lock = OwnerLock(self.path)
         try:
-            check_output_free(self.path, overwrite=self.options.overwrite)
-            contact = first_contact(self.transport, self.url, self.options)
-            part = PartFile(self.path, overwrite=self.options.overwrite)
-            with _Flusher(part):
-                resource, ranged, connections = self._fetch(contact, part)
-            part.finalize(resource.size_bytes)
-            log.debug("finalized after %.3f s", self.clock() - self._started_s)
+            lock.acquire(wait_s=self.options.lock_wait_s)
+            try:
+                return self._run_locked(lock)
+            finally:
+                lock.release()
         except BaseException as exc:
-            error = exc
-            if isinstance(exc, KeyboardInterrupt):
-                error = Cancelled("interrupted")
-            if part is not None:
-                part.close()
+            error = Cancelled("interrupted") if isinstance(exc, KeyboardInterrupt) else exc
             self.listener(DownloadFailed(self.url, error, self.clock() - self._started_s))
             if error is exc:
                 raise
             raise error from exc
-        elapsed_s = self.clock() - self._started_s
-        size = resource.size_bytes or 0
-        self.listener(DownloadFinished(self.url, self.path, size, elapsed_s))
-        return Result(self.url, self.path, size, elapsed_s, connections, ranged)
 
-    def _fetch(self, contact: FirstContact, part: PartFile) -> tuple[Resource, bool, int]:
+    def _run_locked(self, lock: OwnerLock) -> Result:
+        state: DownloadState | None = None
+        if self.options.resume:
+            state, why_not = resuming.load_resumable(self.path, self.url)
+            if why_not is not None:
+                self._notice(NoticeKind.RESUME_DISCARDED, f"not resuming: {why_not}")
+                resuming.discard(self.path)
+        else:
+            resuming.discard(self.path)
+        if state is not None and state.complete:
+            recovered = self._recover_finished(state)
+            if recovered is not None:
+                return recovered
+        check_output_free(self.path, overwrite=self.options.overwrite)
+        for _ in range(_MAX_RESTARTS + 1):
+            try:
+                return self._attempt(state, lock)
+            except RemoteChanged as exc:
+                self._notice(NoticeKind.REMOTE_CHANGED, f"{exc}; starting over")
+                resuming.discard(self.path)
+                state = None
+        raise RemoteChanged(self.url, f"changed {_MAX_RESTARTS + 1} times while downloading")
+
+    def _recover_finished(self, state: DownloadState) -> Result | None:
+        """A previous run synced every byte but stopped around the rename: finish its job."""
+        if part_path(self.path).exists():
+            part = PartFile(self.path, overwrite=self.options.overwrite, resume=True)
+            part.finalize(state.size_bytes)
+        elif not (self.path.is_file() and self.path.stat().st_size == state.size_bytes):
+            resuming.discard(self.path)  # the state is all that is left: drop it
+            return None
+        resuming.finish(self.path)
+        self._notice(NoticeKind.RESUMED, "completed the rename an earlier run had begun")
+        elapsed_s = self.clock() - self._started_s
+        self.listener(DownloadFinished(self.url, self.path, state.size_bytes, elapsed_s))
+        return Result(self.url, self.path, state.size_bytes, elapsed_s, 0, True)
+
+    def _attempt(self, state: DownloadState | None, lock: OwnerLock) -> Result:
+        """One go at the file: resume ``state`` if given, else from scratch."""
+        missing = state.missing() if state is not None else None
+        if state is not None and missing:
+            if_range = resuming.if_range_value(state.etag, state.last_modified)
+            # Bounded: an open-ended range would make the server push bytes we already have.
+            first_missing = missing[0]
+            contact = first_contact(
+                self.transport,
+                self.url,
+                self.options,
+                start=first_missing.start,
+                end=first_missing.end,
+                if_range=if_range,
+            )
+            self._check_resumable(state, contact)
+        elif state is not None:  # every byte is there; only the final steps are missing
+            contact = FirstContact(_resource_of(self.url, state), Mode.RANGED, None)
+        else:
+            contact = first_contact(self.transport, self.url, self.options)
+        self._resource = contact.resource
+        part = PartFile(self.path, overwrite=self.options.overwrite, resume=state is not None)
+        try:
+            size = contact.resource.size_bytes
+            if size is None or contact.mode is Mode.EMPTY:
+                resource, ranged, connections = self._fetch(contact, part, missing)
+            else:
+                template = resuming.state_for(self.url, contact.resource, [], lock.token)
+                if state is not None:
+                    template = replace(template, done=state.done)
+                with resuming.Checkpointer(
+                    self.path, part, template, self._written_now, lock, self.clock
+                ) as checkpointer:
+                    self._checkpointer = checkpointer
+                    resource, ranged, connections = self._fetch(contact, part, missing)
+                    checkpointer.complete()
+            part.finalize(resource.size_bytes)
+            resuming.finish(self.path)
+        finally:
+            part.close()
+            self._checkpointer = None
+        elapsed_s = self.clock() - self._started_s
+        log.debug("finalized after %.3f s", elapsed_s)
+        size_bytes = resource.size_bytes or 0
+        self.listener(DownloadFinished(self.url, self.path, size_bytes, elapsed_s))
+        return Result(self.url, self.path, size_bytes, elapsed_s, connections, ranged)
+
+    def _check_resumable(self, state: DownloadState, contact: FirstContact) -> None:
+        why = mismatch_reason(state, contact)
+        if why is not None:
+            if contact.response is not None:
+                contact.response.close()
+            raise RemoteChanged(contact.resource.final_url, why)
+        if state.etag is None and state.last_modified is None:
+            self._notice(
+                NoticeKind.RESUMED,
+                "the server gives no validator: resuming because the size is unchanged",
+            )
+        done, size = state.done_bytes, state.size_bytes
+        self._notice(NoticeKind.RESUMED, f"resuming with {done} of {size} bytes already here")
+
+    def _written_now(self) -> list[ByteRange]:
+        return self._written_source()
+
+    def _fetch(
+        self, contact: FirstContact, part: PartFile, missing: list[ByteRange] | None
+    ) -> tuple[Resource, bool, int]:
         """Get every byte into ``part``; return the resource as finally known."""
         if contact.mode is Mode.EMPTY:
             self._started(contact.resource, ranged=False, connections=0)
@@ -190,7 +302,7 @@ class Download:
             return contact.resource, False, 0
         if contact.mode is Mode.RANGED:
             try:
-                connections = self._fetch_ranged(contact, part)
+                connections = self._fetch_ranged(contact, part, missing)
                 return contact.resource, True, connections
             except _SwitchToSingleStream as switch:
                 self._notice(NoticeKind.FALLBACK_SINGLE_STREAM, switch.reason)
@@ -201,22 +313,29 @@ class Download:
 
     # -- many connections -------------------------------------------------------------------
 
-    def _fetch_ranged(self, contact: FirstContact, part: PartFile) -> int:
+    def _fetch_ranged(
+        self, contact: FirstContact, part: PartFile, missing: list[ByteRange] | None
+    ) -> int:
         resource = contact.resource
-        assert resource.size_bytes is not None and contact.response is not None
+        assert resource.size_bytes is not None
         planner = Planner(
-            resource.size_bytes, self.options.connections, self.options.min_split_bytes
+            resource.size_bytes, self.options.connections, self.options.min_split_bytes, missing
         )
+        self._written_source = planner.written_ranges
         part.allocate(resource.size_bytes)
-        first = planner.claim_first(contact.first_range_end, self.clock())
-        self._register(contact.response)
-        workers = planner.initial_connections
+        first: Claim | None = None
+        if contact.response is not None and contact.first_range is not None:
+            first_range = contact.first_range
+            first = planner.claim_first(first_range.start, first_range.end, self.clock())
+            self._register(contact.response)
+        workers = min(planner.initial_connections, self.options.connections)
         self._started(resource, ranged=True, connections=workers)
+        if workers == 0:
+            return 0
         with cf.ThreadPoolExecutor(workers, thread_name_prefix="segdl") as pool:
-            futures = [pool.submit(self._worker, planner, resource, part, first, contact.response)]
+            futures = [pool.submit(self._worker, planner, part, first, contact.response)]
             futures += [
-                pool.submit(self._worker, planner, resource, part, None, None)
-                for _ in range(workers - 1)
+                pool.submit(self._worker, planner, part, None, None) for _ in range(workers - 1)
             ]
             self._supervise(futures, resource.size_bytes, lambda: planner.done_bytes)
         log.debug("plan: %d splits, %d races", planner.splits, planner.races)
@@ -227,7 +346,6 @@ class Download:
     def _worker(
         self,
         planner: Planner,
-        resource: Resource,
         part: PartFile,
         claim: Claim | None,
         response: Response | None,
@@ -245,6 +363,7 @@ class Download:
                         self._work_changed.wait(_IDLE_POLL_S)
                     continue
             received_before = claim.received_bytes
+            resource = self._resource
             try:
                 if response is None:
                     response = open_range(self.transport, resource, claim.request, self._headers)
@@ -264,16 +383,21 @@ class Download:
                 raise _SwitchToSingleStream(str(exc)) from exc
             except (NetworkError, ShortBody, HTTPStatusError) as exc:
                 planner.release(claim, self.clock())
-                if _is_permanent(exc):
+                if self._halt.is_set():  # our own abort broke the connection
+                    raise Cancelled("download stopped") from exc
+                if isinstance(exc, HTTPStatusError) and self._re_resolve(resource, exc):
+                    pass  # an expired signed URL was renewed: retry at once
+                elif _is_permanent(exc):
                     raise
-                failures = 0 if claim.received_bytes > received_before else failures + 1
-                if failures >= self.options.max_attempts_without_progress:
-                    if planner.active_claims == 0:
-                        raise
-                    log.warning("giving up one connection after %d failures: %s", failures, exc)
-                    return
-                self._notice(NoticeKind.CONNECTION_RETRY, f"retrying a range: {exc}")
-                self._halt.wait(min(2.0, 0.1 * 2**failures))
+                else:
+                    failures = 0 if claim.received_bytes > received_before else failures + 1
+                    if failures >= self.options.max_attempts_without_progress:
+                        if planner.active_claims == 0:
+                            raise
+                        log.warning("giving up a connection after %d failures: %s", failures, exc)
+                        return
+                    self._notice(NoticeKind.CONNECTION_RETRY, f"retrying a range: {exc}")
+                    self._halt.wait(min(2.0, 0.1 * 2**failures))
             except BaseException:
                 planner.release(claim, self.clock())
                 raise
@@ -303,7 +427,15 @@ class Download:
                 raise ProtocolError(f"server answered a plain GET with a partial body ({self.url})")
             response, resource = contact.response, contact.resource
             _check_same_file(known, resource)
-        part.allocate(0)  # bytes from earlier ranged responses are not mixed with this body
+        # Bytes from earlier ranged responses are never mixed with this body: first the state
+        # stops claiming them, then the file forgets them.
+        self._single_done_bytes = 0
+        self._written_source = self._single_written
+        if self._checkpointer is not None:
+            self._checkpointer.save()
+        part.allocate(0)
+        if resource.size_bytes is not None:
+            part.allocate(resource.size_bytes)
         self._started(resource, ranged=False, connections=1)
         self._register(response)
 
@@ -349,6 +481,10 @@ class Download:
                 for future in done:
                     if future.exception() is not None:
                         raise _first_error(futures)
+                self._flush_notices()
+                checkpointer = self._checkpointer
+                if checkpointer is not None and checkpointer.error is not None:
+                    raise checkpointer.error
                 self._progress(size_bytes, done_bytes(), len(pending))
                 if self.cancel.is_set():
                     raise Cancelled("download cancelled")
@@ -359,6 +495,7 @@ class Download:
             self._abort_all()
             cf.wait(futures)
             self._halt.clear()
+            self._flush_notices()
             raise
 
     def _progress(self, size_bytes: int | None, done_bytes: int, connections: int) -> None:
@@ -383,7 +520,42 @@ class Download:
 
     def _notice(self, kind: NoticeKind, message: str) -> None:
         log.info("%s: %s", self.url, message)
-        self.listener(Notice(self.url, kind, message))
+        notice = Notice(self.url, kind, message)
+        if threading.current_thread() is self._caller:
+            self.listener(notice)
+        else:  # listeners are only ever called from the caller's thread
+            self._pending_notices.append(notice)
+
+    def _flush_notices(self) -> None:
+        while self._pending_notices:
+            self.listener(self._pending_notices.popleft())
+
+    def _re_resolve(self, used: Resource, error: HTTPStatusError) -> bool:
+        """An expired signed URL? Ask the original URL again for a fresh target, once per
+        target. True if requests should go on against ``self._resource``."""
+        if error.status not in _EXPIRED_STATUSES or used.final_url == used.url:
+            return False
+        with self._resolve_lock:
+            if self._resource.final_url != used.final_url:
+                return True  # another connection renewed it meanwhile
+            if used.final_url in self._expired or used.size_bytes is None:
+                return False
+            self._expired.add(used.final_url)
+            contact = first_contact(
+                self.transport, self.url, self.options, start=max(0, used.size_bytes - 1)
+            )
+            if contact.response is not None:
+                contact.response.close()
+            fresh = contact.resource
+            why = _resource_mismatch(used, fresh)
+            if why is not None:
+                raise RemoteChanged(fresh.final_url, why)
+            self._resource = replace(used, final_url=fresh.final_url)
+        self._notice(NoticeKind.URL_RENEWED, f"{error.status} from the redirect target: renewed")
+        return True
+
+    def _single_written(self) -> list[ByteRange]:
+        return [ByteRange(0, self._single_done_bytes)]
 
     def _since(self, claim: Claim) -> float:
         return self.clock() - claim.started_s
@@ -418,38 +590,30 @@ def _first_error(futures: Sequence[cf.Future[Any]]) -> BaseException:
 
 
 def _check_same_file(known: Resource, fresh: Resource) -> None:
+    why = _resource_mismatch(known, fresh)
+    if why is not None:
+        raise RemoteChanged(fresh.final_url, why)
+
+
+def _resource_mismatch(known: Resource, fresh: Resource) -> str | None:
     if known.size_bytes is not None and fresh.size_bytes not in (None, known.size_bytes):
-        raise RemoteChanged(fresh.final_url, f"size {fresh.size_bytes} is not {known.size_bytes}")
+        return f"size {fresh.size_bytes} is not {known.size_bytes}"
     old, new = known.validator, fresh.validator
     if old.etag and new.etag and old.etag != new.etag:
-        raise RemoteChanged(fresh.final_url, f"ETag {new.etag} is not {old.etag}")
+        return f"ETag {new.etag} is not {old.etag}"
+    if old.last_modified and new.last_modified and old.last_modified != new.last_modified:
+        return f"Last-Modified {new.last_modified} is not {old.last_modified}"
+    return None
 
 
-class _Flusher:
-    """Syncs the ``.part`` file's data every second while bytes flow, in its own thread.
+def mismatch_reason(state: DownloadState, contact: FirstContact) -> str | None:
+    """Why a fresh first contact shows the partial data is not of the current file."""
+    if contact.mode is not Mode.RANGED:
+        return f"the server sent the whole file, not the missing part ({contact.reason})"
+    return resuming.mismatch(state, contact.resource)
 
-    Writeback then overlaps the transfer instead of all landing in the final ``fsync``
-    (a whole 1 GiB at the end otherwise).
-    """
 
-    def __init__(self, part: PartFile, interval_s: float = _FLUSH_INTERVAL_S) -> None:
-        self._part = part
-        self._interval_s = interval_s
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="segdl-flush", daemon=True)
-
-    def __enter__(self) -> _Flusher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._done.wait(self._interval_s):
-            try:
-                self._part.sync_data()
-            except LocalFileError as exc:  # the final fsync will report it, with context
-                log.debug("background sync failed: %s", exc)
-                return
+def _resource_of(url: str, state: DownloadState) -> Resource:
+    """The resource as a state file remembers it (for finishing without the network)."""
+    validator = Validator(etag=state.etag, last_modified=state.last_modified)
+    return Resource(url, url, state.size_bytes, True, validator)

@@ -39,9 +39,13 @@ def open_range(
     headers: Mapping[str, str],
 ) -> Response:
     """Request ``asked`` from the final URL; return the response only if it can be believed."""
-    response = transport.request(
-        "GET", resource.final_url, {**headers, "Range": range_header(asked)}
-    )
+    request_headers = {**headers, "Range": range_header(asked)}
+    if_range = resource.validator.strong_etag or resource.validator.last_modified
+    if if_range is not None:
+        # RFC 9110 §13.1.5: a changed file then comes back as 200, never as a 206 of the
+        # new version spliced into the old one. Weak ETags are never used here.
+        request_headers["If-Range"] = if_range
+    response = transport.request("GET", resource.final_url, request_headers)
     try:
         check_range_response(response, resource, asked)
     except BaseException:
@@ -57,6 +61,7 @@ def check_range_response(response: Response, resource: Resource, asked: ByteRang
     if status >= 400:
         raise HTTPStatusError(url, status, response.reason)
     if status != 206:
+        _check_validator(response, resource)  # a 200 after If-Range: the file changed
         raise RangeNotHonoured(url, asked, status)
     encodings = [
         v for v in response.header_values("Content-Encoding") if v.strip().lower() != "identity"
@@ -123,6 +128,7 @@ def stream_claim(
         if advance.write.length:
             start = advance.skip_bytes
             part.write_at(advance.write.start, buffer[start : start + advance.write.length])
+            planner.mark_written(claim.segment, advance.write)
         if advance.stop:
             return
 

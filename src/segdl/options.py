@@ -29,6 +29,10 @@ class DownloadOptions:
     max_redirects: int = 10
     max_attempts_without_progress: int = 5
     """A range that fails this many times in a row without a new byte fails the download."""
+    resume: bool = True
+    """Continue a partial download found at the output path, if it can be trusted."""
+    lock_wait_s: float = 0.0
+    """How long to wait for another process downloading to the same output."""
 
     def __post_init__(self) -> None:
         if self.connections < 1:
@@ -39,6 +43,8 @@ class DownloadOptions:
             raise UsageError("the timeout must be positive")
         if self.buffer_bytes < 64 * 1024:
             raise UsageError("the read buffer must be at least 64 KiB")
+        if self.lock_wait_s < 0:
+            raise UsageError("the lock wait cannot be negative")
         if self.max_redirects < 0:
             raise UsageError("max redirects cannot be negative")
         for name, value in self.headers.items():

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from segdl.models import ByteRange
@@ -57,6 +58,10 @@ class Segment:
     pos: int
     end: int
     claims: list[Claim] = field(default_factory=list)
+    written_pos: int = 0
+    """[start, written_pos) is on disk (pwrite returned); trails ``pos`` while writes run."""
+    written_ahead: dict[int, int] = field(default_factory=dict)
+    """Writes that completed beyond ``written_pos`` (start -> end), waiting for the gap."""
 
     @property
     def remaining_bytes(self) -> int:
@@ -99,7 +104,14 @@ class Advance:
 class Planner:
     """Shared, lock-protected plan for one file of known size."""
 
-    def __init__(self, size_bytes: int, connections: int, min_split_bytes: int) -> None:
+    def __init__(
+        self,
+        size_bytes: int,
+        connections: int,
+        min_split_bytes: int,
+        missing: Sequence[ByteRange] | None = None,
+    ) -> None:
+        """Plan ``missing`` (default: the whole file; on resume, what is not yet durable)."""
         if size_bytes < 0 or connections < 1 or min_split_bytes < 1:
             raise ValueError("size must be >= 0, connections and min split >= 1")
         self.size_bytes = size_bytes
@@ -112,9 +124,30 @@ class Planner:
         self._max_replacements = 2 * connections
         # Aligning split points only makes sense when ranges are much larger than the alignment.
         self._align = _ALIGN if min_split_bytes >= 2 * _ALIGN else 1
-        count = max(1, min(connections, size_bytes // min_split_bytes))
-        bounds = [self._aligned(size_bytes * i // count) for i in range(count)] + [size_bytes]
-        self.segments = [Segment(start, start, end) for start, end in itertools.pairwise(bounds)]
+        todo = [r for r in (missing or [ByteRange(0, size_bytes)]) if r.length]
+        if any(r.end > size_bytes for r in todo):
+            raise ValueError("a missing range lies beyond the end of the file")
+        self._done_before = _complement(todo, size_bytes)
+        self.segments = self._initial_segments(todo, connections)
+
+    def _initial_segments(self, todo: list[ByteRange], connections: int) -> list[Segment]:
+        """Share ``connections`` among the ranges to fetch, longest first, each piece at
+        least ``min_split_bytes``; every range gets at least one segment."""
+        pieces = [1] * len(todo)
+        total = sum(r.length for r in todo)
+        budget = max(len(todo), min(connections, total // self.min_split_bytes))
+        for _ in range(budget - len(todo)):
+            best = max(range(len(todo)), key=lambda i: todo[i].length / pieces[i], default=None)
+            if best is None or todo[best].length // (pieces[best] + 1) < self.min_split_bytes:
+                break
+            pieces[best] += 1
+        segments = []
+        for r, count in zip(todo, pieces, strict=True):
+            bounds = [r.start]
+            bounds += [self._aligned(r.start + r.length * i // count) for i in range(1, count)]
+            bounds.append(r.end)
+            segments += [Segment(a, a, b, written_pos=a) for a, b in itertools.pairwise(bounds)]
+        return segments
 
     @property
     def initial_connections(self) -> int:
@@ -128,7 +161,26 @@ class Planner:
     @property
     def done_bytes(self) -> int:
         with self._lock:
-            return sum(s.pos - s.start for s in self.segments)
+            before = sum(r.length for r in self._done_before)
+            return before + sum(s.pos - s.start for s in self.segments)
+
+    def mark_written(self, segment: Segment, window: ByteRange) -> None:
+        """``window`` (from :meth:`advance`) is now written to the file."""
+        with self._lock:
+            if window.start != segment.written_pos:
+                segment.written_ahead[window.start] = window.end  # a race wrote out of order
+                return
+            end = window.end
+            while end in segment.written_ahead:
+                end = segment.written_ahead.pop(end)
+            segment.written_pos = end
+
+    def written_ranges(self) -> list[ByteRange]:
+        """Every byte range known to be written (not necessarily synced yet)."""
+        with self._lock:
+            ranges = list(self._done_before)
+            ranges += [ByteRange(s.start, s.written_pos) for s in self.segments]
+        return sorted((r for r in ranges if r.length), key=lambda r: r.start)
 
     def next_claim(self, now_s: float) -> Claim | None:
         """Work for an idle connection, or None when there is none worth taking right now."""
@@ -141,13 +193,13 @@ class Planner:
             segment.claims.append(claim)
             return claim
 
-    def claim_first(self, request_end: int, now_s: float) -> Claim:
-        """Claim the segment at byte 0 for the first-contact stream, already under way."""
+    def claim_first(self, start: int, request_end: int, now_s: float) -> Claim:
+        """Claim the segment starting at ``start`` for the first-contact stream, under way."""
         with self._lock:
-            segment = self.segments[0]
-            if segment.claims or segment.pos != 0:
-                raise ValueError("the first segment is already taken")
-            claim = Claim(segment, ByteRange(0, request_end), 0, now_s)
+            segment = next((s for s in self.segments if s.start == start), None)
+            if segment is None or segment.claims or segment.pos != start:
+                raise ValueError(f"no free segment starts at {start}")
+            claim = Claim(segment, ByteRange(start, request_end), start, now_s)
             segment.claims.append(claim)
             return claim
 
@@ -240,7 +292,7 @@ class Planner:
         mid = self._aligned(victim.pos + victim.remaining_bytes // 2)
         if mid - victim.pos < self.min_split_bytes:  # alignment moved it too far back
             mid = victim.pos + victim.remaining_bytes // 2
-        tail = Segment(mid, mid, victim.end)
+        tail = Segment(mid, mid, victim.end, written_pos=mid)
         victim.end = mid
         self.segments.append(tail)
         self.splits += 1
@@ -271,3 +323,15 @@ class Planner:
 
     def _aligned(self, offset: int) -> int:
         return offset - offset % self._align
+
+
+def _complement(ranges: Sequence[ByteRange], size_bytes: int) -> list[ByteRange]:
+    """The parts of [0, size) not covered by ``ranges``."""
+    gaps, cursor = [], 0
+    for r in sorted(ranges, key=lambda r: r.start):
+        if r.start > cursor:
+            gaps.append(ByteRange(cursor, r.start))
+        cursor = max(cursor, r.end)
+    if cursor < size_bytes:
+        gaps.append(ByteRange(cursor, size_bytes))
+    return gaps

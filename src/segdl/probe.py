@@ -15,13 +15,20 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urljoin, urlsplit
 
-from segdl.errors import HTTPStatusError, InvalidHeader, ProtocolError, TooManyRedirects
-from segdl.models import Resource, Validator
+from segdl.errors import (
+    HTTPStatusError,
+    InvalidHeader,
+    ProtocolError,
+    RemoteChanged,
+    TooManyRedirects,
+)
+from segdl.models import ByteRange, Resource, Validator
 from segdl.options import DownloadOptions
 from segdl.ranges import (
     open_range_header,
     parse_content_length,
     parse_content_range,
+    range_header,
     single_header,
 )
 from segdl.transport import Response, Transport
@@ -46,28 +53,41 @@ class FirstContact:
     mode: Mode
     response: Response | None
     """The open response; its body starts at byte 0. None for :attr:`Mode.EMPTY`."""
-    first_range_end: int = 0
-    """For :attr:`Mode.RANGED`: the body of ``response`` ends before this byte."""
+    first_range: ByteRange | None = None
+    """For :attr:`Mode.RANGED`: the bytes the body of ``response`` carries."""
     reason: str = ""
     """Why this mode, for notices and logs."""
 
 
 def first_contact(
-    transport: Transport, url: str, options: DownloadOptions, *, ranged: bool = True
+    transport: Transport,
+    url: str,
+    options: DownloadOptions,
+    *,
+    ranged: bool = True,
+    start: int = 0,
+    end: int | None = None,
+    if_range: str | None = None,
 ) -> FirstContact:
     """Send the first request, following redirects, and classify the answer.
 
-    With ``ranged=False`` no ``Range`` is sent (the fallback when ranges cannot be trusted).
+    It asks for ``bytes=start-`` (when resuming: ``start`` up to ``end``, the first missing
+    range, with ``if_range`` so a changed file comes back whole as a 200). With
+    ``ranged=False`` no ``Range`` is sent (the fallback when ranges cannot be trusted).
     """
     headers = options.request_headers()
     if ranged:
-        headers["Range"] = open_range_header(0)
+        headers["Range"] = (
+            open_range_header(start) if end is None else range_header(ByteRange(start, end))
+        )
+        if if_range is not None:
+            headers["If-Range"] = if_range
     current = url
     seen = {url}
     for _ in range(options.max_redirects + 1):
         response = transport.request("GET", current, headers)
         if response.status not in _REDIRECTS:
-            return _classify(url, current, response, ranged=ranged)
+            return _classify(url, current, response, ranged=ranged, start=start)
         location = single_header("Location", response.header_values("Location"))
         response.close()
         if location is None:
@@ -83,7 +103,9 @@ def first_contact(
     raise TooManyRedirects(url, options.max_redirects)
 
 
-def _classify(url: str, final_url: str, response: Response, *, ranged: bool) -> FirstContact:
+def _classify(
+    url: str, final_url: str, response: Response, *, ranged: bool, start: int
+) -> FirstContact:
     status = response.status
     try:
         if status >= 400 and not (status == 416 and ranged):
@@ -110,14 +132,16 @@ def _classify(url: str, final_url: str, response: Response, *, ranged: bool) -> 
             single_header("Content-Range", response.header_values("Content-Range")) or ""
         )
         response.close()
-        if content_range.total == 0:
+        if content_range.total == 0 and start == 0:
             return FirstContact(resource(0, True), Mode.EMPTY, None, reason="empty file")
+        if start > 0:  # resuming beyond the end: the file is not the one we had
+            raise RemoteChanged(final_url, f"size is now {content_range.total}")
         raise ProtocolError(f"server refused 'Range: bytes=0-' for a non-empty file ({url})")
     if status == 204 or (status in (200, 206) and length == 0 and not chunked):
         response.close()
         return FirstContact(resource(0, status == 206), Mode.EMPTY, None, reason="empty body")
     if status == 206:
-        return _classify_partial(response, resource, length, encoded)
+        return _classify_partial(response, resource, length, encoded, start)
     if status != 200:
         response.close()
         raise ProtocolError(f"unexpected status {status} {response.reason} from {final_url}")
@@ -132,14 +156,15 @@ def _classify_partial(
     resource: Callable[[int | None, bool], Resource],
     length: int | None,
     encoded: str | None,
+    start: int,
 ) -> FirstContact:
     try:
         header = single_header("Content-Range", response.header_values("Content-Range"))
         if header is None:
             raise InvalidHeader("Content-Range", "", "missing on a 206 response")
         content_range = parse_content_range(header)
-        if content_range.start != 0 or not content_range.satisfied:
-            raise InvalidHeader("Content-Range", header, "does not start at byte 0 as asked")
+        if content_range.start != start or not content_range.satisfied:
+            raise InvalidHeader("Content-Range", header, f"does not start at byte {start}")
         if length is not None and length != content_range.end - content_range.start:
             raise InvalidHeader("Content-Length", str(length), f"disagrees with {header}")
     except InvalidHeader as exc:
@@ -159,7 +184,7 @@ def _classify_partial(
         resource(content_range.total, True),
         Mode.RANGED,
         response,
-        content_range.end,
+        ByteRange(content_range.start, content_range.end),
         reason="ranges supported",
     )
 

@@ -53,6 +53,10 @@ class DownloadFailed:
 class NoticeKind(Enum):
     FALLBACK_SINGLE_STREAM = "fallback-single-stream"
     CONNECTION_RETRY = "connection-retry"
+    RESUMED = "resumed"
+    RESUME_DISCARDED = "resume-discarded"
+    REMOTE_CHANGED = "remote-changed"
+    URL_RENEWED = "url-renewed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,21 +39,24 @@ def check_output_free(final_path: Path, *, overwrite: bool) -> None:
 class PartFile:
     """An open ``.part`` file for one download. Thread-safe for :meth:`write_at`."""
 
-    def __init__(self, final_path: Path, *, overwrite: bool) -> None:
+    def __init__(self, final_path: Path, *, overwrite: bool, resume: bool = False) -> None:
+        """Create an empty ``.part``, or with ``resume`` open the existing one as it is."""
         self.final_path = final_path
         self.path = part_path(final_path)
         self.overwrite = overwrite
         check_output_free(final_path, overwrite=overwrite)
-        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+        if not resume:
+            flags |= os.O_CREAT | os.O_TRUNC
         try:
             self._fd = os.open(self.path, flags, 0o600)
         except OSError as exc:
-            raise _local_error(exc, "cannot create", self.path) from exc
+            raise local_error(exc, "cannot create", self.path) from exc
         try:
             os.fchmod(self._fd, 0o600)  # an older .part may have had another mode
         except OSError as exc:
             self.close()
-            raise _local_error(exc, "cannot set mode of", self.path) from exc
+            raise local_error(exc, "cannot set mode of", self.path) from exc
 
     @property
     def fileno(self) -> int:
@@ -64,7 +67,7 @@ class PartFile:
         try:
             os.ftruncate(self._fd, size_bytes)
         except OSError as exc:
-            raise _local_error(exc, "cannot size", self.path) from exc
+            raise local_error(exc, "cannot size", self.path) from exc
 
     def write_at(self, offset: int, data: memoryview) -> None:
         """Write all of ``data`` at ``offset``; safe to call from many threads at once."""
@@ -74,7 +77,7 @@ class PartFile:
                 data = data[written:]
                 offset += written
         except OSError as exc:
-            raise _local_error(exc, "cannot write", self.path) from exc
+            raise local_error(exc, "cannot write", self.path) from exc
 
     def sync_data(self) -> None:
         """Push written bytes to the disk now (``fdatasync``), so the final ``fsync`` before
@@ -82,7 +85,7 @@ class PartFile:
         try:
             os.fdatasync(self._fd)
         except OSError as exc:
-            raise _local_error(exc, "cannot sync", self.path) from exc
+            raise local_error(exc, "cannot sync", self.path) from exc
 
     def finalize(self, expected_size_bytes: int | None) -> Path:
         """Verify, sync and move the file to its final name; return that name."""
@@ -99,11 +102,11 @@ class PartFile:
                 os.replace(self.path, self.final_path)
             else:
                 _rename_no_clobber(self.path, self.final_path)
-            _sync_directory(self.final_path.parent)
+            sync_directory(self.final_path.parent)
         except OSError as exc:
             if isinstance(exc, OutputExists):
                 raise
-            raise _local_error(exc, "cannot finalize", self.final_path) from exc
+            raise local_error(exc, "cannot finalize", self.final_path) from exc
         return self.final_path
 
     def close(self) -> None:
@@ -134,7 +137,7 @@ def _rename_no_clobber(source: Path, target: Path) -> None:
     os.unlink(source)
 
 
-def _sync_directory(directory: Path) -> None:
+def sync_directory(directory: Path) -> None:
     """Make the rename durable (POSIX: a directory entry is only durable after fsync)."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -162,7 +165,8 @@ def _current_umask() -> int:
     return mask
 
 
-def _local_error(exc: OSError, what: str, path: Path) -> LocalFileError:
+def local_error(exc: OSError, what: str, path: Path) -> LocalFileError:
+    """``exc`` as a LocalFileError saying what failed on which path (ELOOP: a symlink)."""
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     if exc.errno == errno.ELOOP:
         reason = "refusing to follow a symlink"

@@ -107,6 +107,7 @@ class _Urllib3Response:
             fp if isinstance(fp, http.client.HTTPResponse) else None
         )
         self._received_bytes = 0
+        self._aborted = False
 
     @property
     def status(self) -> int:
@@ -148,14 +149,15 @@ class _Urllib3Response:
         return n
 
     def abort(self) -> None:
+        self._aborted = True
         shutdown = getattr(self._raw, "shutdown", None)  # urllib3 >= 2.3
         if shutdown is not None:
-            with suppress(OSError):
+            with suppress(OSError, ValueError):  # ValueError: no socket (yet, or any more)
                 shutdown()
 
     def close(self) -> None:
         finished = self._fp is None or self._fp.isclosed()
-        if not finished:
+        if self._aborted or not finished:
             self._raw.close()  # closes the socket: the rest of the body is never read
         self._raw.release_conn()
 

@@ -184,12 +184,33 @@ def test_unbelievable_first_contact_falls_back_to_plain_get(
     assert [r.range for r in fault_server.requests] == ["bytes=0-", None]
 
 
-def test_changed_etag_stops_and_never_mixes_versions(
+def test_changed_etag_starts_over_and_never_mixes_versions(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
-    """A range answered with another ETag fails the download; nothing at the final name."""
-    fault_server.add_file("/f.bin", make_data(4 * MIB))
+    """A range answered for another ETag drops everything fetched and starts over."""
+    data = make_data(4 * MIB)
+    fault_server.add_file("/f.bin", data)
     fault_server.set_faults("/f.bin", Faults(change_etag_after=1))
+    events = Recorder()
+    segdl.download(fault_server.url("/f.bin"), tmp_path / "o", connections=4, progress=events)
+    assert (tmp_path / "o").read_bytes() == data
+    assert events.notices(NoticeKind.REMOTE_CHANGED)
+    assert [r.range for r in fault_server.requests].count("bytes=0-") == 2
+
+
+def test_a_file_that_keeps_changing_fails_cleanly(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """If every attempt sees another version, the download stops with RemoteChanged."""
+    fault_server.add_file("/f.bin", make_data(4 * MIB))
+    swaps = iter(range(1000))
+
+    def new_version(record: RequestRecord) -> bool:
+        if record.range != "bytes=0-":
+            fault_server.replace_file("/f.bin", make_data(4 * MIB, seed=next(swaps)))
+        return False
+
+    fault_server.set_faults("/f.bin", Faults(when=new_version))
     with pytest.raises(segdl.RemoteChanged):
         segdl.download(fault_server.url("/f.bin"), tmp_path / "o", connections=4)
     assert not (tmp_path / "o").exists()
@@ -228,6 +249,9 @@ def test_error_status_fails_fast_without_output(fault_server: FaultServer, tmp_p
     with pytest.raises(segdl.HTTPStatusError) as info:
         segdl.download(fault_server.url("/missing"), tmp_path / "o")
     assert info.value.status == 404
+    deadline = time.monotonic() + 2  # the server logs a response once it has fully ended
+    while not fault_server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(fault_server.requests) == 1
     assert list(tmp_path.iterdir()) == []
 

@@ -8,7 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segdl.models import ByteRange
 from segdl.planning import Claim, Planner
+
+
+def _merged(ranges: list[ByteRange]) -> list[ByteRange]:
+    out: list[ByteRange] = []
+    for r in sorted(ranges, key=lambda r: r.start):
+        if out and r.start <= out[-1].end:
+            out[-1] = ByteRange(out[-1].start, max(out[-1].end, r.end))
+        else:
+            out.append(r)
+    return out
 
 
 class Simulation:
@@ -30,12 +41,17 @@ class Simulation:
         assert advance.skip_bytes + advance.write.length <= n_bytes
         for offset in range(advance.write.start, advance.write.end):
             self.writes[offset] += 1
+        if advance.write.length:
+            self.planner.mark_written(claim.segment, advance.write)
         return not advance.stop
 
-    def check_complete(self) -> None:
+    def check_complete(self, already_done: int = 0) -> None:
         assert self.planner.finished
         assert self.planner.done_bytes == self.planner.size_bytes
-        assert set(self.writes) <= {1}, "some byte was written twice or never"
+        assert self.writes.count(1) == self.planner.size_bytes - already_done
+        assert set(self.writes) <= {0, 1}, "some byte was written twice"
+        size = self.planner.size_bytes
+        assert _merged(self.planner.written_ranges()) == ([ByteRange(0, size)] if size else [])
 
 
 @settings(max_examples=300, deadline=None)
@@ -43,14 +59,20 @@ class Simulation:
     size=st.integers(0, 4000),
     connections=st.integers(1, 10),
     min_split=st.integers(1, 700),
+    cuts=st.lists(st.integers(0, 4000), max_size=8),
     data=st.data(),
 )
 def test_every_byte_written_exactly_once(
-    size: int, connections: int, min_split: int, data: st.DataObject
+    size: int, connections: int, min_split: int, cuts: list[int], data: st.DataObject
 ) -> None:
-    """Under any interleaving of reads, failures, steals and races, each byte lands once."""
-    planner = Planner(size, connections, min_split)
+    """Under any interleaving of reads, failures, steals and races, each missing byte lands
+    once and bytes already done (a resume) are never fetched."""
+    bounds = sorted({0, size, *(c for c in cuts if c < size)})
+    pieces = [ByteRange(a, b) for a, b in itertools.pairwise(bounds)]
+    missing = pieces[::2] if cuts else None
+    planner = Planner(size, connections, min_split, missing)
     sim = Simulation(planner)
+    already_done = size - sum(r.length for r in missing) if missing is not None else 0
     active: list[Claim] = []
     for _ in range(planner.initial_connections):
         claim = planner.next_claim(sim.now_s)
@@ -80,7 +102,10 @@ def test_every_byte_written_exactly_once(
     while (claim := planner.next_claim(sim.now_s)) is not None:
         while sim.deliver(claim, 131):
             pass
-    sim.check_complete()
+    sim.check_complete(already_done)
+    if missing is not None:
+        for r in missing:
+            assert sim.writes[r.start : r.end] == b"\x01" * r.length
 
 
 @settings(max_examples=200, deadline=None)

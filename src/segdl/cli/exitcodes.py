@@ -11,6 +11,7 @@ from segdl.errors import (
     LocalFileError,
     NetworkError,
     OutputExists,
+    OutputLocked,
     ProtocolError,
     ServerError,
     TLSError,
@@ -40,14 +41,20 @@ class ExitCode(IntEnum):
     """The output file exists and --overwrite was not given."""
     INTEGRITY = 10
     """The finished file is not what the server promised."""
+    LOCKED = 11
+    """Another segdl is downloading to the same output."""
     INTERRUPTED = 130
-    """Stopped by Ctrl-C (128 + SIGINT)."""
+    """Stopped by Ctrl-C (128 + SIGINT); the download resumes when run again."""
+    TERMINATED = 143
+    """Stopped by SIGTERM (128 + 15); the download resumes when run again."""
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
     """The exit code for an error that ended a download."""
     if isinstance(error, OutputExists):
         return ExitCode.OUTPUT_EXISTS
+    if isinstance(error, OutputLocked):
+        return ExitCode.LOCKED
     if isinstance(error, UsageError):
         return ExitCode.USAGE
     if isinstance(error, LocalFileError):

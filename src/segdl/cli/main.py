@@ -7,9 +7,12 @@ script. Only this package prints.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from segdl._version import __version__
 from segdl.cli.exitcodes import ExitCode, exit_code_for
@@ -20,7 +23,8 @@ if TYPE_CHECKING:
 _EPILOG = """\
 exit codes: 0 ok, 1 generic, 2 usage, 3 local file, 4 network, 5 TLS, 6 auth,
 7 protocol (answer not believable, remote changed), 8 server error status,
-9 output exists, 10 integrity, 130 interrupted
+9 output exists, 10 integrity, 11 output locked by another segdl,
+130 interrupted (SIGINT), 143 terminated (SIGTERM); both leave a resumable download
 """
 
 
@@ -71,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="connect and idle-read timeout (default: 30)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over even if a resumable partial download exists (default: resume)",
+    )
+    parser.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another segdl writing the same output (default: fail at once)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument(
         "--progress",
@@ -102,23 +118,30 @@ def main(
     from segdl.options import parse_size
 
     display = _make_display(args.progress, args.quiet, stdout, stderr)
+    stop = _StopOnSignals()
     try:
         headers = _parse_headers(args.header)
-        result = segdl.download(
-            args.url,
-            args.output,
-            directory=args.dir,
-            connections=args.connections,
-            min_split_bytes=parse_size(args.min_split_size),
-            overwrite=args.overwrite,
-            timeout_s=args.timeout,
-            headers=headers,
-            user_agent=args.user_agent,
-            progress=display,
-        )
+        with stop:
+            result = segdl.download(
+                args.url,
+                args.output,
+                directory=args.dir,
+                connections=args.connections,
+                min_split_bytes=parse_size(args.min_split_size),
+                overwrite=args.overwrite,
+                timeout_s=args.timeout,
+                headers=headers,
+                user_agent=args.user_agent,
+                progress=display,
+                resume=not args.no_resume,
+                lock_wait_s=args.lock_wait,
+                cancel=stop.event,
+            )
     except (segdl.SegdlError, OSError, KeyboardInterrupt) as exc:
         display.close()
         code = exit_code_for(exc)
+        if stop.signum == signal.SIGTERM:
+            code = ExitCode.TERMINATED
         print(f"segdl: error: {_one_line(exc)}", file=stderr)
         if args.progress == "json":
             _json_summary(stdout, code, error=_one_line(exc))
@@ -159,6 +182,32 @@ def _json_summary(stdout: IO[str], code: ExitCode, **fields: object) -> None:
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+class _StopOnSignals:
+    """SIGINT and SIGTERM ask the download to stop cleanly (state saved, resumable); a
+    second signal exits at once, relying on the state already on disk."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            os._exit(128 + self.signum)
+        self.signum = signum
+        self.event.set()
 
 
 def _parse_headers(values: list[str]) -> dict[str, str]:

@@ -1,0 +1,207 @@
+"""Resume decisions and checkpoints: what on disk may be trusted, and keeping it that way.
+
+A partial download is trusted only when its state file is intact, was written for the same
+URL, and the server still has the same file (same size, same strong validator). Anything else
+is dropped whole: two versions of a file are never spliced. While bytes flow, a
+:class:`Checkpointer` syncs the data (``fdatasync``) and *then* records in the state which
+ranges that sync covered, so the state never claims a byte the disk may not have.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from segdl.errors import LocalFileError, OutputLocked, StateInvalid
+from segdl.models import ByteRange, Resource, Validator
+from segdl.state import (
+    DownloadState,
+    OwnerLock,
+    load_state,
+    merge_ranges,
+    redact_url,
+    remove_state,
+    save_state,
+    state_path,
+    url_digest,
+)
+from segdl.storage import PartFile, part_path
+
+log = logging.getLogger(__name__)
+
+# Save at most this often while bytes flow, and at least this often...
+_MIN_INTERVAL_S = 0.1
+_MAX_INTERVAL_S = 1.0
+# ...and in between as soon as this share of the file is newly written (so a crash loses
+# little of a small file, and a large file is not synced 10 times a second for nothing).
+_SHARE_PER_SAVE = 1 / 128
+_MIN_BYTES_PER_SAVE = 256 * 1024
+_POLL_S = 0.05
+
+
+def state_for(url: str, resource: Resource, done: list[ByteRange], owner: str) -> DownloadState:
+    """A state describing ``done`` of ``resource``; only a strong ETag is kept."""
+    assert resource.size_bytes is not None
+    return DownloadState(
+        url_digest=url_digest(url),
+        url_display=redact_url(url),
+        final_url_display=redact_url(resource.final_url),
+        size_bytes=resource.size_bytes,
+        etag=resource.validator.strong_etag,
+        last_modified=resource.validator.last_modified,
+        done=merge_ranges(done),
+        owner=owner,
+    )
+
+
+def if_range_value(etag: str | None, last_modified: str | None) -> str | None:
+    """The ``If-Range`` to send (RFC 9110 §13.1.5): a strong ETag, else the date; never a
+    weak ETag, which the server must not match for a range."""
+    if etag is not None and not etag.startswith("W/"):
+        return etag
+    return last_modified
+
+
+def mismatch(state: DownloadState, resource: Resource) -> str | None:
+    """Why the partial data in ``state`` is not of ``resource``, or None if it is."""
+    if resource.size_bytes != state.size_bytes:
+        return f"size is now {resource.size_bytes}, was {state.size_bytes}"
+    now: Validator = resource.validator
+    if state.etag is not None:
+        if now.strong_etag != state.etag:
+            return f"ETag is now {now.etag}, was {state.etag}"
+    elif state.last_modified is not None and now.last_modified != state.last_modified:
+        return f"Last-Modified is now {now.last_modified}, was {state.last_modified}"
+    return None
+
+
+def load_resumable(final_path: Path, url: str) -> tuple[DownloadState | None, str | None]:
+    """The state of a resumable partial download of ``url`` at ``final_path``, if any.
+
+    Returns ``(state, why_not)``: ``why_not`` explains a partial download that exists but
+    cannot be trusted; the caller discards it (keeping nothing of it) and says so.
+    """
+    part = part_path(final_path)
+    try:
+        state = load_state(state_path(final_path))
+    except StateInvalid as exc:
+        return None, exc.why
+    if state is None:
+        if part.exists() or part.is_symlink():
+            return None, "a .part file without resume state"
+        return None, None
+    if state.url_digest != url_digest(url):
+        return None, f"resume state is for another URL ({state.url_display})"
+    if not state.complete:
+        try:
+            size = part.lstat().st_size
+        except FileNotFoundError:
+            return None, "resume state without its .part file"
+        if not part.is_file() or size != state.size_bytes:
+            return None, f".part file has {size} bytes, expected {state.size_bytes}"
+    return state, None
+
+
+def discard(final_path: Path) -> None:
+    """Remove a partial download: its ``.part`` and its state (nothing else)."""
+    for path in (part_path(final_path), state_path(final_path)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise LocalFileError(exc.errno or 0, f"cannot remove {path}: {exc}", str(path)) from exc
+
+
+class Checkpointer:
+    """Keeps the state file in step with what is durable, from a background thread.
+
+    ``written`` returns the ranges whose ``pwrite`` has returned; a save snapshots it, syncs
+    the data, and only then records the snapshot. Also saves once more on exit (an orderly
+    stop, successful or not) unless told the download is being discarded.
+    """
+
+    def __init__(
+        self,
+        final_path: Path,
+        part: PartFile,
+        template: DownloadState,
+        written: Callable[[], list[ByteRange]],
+        lock: OwnerLock,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._state_path = state_path(final_path)
+        self._part = part
+        self._template = template
+        self._written = written
+        self._lock = lock
+        self._clock = clock
+        self._stop = threading.Event()
+        self._save_lock = threading.Lock()
+        self._saved_bytes = template.done_bytes
+        self._saved_s = clock()
+        self._threshold_bytes = max(_MIN_BYTES_PER_SAVE, int(template.size_bytes * _SHARE_PER_SAVE))
+        self.error: BaseException | None = None
+        self.discarded = False
+        self._completed = False
+        self._thread = threading.Thread(target=self._run, name="segdl-checkpoint", daemon=True)
+
+    def __enter__(self) -> Checkpointer:
+        self.save()  # the state exists from the first moment the .part does
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.discarded or self._completed:
+            return
+        try:
+            self.save()  # an orderly stop: what is on disk stays resumable
+        except (LocalFileError, OSError) as exc:
+            if exc_info[0] is None:
+                raise
+            log.debug("final checkpoint failed: %s", exc)  # the original error matters more
+
+    def complete(self) -> None:
+        """Every byte is written: sync and say so, before the rename."""
+        self.save(complete=True)
+        self._completed = True
+
+    def save(self, *, complete: bool = False) -> None:
+        """Sync the data, then record what that sync covered."""
+        with self._save_lock:
+            if not self._lock.still_held():
+                raise OutputLocked(str(self._state_path), "the lock was taken by another process")
+            done = self._written()
+            self._part.sync_data()
+            state = replace(self._template, done=merge_ranges(done), complete=complete)
+            save_state(self._state_path, state)
+            self._saved_bytes = state.done_bytes
+            self._saved_s = self._clock()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_POLL_S):
+            elapsed_s = self._clock() - self._saved_s
+            if elapsed_s < _MIN_INTERVAL_S:
+                continue
+            new_bytes = sum(r.length for r in self._written()) - self._saved_bytes
+            if new_bytes <= 0 or (
+                new_bytes < self._threshold_bytes and elapsed_s < _MAX_INTERVAL_S
+            ):
+                continue
+            try:
+                self.save()
+            except (LocalFileError, OSError) as exc:
+                self.error = exc  # the engine stops the download with it
+                log.debug("checkpoint failed: %s", exc)
+                return
+
+
+def finish(final_path: Path) -> None:
+    """After the rename: the state has served its purpose."""
+    remove_state(state_path(final_path))
