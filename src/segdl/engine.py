@@ -17,7 +17,11 @@ from pathlib import Path
 from segdl import resume as resuming
 from segdl.errors import (
     Cancelled,
+    HTTPStatusError,
+    NetworkError,
+    NoSpace,
     RemoteChanged,
+    ShortBody,
     UsageError,
 )
 from segdl.models import Resource, Result, Validator
@@ -32,8 +36,9 @@ from segdl.progress import (
     silent,
 )
 from segdl.ranges import filename_from_url
+from segdl.retry import RetryPolicy
 from segdl.state import DownloadState, OwnerLock
-from segdl.storage import PartFile, check_output_free, part_path
+from segdl.storage import PartFile, check_free_space, check_output_free, part_path
 from segdl.transfer import Transfer
 from segdl.transport import Transport, Urllib3Transport
 
@@ -59,6 +64,13 @@ def download(
     cancel: threading.Event | None = None,
     resume: bool = True,
     lock_wait_s: float = 0.0,
+    retries: int = 5,
+    retry_wait_s: float = 0.5,
+    max_retry_after_s: float = 300.0,
+    max_redirects: int = 10,
+    max_connections_per_host: int = 16,
+    lowest_speed_bytes_per_s: int | None = None,
+    max_size_bytes: int | None = None,
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
@@ -69,6 +81,9 @@ def download(
     same place by an earlier run is resumed when it can be trusted (``resume=False``: start
     over); another process writing the same output raises
     :class:`~segdl.errors.OutputLocked` unless it finishes within ``lock_wait_s``.
+    Transient failures are retried (``retries`` in a row per range without progress,
+    exponential backoff from ``retry_wait_s``, ``Retry-After`` honoured up to
+    ``max_retry_after_s``); a server turning extra connections away gets fewer of them.
     """
     extra: dict[str, object] = {}
     if user_agent is not None:
@@ -81,12 +96,20 @@ def download(
         headers=dict(headers or {}),
         resume=resume,
         lock_wait_s=lock_wait_s,
+        retries=retries,
+        retry_wait_s=retry_wait_s,
+        max_retry_after_s=max_retry_after_s,
+        max_redirects=max_redirects,
+        max_connections_per_host=max_connections_per_host,
+        lowest_speed_bytes_per_s=lowest_speed_bytes_per_s,
+        max_size_bytes=max_size_bytes,
         **extra,  # type: ignore[arg-type]
     )
     path = output_path(url, dest, directory)
     owned = transport is None
     active = transport or Urllib3Transport(
-        max_connections_per_host=max(options.connections, 1) + 1, timeout_s=timeout_s
+        max_connections_per_host=min(options.connections, options.max_connections_per_host) + 1,
+        timeout_s=timeout_s,
     )
     try:
         listener = progress or silent
@@ -190,19 +213,20 @@ class Download:
             if_range = resuming.if_range_value(state.etag, state.last_modified)
             # Bounded: an open-ended range would make the server push bytes we already have.
             first_missing = missing[0]
-            contact = first_contact(
-                self.transport,
-                self.url,
-                self.options,
-                start=first_missing.start,
-                end=first_missing.end,
-                if_range=if_range,
+            contact = self._first_contact(
+                start=first_missing.start, end=first_missing.end, if_range=if_range
             )
             self._check_resumable(state, contact)
         elif state is not None:  # every byte is there; only the final steps are missing
             contact = FirstContact(_resource_of(self.url, state), Mode.RANGED, None)
         else:
-            contact = first_contact(self.transport, self.url, self.options)
+            contact = self._first_contact()
+        try:
+            self._check_size(contact.resource.size_bytes, state)
+        except BaseException:
+            if contact.response is not None:
+                contact.response.close()
+            raise
         transfer = Transfer(
             self.url,
             self.path,
@@ -237,6 +261,41 @@ class Download:
         size_bytes = resource.size_bytes or 0
         self.listener(DownloadFinished(self.url, self.path, size_bytes, elapsed_s))
         return Result(self.url, self.path, size_bytes, elapsed_s, connections, ranged)
+
+    def _first_contact(
+        self, *, start: int = 0, end: int | None = None, if_range: str | None = None
+    ) -> FirstContact:
+        """The first request, retried while the failure is transient (503, resets...)."""
+        policy = RetryPolicy(
+            attempts=self.options.retries,
+            base_wait_s=self.options.retry_wait_s,
+            max_retry_after_s=self.options.max_retry_after_s,
+        )
+        while True:
+            try:
+                return first_contact(
+                    self.transport, self.url, self.options, start=start, end=end, if_range=if_range
+                )
+            except (NetworkError, ShortBody, HTTPStatusError) as exc:
+                policy = policy.after(exc, progressed=False)
+                if not policy.may_retry(exc, time.time()):
+                    raise
+                wait_s = policy.wait_s(exc, time.time())
+                self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {exc}")
+                if self.cancel.wait(wait_s):
+                    raise Cancelled("download cancelled") from exc
+
+    def _check_size(self, size_bytes: int | None, state: DownloadState | None) -> None:
+        """Refuse, before any byte is written, a file over --max-size or over the free space."""
+        if size_bytes is None:
+            return
+        limit = self.options.max_size_bytes
+        if limit is not None and size_bytes > limit:
+            raise NoSpace(
+                str(self.path), f"file is {size_bytes} bytes, more than the maximum of {limit}"
+            )
+        needed = size_bytes - (state.done_bytes if state is not None else 0)
+        check_free_space(self.path, needed)
 
     def _check_resumable(self, state: DownloadState, contact: FirstContact) -> None:
         why = mismatch_reason(state, contact)

@@ -22,7 +22,8 @@
     ├── LocalFileError (OSError)             disk, permissions, paths
     │   ├── OutputExists (FileExistsError)   would clobber an existing file
     │   ├── OutputLocked                     another segdl is writing this output
-    │   └── StateInvalid                     resume state unreadable, corrupt or foreign
+    │   ├── StateInvalid                     resume state unreadable, corrupt or foreign
+    │   └── NoSpace                          the file would not fit (or exceeds --max-size)
     ├── IntegrityError                       the finished file is not what was promised
     └── Cancelled                            stopped on request (Ctrl-C, API cancel)
 
@@ -78,12 +79,16 @@ class ServerError(SegdlError):
 class HTTPStatusError(ServerError):
     """The server answered with an error status; its body is never stored."""
 
-    def __init__(self, url: str, status: int, reason: str = "") -> None:
+    def __init__(
+        self, url: str, status: int, reason: str = "", retry_after: str | None = None
+    ) -> None:
         text = f"{status} {reason}".strip()
         super().__init__(f"{text} for {url}")
         self.url = url
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
+        """The server's ``Retry-After`` value, as sent."""
 
 
 class TooManyRedirects(ServerError):
@@ -186,6 +191,14 @@ class StateInvalid(LocalFileError):
         super().__init__(f"resume state {path} is not usable: {why}")
         self.path = path
         self.why = why
+
+
+class NoSpace(LocalFileError):
+    """The file is larger than the free space (or than the size allowed); nothing written."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(28, message, path)  # ENOSPC
+        self.path = path
 
 
 class IntegrityError(SegdlError):

@@ -59,7 +59,8 @@ def check_range_response(response: Response, resource: Resource, asked: ByteRang
     url = resource.final_url
     status = response.status
     if status >= 400:
-        raise HTTPStatusError(url, status, response.reason)
+        retry_after = response.header_values("Retry-After")
+        raise HTTPStatusError(url, status, response.reason, retry_after[0] if retry_after else None)
     if status != 206:
         _check_validator(response, resource)  # a 200 after If-Range: the file changed
         raise RangeNotHonoured(url, asked, status)

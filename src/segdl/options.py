@@ -27,8 +27,17 @@ class DownloadOptions:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     buffer_bytes: int = 256 * 1024
     max_redirects: int = 10
-    max_attempts_without_progress: int = 5
-    """A range that fails this many times in a row without a new byte fails the download."""
+    retries: int = 5
+    """Attempts in a row without a new byte, per range, before it counts as failed."""
+    retry_wait_s: float = 0.5
+    """Base of the exponential backoff (with full jitter) between attempts."""
+    max_retry_after_s: float = 300.0
+    """Longest ``Retry-After`` honoured; a server asking for more fails the attempt."""
+    max_connections_per_host: int = 16
+    lowest_speed_bytes_per_s: int | None = None
+    """A connection slower than this for a few seconds gives its range to a fresh one."""
+    max_size_bytes: int | None = None
+    """Refuse files larger than this before any byte is written."""
     resume: bool = True
     """Continue a partial download found at the output path, if it can be trusted."""
     lock_wait_s: float = 0.0
@@ -43,6 +52,10 @@ class DownloadOptions:
             raise UsageError("the timeout must be positive")
         if self.buffer_bytes < 64 * 1024:
             raise UsageError("the read buffer must be at least 64 KiB")
+        if self.retries < 0 or self.retry_wait_s < 0 or self.max_retry_after_s < 0:
+            raise UsageError("retry counts and waits cannot be negative")
+        if self.max_connections_per_host < 1:
+            raise UsageError("max connections per host must be at least 1")
         if self.lock_wait_s < 0:
             raise UsageError("the lock wait cannot be negative")
         if self.max_redirects < 0:

@@ -48,6 +48,8 @@ _REPLACE_GRACE_S = 0.2
 _REPLACE_MIN_ETA_S = 1.0
 _REPLACE_CHECK_INTERVAL_S = 0.1
 _REPLACE_MIN_PEERS = 3
+# Under --lowest-speed-limit for this long, a connection is replaced.
+_LOWEST_SPEED_GRACE_S = 3.0
 
 
 @dataclass(slots=True, eq=False)
@@ -110,6 +112,7 @@ class Planner:
         connections: int,
         min_split_bytes: int,
         missing: Sequence[ByteRange] | None = None,
+        lowest_speed_bytes_per_s: int | None = None,
     ) -> None:
         """Plan ``missing`` (default: the whole file; on resume, what is not yet durable)."""
         if size_bytes < 0 or connections < 1 or min_split_bytes < 1:
@@ -122,6 +125,7 @@ class Planner:
         self.races = 0
         self.replacements = 0
         self._max_replacements = 2 * connections
+        self._lowest_speed = lowest_speed_bytes_per_s
         # Aligning split points only makes sense when ranges are much larger than the alignment.
         self._align = _ALIGN if min_split_bytes >= 2 * _ALIGN else 1
         todo = [r for r in (missing or [ByteRange(0, size_bytes)]) if r.length]
@@ -265,6 +269,13 @@ class Planner:
         ):
             return False
         rate = claim.rate_bytes_per_s(now_s)
+        if (
+            self._lowest_speed is not None
+            and rate is not None
+            and rate < self._lowest_speed
+            and now_s - claim.started_s >= _LOWEST_SPEED_GRACE_S
+        ):
+            return True  # --lowest-speed-limit: an absolute floor, whatever the peers do
         peers = [
             peer_rate
             for segment in self.segments

@@ -109,7 +109,8 @@ def _classify(
     status = response.status
     try:
         if status >= 400 and not (status == 416 and ranged):
-            raise HTTPStatusError(final_url, status, response.reason)
+            retry_after = single_header("Retry-After", response.header_values("Retry-After"))
+            raise HTTPStatusError(final_url, status, response.reason, retry_after)
         validator = Validator(
             etag=single_header("ETag", response.header_values("ETag")),
             last_modified=single_header("Last-Modified", response.header_values("Last-Modified")),

@@ -57,6 +57,7 @@ class NoticeKind(Enum):
     RESUME_DISCARDED = "resume-discarded"
     REMOTE_CHANGED = "remote-changed"
     URL_RENEWED = "url-renewed"
+    CONNECTIONS_LOWERED = "connections-lowered"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ import contextlib
 import errno
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from segdl.errors import IntegrityError, LocalFileError, OutputExists
+from segdl.errors import IntegrityError, LocalFileError, NoSpace, OutputExists
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,25 @@ def check_output_free(final_path: Path, *, overwrite: bool) -> None:
         return
     if os.path.lexists(final_path):
         raise OutputExists(str(final_path))
+
+
+def check_free_space(
+    final_path: Path,
+    needed_bytes: int,
+    statvfs: Callable[[Path], os.statvfs_result] = os.statvfs,
+) -> None:
+    """Refuse a file that cannot fit: better a clear error now than ENOSPC at 97%."""
+    directory = final_path.parent
+    try:
+        info = statvfs(directory)
+    except OSError:
+        return  # nothing to learn here; a real shortage will still surface as ENOSPC
+    free_bytes = info.f_bavail * info.f_frsize
+    if needed_bytes > free_bytes:
+        raise NoSpace(
+            str(final_path),
+            f"no space left: {needed_bytes} bytes needed, {free_bytes} free in {directory}",
+        )
 
 
 class PartFile:

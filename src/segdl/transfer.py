@@ -13,6 +13,7 @@ import collections
 import concurrent.futures as cf
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -43,6 +44,7 @@ from segdl.progress import (
     ProgressListener,
 )
 from segdl.resume import Checkpointer
+from segdl.retry import RetryPolicy, is_overload, is_transient
 from segdl.storage import PartFile
 from segdl.transport import Response, Transport
 
@@ -51,8 +53,6 @@ log = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 0.25
 _IDLE_POLL_S = 0.05
 _RATE_WINDOW_S = 3.0
-# Statuses worth another attempt on a range (RFC 9110 §15.5.9, §15.6; RFC 6585 §4).
-_TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # A redirect target answering these after the download began is likely an expired signed URL.
 _EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
 
@@ -94,6 +94,8 @@ class Transfer:
         self._open_lock = threading.Lock()
         self._open: set[Response] = set()
         self._streamed_workers = 0
+        self._workers = 0
+        self._shed = 0
         self._single_done_bytes = 0
         self._rates: collections.deque[tuple[float, int]] = collections.deque()
         self._caller = threading.current_thread()
@@ -135,7 +137,11 @@ class Transfer:
         resource = contact.resource
         assert resource.size_bytes is not None
         planner = Planner(
-            resource.size_bytes, self.options.connections, self.options.min_split_bytes, missing
+            resource.size_bytes,
+            self.options.connections,
+            self.options.min_split_bytes,
+            missing,
+            self.options.lowest_speed_bytes_per_s,
         )
         self._written_source = planner.written_ranges
         part.allocate(resource.size_bytes)
@@ -144,7 +150,10 @@ class Transfer:
             first_range = contact.first_range
             first = planner.claim_first(first_range.start, first_range.end, self.clock())
             self._register(contact.response)
-        workers = min(planner.initial_connections, self.options.connections)
+        options = self.options
+        workers = min(planner.initial_connections, options.connections)
+        workers = min(workers, options.max_connections_per_host)
+        self._workers = workers
         self._started(resource, ranged=True, connections=workers)
         if workers == 0:
             return 0
@@ -167,7 +176,7 @@ class Transfer:
         response: Response | None,
     ) -> None:
         buffer = memoryview(bytearray(self.options.buffer_bytes))
-        failures = 0
+        policy = self._policy()
         streamed = False
         while not self._halt.is_set():
             if claim is None:
@@ -202,18 +211,14 @@ class Transfer:
                 if self._halt.is_set():  # our own abort broke the connection
                     raise Cancelled("download stopped") from exc
                 if isinstance(exc, HTTPStatusError) and self._re_resolve(resource, exc):
-                    pass  # an expired signed URL was renewed: retry at once
-                elif _is_permanent(exc):
-                    raise
-                else:
-                    failures = 0 if claim.received_bytes > received_before else failures + 1
-                    if failures >= self.options.max_attempts_without_progress:
-                        if planner.active_claims == 0:
-                            raise
-                        log.warning("giving up a connection after %d failures: %s", failures, exc)
-                        return
-                    self._notice(NoticeKind.CONNECTION_RETRY, f"retrying a range: {exc}")
-                    self._halt.wait(min(2.0, 0.1 * 2**failures))
+                    continue  # an expired signed URL was renewed: retry at once
+                progressed = claim.received_bytes > received_before
+                policy = policy.after(exc, progressed=progressed)
+                if not self._should_retry(planner, policy, exc):
+                    return
+                wait_s = policy.wait_s(exc, time.time())
+                self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {exc}")
+                self._halt.wait(wait_s)
             except BaseException:
                 planner.release(claim, self.clock())
                 raise
@@ -227,12 +232,32 @@ class Transfer:
                     streamed = True
                     with self._open_lock:
                         self._streamed_workers += 1
-            claim, response = None, None
+                claim, response = None, None
 
     # -- one plain stream -------------------------------------------------------------------
 
     def _fetch_single(self, response: Response | None, known: Resource, part: PartFile) -> Resource:
-        """Fetch the whole body in one stream, from byte 0, into a truncated ``part``."""
+        """Fetch the whole body in one stream, from byte 0; a broken stream starts again
+        (without ranges there is nothing to resume from), up to the retry limit."""
+        policy = self._policy()
+        while True:
+            try:
+                return self._single_attempt(response, known, part)
+            except (NetworkError, ShortBody, HTTPStatusError) as exc:
+                if self.cancel.is_set():
+                    raise Cancelled("download cancelled") from exc
+                response = None
+                policy = policy.after(exc, progressed=False)
+                if not policy.may_retry(exc, time.time()):
+                    raise
+                wait_s = policy.wait_s(exc, time.time())
+                self._notice(NoticeKind.CONNECTION_RETRY, f"restarting in {wait_s:.1f} s: {exc}")
+                if self.cancel.wait(wait_s):
+                    raise Cancelled("download cancelled") from exc
+
+    def _single_attempt(
+        self, response: Response | None, known: Resource, part: PartFile
+    ) -> Resource:
         resource = known
         if response is None:
             contact = first_contact(self.transport, self.url, self.options, ranged=False)
@@ -346,6 +371,35 @@ class Transfer:
         while self._pending_notices:
             self.listener(self._pending_notices.popleft())
 
+    def _policy(self) -> RetryPolicy:
+        options = self.options
+        return RetryPolicy(
+            attempts=options.retries,
+            base_wait_s=options.retry_wait_s,
+            max_retry_after_s=options.max_retry_after_s,
+        )
+
+    def _should_retry(self, planner: Planner, policy: RetryPolicy, error: SegdlError) -> bool:
+        """After a failed range: retry (True), leave the work to the other connections
+        (False), or fail the download (raise). One refused extra connection never fails a
+        download that other connections are getting on with."""
+        others_working = planner.active_claims > 0
+        if others_working and is_overload(error):
+            with self._open_lock:
+                self._shed += 1
+                remaining = self._workers - self._shed
+            self._notice(
+                NoticeKind.CONNECTIONS_LOWERED,
+                f"server turned a connection away ({error}); continuing with {remaining}",
+            )
+            return False
+        if policy.may_retry(error, time.time()):
+            return True
+        if others_working and is_transient(error):
+            log.warning("giving up one connection: %s", error)
+            return False
+        raise error
+
     def _re_resolve(self, used: Resource, error: HTTPStatusError) -> bool:
         """An expired signed URL? Ask the original URL again for a fresh target, once per
         target. True if requests should go on against ``self._resource``."""
@@ -389,10 +443,6 @@ class Transfer:
             responses = list(self._open)
         for response in responses:
             response.abort()
-
-
-def _is_permanent(exc: SegdlError) -> bool:
-    return isinstance(exc, HTTPStatusError) and exc.status not in _TRANSIENT_STATUSES
 
 
 def _first_error(futures: Sequence[cf.Future[Any]]) -> BaseException:

@@ -16,12 +16,14 @@ from contextlib import contextmanager, suppress
 from typing import Protocol
 
 import urllib3
+import urllib3.connection
 from urllib3 import exceptions as u3
 
 from segdl.errors import (
     ConnectError,
     ConnectionBroken,
     NetworkError,
+    ProtocolError,
     ShortBody,
     TimeoutError_,
     TLSError,
@@ -66,6 +68,49 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+# A server may send informational (1xx) responses before the real one (RFC 9110 §15.2), but
+# an endless stream of them must not keep a connection busy forever.
+MAX_INTERIM_RESPONSES = 10
+
+
+class TooManyInterimResponses(http.client.HTTPException):
+    """More 1xx responses than anyone needs before a final one."""
+
+
+class _BoundedResponse(http.client.HTTPResponse):
+    """http.client's response, but skipping every 1xx (not only 100) and at most a few."""
+
+    _interim = 0
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200 or status == 101:
+                return version, status, reason
+            self._interim += 1
+            if self._interim > MAX_INTERIM_RESPONSES:
+                raise TooManyInterimResponses(f"more than {MAX_INTERIM_RESPONSES} 1xx responses")
+            if status == 100:
+                return version, status, reason  # begin() skips a 100's header itself
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    response_class = _BoundedResponse
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _BoundedResponse
+
+
+class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 class Urllib3Transport:
     """:class:`Transport` over one urllib3 ``PoolManager`` (thread-safe connection pools)."""
 
@@ -78,6 +123,10 @@ class Urllib3Transport:
             timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
             retries=False,
         )
+        self._pool.pool_classes_by_scheme = {
+            "http": _HTTPConnectionPool,
+            "https": _HTTPSConnectionPool,
+        }
 
     def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
         with _mapped_errors(url):
@@ -185,6 +234,11 @@ def _mapped_errors(url: str, received_bytes: int = 0) -> Iterator[None]:
     except (u3.LocationValueError, u3.URLSchemeUnknown) as exc:
         raise UsageError(f"invalid URL {url!r}: {exc}") from exc
     except (u3.ProtocolError, ConnectionError, http.client.HTTPException) as exc:
+        root = _root_cause(exc)
+        # Oversized heads and endless 1xx are the server's fault, not the network's: final.
+        oversized = "got more than" in str(root)  # http.client: over 100 header fields
+        if oversized or isinstance(root, (TooManyInterimResponses, http.client.LineTooLong)):
+            raise ProtocolError(f"invalid response: {root} ({url})") from exc
         raise ConnectionBroken(url, f"connection broken: {_root_cause(exc)}") from exc
     except u3.HTTPError as exc:
         raise NetworkError(url, str(exc)) from exc

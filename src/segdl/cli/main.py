@@ -74,6 +74,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="connect and idle-read timeout (default: 30)",
     )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="attempts in a row without progress per range (default: 5)",
+    )
+    parser.add_argument(
+        "--retry-wait",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="base of the exponential backoff between attempts (default: 0.5)",
+    )
+    parser.add_argument(
+        "--max-retry-after",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest Retry-After to honour (default: 300)",
+    )
+    parser.add_argument("--max-redirects", type=int, default=10, metavar="N", help="default: 10")
+    parser.add_argument(
+        "--max-connections-per-host",
+        type=int,
+        default=16,
+        metavar="N",
+        help="never more connections than this to one host (default: 16)",
+    )
+    parser.add_argument(
+        "--lowest-speed-limit",
+        metavar="RATE",
+        help="replace a connection slower than RATE bytes/s (K, M suffixes) for 3 s",
+    )
+    parser.add_argument(
+        "--max-size", metavar="SIZE", help="refuse files larger than SIZE (K, M, G suffixes)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument(
         "--no-resume",
@@ -135,6 +172,13 @@ def main(
                 progress=display,
                 resume=not args.no_resume,
                 lock_wait_s=args.lock_wait,
+                retries=args.retries,
+                retry_wait_s=args.retry_wait,
+                max_retry_after_s=args.max_retry_after,
+                max_redirects=args.max_redirects,
+                max_connections_per_host=args.max_connections_per_host,
+                lowest_speed_bytes_per_s=_optional_size(args.lowest_speed_limit),
+                max_size_bytes=_optional_size(args.max_size),
                 cancel=stop.event,
             )
     except (segdl.SegdlError, OSError, KeyboardInterrupt) as exc:
@@ -208,6 +252,12 @@ class _StopOnSignals:
             os._exit(128 + self.signum)
         self.signum = signum
         self.event.set()
+
+
+def _optional_size(text: str | None) -> int | None:
+    from segdl.options import parse_size
+
+    return None if text is None else parse_size(text)
 
 
 def _parse_headers(values: list[str]) -> dict[str, str]:
