@@ -361,6 +361,8 @@ class FaultServer:
         sender = BodySender(conn, self._stop, self._count_sent, on_final)
         ending = Ending.ABORTED
         try:
+            if plan.faults.informational and not _send_interim(conn, plan.faults.informational):
+                return False
             ending = sender.send(
                 format_head(plan.status, plan.headers), plan.body_plan(connection_id)
             )
@@ -384,6 +386,19 @@ class FaultServer:
     def _count_sent(self, count: int) -> None:
         with self._lock:
             self._bytes_sent += count
+
+
+def _send_interim(conn: socket.socket, count: int) -> bool:
+    """``count`` interim 100 responses (RFC 9110 §15.2.1); False if the client went away."""
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    try:
+        while count > 0:
+            batch = min(count, 1000)
+            conn.sendall(interim * batch)
+            count -= batch
+    except OSError:
+        return False
+    return True
 
 
 def _check_path(path: str) -> None:

@@ -216,3 +216,13 @@ def test_connections_of_similar_speed_are_never_replaced() -> None:
             assert claim is not None
             assert not planner.advance(claim, 100_000 * (i + 1), step * 0.1).stop
     assert planner.replacements == 0
+
+
+def test_lowest_speed_limit_replaces_a_slow_connection_without_peers() -> None:
+    """Under --lowest-speed-limit for its grace period, even a lone connection is replaced."""
+    planner = Planner(64 * 1024 * 1024, 1, 1024 * 1024, lowest_speed_bytes_per_s=100_000)
+    claim = planner.next_claim(0.0)
+    assert claim is not None
+    assert not planner.advance(claim, 10_000, 1.0).stop  # slow, but within the grace
+    assert planner.advance(claim, 10_000, 3.5).stop
+    assert planner.replacements == 1
