@@ -151,7 +151,7 @@ def test_server_capping_connections_gets_fewer(
     lowered = events.notices(NoticeKind.CONNECTIONS_LOWERED)
     assert lowered, "segdl should say it lowered its connection count"
     # Backed off: each turned-away connection was given up, not retried in a loop.
-    assert fault_server.rejected_connections <= 16
+    assert fault_server.rejected_connections <= 15  # 13 extra connections, each turned away once
     assert fault_server.peak_connections <= 3
 
 
