@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The README's test command: install everything the tests need, then run all of them.
 # Works on a fresh Debian machine as root (or with sudo): Debian packages for the integration
-# tests and benchmarks (nginx, aria2, axel, curl), the pip extras, then lint, types and pytest.
+# tests and benchmarks (nginx, aria2, axel, curl; tinyproxy-bin and microsocks for the proxy
+# tests), the pip extras, then lint, types and pytest. tinyproxy-bin is the binary without the
+# system service that the tinyproxy package would start: the tests run their own instances.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in nginx aria2 axel curl; do
+for pkg in nginx aria2 axel curl tinyproxy-bin microsocks; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -8,6 +8,7 @@ of bytes to :class:`~segdl.transfer.Transfer` with a checkpointer keeping the st
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from segdl import resume as resuming
+from segdl.auth import Identity, identity_for, origin
 from segdl.errors import (
     Cancelled,
     HTTPStatusError,
@@ -23,9 +25,11 @@ from segdl.errors import (
     RemoteChanged,
     ShortBody,
     UsageError,
+    shown,
 )
 from segdl.models import Resource, Result, Validator
-from segdl.options import MIB, DownloadOptions
+from segdl.names import candidate_names, choose_filename, filename_from_url, path_inside
+from segdl.options import MIB, DownloadOptions, IfExists
 from segdl.probe import FirstContact, Mode, first_contact
 from segdl.progress import (
     DownloadFailed,
@@ -35,9 +39,8 @@ from segdl.progress import (
     ProgressListener,
     silent,
 )
-from segdl.ranges import filename_from_url
 from segdl.retry import RetryPolicy
-from segdl.state import DownloadState, OwnerLock
+from segdl.state import DownloadState, OwnerLock, state_path
 from segdl.storage import PartFile, check_free_space, check_output_free, part_path
 from segdl.transfer import Transfer
 from segdl.transport import Transport, Urllib3Transport
@@ -71,6 +74,17 @@ def download(
     max_connections_per_host: int = 16,
     lowest_speed_bytes_per_s: int | None = None,
     max_size_bytes: int | None = None,
+    if_exists: IfExists | str = IfExists.ERROR,
+    user: str | None = None,
+    netrc: bool = False,
+    netrc_file: str | Path | None = None,
+    cookies_file: str | Path | None = None,
+    location_trusted: bool = False,
+    allow_insecure_redirect: bool = False,
+    ca_bundle: str | Path | None = None,
+    insecure: bool = False,
+    proxy: str | None = None,
+    use_proxy_env: bool = True,
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
@@ -84,16 +98,39 @@ def download(
     Transient failures are retried (``retries`` in a row per range without progress,
     exponential backoff from ``retry_wait_s``, ``Retry-After`` honoured up to
     ``max_retry_after_s``); a server turning extra connections away gets fewer of them.
+
+    Without ``dest`` the name comes from the server's ``Content-Disposition``, else from the
+    URL's path (never from a redirect target), sanitised and kept inside ``directory``.
+    ``if_exists`` says what to do with an existing file: ``"error"`` (default), ``"skip"``,
+    ``"overwrite"`` (also ``overwrite=True``) or ``"rename"``. Credentials (``user``, URL
+    userinfo, netrc, an ``Authorization`` or ``Cookie`` header) go only to the URL's origin
+    unless ``location_trusted``; cookies from ``cookies_file`` follow the cookie rules.
     """
     extra: dict[str, object] = {}
     if user_agent is not None:
         extra["user_agent"] = user_agent
+    policy = IfExists.OVERWRITE if overwrite else IfExists(if_exists)
+    clean_url, plain_headers, identity = identity_for(
+        url,
+        dict(headers or {}),
+        user=user,
+        use_netrc=netrc,
+        netrc_file=Path(netrc_file) if netrc_file is not None else None,
+        cookies_file=Path(cookies_file) if cookies_file is not None else None,
+        location_trusted=location_trusted,
+    )
     options = DownloadOptions(
         connections=connections,
         min_split_bytes=min_split_bytes,
-        overwrite=overwrite,
+        if_exists=policy,
         timeout_s=timeout_s,
-        headers=dict(headers or {}),
+        headers=plain_headers,
+        allow_insecure_redirect=allow_insecure_redirect,
+        location_trusted=location_trusted,
+        ca_bundle=str(ca_bundle) if ca_bundle is not None else None,
+        insecure=insecure,
+        proxy=proxy,
+        use_proxy_env=use_proxy_env,
         resume=resume,
         lock_wait_s=lock_wait_s,
         retries=retries,
@@ -105,30 +142,34 @@ def download(
         max_size_bytes=max_size_bytes,
         **extra,  # type: ignore[arg-type]
     )
-    path = output_path(url, dest, directory)
+    if dest is not None and directory is not None:
+        raise UsageError("give an output path or a directory, not both")
+    if dest is not None and Path(dest).is_dir():
+        raise UsageError(f"output path {dest} is a directory (use -d/--dir for that)")
     owned = transport is None
     active = transport or Urllib3Transport(
         max_connections_per_host=min(options.connections, options.max_connections_per_host) + 1,
         timeout_s=timeout_s,
+        ca_bundle=options.ca_bundle,
+        insecure=options.insecure,
+        proxy=options.proxy,
+        use_proxy_env=options.use_proxy_env,
     )
     try:
         listener = progress or silent
-        return Download(url, path, options, active, listener, cancel or threading.Event()).run()
+        return Download(
+            clean_url,
+            Path(dest) if dest is not None else None,
+            Path(directory or "."),
+            options,
+            active,
+            listener,
+            cancel or threading.Event(),
+            identity,
+        ).run()
     finally:
         if owned:
             active.close()
-
-
-def output_path(url: str, output: str | Path | None, directory: str | Path | None) -> Path:
-    """``output`` as given, else ``directory`` (default: current) / name from the URL path."""
-    if output is not None:
-        if directory is not None:
-            raise UsageError("give an output path or a directory, not both")
-        path = Path(output)
-        if path.is_dir():
-            raise UsageError(f"output path {path} is a directory (use -d/--dir for that)")
-        return path
-    return Path(directory or ".") / filename_from_url(url)
 
 
 class Download:
@@ -137,15 +178,21 @@ class Download:
     def __init__(
         self,
         url: str,
-        path: Path,
+        dest: Path | None,
+        directory: Path,
         options: DownloadOptions,
         transport: Transport,
         listener: ProgressListener,
         cancel: threading.Event,
+        identity: Identity | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
-        self.path = path
+        self.shown_url = shown(url)  # what events, logs and messages may show
+        self.dest = dest
+        self.directory = directory
+        self.path = dest or directory / filename_from_url(url)
+        self.identity = identity or Identity(home=origin(url))
         self.options = options
         self.transport = transport
         self.listener = listener
@@ -155,21 +202,57 @@ class Download:
 
     def run(self) -> Result:
         self._started_s = self.clock()
-        lock = OwnerLock(self.path)
+        early: FirstContact | None = None
         try:
+            if self.options.insecure:
+                self._notice(
+                    NoticeKind.INSECURE, "TLS certificates are NOT verified for this download"
+                )
+            if self.dest is None:  # the server may name the file: ask it first
+                early = self._first_contact()
+                name = choose_filename(self.url, early.content_disposition)
+                self.path = path_inside(self.directory, name)
+            chosen = self._apply_if_exists(self.path)
+            if chosen is None:
+                _close(early)
+                return self._skipped()
+            self.path = chosen
+            lock = OwnerLock(self.path)
             lock.acquire(wait_s=self.options.lock_wait_s)
             try:
-                return self._run_locked(lock)
+                return self._run_locked(lock, early)
             finally:
                 lock.release()
         except BaseException as exc:
+            _close(early)
             error = Cancelled("interrupted") if isinstance(exc, KeyboardInterrupt) else exc
-            self.listener(DownloadFailed(self.url, error, self.clock() - self._started_s))
+            self.listener(DownloadFailed(self.shown_url, error, self.clock() - self._started_s))
             if error is exc:
                 raise
             raise error from exc
 
-    def _run_locked(self, lock: OwnerLock) -> Result:
+    def _apply_if_exists(self, path: Path) -> Path | None:
+        """The path to write, None to skip; ERROR and OVERWRITE are enforced later, at the
+        very moments the file could be clobbered."""
+        policy = self.options.if_exists
+        occupied = os.path.lexists(path) and not os.path.lexists(state_path(path))
+        if policy is IfExists.SKIP:
+            return None if occupied else path
+        if policy is not IfExists.RENAME:
+            return path
+        for name in candidate_names(path.name):
+            candidate = path.with_name(name)
+            if resuming.free_for(candidate, self.url):
+                return candidate
+        raise AssertionError("unreachable: candidate names are endless")
+
+    def _skipped(self) -> Result:
+        size = self.path.stat().st_size
+        self._notice(NoticeKind.SKIPPED, f"{self.path} exists: skipped")
+        elapsed_s = self.clock() - self._started_s
+        return Result(self.url, self.path, size, elapsed_s, 0, False, skipped=True)
+
+    def _run_locked(self, lock: OwnerLock, early: FirstContact | None) -> Result:
         state: DownloadState | None = None
         if self.options.resume:
             state, why_not = resuming.load_resumable(self.path, self.url)
@@ -183,13 +266,17 @@ class Download:
             if recovered is not None:
                 return recovered
         check_output_free(self.path, overwrite=self.options.overwrite)
+        if state is not None:
+            _close(early)  # resuming asks for the missing bytes instead
+            early = None
         for _ in range(_MAX_RESTARTS + 1):
             try:
-                return self._attempt(state, lock)
+                return self._attempt(state, lock, early)
             except RemoteChanged as exc:
                 self._notice(NoticeKind.REMOTE_CHANGED, f"{exc}; starting over")
                 resuming.discard(self.path)
                 state = None
+            early = None
         raise RemoteChanged(self.url, f"changed {_MAX_RESTARTS + 1} times while downloading")
 
     def _recover_finished(self, state: DownloadState) -> Result | None:
@@ -203,10 +290,12 @@ class Download:
         resuming.finish(self.path)
         self._notice(NoticeKind.RESUMED, "completed the rename an earlier run had begun")
         elapsed_s = self.clock() - self._started_s
-        self.listener(DownloadFinished(self.url, self.path, state.size_bytes, elapsed_s))
+        self.listener(DownloadFinished(self.shown_url, self.path, state.size_bytes, elapsed_s))
         return Result(self.url, self.path, state.size_bytes, elapsed_s, 0, True)
 
-    def _attempt(self, state: DownloadState | None, lock: OwnerLock) -> Result:
+    def _attempt(
+        self, state: DownloadState | None, lock: OwnerLock, early: FirstContact | None = None
+    ) -> Result:
         """One go at the file: resume ``state`` if given, else from scratch."""
         missing = state.missing() if state is not None else None
         if state is not None and missing:
@@ -220,7 +309,7 @@ class Download:
         elif state is not None:  # every byte is there; only the final steps are missing
             contact = FirstContact(_resource_of(self.url, state), Mode.RANGED, None)
         else:
-            contact = self._first_contact()
+            contact = early or self._first_contact()
         try:
             self._check_size(contact.resource.size_bytes, state)
         except BaseException:
@@ -236,6 +325,7 @@ class Download:
             self.cancel,
             self.clock,
             self._started_s,
+            self.identity,
         )
         part = PartFile(self.path, overwrite=self.options.overwrite, resume=state is not None)
         try:
@@ -259,7 +349,7 @@ class Download:
         elapsed_s = self.clock() - self._started_s
         log.debug("finalized after %.3f s", elapsed_s)
         size_bytes = resource.size_bytes or 0
-        self.listener(DownloadFinished(self.url, self.path, size_bytes, elapsed_s))
+        self.listener(DownloadFinished(self.shown_url, self.path, size_bytes, elapsed_s))
         return Result(self.url, self.path, size_bytes, elapsed_s, connections, ranged)
 
     def _first_contact(
@@ -274,7 +364,13 @@ class Download:
         while True:
             try:
                 return first_contact(
-                    self.transport, self.url, self.options, start=start, end=end, if_range=if_range
+                    self.transport,
+                    self.url,
+                    self.options,
+                    start=start,
+                    end=end,
+                    if_range=if_range,
+                    identity=self.identity,
                 )
             except (NetworkError, ShortBody, HTTPStatusError) as exc:
                 policy = policy.after(exc, progressed=False)
@@ -312,8 +408,8 @@ class Download:
         self._notice(NoticeKind.RESUMED, f"resuming with {done} of {size} bytes already here")
 
     def _notice(self, kind: NoticeKind, message: str) -> None:
-        log.info("%s: %s", self.url, message)
-        self.listener(Notice(self.url, kind, message))
+        log.info("%s: %s", self.shown_url, message)
+        self.listener(Notice(self.shown_url, kind, message))
 
 
 def mismatch_reason(state: DownloadState, contact: FirstContact) -> str | None:
@@ -327,3 +423,9 @@ def _resource_of(url: str, state: DownloadState) -> Resource:
     """The resource as a state file remembers it (for finishing without the network)."""
     validator = Validator(etag=state.etag, last_modified=state.last_modified)
     return Resource(url, url, state.size_bytes, True, validator)
+
+
+def _close(contact: FirstContact | None) -> None:
+    """Drop a first contact that will not be used (its connection is not reusable)."""
+    if contact is not None and contact.response is not None:
+        contact.response.close()

@@ -6,19 +6,21 @@
     ├── UsageError (ValueError)              bad option or argument
     ├── NetworkError (OSError)               could not talk to the server
     │   ├── ConnectError                     refused, unreachable, DNS
+    │   │   └── ProxyAuthError               the proxy wants other credentials
     │   ├── TimeoutError_                    no byte within the timeout
     │   ├── TLSError                         certificate or handshake failure
     │   └── ConnectionBroken                 reset or closed mid-body
     ├── ServerError                          the server answered, but not with the file
     │   ├── HTTPStatusError                  4xx / 5xx (the body is never stored)
-    │   └── TooManyRedirects
+    │   └── TooManyRedirects                 also a redirect loop
     ├── ProtocolError                        an answer segdl refuses to believe
     │   ├── InvalidHeader                    malformed or conflicting header value
     │   ├── RangeNotHonoured                 ranged request answered otherwise
     │   ├── ContentRangeMismatch             206 for other bytes than asked
     │   ├── UnexpectedEncoding               Content-Encoding on a byte range
     │   ├── RemoteChanged                    validator differs from the first contact
-    │   └── ShortBody                        body ended before the promised length
+    │   ├── ShortBody                        body ended before the promised length
+    │   └── InsecureRedirect                 https → http (or another scheme) refused
     ├── LocalFileError (OSError)             disk, permissions, paths
     │   ├── OutputExists (FileExistsError)   would clobber an existing file
     │   ├── OutputLocked                     another segdl is writing this output
@@ -39,6 +41,17 @@ if TYPE_CHECKING:
     from segdl.models import ByteRange
 
 
+def shown(url: str) -> str:
+    """A URL fit for messages and logs: no ``user:password@``, and no query values, which
+    for signed URLs are credentials too."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "…" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 class SegdlError(Exception):
     """Root of every error segdl raises on purpose."""
 
@@ -51,13 +64,17 @@ class NetworkError(SegdlError, OSError):
     """Could not exchange bytes with the server."""
 
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"{reason} ({url})")
+        super().__init__(f"{reason} ({shown(url)})")
         self.url = url
         self.reason = reason
 
 
 class ConnectError(NetworkError):
     """The connection could not be established."""
+
+
+class ProxyAuthError(ConnectError):
+    """The proxy refused our credentials (or wants some): asking again will not help."""
 
 
 class TimeoutError_(NetworkError):  # the builtin name is taken
@@ -83,7 +100,7 @@ class HTTPStatusError(ServerError):
         self, url: str, status: int, reason: str = "", retry_after: str | None = None
     ) -> None:
         text = f"{status} {reason}".strip()
-        super().__init__(f"{text} for {url}")
+        super().__init__(f"{text} for {shown(url)}")
         self.url = url
         self.status = status
         self.reason = reason
@@ -95,7 +112,7 @@ class TooManyRedirects(ServerError):
     """More redirects than allowed, or a redirect loop."""
 
     def __init__(self, url: str, limit: int) -> None:
-        super().__init__(f"more than {limit} redirects starting at {url}")
+        super().__init__(f"more than {limit} redirects starting at {shown(url)}")
         self.url = url
         self.limit = limit
 
@@ -118,7 +135,9 @@ class RangeNotHonoured(ProtocolError):
     """A ranged request was answered with something other than that range."""
 
     def __init__(self, url: str, asked: ByteRange, status: int) -> None:
-        super().__init__(f"server ignored Range (asked {asked}, got status {status}) for {url}")
+        super().__init__(
+            f"server ignored Range (asked {asked}, got status {status}) for {shown(url)}"
+        )
         self.url = url
         self.asked = asked
         self.status = status
@@ -128,7 +147,7 @@ class ContentRangeMismatch(ProtocolError):
     """A 206 whose Content-Range is not the range asked for, or of another size."""
 
     def __init__(self, url: str, asked: ByteRange, content_range: str | None, why: str) -> None:
-        super().__init__(f"bad Content-Range {content_range!r} for {asked}: {why} ({url})")
+        super().__init__(f"bad Content-Range {content_range!r} for {asked}: {why} ({shown(url)})")
         self.url = url
         self.asked = asked
         self.content_range = content_range
@@ -139,7 +158,9 @@ class UnexpectedEncoding(ProtocolError):
     """A byte range came with a Content-Encoding, so its offsets are not the file's."""
 
     def __init__(self, url: str, encoding: str) -> None:
-        super().__init__(f"server sent Content-Encoding {encoding!r} for a byte range ({url})")
+        super().__init__(
+            f"server sent Content-Encoding {encoding!r} for a byte range ({shown(url)})"
+        )
         self.url = url
         self.encoding = encoding
 
@@ -148,7 +169,7 @@ class RemoteChanged(ProtocolError):
     """The remote file changed since the first contact (validator or size differs)."""
 
     def __init__(self, url: str, what: str) -> None:
-        super().__init__(f"remote file changed: {what} ({url})")
+        super().__init__(f"remote file changed: {what} ({shown(url)})")
         self.url = url
         self.what = what
 
@@ -157,10 +178,21 @@ class ShortBody(ProtocolError):
     """The body ended before the promised number of bytes."""
 
     def __init__(self, url: str, expected_bytes: int, received_bytes: int) -> None:
-        super().__init__(f"body ended after {received_bytes} of {expected_bytes} bytes ({url})")
+        super().__init__(
+            f"body ended after {received_bytes} of {expected_bytes} bytes ({shown(url)})"
+        )
         self.url = url
         self.expected_bytes = expected_bytes
         self.received_bytes = received_bytes
+
+
+class InsecureRedirect(ProtocolError):
+    """A redirect from https to http (or to another scheme) that was not allowed."""
+
+    def __init__(self, url: str, target: str) -> None:
+        super().__init__(f"refusing redirect from {shown(url)} to {shown(target)}")
+        self.url = url
+        self.target = target
 
 
 class LocalFileError(SegdlError, OSError):

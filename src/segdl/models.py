@@ -64,3 +64,5 @@ class Result:
     connections_used: int
     ranged: bool
     """True when the file came over byte ranges; False for one plain stream."""
+    skipped: bool = False
+    """True when the file already existed and ``if_exists="skip"`` left it as it was."""

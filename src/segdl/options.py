@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 
 from segdl._version import __version__
@@ -15,6 +16,18 @@ DEFAULT_USER_AGENT = f"segdl/{__version__}"
 _RESERVED_HEADERS = frozenset({"range", "if-range", "accept-encoding", "host", "content-length"})
 
 
+class IfExists(Enum):
+    """What to do when the output file already exists."""
+
+    ERROR = "error"
+    """Refuse (exit 9): the default, nothing is ever clobbered by surprise."""
+    SKIP = "skip"
+    """Leave it and report success: a batch can simply be run again."""
+    OVERWRITE = "overwrite"
+    RENAME = "rename"
+    """Write ``name.1.ext`` (or the next free name), resuming a partial one if found."""
+
+
 @dataclass(frozen=True, slots=True)
 class DownloadOptions:
     """How to download one file. Sizes are in bytes, times in seconds."""
@@ -22,7 +35,7 @@ class DownloadOptions:
     connections: int = 8
     min_split_bytes: int = MIB
     timeout_s: float = 30.0
-    overwrite: bool = False
+    if_exists: IfExists = IfExists.ERROR
     user_agent: str = DEFAULT_USER_AGENT
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     buffer_bytes: int = 256 * 1024
@@ -42,6 +55,25 @@ class DownloadOptions:
     """Continue a partial download found at the output path, if it can be trusted."""
     lock_wait_s: float = 0.0
     """How long to wait for another process downloading to the same output."""
+
+    user: str | None = field(default=None, repr=False)
+    """``USER:PASSWORD`` for HTTP Basic, sent to the URL's origin only."""
+    use_netrc: bool = False
+    netrc_file: str | None = None
+    cookies_file: str | None = None
+    location_trusted: bool = False
+    """Send credentials to redirect targets on other origins too (curl's --location-trusted)."""
+    allow_insecure_redirect: bool = False
+    """Follow a redirect from https to http."""
+    ca_bundle: str | None = None
+    insecure: bool = False
+    """Do not verify TLS certificates, for this download only (warned about every time)."""
+    proxy: str | None = field(default=None, repr=False)  # may hold a password
+    use_proxy_env: bool = True
+
+    @property
+    def overwrite(self) -> bool:
+        return self.if_exists is IfExists.OVERWRITE
 
     def __post_init__(self) -> None:
         if self.connections < 1:

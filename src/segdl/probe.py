@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urljoin, urlsplit
 
+from segdl.auth import Identity, split_userinfo
 from segdl.errors import (
     HTTPStatusError,
+    InsecureRedirect,
     InvalidHeader,
     ProtocolError,
     RemoteChanged,
     TooManyRedirects,
+    shown,
 )
 from segdl.models import ByteRange, Resource, Validator
 from segdl.options import DownloadOptions
@@ -57,6 +60,8 @@ class FirstContact:
     """For :attr:`Mode.RANGED`: the bytes the body of ``response`` carries."""
     reason: str = ""
     """Why this mode, for notices and logs."""
+    content_disposition: str | None = None
+    """The final response's ``Content-Disposition``, which may name the file."""
 
 
 def first_contact(
@@ -68,6 +73,7 @@ def first_contact(
     start: int = 0,
     end: int | None = None,
     if_range: str | None = None,
+    identity: Identity | None = None,
 ) -> FirstContact:
     """Send the first request, following redirects, and classify the answer.
 
@@ -85,22 +91,40 @@ def first_contact(
     current = url
     seen = {url}
     for _ in range(options.max_redirects + 1):
-        response = transport.request("GET", current, headers)
+        credentials = identity.headers_for(current) if identity is not None else {}
+        response = transport.request("GET", current, {**headers, **credentials})
         if response.status not in _REDIRECTS:
-            return _classify(url, current, response, ranged=ranged, start=start)
+            contact = _classify(url, current, response, ranged=ranged, start=start)
+            contact.content_disposition = _content_disposition(response)
+            return contact
         location = single_header("Location", response.header_values("Location"))
         response.close()
         if location is None:
-            raise ProtocolError(f"redirect {response.status} without Location from {current}")
-        target = urljoin(current, location.strip())
-        if urlsplit(target).scheme not in ("http", "https"):
-            raise ProtocolError(f"redirect to a non-HTTP URL {target!r} from {current}")
+            raise ProtocolError(
+                f"redirect {response.status} without Location from {shown(current)}"
+            )
+        target = split_userinfo(urljoin(current, location.strip()))[0]  # never from a target
+        _check_redirect(current, target, options)
         if target in seen:
             raise TooManyRedirects(url, options.max_redirects)
-        log.debug("redirect %d from %s to %s", response.status, current, target)
+        log.debug("redirect %d from %s to %s", response.status, shown(current), shown(target))
         seen.add(target)
         current = target
     raise TooManyRedirects(url, options.max_redirects)
+
+
+def _check_redirect(current: str, target: str, options: DownloadOptions) -> None:
+    """http and https only; https to http only when allowed (it would expose the rest)."""
+    source_scheme, target_scheme = urlsplit(current).scheme, urlsplit(target).scheme
+    if target_scheme not in ("http", "https"):
+        raise InsecureRedirect(current, target)
+    if source_scheme == "https" and target_scheme == "http" and not options.allow_insecure_redirect:
+        raise InsecureRedirect(current, target)
+
+
+def _content_disposition(response: Response) -> str | None:
+    values = response.header_values("Content-Disposition")
+    return values[0] if len(values) == 1 else None
 
 
 def _classify(

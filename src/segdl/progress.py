@@ -58,6 +58,8 @@ class NoticeKind(Enum):
     REMOTE_CHANGED = "remote-changed"
     URL_RENEWED = "url-renewed"
     CONNECTIONS_LOWERED = "connections-lowered"
+    INSECURE = "insecure"
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)

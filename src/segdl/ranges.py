@@ -9,11 +9,9 @@ bytes at offsets the server never meant.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 from segdl.errors import InvalidHeader
 from segdl.models import ByteRange
@@ -103,28 +101,3 @@ def single_header(name: str, values: Sequence[str]) -> str | None:
     if len(values) > 1:
         raise InvalidHeader(name, ", ".join(values), "repeated header")
     return values[0]
-
-
-def filename_from_url(url: str) -> str:
-    """A local file name from the URL path: percent-decoded basename, query ignored.
-
-    Only safe-by-construction names come out: no directory separators, no ``.``/``..``,
-    no control characters, no leading dot or dash; ``index.html`` when nothing is left.
-    """
-    path = urlsplit(url).path
-    name = posixpath.basename(unquote(path, errors="replace"))
-    return sanitise_filename(name)
-
-
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-def sanitise_filename(name: str, fallback: str = "index.html") -> str:
-    """Reduce a server- or URL-chosen name to a plain, harmless file name."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE_CHARS.sub("_", name).strip(" ")
-    name = name.lstrip(".-")
-    encoded = name.encode("utf-8", "replace")
-    if len(encoded) > 255:
-        name = encoded[:255].decode("utf-8", "ignore")
-    return name or fallback

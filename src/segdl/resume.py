@@ -9,7 +9,9 @@ ranges that sync covered, so the state never claims a byte the disk may not have
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -106,9 +108,29 @@ def load_resumable(final_path: Path, url: str) -> tuple[DownloadState | None, st
     return state, None
 
 
+def free_for(candidate: Path, url: str) -> bool:
+    """May a download of ``url`` use ``candidate`` (for ``--if-exists rename``)? Yes if nothing
+    is there, or only a partial download of this same URL (which will be resumed). Another
+    URL's partial download is left alone."""
+    if os.path.lexists(candidate):
+        return False
+    try:
+        state = load_state(state_path(candidate))
+    except StateInvalid:
+        return False
+    if state is None:
+        return not os.path.lexists(part_path(candidate))
+    return state.url_digest == url_digest(url)
+
+
 def discard(final_path: Path) -> None:
     """Remove a partial download: its ``.part`` and its state (nothing else)."""
     for path in (part_path(final_path), state_path(final_path)):
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            # Planted, not ours: refuse rather than follow it or delete it.
+            raise LocalFileError(
+                errno.ELOOP, f"refusing to use {path}: not a regular file", str(path)
+            )
         try:
             path.unlink()
         except FileNotFoundError:

@@ -19,6 +19,7 @@ from segdl.errors import (
     ConnectError,
     ConnectionBroken,
     HTTPStatusError,
+    ProxyAuthError,
     ShortBody,
     TimeoutError_,
     TLSError,
@@ -32,8 +33,8 @@ OVERLOAD_STATUSES = frozenset({429, 503})
 
 def is_transient(error: BaseException) -> bool:
     """Worth another attempt: the same request may well succeed a moment later."""
-    if isinstance(error, TLSError):
-        return False  # a certificate does not become valid by retrying
+    if isinstance(error, (TLSError, ProxyAuthError)):
+        return False  # a certificate or a proxy password does not get better by retrying
     if isinstance(error, HTTPStatusError):
         return error.status in TRANSIENT_STATUSES
     return isinstance(error, (ConnectError, ConnectionBroken, TimeoutError_, ShortBody))
@@ -43,9 +44,9 @@ def is_overload(error: BaseException) -> bool:
     """The server (or its front) turned an extra connection away."""
     if isinstance(error, HTTPStatusError):
         return error.status in OVERLOAD_STATUSES
-    return isinstance(error, (ConnectError, ConnectionBroken)) and not isinstance(
-        error, TimeoutError_
-    )
+    if isinstance(error, (TimeoutError_, ProxyAuthError)):
+        return False
+    return isinstance(error, (ConnectError, ConnectionBroken))
 
 
 def parse_retry_after(value: str | None, now_epoch_s: float) -> float | None:

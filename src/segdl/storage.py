@@ -67,7 +67,7 @@ class PartFile:
         check_output_free(final_path, overwrite=overwrite)
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         if not resume:
-            flags |= os.O_CREAT | os.O_TRUNC
+            flags |= os.O_CREAT | os.O_EXCL  # a leftover was discarded first, under the lock
         try:
             self._fd = os.open(self.path, flags, 0o600)
         except OSError as exc:

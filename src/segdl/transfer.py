@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from segdl.auth import Identity
 from segdl.errors import (
     Cancelled,
     ContentRangeMismatch,
@@ -30,6 +31,7 @@ from segdl.errors import (
     SegdlError,
     ShortBody,
     UnexpectedEncoding,
+    shown,
 )
 from segdl.fetch import open_range, stream_claim, stream_to_end
 from segdl.models import ByteRange, Resource, Validator
@@ -78,8 +80,10 @@ class Transfer:
         cancel: threading.Event,
         clock: Callable[[], float],
         started_s: float,
+        identity: Identity,
     ) -> None:
         self.url = url
+        self.shown_url = shown(url)  # what events, logs and messages may show
         self.path = path
         self.options = options
         self.transport = transport
@@ -87,6 +91,7 @@ class Transfer:
         self.clock = clock
         self.cancel = cancel
         self.checkpointer: Checkpointer | None = None
+        self.identity = identity
         self._started_s = started_s
         self._halt = threading.Event()  # stops the workers of the current phase
         self._work_changed = threading.Condition()
@@ -165,7 +170,7 @@ class Transfer:
             self._supervise(futures, resource.size_bytes, lambda: planner.done_bytes)
         log.debug("plan: %d splits, %d races", planner.splits, planner.races)
         if not planner.finished:  # every worker gave up; each already raised if fatal
-            raise ProtocolError(f"download of {self.url} stopped with bytes missing")
+            raise ProtocolError(f"download of {self.shown_url} stopped with bytes missing")
         return self._streamed_workers
 
     def _worker(
@@ -191,7 +196,8 @@ class Transfer:
             resource = self._resource
             try:
                 if response is None:
-                    response = open_range(self.transport, resource, claim.request, self._headers)
+                    headers = {**self._headers, **self.identity.headers_for(resource.final_url)}
+                    response = open_range(self.transport, resource, claim.request, headers)
                     self._register(response)
                     log.debug("range %s answered after %.3f s", claim.request, self._since(claim))
                 stream_claim(
@@ -260,12 +266,16 @@ class Transfer:
     ) -> Resource:
         resource = known
         if response is None:
-            contact = first_contact(self.transport, self.url, self.options, ranged=False)
+            contact = first_contact(
+                self.transport, self.url, self.options, ranged=False, identity=self.identity
+            )
             if contact.mode is Mode.EMPTY:
                 part.allocate(0)
                 return contact.resource
             if contact.response is None or contact.mode is not Mode.SINGLE_STREAM:
-                raise ProtocolError(f"server answered a plain GET with a partial body ({self.url})")
+                raise ProtocolError(
+                    f"server answered a plain GET with a partial body ({self.shown_url})"
+                )
             response, resource = contact.response, contact.resource
             _check_same_file(known, resource)
         # Bytes from earlier ranged responses are never mixed with this body: first the state
@@ -350,18 +360,18 @@ class Transfer:
         rate = (done_bytes - then_bytes) / (now - then) if now > then else 0.0
         self.listener(
             DownloadProgress(
-                self.url, done_bytes, size_bytes, now - self._started_s, rate, connections
+                self.shown_url, done_bytes, size_bytes, now - self._started_s, rate, connections
             )
         )
 
     def _started(self, resource: Resource, *, ranged: bool, connections: int) -> None:
         self.listener(
-            DownloadStarted(self.url, self.path, resource.size_bytes, ranged, connections)
+            DownloadStarted(self.shown_url, self.path, resource.size_bytes, ranged, connections)
         )
 
     def _notice(self, kind: NoticeKind, message: str) -> None:
-        log.info("%s: %s", self.url, message)
-        notice = Notice(self.url, kind, message)
+        log.info("%s: %s", self.shown_url, message)
+        notice = Notice(self.shown_url, kind, message)
         if threading.current_thread() is self._caller:
             self.listener(notice)
         else:  # listeners are only ever called from the caller's thread
@@ -412,7 +422,11 @@ class Transfer:
                 return False
             self._expired.add(used.final_url)
             contact = first_contact(
-                self.transport, self.url, self.options, start=max(0, used.size_bytes - 1)
+                self.transport,
+                self.url,
+                self.options,
+                start=max(0, used.size_bytes - 1),
+                identity=self.identity,
             )
             if contact.response is not None:
                 contact.response.close()

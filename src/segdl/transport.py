@@ -4,16 +4,30 @@ This is the only module that imports urllib3. Everything above it sees :class:`T
 :class:`Response` and segdl's own exceptions, so tests can hand the engine a fake transport.
 urllib3 is used with retries and redirects off (segdl decides both), without preloading or
 decoding the body: bytes go from the socket into the caller's buffer untouched.
+
+TLS is verified by default (the system trust store, urllib3's default). With
+``insecure=True`` urllib3 warns (``InsecureRequestWarning``) on every request; we let it:
+silencing it would take the process-wide warning filters (``catch_warnings`` is not
+thread-safe), and the engine tells the user about insecure use itself.
+
+Proxies (:mod:`segdl.proxies` picks one per URL) get a urllib3 manager each: ``ProxyManager``
+for http(s) proxies (CONNECT for https targets), ``SOCKSProxyManager`` for socks (PySocks).
+urllib3 only ever sees the redacted proxy URL; credentials go in ``Proxy-Authorization``.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import http.client
+import importlib.util
 import logging
+import os
 import ssl
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import Protocol
+from typing import Any, Protocol
 
 import urllib3
 import urllib3.connection
@@ -29,6 +43,7 @@ from segdl.errors import (
     TLSError,
     UsageError,
 )
+from segdl.proxies import ProxyURL, parse_proxy, proxy_auth_failed, proxy_error, proxy_for
 
 log = logging.getLogger(__name__)
 
@@ -111,26 +126,57 @@ class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
-class Urllib3Transport:
-    """:class:`Transport` over one urllib3 ``PoolManager`` (thread-safe connection pools)."""
+_POOL_CLASSES: dict[str, type[urllib3.HTTPConnectionPool]] = {
+    "http": _HTTPConnectionPool,
+    "https": _HTTPSConnectionPool,
+}
 
-    def __init__(self, *, max_connections_per_host: int = 16, timeout_s: float = 30.0) -> None:
+
+class Urllib3Transport:
+    """:class:`Transport` over urllib3 pool managers (thread-safe connection pools): one for
+    direct connections, one per proxy in use.
+
+    ``ca_bundle``: trust only the CAs in that PEM file; ``insecure``: verify nothing (for this
+    transport only). Both apply to an ``https://`` proxy's certificate too. ``proxy`` is used
+    for every URL (an empty string: never a proxy); without it and with ``use_proxy_env``,
+    ``http_proxy``, ``https_proxy``, ``all_proxy`` and ``no_proxy`` from ``environ`` (default:
+    ``os.environ``, read once here) decide per URL, as :func:`segdl.proxies.proxy_for` says.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections_per_host: int = 16,
+        timeout_s: float = 30.0,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
+        proxy: str | None = None,
+        use_proxy_env: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
-        self._pool = urllib3.PoolManager(
-            num_pools=32,
-            maxsize=max_connections_per_host,
-            block=False,
-            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
-            retries=False,
-        )
-        self._pool.pool_classes_by_scheme = {
-            "http": _HTTPConnectionPool,
-            "https": _HTTPSConnectionPool,
+        self._pool_kw: dict[str, Any] = {
+            "num_pools": 32,
+            "maxsize": max_connections_per_host,
+            "block": False,
+            "timeout": urllib3.Timeout(connect=timeout_s, read=timeout_s),
+            "retries": False,
+            **_tls_options(ca_bundle, insecure),
         }
+        if proxy:  # a malformed proxy, or one we cannot speak, is a usage error now
+            _require_socks_support(parse_proxy(proxy))
+        self._explicit_proxy = proxy
+        self._use_proxy_env = use_proxy_env
+        # A snapshot: one transport sees one environment, whatever is changed meanwhile.
+        self._environ = dict(os.environ if environ is None else environ)
+        self._lock = threading.Lock()
+        self._direct = _manager(None, self._pool_kw)
+        self._proxied: dict[str, tuple[ProxyURL, urllib3.PoolManager]] = {}
 
     def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
-        with _mapped_errors(url):
-            raw = self._pool.request(
+        proxy, manager = self._route(url)
+        with _mapped_errors(url, proxy=proxy):
+            raw = manager.request(
                 method,
                 url,
                 headers=dict(headers),
@@ -139,10 +185,108 @@ class Urllib3Transport:
                 preload_content=False,
                 decode_content=False,
             )
+        if proxy is not None and not proxy.socks and raw.status == 407:
+            # Through a forwarding proxy a 407 is the proxy's own answer (RFC 9110 §15.5.8);
+            # it is about our route, not the file, so it is not an HTTP status of the origin.
+            raw.close()
+            raw.release_conn()
+            raise proxy_auth_failed(url, proxy, 407)
         return _Urllib3Response(url, raw)
 
+    def _route(self, url: str) -> tuple[ProxyURL | None, urllib3.PoolManager]:
+        """The proxy for ``url`` (None: direct) and the manager that goes through it."""
+        chosen = proxy_for(
+            url, explicit=self._explicit_proxy, environ=self._environ, use_env=self._use_proxy_env
+        )
+        if chosen is None:
+            return None, self._direct
+        with self._lock:
+            route = self._proxied.get(chosen)
+            if route is None:
+                proxy = parse_proxy(chosen)
+                route = self._proxied[chosen] = (proxy, _manager(proxy, self._pool_kw))
+        return route
+
     def close(self) -> None:
-        self._pool.clear()
+        with self._lock:
+            managers = [self._direct, *(manager for _, manager in self._proxied.values())]
+        for manager in managers:
+            manager.clear()
+
+
+def _tls_options(ca_bundle: str | os.PathLike[str] | None, insecure: bool) -> dict[str, Any]:
+    if insecure and ca_bundle is not None:
+        raise UsageError("a CA bundle and insecure (no verification) exclude each other")
+    if insecure:
+        return {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+    if ca_bundle is None:
+        return {}
+    path = os.fspath(ca_bundle)
+    try:  # a missing or unreadable bundle is the user's mistake, not a TLS failure per URL
+        ssl.create_default_context(cafile=path)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        tls_reason = exc.reason if isinstance(exc, ssl.SSLError) else None
+        reason = tls_reason.lower().replace("_", " ") if tls_reason else exc.strerror or exc
+        raise UsageError(f"cannot use CA bundle {path}: {reason}") from exc
+    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": path}
+
+
+def _manager(proxy: ProxyURL | None, pool_kw: Mapping[str, Any]) -> urllib3.PoolManager:
+    manager: urllib3.PoolManager
+    if proxy is None:
+        manager = urllib3.PoolManager(**pool_kw)
+    elif proxy.socks:
+        return _socks_manager(proxy, pool_kw)
+    else:
+        # Only the redacted URL goes to urllib3, so no urllib3 message can show the password.
+        auth = {"Proxy-Authorization": _basic_auth(proxy)} if proxy.username is not None else None
+        manager = urllib3.ProxyManager(proxy.redacted, proxy_headers=auth, **pool_kw)
+    manager.pool_classes_by_scheme = _POOL_CLASSES
+    return manager
+
+
+def _basic_auth(proxy: ProxyURL) -> str:
+    # RFC 7617 §2.1: UTF-8 is the one charset allowed (urllib3's make_headers uses latin-1).
+    pair = f"{proxy.username}:{proxy.password or ''}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def _require_socks_support(proxy: ProxyURL) -> None:
+    # Checked before importing: urllib3.contrib.socks warns when PySocks is missing.
+    if proxy.socks and importlib.util.find_spec("socks") is None:
+        raise UsageError(f"a {proxy.scheme}:// proxy needs PySocks: pip install 'segdl[socks]'")
+
+
+def _socks_manager(proxy: ProxyURL, pool_kw: Mapping[str, Any]) -> urllib3.PoolManager:
+    _require_socks_support(proxy)
+    from urllib3.contrib.socks import SOCKSProxyManager
+
+    manager = SOCKSProxyManager(
+        proxy.redacted, username=proxy.username, password=proxy.password, **pool_kw
+    )
+    manager.pool_classes_by_scheme = _socks_pool_classes()
+    return manager
+
+
+@functools.cache
+def _socks_pool_classes() -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """urllib3's SOCKS pools, with our bounded-1xx response class (built once PySocks is
+    known to be there)."""
+    from urllib3.contrib import socks
+
+    class _SOCKSConnection(socks.SOCKSConnection):
+        response_class = _BoundedResponse
+
+    class _SOCKSHTTPSConnection(socks.SOCKSHTTPSConnection):
+        response_class = _BoundedResponse
+
+    class _SOCKSHTTPConnectionPool(socks.SOCKSHTTPConnectionPool):
+        ConnectionCls = _SOCKSConnection
+
+    class _SOCKSHTTPSConnectionPool(socks.SOCKSHTTPSConnectionPool):
+        ConnectionCls = _SOCKSHTTPSConnection
+
+    return {"http": _SOCKSHTTPConnectionPool, "https": _SOCKSHTTPSConnectionPool}
 
 
 class _Urllib3Response:
@@ -212,7 +356,9 @@ class _Urllib3Response:
 
 
 @contextmanager
-def _mapped_errors(url: str, received_bytes: int = 0) -> Iterator[None]:
+def _mapped_errors(
+    url: str, received_bytes: int = 0, proxy: ProxyURL | None = None
+) -> Iterator[None]:
     """Turn urllib3, http.client and socket errors into segdl's tree."""
     try:
         yield
@@ -221,13 +367,15 @@ def _mapped_errors(url: str, received_bytes: int = 0) -> Iterator[None]:
         raise ShortBody(url, expected, received_bytes + len(exc.partial)) from exc
     except u3.IncompleteRead as exc:
         raise ShortBody(url, exc.expected + exc.partial, exc.partial) from exc
-    except u3.SSLError as exc:
-        raise TLSError(url, f"TLS error: {exc}") from exc
-    except ssl.SSLError as exc:
-        raise TLSError(url, f"TLS error: {exc.reason or exc}") from exc
+    except u3.ProxyError as exc:  # urllib3 wraps what fails before the proxy is connected
+        raise _proxy_error(url, proxy, exc) from exc
+    except (u3.SSLError, ssl.SSLError) as exc:
+        raise TLSError(url, _tls_reason(exc)) from exc
     except u3.NameResolutionError as exc:
         raise ConnectError(url, "host name not found") from exc
     except u3.NewConnectionError as exc:  # a ConnectTimeoutError subclass: test it first
+        if proxy is not None and proxy.socks:  # SOCKS failures arrive unwrapped
+            raise _proxy_error(url, proxy, exc) from exc
         raise ConnectError(url, _connect_reason(exc)) from exc
     except (TimeoutError, u3.ConnectTimeoutError, u3.ReadTimeoutError) as exc:
         raise TimeoutError_(url, "timed out") from exc
@@ -242,6 +390,23 @@ def _mapped_errors(url: str, received_bytes: int = 0) -> Iterator[None]:
         raise ConnectionBroken(url, f"connection broken: {_root_cause(exc)}") from exc
     except u3.HTTPError as exc:
         raise NetworkError(url, str(exc)) from exc
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """One line: "certificate verify failed: self-signed certificate", not urllib3's repr."""
+    root = _root_cause(exc)
+    if isinstance(root, ssl.SSLCertVerificationError) and root.verify_message:
+        return f"certificate verify failed: {root.verify_message}"
+    if isinstance(root, ssl.SSLError) and root.reason:
+        return f"TLS error: {root.reason.lower().replace('_', ' ')}"
+    return f"TLS error: {root}"
+
+
+def _proxy_error(url: str, proxy: ProxyURL | None, exc: BaseException) -> NetworkError:
+    root = _root_cause(exc)
+    if isinstance(root, ssl.SSLError):  # TLS to an https:// proxy
+        return TLSError(url, f"proxy {proxy}: {_tls_reason(root)}")
+    return proxy_error(url, proxy, root)
 
 
 def _connect_reason(exc: BaseException) -> str:

@@ -7,6 +7,9 @@ standard library only::
         srv.add_file("/f.bin", data)
         srv.set_faults("/f.bin", Faults(truncate_after=1000, times=1))
         ...  # download srv.url("/f.bin"), then inspect srv.requests
+
+``FaultServer(ssl_context=...)`` serves HTTPS instead (``base_url`` is then ``https://``);
+``relay.TLSRelay`` puts TLS in front of any TCP server, e.g. to make an HTTPS proxy.
 """
 
 from tests.server.core import FaultServer

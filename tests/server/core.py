@@ -1,7 +1,9 @@
 """FaultServer: a threaded raw-socket HTTP/1.1 server that misbehaves on request.
 
 One accept thread, one daemon thread per connection. Every request is logged as a
-RequestRecord once its response has ended. ``stop()`` shuts every socket down, which wakes
+RequestRecord once its response has ended. With an ``ssl_context`` it speaks HTTPS: each
+connection's TLS handshake runs in that connection's thread, so a client that gives up on the
+certificate costs the accept loop nothing. ``stop()`` shuts every socket down, which wakes
 any thread blocked in accept, recv or send; sleeps (stall, throttle) wait on an Event.
 """
 
@@ -11,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -40,8 +43,10 @@ class FaultServer:
         port: int = 0,
         *,
         keep_alive_timeout_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._address = (host, port)
+        self._ssl_context = ssl_context
         self.keep_alive_timeout_s = keep_alive_timeout_s
         self.max_connections: int | None = None
         self.over_cap: OverCap = "close"
@@ -65,6 +70,7 @@ class FaultServer:
         self._admitted = 0
         self._peak = 0
         self._rejected = 0
+        self._tls_failures = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -182,7 +188,8 @@ class FaultServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._address[0]}:{self.port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{self._address[0]}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -226,6 +233,12 @@ class FaultServer:
         with self._lock:
             return self._rejected
 
+    @property
+    def tls_failures(self) -> int:
+        """TLS handshakes that failed (e.g. the client did not trust our certificate)."""
+        with self._lock:
+            return self._tls_failures
+
     def clear_log(self) -> None:
         """Forget logged requests; reset bytes_sent, rejected_connections and the peak."""
         with self._changed:
@@ -248,6 +261,14 @@ class FaultServer:
                 continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.settimeout(self.keep_alive_timeout_s)
+            if self._ssl_context is not None:  # no I/O here: the handshake is the thread's
+                try:
+                    conn = self._ssl_context.wrap_socket(
+                        conn, server_side=True, do_handshake_on_connect=False
+                    )
+                except OSError:  # the client is gone already
+                    conn.close()
+                    continue
             with self._lock:
                 if self._stop.is_set():
                     conn.close()
@@ -266,6 +287,8 @@ class FaultServer:
 
     def _connection(self, conn: socket.socket, connection_id: int) -> None:
         try:
+            if not self._handshake(conn):
+                return
             if self._admit():
                 try:
                     self._serve(conn, connection_id)
@@ -282,6 +305,18 @@ class FaultServer:
                 self._sockets.pop(connection_id, None)
                 self._threads.discard(threading.current_thread())
             conn.close()
+
+    def _handshake(self, conn: socket.socket) -> bool:
+        """Finish the TLS handshake on an HTTPS connection; False if it failed."""
+        if not isinstance(conn, ssl.SSLSocket):
+            return True
+        try:
+            conn.do_handshake()
+        except OSError:  # ssl.SSLError included: an untrusted certificate, a plain-HTTP client
+            with self._lock:
+                self._tls_failures += 1
+            return False
+        return True
 
     def _admit(self) -> bool:
         with self._changed:
@@ -407,5 +442,7 @@ def _check_path(path: str) -> None:
 
 
 def _shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
+    # socket.socket's shutdown even for TLS: SSLSocket's also drops its TLS object, which a
+    # connection thread still reading may be about to use (an AttributeError, not an OSError).
     with contextlib.suppress(OSError):  # already closed, or never connected
-        sock.shutdown(how)
+        socket.socket.shutdown(sock, how)

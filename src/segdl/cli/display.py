@@ -19,6 +19,7 @@ from segdl.progress import (
     DownloadStarted,
     Event,
     Notice,
+    NoticeKind,
 )
 
 _PLAIN_INTERVAL_S = 2.0
@@ -49,6 +50,9 @@ class PlainDisplay:
         self._last_s = 0.0
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Notice) and event.kind is NoticeKind.INSECURE:
+            print(f"segdl: WARNING: {event.message}", file=self.stderr)  # even when quiet
+            return
         if self.quiet:
             return
         if isinstance(event, Notice):
@@ -68,7 +72,9 @@ class SilentDisplay(PlainDisplay):
     """Progress off; notices still shown unless quiet."""
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Notice) and not self.quiet:
+        if isinstance(event, Notice) and event.kind is NoticeKind.INSECURE:
+            print(f"segdl: WARNING: {event.message}", file=self.stderr)
+        elif isinstance(event, Notice) and not self.quiet:
             print(f"segdl: note: {event.message}", file=self.stderr)
 
 

@@ -111,7 +111,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-size", metavar="SIZE", help="refuse files larger than SIZE (K, M, G suffixes)"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument(
+        "--if-exists",
+        choices=["error", "skip", "overwrite", "rename"],
+        default="error",
+        help="when the output file exists: error (default, exit 9), skip it (exit 0), "
+        "overwrite it, or rename (name.1.ext, ...; a partial one is resumed)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="same as --if-exists overwrite")
+    security = parser.add_argument_group("security and identity")
+    security.add_argument("-u", "--user", metavar="USER:PASSWORD", help="HTTP Basic credentials")
+    security.add_argument("--netrc", action="store_true", help="take credentials from ~/.netrc")
+    security.add_argument("--netrc-file", metavar="PATH", help="take credentials from PATH")
+    security.add_argument(
+        "--load-cookies", metavar="FILE", help="send cookies from a Netscape cookies.txt file"
+    )
+    security.add_argument(
+        "--location-trusted",
+        action="store_true",
+        help="send credentials to redirect targets on other hosts too (default: never)",
+    )
+    security.add_argument(
+        "--allow-insecure-redirect",
+        action="store_true",
+        help="follow a redirect from https to http (default: refuse)",
+    )
+    security.add_argument("--ca-bundle", metavar="PATH", help="verify TLS against this CA file")
+    security.add_argument(
+        "-k",
+        "--insecure",
+        action="store_true",
+        help="do NOT verify TLS certificates for this download (warned about every time)",
+    )
+    security.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="http://, https://, socks5:// or socks5h:// proxy, with user:password if needed",
+    )
+    security.add_argument(
+        "--no-proxy-env",
+        action="store_true",
+        help="ignore HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY",
+    )
     parser.add_argument(
         "--no-resume",
         action="store_true",
@@ -166,6 +207,17 @@ def main(
                 connections=args.connections,
                 min_split_bytes=parse_size(args.min_split_size),
                 overwrite=args.overwrite,
+                if_exists=args.if_exists,
+                user=args.user,
+                netrc=args.netrc,
+                netrc_file=args.netrc_file,
+                cookies_file=args.load_cookies,
+                location_trusted=args.location_trusted,
+                allow_insecure_redirect=args.allow_insecure_redirect,
+                ca_bundle=args.ca_bundle,
+                insecure=args.insecure,
+                proxy=args.proxy,
+                use_proxy_env=not args.no_proxy_env,
                 timeout_s=args.timeout,
                 headers=headers,
                 user_agent=args.user_agent,
@@ -200,7 +252,11 @@ def main(
             elapsed_s=result.elapsed_s,
             connections=result.connections_used,
             ranged=result.ranged,
+            skipped=result.skipped,
         )
+    elif result.skipped:
+        if not args.quiet:
+            print(f"segdl: skipped {result.path} (already there)", file=stderr)
     elif not args.quiet:
         rate = result.size_bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
         from segdl.cli.display import human_bytes
