@@ -8,6 +8,7 @@ Debian (``tinyproxy-bin``, ``microsocks``), installed by ``bash scripts/test.sh`
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import shutil
 import socket
@@ -24,6 +25,7 @@ import pytest
 import trustme
 
 import segdl
+from segdl.cli.main import main
 from segdl.errors import ConnectError
 from segdl.transport import Urllib3Transport
 from tests.server import FaultServer
@@ -487,3 +489,26 @@ def test_use_proxy_env_false_ignores_the_environment(
     environ = {"http_proxy": f"http://127.0.0.1:{_closed_port()}"}
     transport = Urllib3Transport(environ=environ, use_proxy_env=False)
     _fetch(fault_server.url("/f.bin"), tmp_path / "out", transport, b"z" * 5000)
+
+
+def test_cli_proxy_option_reaches_the_proxy(
+    fault_server: FaultServer, make_data: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """`segdl --proxy socks5h://user:pass@…` goes through the proxy; the password stays out
+    of everything printed."""
+    data = make_data(_SIZE, seed=11)
+    fault_server.add_file("/f.bin", data)
+    url = f"http://localhost:{fault_server.port}/f.bin"
+    with microsocks(tmp_path, auth=True) as proxy:
+        proxy_url = f"socks5h://{_USER}:{_PASSWORD}@127.0.0.1:{proxy.port}"
+        out, err = io.StringIO(), io.StringIO()
+        code = main(
+            ["--progress", "json", "--proxy", proxy_url, "-o", str(tmp_path / "o"), url],
+            stdout=out,
+            stderr=err,
+        )
+        log = proxy.log
+    assert code == 0, err.getvalue()
+    assert (tmp_path / "o").read_bytes() == data
+    assert f"connected to localhost:{fault_server.port}" in log
+    assert _PASSWORD not in out.getvalue() + err.getvalue()
