@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import base64
 import errno
-import http.cookiejar
-import netrc
 import os
 import stat
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from segdl.errors import LocalFileError, UsageError
+
+if TYPE_CHECKING:  # imported where used: most downloads need neither (start-up time)
+    import http.cookiejar
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CREDENTIAL_HEADERS = ("authorization", "cookie")
@@ -58,6 +59,7 @@ def basic_auth(user: str, password: str) -> str:
 
 def netrc_login(host: str, path: Path | None = None) -> tuple[str, str] | None:
     """Login and password for ``host`` from a netrc file, refusing one others can read."""
+    import netrc
     path = path or Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     try:
         info = path.stat()
@@ -84,6 +86,7 @@ def netrc_login(host: str, path: Path | None = None) -> tuple[str, str] | None:
 
 def load_cookies(path: Path) -> http.cookiejar.MozillaCookieJar:
     """A Netscape/Mozilla cookies.txt file (as written by curl, wget and browsers' exporters)."""
+    import http.cookiejar
     jar = http.cookiejar.MozillaCookieJar(str(path))
     try:
         jar.load(ignore_discard=True, ignore_expires=True)
@@ -119,6 +122,8 @@ class Identity:
             headers["Authorization"] = self.authorization
         cookies = [self.cookie] if trusted and self.cookie else []
         if self.jar is not None:
+            import urllib.request
+
             request = urllib.request.Request(url)
             self.jar.add_cookie_header(request)  # domain, path, secure and expiry rules
             from_jar = request.get_header("Cookie")
