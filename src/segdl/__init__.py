@@ -15,6 +15,11 @@ from typing import TYPE_CHECKING, Any
 from segdl._version import __version__
 
 if TYPE_CHECKING:
+    from segdl.aio import adownload as adownload
+    from segdl.aio import adownload_many as adownload_many
+    from segdl.batch import BatchReport as BatchReport
+    from segdl.batch import Job as Job
+    from segdl.batch import download_many as download_many
     from segdl.engine import download as download
     from segdl.errors import (
         Cancelled as Cancelled,
@@ -118,6 +123,11 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _EXPORTS = {
     "download": "segdl.engine",
+    "download_many": "segdl.batch",
+    "BatchReport": "segdl.batch",
+    "Job": "segdl.batch",
+    "adownload": "segdl.aio",
+    "adownload_many": "segdl.aio",
     **dict.fromkeys(
         [
             "Cancelled",

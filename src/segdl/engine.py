@@ -85,6 +85,7 @@ def download(
     insecure: bool = False,
     proxy: str | None = None,
     use_proxy_env: bool = True,
+    remote_time: bool = False,
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
@@ -131,6 +132,7 @@ def download(
         insecure=insecure,
         proxy=proxy,
         use_proxy_env=use_proxy_env,
+        remote_time=remote_time,
         resume=resume,
         lock_wait_s=lock_wait_s,
         retries=retries,
@@ -344,6 +346,8 @@ class Download:
                     checkpointer.complete()
             part.finalize(resource.size_bytes)
             resuming.finish(self.path)
+            if self.options.remote_time:
+                _set_remote_time(self.path, resource.validator.last_modified)
         finally:
             part.close()
         elapsed_s = self.clock() - self._started_s
@@ -429,3 +433,17 @@ def _close(contact: FirstContact | None) -> None:
     """Drop a first contact that will not be used (its connection is not reusable)."""
     if contact is not None and contact.response is not None:
         contact.response.close()
+
+
+def _set_remote_time(path: Path, last_modified: str | None) -> None:
+    """--remote-time: the file's mtime becomes the server's Last-Modified (when it has one)."""
+    from email.utils import parsedate_to_datetime
+
+    if last_modified is None:
+        return
+    try:
+        mtime = parsedate_to_datetime(last_modified).timestamp()
+    except (TypeError, ValueError, IndexError):
+        log.debug("unusable Last-Modified %r", last_modified)
+        return
+    os.utime(path, (time.time(), mtime))

@@ -70,6 +70,8 @@ class DownloadOptions:
     """Do not verify TLS certificates, for this download only (warned about every time)."""
     proxy: str | None = field(default=None, repr=False)  # may hold a password
     use_proxy_env: bool = True
+    remote_time: bool = False
+    """Give the finished file the server's Last-Modified as its modification time."""
 
     @property
     def overwrite(self) -> bool:

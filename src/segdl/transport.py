@@ -153,12 +153,15 @@ class Urllib3Transport:
         proxy: str | None = None,
         use_proxy_env: bool = True,
         environ: Mapping[str, str] | None = None,
+        block: bool = False,
     ) -> None:
         self.timeout_s = timeout_s
         self._pool_kw: dict[str, Any] = {
             "num_pools": 32,
             "maxsize": max_connections_per_host,
-            "block": False,
+            # block=True: never more than maxsize connections per host, requests wait for
+            # one instead; shared by a batch, this is the cap across all its downloads.
+            "block": block,
             "timeout": urllib3.Timeout(connect=timeout_s, read=timeout_s),
             "retries": False,
             **_tls_options(ca_bundle, insecure),

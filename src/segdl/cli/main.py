@@ -35,7 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("url", help="http:// or https:// URL to download")
+    parser.add_argument(
+        "urls", nargs="*", metavar="URL", help="http:// or https:// URL(s); several = a batch"
+    )
+    parser.add_argument(
+        "-i",
+        "--input-file",
+        metavar="FILE",
+        help="URLs to download, aria2's format: TAB-separated mirrors of one file per line, "
+        "then indented key=value lines (out, dir, header, connections); '-' reads stdin",
+    )
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=4, metavar="N", help="files at once (default: 4)"
+    )
+    parser.add_argument(
+        "--remote-time", action="store_true", help="set the file's time from Last-Modified"
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
     where.add_argument(
@@ -193,45 +208,25 @@ def main(
 
     # Imported here, not at the top: `segdl --version` and `--help` stay fast.
     import segdl
-    from segdl.options import parse_size
 
-    display = _make_display(args.progress, args.quiet, stdout, stderr)
     stop = _StopOnSignals()
+    if args.input_file is not None or len(args.urls) != 1:
+        from segdl.cli.batch import run_batch
+
+        with stop:
+            code = run_batch(args, _download_kwargs, stdout, stderr, stop.event)
+        if stop.signum is not None:
+            return 128 + stop.signum
+        return int(code)
+    display = _make_display(args.progress, args.quiet, stdout, stderr)
     try:
-        headers = _parse_headers(args.header)
         with stop:
             result = segdl.download(
-                args.url,
+                args.urls[0],
                 args.output,
-                directory=args.dir,
-                connections=args.connections,
-                min_split_bytes=parse_size(args.min_split_size),
-                overwrite=args.overwrite,
-                if_exists=args.if_exists,
-                user=args.user,
-                netrc=args.netrc,
-                netrc_file=args.netrc_file,
-                cookies_file=args.load_cookies,
-                location_trusted=args.location_trusted,
-                allow_insecure_redirect=args.allow_insecure_redirect,
-                ca_bundle=args.ca_bundle,
-                insecure=args.insecure,
-                proxy=args.proxy,
-                use_proxy_env=not args.no_proxy_env,
-                timeout_s=args.timeout,
-                headers=headers,
-                user_agent=args.user_agent,
                 progress=display,
-                resume=not args.no_resume,
-                lock_wait_s=args.lock_wait,
-                retries=args.retries,
-                retry_wait_s=args.retry_wait,
-                max_retry_after_s=args.max_retry_after,
-                max_redirects=args.max_redirects,
-                max_connections_per_host=args.max_connections_per_host,
-                lowest_speed_bytes_per_s=_optional_size(args.lowest_speed_limit),
-                max_size_bytes=_optional_size(args.max_size),
                 cancel=stop.event,
+                **_download_kwargs(args),
             )
     except (segdl.SegdlError, OSError, KeyboardInterrupt) as exc:
         display.close()
@@ -308,6 +303,42 @@ class _StopOnSignals:
             os._exit(128 + self.signum)
         self.signum = signum
         self.event.set()
+
+
+def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The download() keywords every file gets from the command line."""
+    from segdl.options import parse_size
+
+    return {
+        "directory": args.dir,
+        "connections": args.connections,
+        "min_split_bytes": parse_size(args.min_split_size),
+        "overwrite": args.overwrite,
+        "if_exists": args.if_exists,
+        "user": args.user,
+        "netrc": args.netrc,
+        "netrc_file": args.netrc_file,
+        "cookies_file": args.load_cookies,
+        "location_trusted": args.location_trusted,
+        "allow_insecure_redirect": args.allow_insecure_redirect,
+        "ca_bundle": args.ca_bundle,
+        "insecure": args.insecure,
+        "proxy": args.proxy,
+        "use_proxy_env": not args.no_proxy_env,
+        "timeout_s": args.timeout,
+        "headers": _parse_headers(args.header),
+        "user_agent": args.user_agent,
+        "resume": not args.no_resume,
+        "lock_wait_s": args.lock_wait,
+        "retries": args.retries,
+        "retry_wait_s": args.retry_wait,
+        "max_retry_after_s": args.max_retry_after,
+        "max_redirects": args.max_redirects,
+        "max_connections_per_host": args.max_connections_per_host,
+        "lowest_speed_bytes_per_s": _optional_size(args.lowest_speed_limit),
+        "max_size_bytes": _optional_size(args.max_size),
+        "remote_time": args.remote_time,
+    }
 
 
 def _optional_size(text: str | None) -> int | None:

@@ -1,0 +1,210 @@
+"""Many downloads: an input file in aria2's format, a bounded number at once, one report.
+
+Every download of a batch shares one transport whose pools block at
+``max_connections_per_host``, so the per-host cap holds across all of them (aria2#577), not
+per file. A failed item never stops the others; the report says what happened to each.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from segdl.engine import download
+from segdl.errors import SegdlError, UsageError, shown
+from segdl.models import Result
+from segdl.transport import Urllib3Transport
+
+# Per-item options an input file may set (aria2's names), and the download() keyword for each.
+_ITEM_KEYS = {
+    "out": "dest",
+    "dir": "directory",
+    "checksum": "checksum",
+    "header": "headers",
+    "connections": "connections",
+    "split": "connections",
+    "limit-rate": "limit_rate",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One file to fetch: its URLs (the first, then mirrors of the same file) and options."""
+
+    urls: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+
+class Outcome(Enum):
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemReport:
+    job: Job
+    outcome: Outcome
+    result: Result | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    items: tuple[ItemReport, ...]
+    elapsed_s: float
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for item in self.items if item.outcome is outcome)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(Outcome.FAILED) == 0
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(i.result.size_bytes for i in self.items if i.result and not i.result.skipped)
+
+    @property
+    def failures(self) -> list[ItemReport]:
+        return [item for item in self.items if item.outcome is Outcome.FAILED]
+
+
+def parse_input_file(text: str) -> list[Job]:
+    """aria2's input file: a line of TAB-separated URLs (mirrors of one file), then indented
+    ``key=value`` lines for that file; ``#`` comments and blank lines are ignored."""
+    jobs: list[Job] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0] in " \t":
+            if not jobs:
+                raise UsageError(f"input line {number}: an option before any URL")
+            key, sep, value = line.strip().partition("=")
+            if not sep or key not in _ITEM_KEYS:
+                known = ", ".join(sorted(_ITEM_KEYS))
+                raise UsageError(f"input line {number}: unknown option {key!r} (known: {known})")
+            options = dict(jobs[-1].options)
+            _set_option(options, _ITEM_KEYS[key], value.strip(), number)
+            jobs[-1] = Job(jobs[-1].urls, options)
+            continue
+        urls = tuple(u for u in line.strip().split("\t") if u)
+        jobs.append(Job(urls))
+    return jobs
+
+
+def _set_option(options: dict[str, Any], name: str, value: str, number: int) -> None:
+    if name == "headers":
+        header, sep, content = value.partition(":")
+        if not sep:
+            raise UsageError(f"input line {number}: header {value!r} is not 'Name: value'")
+        options["headers"] = {**options.get("headers", {}), header.strip(): content.strip()}
+    elif name == "connections":
+        if not (value.isascii() and value.isdigit()):
+            raise UsageError(f"input line {number}: connections must be a number")
+        options["connections"] = int(value)
+    else:
+        options[name] = value
+
+
+def download_many(
+    jobs: Iterable[Job | str],
+    *,
+    parallel: int = 4,
+    max_connections_per_host: int = 16,
+    timeout_s: float = 30.0,
+    on_item: Any = None,
+    cancel: threading.Event | None = None,
+    **common: Any,
+) -> BatchReport:
+    """Download every job, ``parallel`` at a time; never raises for a failed item.
+
+    ``common`` keywords go to every :func:`segdl.download` (an item's own options win).
+    ``on_item(ItemReport)`` is called as each item ends, from a worker thread.
+    """
+    if parallel < 1:
+        raise UsageError("jobs must be at least 1")
+    items = [job if isinstance(job, Job) else Job((job,)) for job in jobs]
+    cancel = cancel or threading.Event()
+    started = time.monotonic()
+    transport = Urllib3Transport(
+        max_connections_per_host=max_connections_per_host,
+        timeout_s=timeout_s,
+        block=True,  # the cap is shared by every download of the batch
+        **_transport_options(common),
+    )
+
+    def run(job: Job) -> ItemReport:
+        report = _run_one(job, common, transport, timeout_s, max_connections_per_host, cancel)
+        if on_item is not None:
+            on_item(report)
+        return report
+
+    try:
+        with cf.ThreadPoolExecutor(parallel, thread_name_prefix="segdl-job") as pool:
+            reports = list(pool.map(run, items))
+    finally:
+        transport.close()
+    return BatchReport(tuple(reports), time.monotonic() - started)
+
+
+def _run_one(
+    job: Job,
+    common: Mapping[str, Any],
+    transport: Urllib3Transport,
+    timeout_s: float,
+    cap: int,
+    cancel: threading.Event,
+) -> ItemReport:
+    """Try the job's URLs in order (a failing mirror does not fail the file while another
+    works); report the last error if none did."""
+    options = {**common, **job.options}
+    if options.get("dest") is not None and options.get("directory") is not None:
+        # aria2: `out` is relative to `dir`
+        options["dest"] = Path(options.pop("directory")) / options["dest"]
+    error: BaseException | None = None
+    for url in job.urls:
+        if cancel.is_set():
+            break
+        try:
+            result = download(
+                url,
+                transport=transport,
+                timeout_s=timeout_s,
+                max_connections_per_host=cap,
+                cancel=cancel,
+                **options,
+            )
+        except SegdlError as exc:
+            error = exc
+            continue
+        outcome = Outcome.SKIPPED if result.skipped else Outcome.DONE
+        return ItemReport(job, outcome, result)
+    return ItemReport(job, Outcome.FAILED, error=error or SegdlError("cancelled"))
+
+
+def _transport_options(common: Mapping[str, Any]) -> dict[str, Any]:
+    names = ("ca_bundle", "insecure", "proxy", "use_proxy_env")
+    return {name: common[name] for name in names if name in common}
+
+
+def summary_lines(report: BatchReport) -> Sequence[str]:
+    """The end-of-batch report: counts, bytes, time, then one line per failure."""
+    lines = [
+        f"{report.count(Outcome.DONE)} done, {report.count(Outcome.SKIPPED)} skipped, "
+        f"{report.count(Outcome.FAILED)} failed; {report.bytes_done} bytes in "
+        f"{report.elapsed_s:.2f} s"
+    ]
+    for item in report.failures:
+        lines.append(f"failed: {shown(item.job.url)}: {item.error}")
+    return lines

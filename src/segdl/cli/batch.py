@@ -1,0 +1,117 @@
+"""``segdl URL URL ...`` and ``segdl -i FILE``: a batch, a line per file, one report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Callable
+from typing import IO, Any
+
+from segdl.batch import BatchReport, ItemReport, Job, Outcome, download_many, parse_input_file
+from segdl.cli.exitcodes import ExitCode, exit_code_for
+from segdl.errors import SegdlError, UsageError, shown
+from segdl.progress import Event
+
+
+def run_batch(
+    args: argparse.Namespace,
+    common: Callable[[argparse.Namespace], dict[str, Any]],
+    stdout: IO[str],
+    stderr: IO[str],
+    cancel: threading.Event,
+) -> ExitCode:
+    """Run every URL given (and every file of ``-i``), ``-j`` at a time; report each."""
+    try:
+        jobs = _jobs(args)
+        kwargs = common(args)
+        if args.output is not None:
+            raise UsageError("-o names one file: use -d with several URLs or -i")
+    except (SegdlError, OSError) as exc:
+        print(f"segdl: error: {exc}", file=stderr)
+        return exit_code_for(exc)
+    lock = threading.Lock()
+    as_json = args.progress == "json"
+
+    def on_item(item: ItemReport) -> None:
+        with lock:
+            _print_item(item, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
+
+    if as_json:
+        kwargs["progress"] = _json_events(stdout, lock)
+    report = download_many(
+        jobs,
+        parallel=args.jobs,
+        on_item=on_item,
+        cancel=cancel,
+        **kwargs,
+    )
+    return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
+
+
+def _jobs(args: argparse.Namespace) -> list[Job]:
+    jobs = [Job((url,)) for url in args.urls]
+    if args.input_file is not None:
+        if args.input_file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.input_file, encoding="utf-8") as handle:
+                text = handle.read()
+        jobs += parse_input_file(text)
+    if not jobs:
+        raise UsageError("no URL given (a URL, several, or -i FILE)")
+    if args.jobs < 1:
+        raise UsageError("-j must be at least 1")
+    return jobs
+
+
+def _json_events(stdout: IO[str], lock: threading.Lock) -> Callable[[Event], None]:
+    from segdl.cli.display import JsonDisplay
+
+    display = JsonDisplay(stdout)
+
+    def listener(event: Event) -> None:
+        with lock:  # events of several files come from several threads
+            display(event)
+
+    return listener
+
+
+def _print_item(
+    item: ItemReport, *, as_json: bool, quiet: bool, stdout: IO[str], stderr: IO[str]
+) -> None:
+    if as_json:
+        return  # the per-file events already say it
+    if item.outcome is Outcome.FAILED:
+        print(f"segdl: failed: {shown(item.job.url)}: {item.error}", file=stderr)
+    elif not quiet and item.result is not None:
+        verb = "skipped" if item.outcome is Outcome.SKIPPED else "saved"
+        print(f"segdl: {verb} {item.result.path}", file=stderr)
+
+
+def _finish(
+    report: BatchReport, *, as_json: bool, quiet: bool, stdout: IO[str], stderr: IO[str]
+) -> ExitCode:
+    failures = report.failures
+    code = ExitCode.OK if not failures else exit_code_for(failures[0].error or SegdlError())
+    if as_json:
+        record = {
+            "event": "Summary",
+            "ok": report.ok,
+            "exit_code": int(code),
+            "done": report.count(Outcome.DONE),
+            "skipped": report.count(Outcome.SKIPPED),
+            "failed": report.count(Outcome.FAILED),
+            "bytes": report.bytes_done,
+            "elapsed_s": report.elapsed_s,
+            "failures": [{"url": shown(f.job.url), "error": str(f.error)} for f in failures],
+        }
+        stdout.write(json.dumps(record) + "\n")
+        stdout.flush()
+    elif not quiet or failures:
+        from segdl.batch import summary_lines
+
+        for line in summary_lines(report):
+            print(f"segdl: {line}", file=stderr)
+    return code

@@ -1,0 +1,143 @@
+"""Batches: input files with mirrors and options, -j, the shared per-host cap, reruns."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import segdl
+from segdl.batch import Job, Outcome, download_many, parse_input_file
+from segdl.cli.exitcodes import ExitCode
+from segdl.cli.main import main
+from tests.server import FaultServer
+from tests.server.faults import Faults
+
+MIB = 1024 * 1024
+MakeData = Callable[..., bytes]
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=stdout, stderr=stderr)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_parse_input_file_in_aria2_format() -> None:
+    """TAB-separated mirrors, indented per-file options, comments and blank lines."""
+    jobs = parse_input_file(
+        "# a comment\n"
+        "http://a/x.bin\thttp://b/x.bin\n"
+        "  out=renamed.bin\n"
+        "  dir=sub\n"
+        "  header=X-Token: 1\n"
+        "  connections=3\n"
+        "\n"
+        "http://a/y.bin\n"
+    )
+    assert jobs[0].urls == ("http://a/x.bin", "http://b/x.bin")
+    assert dict(jobs[0].options) == {
+        "dest": "renamed.bin",
+        "directory": "sub",
+        "headers": {"X-Token": "1"},
+        "connections": 3,
+    }
+    assert jobs[1] == Job(("http://a/y.bin",))
+
+
+def test_input_file_with_mirrors_options_and_a_dead_mirror(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A dead first mirror does not fail the file; per-file out/dir options are obeyed."""
+    a, b, c = make_data(2 * MIB, seed=1), make_data(MIB, seed=2), make_data(3000, seed=3)
+    fault_server.add_file("/a.bin", a)
+    fault_server.add_file("/b.bin", b)
+    fault_server.add_file("/c.bin", c)
+    dead = "http://127.0.0.1:9/a.bin"
+    listing = tmp_path / "list.txt"
+    listing.write_text(
+        f"{dead}\t{fault_server.url('/a.bin')}\n"
+        f"{fault_server.url('/b.bin')}\n"
+        f"  out={tmp_path / 'sub' / 'bee.bin'}\n"
+        f"{fault_server.url('/c.bin')}\n"
+        "  connections=1\n"
+    )
+    (tmp_path / "sub").mkdir()
+    code, _, err = run_cli(
+        "-q", "-j", "2", "--retries", "0", "-d", str(tmp_path), "-i", str(listing)
+    )
+    assert code == ExitCode.OK, err
+    assert (tmp_path / "a.bin").read_bytes() == a
+    assert (tmp_path / "sub" / "bee.bin").read_bytes() == b
+    assert (tmp_path / "c.bin").read_bytes() == c
+
+
+def test_per_host_cap_holds_across_the_batch(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """4 files at once with 8 connections each never open more than the cap (3) in all."""
+    for n in range(4):
+        fault_server.add_file(f"/f{n}.bin", make_data(4 * MIB, seed=n))
+        fault_server.set_faults(f"/f{n}.bin", Faults(throttle_bytes_per_s=8 * MIB))
+    urls = [fault_server.url(f"/f{n}.bin") for n in range(4)]
+    # The server refuses a 4th connection (after a 0.1 s grace for a closing one to go).
+    fault_server.max_connections = 3
+    fault_server.over_cap = "503"
+    report = download_many(
+        urls, parallel=4, max_connections_per_host=3, connections=8, directory=tmp_path
+    )
+    assert report.ok and report.count(Outcome.DONE) == 4
+    assert fault_server.rejected_connections == 0
+    for n in range(4):
+        assert (tmp_path / f"f{n}.bin").read_bytes() == make_data(4 * MIB, seed=n)
+
+
+def test_rerunning_a_half_failed_batch_completes_it(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """First run: one file fails (exit non-zero, reported); rerun with skip finishes it."""
+    good, later = make_data(1000, seed=1), make_data(2000, seed=2)
+    fault_server.add_file("/good.bin", good)
+    fault_server.add_file("/later.bin", later)
+    fault_server.set_faults("/later.bin", Faults(status=404))
+    urls = [fault_server.url("/good.bin"), fault_server.url("/later.bin")]
+    code, out, err = run_cli(
+        "--progress", "json", "-d", str(tmp_path), "--if-exists", "skip", *urls
+    )
+    summary = json.loads(out.splitlines()[-1])
+    assert code == ExitCode.SERVER_ERROR
+    assert (summary["done"], summary["failed"]) == (1, 1)
+    assert "404" in summary["failures"][0]["error"]
+    fault_server.set_faults("/later.bin")
+    code, _, err = run_cli("-d", str(tmp_path), "--if-exists", "skip", *urls)
+    assert code == ExitCode.OK, err
+    assert "1 done, 1 skipped, 0 failed" in err
+    assert (tmp_path / "later.bin").read_bytes() == later
+
+
+def test_remote_time_sets_the_modification_time(fault_server: FaultServer, tmp_path: Path) -> None:
+    """--remote-time gives the file the server's Last-Modified."""
+    fault_server.add_file("/f.bin", b"x" * 100, last_modified=1_600_000_000.0)
+    code, _, err = run_cli("-q", "--remote-time", "-d", str(tmp_path), fault_server.url("/f.bin"))
+    assert code == ExitCode.OK, err
+    assert os.stat(tmp_path / "f.bin").st_mtime == 1_600_000_000.0
+    header = fault_server.requests[0]
+    assert header.method == "GET"
+    assert parsedate_to_datetime("Sun, 13 Sep 2020 12:26:40 GMT").timestamp() == 1_600_000_000.0
+
+
+def test_several_positional_urls_are_separate_downloads(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """`segdl URL1 URL2 -d DIR` downloads both, as wget and curl would."""
+    fault_server.add_file("/x.bin", make_data(100, seed=1))
+    fault_server.add_file("/y.bin", make_data(200, seed=2))
+    code, _, err = run_cli(
+        "-d", str(tmp_path), fault_server.url("/x.bin"), fault_server.url("/y.bin")
+    )
+    assert code == ExitCode.OK, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin", "y.bin"]
+    assert segdl.__version__
