@@ -60,6 +60,7 @@ def basic_auth(user: str, password: str) -> str:
 def netrc_login(host: str, path: Path | None = None) -> tuple[str, str] | None:
     """Login and password for ``host`` from a netrc file, refusing one others can read."""
     import netrc
+
     path = path or Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     try:
         info = path.stat()
@@ -87,6 +88,7 @@ def netrc_login(host: str, path: Path | None = None) -> tuple[str, str] | None:
 def load_cookies(path: Path) -> http.cookiejar.MozillaCookieJar:
     """A Netscape/Mozilla cookies.txt file (as written by curl, wget and browsers' exporters)."""
     import http.cookiejar
+
     jar = http.cookiejar.MozillaCookieJar(str(path))
     try:
         jar.load(ignore_discard=True, ignore_expires=True)

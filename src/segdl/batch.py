@@ -19,6 +19,8 @@ from typing import Any
 from segdl.engine import download
 from segdl.errors import SegdlError, UsageError, shown
 from segdl.models import Result
+from segdl.options import parse_size
+from segdl.ratelimit import TokenBucket
 from segdl.transport import Urllib3Transport
 
 # Per-item options an input file may set (aria2's names), and the download() keyword for each.
@@ -137,6 +139,10 @@ def download_many(
     items = [job if isinstance(job, Job) else Job((job,)) for job in jobs]
     cancel = cancel or threading.Event()
     started = time.monotonic()
+    if common.get("limit_rate") is not None:  # one bucket for the whole batch
+        common = dict(common)
+        limit = common.pop("limit_rate")
+        common["rate_limiter"] = TokenBucket(parse_size(limit) if isinstance(limit, str) else limit)
     transport = Urllib3Transport(
         max_connections_per_host=max_connections_per_host,
         timeout_s=timeout_s,

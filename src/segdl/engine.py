@@ -17,9 +17,11 @@ from pathlib import Path
 
 from segdl import resume as resuming
 from segdl.auth import Identity, identity_for, origin
+from segdl.digests import Expected, PrefixHasher, parse_checksum_option, verify
 from segdl.errors import (
     Cancelled,
     HTTPStatusError,
+    IntegrityError,
     NetworkError,
     NoSpace,
     RemoteChanged,
@@ -39,6 +41,7 @@ from segdl.progress import (
     ProgressListener,
     silent,
 )
+from segdl.ratelimit import TokenBucket
 from segdl.retry import RetryPolicy
 from segdl.state import DownloadState, OwnerLock, state_path
 from segdl.storage import PartFile, check_free_space, check_output_free, part_path
@@ -86,6 +89,9 @@ def download(
     proxy: str | None = None,
     use_proxy_env: bool = True,
     remote_time: bool = False,
+    limit_rate: int | str | None = None,
+    rate_limiter: TokenBucket | None = None,
+    checksum: str | None = None,
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
@@ -106,6 +112,9 @@ def download(
     ``"overwrite"`` (also ``overwrite=True``) or ``"rename"``. Credentials (``user``, URL
     userinfo, netrc, an ``Authorization`` or ``Cookie`` header) go only to the URL's origin
     unless ``location_trusted``; cookies from ``cookies_file`` follow the cookie rules.
+    ``limit_rate`` (bytes/s, or "500K", "10M") caps this download; ``checksum`` ("sha256=HEX")
+    or a server digest (Repr-Digest, Digest, Content-MD5 on a 200) is verified before the
+    file gets its name (``IntegrityError`` otherwise).
     """
     extra: dict[str, object] = {}
     if user_agent is not None:
@@ -133,6 +142,8 @@ def download(
         proxy=proxy,
         use_proxy_env=use_proxy_env,
         remote_time=remote_time,
+        limit_rate_bytes_per_s=_rate(limit_rate),
+        checksum=checksum,
         resume=resume,
         lock_wait_s=lock_wait_s,
         retries=retries,
@@ -159,7 +170,7 @@ def download(
     )
     try:
         listener = progress or silent
-        return Download(
+        runner = Download(
             clean_url,
             Path(dest) if dest is not None else None,
             Path(directory or "."),
@@ -168,7 +179,12 @@ def download(
             listener,
             cancel or threading.Event(),
             identity,
-        ).run()
+        )
+        if rate_limiter is not None:  # shared by a batch
+            runner.rate_limiters.append(rate_limiter)
+        if options.limit_rate_bytes_per_s is not None:
+            runner.rate_limiters.append(TokenBucket(options.limit_rate_bytes_per_s))
+        return runner.run()
     finally:
         if owned:
             active.close()
@@ -200,6 +216,7 @@ class Download:
         self.listener = listener
         self.clock = clock
         self.cancel = cancel
+        self.rate_limiters: list[TokenBucket] = []
         self._started_s = 0.0
 
     def run(self) -> Result:
@@ -329,11 +346,17 @@ class Download:
             self._started_s,
             self.identity,
         )
+        transfer.rate_limiters = self.rate_limiters
         part = PartFile(self.path, overwrite=self.options.overwrite, resume=state is not None)
+        expected = self._expected_digest(contact)
+        if expected is not None:
+            transfer.hash_algorithm = expected.algorithm
+            transfer.hasher = PrefixHasher(expected.algorithm, part.fileno)
         try:
             size = contact.resource.size_bytes
             if size is None or contact.mode is Mode.EMPTY:
                 resource, ranged, connections = transfer.fetch(contact, part, missing)
+                self._verify(transfer, expected, resource)
             else:
                 template = resuming.state_for(self.url, contact.resource, [], lock.token)
                 if state is not None:
@@ -343,13 +366,24 @@ class Download:
                 ) as checkpointer:
                     transfer.checkpointer = checkpointer
                     resource, ranged, connections = transfer.fetch(contact, part, missing)
+                    try:
+                        self._verify(transfer, expected, resource)
+                    except IntegrityError:
+                        checkpointer.discarded = True  # wrong bytes are not worth resuming
+                        raise
                     checkpointer.complete()
             part.finalize(resource.size_bytes)
             resuming.finish(self.path)
             if self.options.remote_time:
                 _set_remote_time(self.path, resource.validator.last_modified)
+        except IntegrityError:
+            part.close()
+            resuming.discard(self.path)
+            raise
         finally:
             part.close()
+            if transfer.hasher is not None:
+                transfer.hasher.close()
         elapsed_s = self.clock() - self._started_s
         log.debug("finalized after %.3f s", elapsed_s)
         size_bytes = resource.size_bytes or 0
@@ -384,6 +418,21 @@ class Download:
                 self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {exc}")
                 if self.cancel.wait(wait_s):
                     raise Cancelled("download cancelled") from exc
+
+    def _expected_digest(self, contact: FirstContact) -> Expected | None:
+        """--checksum wins; else a digest of the whole file the server sent, if any."""
+        if self.options.checksum is not None:
+            return parse_checksum_option(self.options.checksum)
+        return contact.expected_digest
+
+    def _verify(self, transfer: Transfer, expected: Expected | None, resource: Resource) -> None:
+        """The finished file against the expected digest: a mismatch is never finalized."""
+        if expected is None or transfer.hasher is None:
+            return
+        transfer_hasher = transfer.hasher
+        transfer.hasher = None
+        verify(expected, transfer_hasher.finish(resource.size_bytes or 0))
+        self._notice(NoticeKind.VERIFIED, f"{expected.source} {expected.algorithm} verified")
 
     def _check_size(self, size_bytes: int | None, state: DownloadState | None) -> None:
         """Refuse, before any byte is written, a file over --max-size or over the free space."""
@@ -447,3 +496,11 @@ def _set_remote_time(path: Path, last_modified: str | None) -> None:
         log.debug("unusable Last-Modified %r", last_modified)
         return
     os.utime(path, (time.time(), mtime))
+
+
+def _rate(limit: int | str | None) -> int | None:
+    if limit is None or isinstance(limit, int):
+        return limit
+    from segdl.options import parse_size
+
+    return parse_size(limit)

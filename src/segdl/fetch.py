@@ -111,6 +111,7 @@ def stream_claim(
     clock: Callable[[], float],
     stop: threading.Event,
     url: str,
+    throttle: Callable[[int], None] | None = None,
 ) -> None:
     """Read ``claim``'s stream into ``part`` until the planner says stop.
 
@@ -123,6 +124,8 @@ def stream_claim(
             raise Cancelled("download stopped")
         want = min(size, claim.request.end - claim.stream_pos)
         received = response.readinto(buffer[:want])
+        if throttle is not None and received:
+            throttle(received)  # --limit-rate: wait here until the average is back in line
         if received == 0:
             raise ShortBody(url, claim.request.length, claim.stream_pos - claim.request.start)
         advance = planner.advance(claim, received, clock())
@@ -140,6 +143,7 @@ def stream_to_end(
     buffer: memoryview,
     stop: threading.Event,
     on_bytes: Callable[[int], None],
+    throttle: Callable[[int], None] | None = None,
 ) -> int:
     """Write a whole body from offset 0 as it comes (the single-stream fallback)."""
     offset = 0
@@ -149,6 +153,8 @@ def stream_to_end(
         received = response.readinto(buffer)
         if received == 0:
             return offset
+        if throttle is not None:
+            throttle(received)
         part.write_at(offset, buffer[:received])
         offset += received
         on_bytes(offset)

@@ -72,6 +72,10 @@ class DownloadOptions:
     use_proxy_env: bool = True
     remote_time: bool = False
     """Give the finished file the server's Last-Modified as its modification time."""
+    limit_rate_bytes_per_s: int | None = None
+    """This download's own rate limit (a batch-wide one is passed as a shared bucket)."""
+    checksum: str | None = None
+    """``ALGO=HEX`` the finished file must match (md5, sha-1, sha-256, sha-512)."""
 
     @property
     def overwrite(self) -> bool:

@@ -16,6 +16,7 @@ from enum import Enum
 from urllib.parse import urljoin, urlsplit
 
 from segdl.auth import Identity, split_userinfo
+from segdl.digests import Expected, from_headers
 from segdl.errors import (
     HTTPStatusError,
     InsecureRedirect,
@@ -62,6 +63,8 @@ class FirstContact:
     """Why this mode, for notices and logs."""
     content_disposition: str | None = None
     """The final response's ``Content-Disposition``, which may name the file."""
+    expected_digest: Expected | None = None
+    """A digest of the whole file the server sent (Repr-Digest, Digest, Content-MD5)."""
 
 
 def first_contact(
@@ -96,6 +99,10 @@ def first_contact(
         if response.status not in _REDIRECTS:
             contact = _classify(url, current, response, ranged=ranged, start=start)
             contact.content_disposition = _content_disposition(response)
+            # Content-MD5 describes this body, so only a whole (200) body (RFC 1864).
+            contact.expected_digest = from_headers(
+                response.header_values, full_response=response.status == 200
+            )
             return contact
         location = single_header("Location", response.header_values("Location"))
         response.close()

@@ -60,6 +60,7 @@ class NoticeKind(Enum):
     CONNECTIONS_LOWERED = "connections-lowered"
     INSECURE = "insecure"
     SKIPPED = "skipped"
+    VERIFIED = "verified"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from segdl.auth import Identity
+from segdl.digests import PrefixHasher
 from segdl.errors import (
     Cancelled,
     ContentRangeMismatch,
@@ -45,6 +46,7 @@ from segdl.progress import (
     NoticeKind,
     ProgressListener,
 )
+from segdl.ratelimit import TokenBucket
 from segdl.resume import Checkpointer
 from segdl.retry import RetryPolicy, is_overload, is_transient
 from segdl.storage import PartFile
@@ -92,6 +94,9 @@ class Transfer:
         self.cancel = cancel
         self.checkpointer: Checkpointer | None = None
         self.identity = identity
+        self.rate_limiters: list[TokenBucket] = []
+        self.hasher: PrefixHasher | None = None
+        self.hash_algorithm = "sha256"
         self._started_s = started_s
         self._halt = threading.Event()  # stops the workers of the current phase
         self._work_changed = threading.Condition()
@@ -180,7 +185,7 @@ class Transfer:
         claim: Claim | None,
         response: Response | None,
     ) -> None:
-        buffer = memoryview(bytearray(self.options.buffer_bytes))
+        buffer = memoryview(bytearray(self._buffer_bytes()))
         policy = self._policy()
         streamed = False
         while not self._halt.is_set():
@@ -201,7 +206,15 @@ class Transfer:
                     self._register(response)
                     log.debug("range %s answered after %.3f s", claim.request, self._since(claim))
                 stream_claim(
-                    response, claim, planner, part, buffer, self.clock, self._halt, self.url
+                    response,
+                    claim,
+                    planner,
+                    part,
+                    buffer,
+                    self.clock,
+                    self._halt,
+                    self.url,
+                    self._throttle,
                 )
                 log.debug(
                     "range %s stopped at %d after %.3f s",
@@ -284,6 +297,9 @@ class Transfer:
         self._written_source = self._single_written
         if self.checkpointer is not None:
             self.checkpointer.save()
+        if self.hasher is not None:  # what it hashed is about to be overwritten
+            self.hasher.close()
+            self.hasher = PrefixHasher(self.hash_algorithm, part.fileno)
         part.allocate(0)
         if resource.size_bytes is not None:
             part.allocate(resource.size_bytes)
@@ -293,9 +309,11 @@ class Transfer:
         def on_bytes(done_bytes: int) -> None:
             self._single_done_bytes = done_bytes
 
-        buffer = memoryview(bytearray(self.options.buffer_bytes))
+        buffer = memoryview(bytearray(self._buffer_bytes()))
         with cf.ThreadPoolExecutor(1, thread_name_prefix="segdl") as pool:
-            future = pool.submit(stream_to_end, response, part, buffer, self._halt, on_bytes)
+            future = pool.submit(
+                stream_to_end, response, part, buffer, self._halt, on_bytes, self._throttle
+            )
             try:
                 self._supervise([future], resource.size_bytes, lambda: self._single_done_bytes)
             finally:
@@ -333,6 +351,7 @@ class Transfer:
                     if future.exception() is not None:
                         raise _first_error(futures)
                 self._flush_notices()
+                self._advance_hasher()
                 checkpointer = self.checkpointer
                 if checkpointer is not None and checkpointer.error is not None:
                     raise checkpointer.error
@@ -380,6 +399,25 @@ class Transfer:
     def _flush_notices(self) -> None:
         while self._pending_notices:
             self.listener(self._pending_notices.popleft())
+
+    def _advance_hasher(self) -> None:
+        """Let the background hasher read the contiguous prefix written so far."""
+        if self.hasher is None:
+            return
+        written = self._written_source()
+        if written and written[0].start == 0:
+            self.hasher.advance_to(written[0].end)
+
+    def _throttle(self, n_bytes: int) -> None:
+        for bucket in self.rate_limiters:
+            bucket.consume(n_bytes, stop=self._halt)
+
+    def _buffer_bytes(self) -> int:
+        """Smaller reads under a rate limit, so one read is not a burst of half a second."""
+        size = self.options.buffer_bytes
+        for bucket in self.rate_limiters:
+            size = min(size, max(16 * 1024, int(bucket.rate_bytes_per_s / 20)))
+        return size
 
     def _policy(self) -> RetryPolicy:
         options = self.options

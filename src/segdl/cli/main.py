@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--remote-time", action="store_true", help="set the file's time from Last-Modified"
     )
+    parser.add_argument(
+        "--limit-rate",
+        metavar="RATE",
+        help="at most RATE bytes/s over everything (K, M, G suffixes, 1024-based)",
+    )
+    parser.add_argument(
+        "--checksum",
+        metavar="ALGO=HEX",
+        help="verify the file (md5, sha-1, sha-256, sha-512); a mismatch exits 10",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
     where.add_argument(
@@ -338,6 +348,8 @@ def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "lowest_speed_bytes_per_s": _optional_size(args.lowest_speed_limit),
         "max_size_bytes": _optional_size(args.max_size),
         "remote_time": args.remote_time,
+        "limit_rate": args.limit_rate,
+        "checksum": args.checksum,
     }
 
 
