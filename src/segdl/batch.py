@@ -172,19 +172,20 @@ def _run_one(
     cap: int,
     cancel: threading.Event,
 ) -> ItemReport:
-    """Try the job's URLs in order (a failing mirror does not fail the file while another
-    works); report the last error if none did."""
+    """Fetch the file from its first URL with the others as mirrors (ranges spread over all,
+    a failing mirror dropped); if the first URL itself fails, the next one leads."""
     options = {**common, **job.options}
     if options.get("dest") is not None and options.get("directory") is not None:
         # aria2: `out` is relative to `dir`
         options["dest"] = Path(options.pop("directory")) / options["dest"]
     error: BaseException | None = None
-    for url in job.urls:
+    for number, url in enumerate(job.urls):
         if cancel.is_set():
             break
         try:
             result = download(
                 url,
+                mirrors=job.urls[number + 1 :],
                 transport=transport,
                 timeout_s=timeout_s,
                 max_connections_per_host=cap,

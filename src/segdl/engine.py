@@ -11,12 +11,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from segdl import resume as resuming
-from segdl.auth import Identity, identity_for, origin
+from segdl.auth import Identity, identity_for, origin, split_userinfo
 from segdl.digests import Expected, PrefixHasher, parse_checksum_option, verify
 from segdl.errors import (
     Cancelled,
@@ -25,6 +25,7 @@ from segdl.errors import (
     NetworkError,
     NoSpace,
     RemoteChanged,
+    SegdlError,
     ShortBody,
     UsageError,
     shown,
@@ -92,6 +93,7 @@ def download(
     limit_rate: int | str | None = None,
     rate_limiter: TokenBucket | None = None,
     checksum: str | None = None,
+    mirrors: Sequence[str] = (),
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
@@ -114,7 +116,8 @@ def download(
     unless ``location_trusted``; cookies from ``cookies_file`` follow the cookie rules.
     ``limit_rate`` (bytes/s, or "500K", "10M") caps this download; ``checksum`` ("sha256=HEX")
     or a server digest (Repr-Digest, Digest, Content-MD5 on a 200) is verified before the
-    file gets its name (``IntegrityError`` otherwise).
+    file gets its name (``IntegrityError`` otherwise). ``mirrors``: other URLs of the same
+    file; ranges are spread over all of them, and one that differs or fails is dropped.
     """
     extra: dict[str, object] = {}
     if user_agent is not None:
@@ -180,6 +183,7 @@ def download(
             cancel or threading.Event(),
             identity,
         )
+        runner.mirror_urls = [split_userinfo(m)[0] for m in mirrors]
         if rate_limiter is not None:  # shared by a batch
             runner.rate_limiters.append(rate_limiter)
         if options.limit_rate_bytes_per_s is not None:
@@ -217,6 +221,7 @@ class Download:
         self.clock = clock
         self.cancel = cancel
         self.rate_limiters: list[TokenBucket] = []
+        self.mirror_urls: list[str] = []
         self._started_s = 0.0
 
     def run(self) -> Result:
@@ -347,6 +352,8 @@ class Download:
             self.identity,
         )
         transfer.rate_limiters = self.rate_limiters
+        if contact.mode is Mode.RANGED and self.mirror_urls:
+            transfer.mirrors = self._usable_mirrors(contact.resource)
         part = PartFile(self.path, overwrite=self.options.overwrite, resume=state is not None)
         expected = self._expected_digest(contact)
         if expected is not None:
@@ -418,6 +425,31 @@ class Download:
                 self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {exc}")
                 if self.cancel.wait(wait_s):
                     raise Cancelled("download cancelled") from exc
+
+    def _usable_mirrors(self, resource: Resource) -> list[Resource]:
+        """Ask each mirror for its last byte: same size and validator, or it is dropped."""
+        usable = []
+        size = resource.size_bytes or 0
+        for url in self.mirror_urls:
+            try:
+                contact = first_contact(
+                    self.transport,
+                    url,
+                    self.options,
+                    start=max(0, size - 1),
+                    identity=self.identity,
+                )
+            except (SegdlError, OSError) as exc:
+                self._notice(NoticeKind.MIRROR_DROPPED, f"mirror {shown(url)} dropped: {exc}")
+                continue
+            _close(contact)
+            why = None if contact.mode is Mode.RANGED else "it does not serve byte ranges"
+            why = why or _mirror_mismatch(resource, contact.resource)
+            if why is not None:
+                self._notice(NoticeKind.MIRROR_DROPPED, f"mirror {shown(url)} dropped: {why}")
+                continue
+            usable.append(contact.resource)
+        return usable
 
     def _expected_digest(self, contact: FirstContact) -> Expected | None:
         """--checksum wins; else a digest of the whole file the server sent, if any."""
@@ -504,3 +536,15 @@ def _rate(limit: int | str | None) -> int | None:
     from segdl.options import parse_size
 
     return parse_size(limit)
+
+
+def _mirror_mismatch(main: Resource, mirror: Resource) -> str | None:
+    """Why ``mirror`` is not the same file: size first; validators where both have one."""
+    if mirror.size_bytes != main.size_bytes:
+        return f"it reports {mirror.size_bytes} bytes, not {main.size_bytes}"
+    ours, theirs = main.validator, mirror.validator
+    if ours.strong_etag and theirs.strong_etag and ours.strong_etag != theirs.strong_etag:
+        return f"its ETag {theirs.etag} differs from {ours.etag}"
+    if ours.last_modified and theirs.last_modified and ours.last_modified != theirs.last_modified:
+        return f"its Last-Modified {theirs.last_modified} differs"
+    return None

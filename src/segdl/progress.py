@@ -61,6 +61,7 @@ class NoticeKind(Enum):
     INSECURE = "insecure"
     SKIPPED = "skipped"
     VERIFIED = "verified"
+    MIRROR_DROPPED = "mirror-dropped"
 
 
 @dataclass(frozen=True, slots=True)

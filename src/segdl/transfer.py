@@ -96,6 +96,8 @@ class Transfer:
         self.identity = identity
         self.rate_limiters: list[TokenBucket] = []
         self.hasher: PrefixHasher | None = None
+        self.mirrors: list[Resource] = []
+        self._dead: set[str] = set()
         self.hash_algorithm = "sha256"
         self._started_s = started_s
         self._halt = threading.Event()  # stops the workers of the current phase
@@ -168,9 +170,10 @@ class Transfer:
         if workers == 0:
             return 0
         with cf.ThreadPoolExecutor(workers, thread_name_prefix="segdl") as pool:
-            futures = [pool.submit(self._worker, planner, part, first, contact.response)]
+            futures = [pool.submit(self._worker, planner, part, first, contact.response, 0)]
             futures += [
-                pool.submit(self._worker, planner, part, None, None) for _ in range(workers - 1)
+                pool.submit(self._worker, planner, part, None, None, index)
+                for index in range(1, workers)
             ]
             self._supervise(futures, resource.size_bytes, lambda: planner.done_bytes)
         log.debug("plan: %d splits, %d races", planner.splits, planner.races)
@@ -184,6 +187,7 @@ class Transfer:
         part: PartFile,
         claim: Claim | None,
         response: Response | None,
+        index: int = 0,
     ) -> None:
         buffer = memoryview(bytearray(self._buffer_bytes()))
         policy = self._policy()
@@ -198,7 +202,7 @@ class Transfer:
                         self._work_changed.wait(_IDLE_POLL_S)
                     continue
             received_before = claim.received_bytes
-            resource = self._resource
+            resource = self._source(index) if response is None else self._resource
             try:
                 if response is None:
                     headers = {**self._headers, **self.identity.headers_for(resource.final_url)}
@@ -222,13 +226,26 @@ class Transfer:
                     claim.stream_pos,
                     self._since(claim),
                 )
-            except (RangeNotHonoured, ContentRangeMismatch, UnexpectedEncoding) as exc:
+            except (
+                RangeNotHonoured,
+                ContentRangeMismatch,
+                UnexpectedEncoding,
+                RemoteChanged,
+            ) as exc:
                 planner.release(claim, self.clock())
+                if resource is not self._resource:  # a mirror let us down: the others go on
+                    self._drop_mirror(resource, exc)
+                    continue
+                if isinstance(exc, RemoteChanged):
+                    raise
                 raise _SwitchToSingleStream(str(exc)) from exc
             except (NetworkError, ShortBody, HTTPStatusError) as exc:
                 planner.release(claim, self.clock())
                 if self._halt.is_set():  # our own abort broke the connection
                     raise Cancelled("download stopped") from exc
+                if resource is not self._resource and not is_transient(exc):
+                    self._drop_mirror(resource, exc)
+                    continue
                 if isinstance(exc, HTTPStatusError) and self._re_resolve(resource, exc):
                     continue  # an expired signed URL was renewed: retry at once
                 progressed = claim.received_bytes > received_before
@@ -399,6 +416,20 @@ class Transfer:
     def _flush_notices(self) -> None:
         while self._pending_notices:
             self.listener(self._pending_notices.popleft())
+
+    def _source(self, index: int) -> Resource:
+        """Where worker ``index`` asks for bytes: the URL or one of its mirrors, in turn.
+        Work stealing then gives faster mirrors more of the file by itself."""
+        with self._resolve_lock:
+            alive = [self._resource] + [m for m in self.mirrors if m.url not in self._dead]
+        return alive[index % len(alive)]
+
+    def _drop_mirror(self, mirror: Resource, error: BaseException) -> None:
+        with self._resolve_lock:
+            if mirror.url in self._dead:
+                return
+            self._dead.add(mirror.url)
+        self._notice(NoticeKind.MIRROR_DROPPED, f"mirror {shown(mirror.url)} dropped: {error}")
 
     def _advance_hasher(self) -> None:
         """Let the background hasher read the contiguous prefix written so far."""

@@ -13,6 +13,7 @@ import segdl
 from segdl.batch import Job, Outcome, download_many, parse_input_file
 from segdl.cli.exitcodes import ExitCode
 from segdl.cli.main import main
+from segdl.progress import NoticeKind
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
@@ -141,3 +142,30 @@ def test_several_positional_urls_are_separate_downloads(
     assert code == ExitCode.OK, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin", "y.bin"]
     assert segdl.__version__
+
+
+def test_mirrors_share_the_work_and_bad_ones_are_dropped(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """Ranges go to every good mirror; one reporting another size, and a dead one, are
+    dropped with a note; the file is exact."""
+    data = make_data(8 * MIB)
+    with FaultServer() as second, FaultServer() as liar:
+        for server in (fault_server, second):
+            server.add_file("/f.bin", data, etag='"v1"')
+            server.set_faults("/f.bin", Faults(throttle_bytes_per_s=4 * MIB))
+        liar.add_file("/f.bin", data + b"extra", etag='"v1"')
+        events: list[object] = []
+        segdl.download(
+            fault_server.url("/f.bin"),
+            tmp_path / "o",
+            connections=6,
+            mirrors=[second.url("/f.bin"), liar.url("/f.bin"), "http://127.0.0.1:9/f.bin"],
+            progress=events.append,
+        )
+        assert (tmp_path / "o").read_bytes() == data
+        served_by_second = sum(r.body_bytes_sent for r in second.requests if r.status == 206)
+        assert served_by_second > MIB  # the mirror really took part
+        assert len(liar.requests) == 1  # asked once (its size), never used for ranges
+    dropped = [e for e in events if getattr(e, "kind", None) is NoticeKind.MIRROR_DROPPED]
+    assert len(dropped) == 2
