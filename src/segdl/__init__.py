@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from segdl.aio import adownload as adownload
     from segdl.aio import adownload_many as adownload_many
     from segdl.batch import BatchReport as BatchReport
+    from segdl.batch import Downloader as Downloader
     from segdl.batch import Job as Job
     from segdl.batch import download_many as download_many
     from segdl.engine import download as download
@@ -125,6 +126,7 @@ _EXPORTS = {
     "download": "segdl.engine",
     "download_many": "segdl.batch",
     "BatchReport": "segdl.batch",
+    "Downloader": "segdl.batch",
     "Job": "segdl.batch",
     "adownload": "segdl.aio",
     "adownload_many": "segdl.aio",

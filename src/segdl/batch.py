@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -119,48 +119,87 @@ def _set_option(options: dict[str, Any], name: str, value: str, number: int) -> 
         options[name] = value
 
 
+class Downloader:
+    """For programs that add work over time: ``submit()`` returns a future per file.
+
+    All files share one transport (the per-host cap holds across them), one rate limit and
+    ``parallel`` worker slots. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        parallel: int = 4,
+        max_connections_per_host: int = 16,
+        timeout_s: float = 30.0,
+        cancel: threading.Event | None = None,
+        **common: Any,
+    ) -> None:
+        if parallel < 1:
+            raise UsageError("jobs must be at least 1")
+        self.cancel = cancel or threading.Event()
+        self._cap = max_connections_per_host
+        self._timeout_s = timeout_s
+        if common.get("limit_rate") is not None:  # one bucket for everything
+            limit = common.pop("limit_rate")
+            rate = parse_size(limit) if isinstance(limit, str) else limit
+            common["rate_limiter"] = TokenBucket(rate)
+        self._common = common
+        self._transport = Urllib3Transport(
+            max_connections_per_host=max_connections_per_host,
+            timeout_s=timeout_s,
+            block=True,  # the cap is shared by every download
+            **_transport_options(common),
+        )
+        self._pool = cf.ThreadPoolExecutor(parallel, thread_name_prefix="segdl-job")
+
+    def submit(
+        self, job: Job | str, on_done: Callable[[ItemReport], None] | None = None
+    ) -> cf.Future[ItemReport]:
+        """Queue one file; ``on_done(ItemReport)`` runs (in a worker thread) when it ends."""
+        item = job if isinstance(job, Job) else Job((job,))
+
+        def run() -> ItemReport:
+            report = _run_one(
+                item, self._common, self._transport, self._timeout_s, self._cap, self.cancel
+            )
+            if on_done is not None:
+                on_done(report)
+            return report
+
+        return self._pool.submit(run)
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Wait for queued files (or stop them, resumably, with ``cancel``), then clean up."""
+        if cancel:
+            self.cancel.set()
+        self._pool.shutdown(wait=True)
+        self._transport.close()
+
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close(cancel=exc_info[0] is not None)
+
+
 def download_many(
     jobs: Iterable[Job | str],
     *,
     parallel: int = 4,
-    max_connections_per_host: int = 16,
-    timeout_s: float = 30.0,
-    on_item: Any = None,
-    cancel: threading.Event | None = None,
-    **common: Any,
+    on_item: Callable[[ItemReport], None] | None = None,
+    **options: Any,
 ) -> BatchReport:
     """Download every job, ``parallel`` at a time; never raises for a failed item.
 
-    ``common`` keywords go to every :func:`segdl.download` (an item's own options win).
+    Other keywords are :class:`Downloader`'s (``max_connections_per_host``, ``timeout_s``,
+    ``cancel``) and :func:`segdl.download`'s, which every file gets (its own options win).
     ``on_item(ItemReport)`` is called as each item ends, from a worker thread.
     """
-    if parallel < 1:
-        raise UsageError("jobs must be at least 1")
-    items = [job if isinstance(job, Job) else Job((job,)) for job in jobs]
-    cancel = cancel or threading.Event()
     started = time.monotonic()
-    if common.get("limit_rate") is not None:  # one bucket for the whole batch
-        common = dict(common)
-        limit = common.pop("limit_rate")
-        common["rate_limiter"] = TokenBucket(parse_size(limit) if isinstance(limit, str) else limit)
-    transport = Urllib3Transport(
-        max_connections_per_host=max_connections_per_host,
-        timeout_s=timeout_s,
-        block=True,  # the cap is shared by every download of the batch
-        **_transport_options(common),
-    )
-
-    def run(job: Job) -> ItemReport:
-        report = _run_one(job, common, transport, timeout_s, max_connections_per_host, cancel)
-        if on_item is not None:
-            on_item(report)
-        return report
-
-    try:
-        with cf.ThreadPoolExecutor(parallel, thread_name_prefix="segdl-job") as pool:
-            reports = list(pool.map(run, items))
-    finally:
-        transport.close()
+    with Downloader(parallel=parallel, **options) as downloader:
+        futures = [downloader.submit(job, on_item) for job in jobs]
+        reports = [future.result() for future in futures]
     return BatchReport(tuple(reports), time.monotonic() - started)
 
 

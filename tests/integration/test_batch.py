@@ -169,3 +169,21 @@ def test_mirrors_share_the_work_and_bad_ones_are_dropped(
         assert len(liar.requests) == 1  # asked once (its size), never used for ranges
     dropped = [e for e in events if getattr(e, "kind", None) is NoticeKind.MIRROR_DROPPED]
     assert len(dropped) == 2
+
+
+def test_downloader_takes_work_over_time_with_callbacks(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """Files submitted one by one each get a future and a callback with their report."""
+    for n in range(3):
+        fault_server.add_file(f"/f{n}.bin", make_data(5000, seed=n))
+    seen: list[str] = []
+    with segdl.Downloader(parallel=2, directory=tmp_path) as downloader:
+        futures = [
+            downloader.submit(fault_server.url(f"/f{n}.bin"), lambda r: seen.append(r.job.url))
+            for n in range(3)
+        ]
+        reports = [f.result() for f in futures]
+    assert [r.outcome for r in reports] == [Outcome.DONE] * 3
+    assert sorted(seen) == sorted(fault_server.url(f"/f{n}.bin") for n in range(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.bin", "f1.bin", "f2.bin"]
