@@ -187,3 +187,15 @@ def test_downloader_takes_work_over_time_with_callbacks(
     assert [r.outcome for r in reports] == [Outcome.DONE] * 3
     assert sorted(seen) == sorted(fault_server.url(f"/f{n}.bin") for n in range(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.bin", "f1.bin", "f2.bin"]
+
+
+def test_batch_bar_display_runs_to_the_end(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """--progress bar in a batch draws an overall bar and per-file lines without failing."""
+    for n in range(3):
+        fault_server.add_file(f"/f{n}.bin", make_data(MIB, seed=n))
+    urls = [fault_server.url(f"/f{n}.bin") for n in range(3)]
+    code, _, err = run_cli("--progress", "bar", "-d", str(tmp_path), *urls)
+    assert code == ExitCode.OK, err
+    assert "all files" in err and "3 done, 0 skipped, 0 failed" in err

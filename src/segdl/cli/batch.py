@@ -33,20 +33,30 @@ def run_batch(
         return exit_code_for(exc)
     lock = threading.Lock()
     as_json = args.progress == "json"
+    bar = None
+    if (
+        not as_json
+        and not args.quiet
+        and (args.progress == "bar" or (args.progress == "auto" and stderr.isatty()))
+    ):
+        from segdl.cli.display import BatchRichDisplay
+
+        bar = BatchRichDisplay(stderr, len(jobs))
+        kwargs["progress"] = bar
 
     def on_item(item: ItemReport) -> None:
         with lock:
+            if bar is not None:
+                bar.item_done()
             _print_item(item, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
 
     if as_json:
         kwargs["progress"] = _json_events(stdout, lock)
-    report = download_many(
-        jobs,
-        parallel=args.jobs,
-        on_item=on_item,
-        cancel=cancel,
-        **kwargs,
-    )
+    try:
+        report = download_many(jobs, parallel=args.jobs, on_item=on_item, cancel=cancel, **kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
     return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -158,3 +159,51 @@ def _progress_text(event: DownloadProgress) -> str:
         percent = 100 * event.done_bytes / event.size_bytes
         return f"{percent:5.1f}% {done} of {human_bytes(event.size_bytes)}, {rate}"
     return f"{done}, {rate}"
+
+
+class BatchRichDisplay:
+    """A batch on a terminal: an overall bar (files done) and one line per active file.
+    Events of several files arrive from several threads; rich's Progress is thread-safe."""
+
+    def __init__(self, stderr: IO[str], files: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Any] = {}
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            console=Console(file=stderr),
+        )
+        self._overall = self.progress.add_task("[bold]all files", total=files)
+        self.progress.start()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            task = self._tasks.get(event.url)
+            if isinstance(event, DownloadStarted) and task is None:
+                self._tasks[event.url] = self.progress.add_task(
+                    event.path.name, total=event.size_bytes
+                )
+            elif isinstance(event, DownloadProgress) and task is not None:
+                self.progress.update(task, completed=event.done_bytes)
+            elif isinstance(event, (DownloadFinished, DownloadFailed)) and task is not None:
+                self.progress.remove_task(task)
+                del self._tasks[event.url]
+            elif isinstance(event, Notice) and event.kind is NoticeKind.INSECURE:
+                self.progress.console.print(f"WARNING: {event.message}", markup=False)
+
+    def item_done(self) -> None:
+        self.progress.advance(self._overall)
+
+    def close(self) -> None:
+        self.progress.stop()
