@@ -361,6 +361,7 @@ class Download:
             transfer.hasher = PrefixHasher(expected.algorithm, part.fileno)
         try:
             size = contact.resource.size_bytes
+            checkpointer_saved = False
             if size is None or contact.mode is Mode.EMPTY:
                 resource, ranged, connections = transfer.fetch(contact, part, missing)
                 self._verify(transfer, expected, resource)
@@ -379,8 +380,13 @@ class Download:
                         checkpointer.discarded = True  # wrong bytes are not worth resuming
                         raise
                     checkpointer.complete()
-            part.finalize(resource.size_bytes)
-            resuming.finish(self.path)
+                    checkpointer_saved = checkpointer.saved
+            stateful = state is not None or checkpointer_saved
+            # A sub-second download with no state skips the directory sync: losing its
+            # rename to a power cut only means fetching it again.
+            part.finalize(resource.size_bytes, sync_directory_too=stateful)
+            if stateful:
+                resuming.finish(self.path)
             if self.options.remote_time:
                 _set_remote_time(self.path, resource.validator.last_modified)
         except IntegrityError:

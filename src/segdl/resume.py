@@ -43,6 +43,7 @@ _MAX_INTERVAL_S = 1.0
 _SHARE_PER_SAVE = 1 / 128
 _MIN_BYTES_PER_SAVE = 256 * 1024
 _POLL_S = 0.05
+MIB = 1024 * 1024
 
 
 def state_for(url: str, resource: Resource, done: list[ByteRange], owner: str) -> DownloadState:
@@ -166,6 +167,8 @@ class Checkpointer:
         self._save_lock = threading.Lock()
         self._saved_bytes = template.done_bytes
         self._saved_s = clock()
+        self._started_s = self._saved_s
+        self._saves = 0
         self._threshold_bytes = max(_MIN_BYTES_PER_SAVE, int(template.size_bytes * _SHARE_PER_SAVE))
         self.error: BaseException | None = None
         self.discarded = False
@@ -173,9 +176,15 @@ class Checkpointer:
         self._thread = threading.Thread(target=self._run, name="segdl-checkpoint", daemon=True)
 
     def __enter__(self) -> Checkpointer:
-        self.save()  # the state exists from the first moment the .part does
+        # No save yet: a .part without a state is never trusted, so a crash before the first
+        # save only costs what was fetched so far, and a small file never pays for a state.
         self._thread.start()
         return self
+
+    @property
+    def saved(self) -> bool:
+        """Has a state file been written (so one may need removing)?"""
+        return self._saves > 0
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
@@ -190,8 +199,13 @@ class Checkpointer:
             log.debug("final checkpoint failed: %s", exc)  # the original error matters more
 
     def complete(self) -> None:
-        """Every byte is written: sync and say so, before the rename."""
-        self.save(complete=True)
+        """Every byte is written: sync and say so, before the rename. A download that never
+        needed a checkpoint (it took under a second) skips it: redoing it is cheaper than
+        the syncs that would make it recoverable."""
+        self._stop.set()
+        self._thread.join()
+        if self.saved or self._clock() - self._started_s >= _MAX_INTERVAL_S:
+            self.save(complete=True)
         self._completed = True
 
     def save(self, *, complete: bool = False) -> None:
@@ -203,6 +217,7 @@ class Checkpointer:
             self._part.sync_data()
             state = replace(self._template, done=merge_ranges(done), complete=complete)
             save_state(self._state_path, state)
+            self._saves += 1
             self._saved_bytes = state.done_bytes
             self._saved_s = self._clock()
 
@@ -212,9 +227,9 @@ class Checkpointer:
             if elapsed_s < _MIN_INTERVAL_S:
                 continue
             new_bytes = sum(r.length for r in self._written()) - self._saved_bytes
-            if new_bytes <= 0 or (
-                new_bytes < self._threshold_bytes and elapsed_s < _MAX_INTERVAL_S
-            ):
+            # The first save waits for a MiB (or a second): small files never need one.
+            threshold = self._threshold_bytes if self.saved else max(self._threshold_bytes, MIB)
+            if new_bytes <= 0 or (new_bytes < threshold and elapsed_s < _MAX_INTERVAL_S):
                 continue
             try:
                 self.save()

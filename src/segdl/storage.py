@@ -107,8 +107,12 @@ class PartFile:
         except OSError as exc:
             raise local_error(exc, "cannot sync", self.path) from exc
 
-    def finalize(self, expected_size_bytes: int | None) -> Path:
-        """Verify, sync and move the file to its final name; return that name."""
+    def finalize(self, expected_size_bytes: int | None, *, sync_directory_too: bool = True) -> Path:
+        """Verify, sync and move the file to its final name; return that name.
+
+        Without ``sync_directory_too`` the rename may be lost in a power cut (the file then
+        shows as ``.part``, which an untrusted restart replaces); the data itself is synced
+        either way, so the final name never shows incomplete bytes."""
         try:
             actual = os.fstat(self._fd).st_size
             if expected_size_bytes is not None and actual != expected_size_bytes:
@@ -122,7 +126,8 @@ class PartFile:
                 os.replace(self.path, self.final_path)
             else:
                 _rename_no_clobber(self.path, self.final_path)
-            sync_directory(self.final_path.parent)
+            if sync_directory_too:
+                sync_directory(self.final_path.parent)
         except OSError as exc:
             if isinstance(exc, OutputExists):
                 raise
