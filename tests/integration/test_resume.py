@@ -20,6 +20,7 @@ from segdl.progress import Event, Notice, NoticeKind
 from segdl.state import OwnerLock, load_state, save_state, state_path
 from tests.server import FaultServer
 from tests.server.faults import Faults
+from tests.server.records import RequestRecord
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -176,17 +177,21 @@ def test_remote_changed_during_a_run_starts_over(
     """A file replaced mid-download is fetched again whole; never a mix of versions."""
     old, new = make_data(6 * MIB, seed=1), make_data(6 * MIB, seed=2)
     fault_server.add_file("/f.bin", old)
-    # The first responses break after 1 MiB, so the rest is asked for after the change.
-    faults = Faults(throttle_bytes_per_s=2 * MIB, truncate_after=MIB, times=3)
-    fault_server.set_faults("/f.bin", faults)
+    replaced = threading.Event()
+
+    def replace_after_first_contact(record: RequestRecord) -> bool:
+        # The first contact streams the old file; the first ranged request after it already
+        # meets the new one (deterministic: no timer racing the client).
+        if record.range != "bytes=0-" and not replaced.is_set():
+            replaced.set()
+            fault_server.replace_file("/f.bin", new)
+        return False
+
+    fault_server.set_faults("/f.bin", Faults(when=replace_after_first_contact))
     out = tmp_path / "f.bin"
-    timer = threading.Timer(0.3, lambda: fault_server.replace_file("/f.bin", new))
-    timer.start()
     events = Recorder()
-    try:
-        segdl.download(fault_server.url("/f.bin"), out, connections=3, progress=events)
-    finally:
-        timer.cancel()
+    segdl.download(fault_server.url("/f.bin"), out, connections=3, progress=events)
+    assert replaced.is_set()
     assert out.read_bytes() == new
     assert NoticeKind.REMOTE_CHANGED in events.kinds()
 
@@ -288,25 +293,25 @@ def test_expired_signed_url_is_renewed_once(
     data = make_data(8 * MIB)
     for path in ("/v1/blob", "/v2/blob"):
         fault_server.add_file(path, data, etag='"same"', last_modified=1_700_000_000.0)
-    # The first responses break after 1 MiB, so more ranges are asked for after the expiry.
-    faults = Faults(throttle_bytes_per_s=2 * MIB, truncate_after=MIB, times=4)
-    fault_server.set_faults("/v1/blob", faults)
     fault_server.add_redirect("/dl", "/v1/blob")
+    expired = threading.Event()
 
-    def expire() -> None:
-        fault_server.add_redirect("/dl", "/v2/blob")
-        fault_server.set_faults("/v1/blob", Faults(status=403))
+    def expire_after_first_contact(record: RequestRecord) -> bool:
+        # The first contact streams from /v1; every later range there meets an expired URL
+        # (403), and /dl now points at /v2. Deterministic: no timer racing the client.
+        if record.range == "bytes=0-":
+            return False
+        if not expired.is_set():
+            expired.set()
+            fault_server.add_redirect("/dl", "/v2/blob")
+        return True
 
-    timer = threading.Timer(0.3, expire)
-    timer.start()
+    fault_server.set_faults("/v1/blob", Faults(status=403, when=expire_after_first_contact))
     out = tmp_path / "blob"
     events = Recorder()
-    try:
-        segdl.download(
-            fault_server.url("/dl"), out, connections=4, min_split_bytes=256 * KIB, progress=events
-        )
-    finally:
-        timer.cancel()
+    segdl.download(
+        fault_server.url("/dl"), out, connections=4, min_split_bytes=256 * KIB, progress=events
+    )
     assert out.read_bytes() == data
     assert [r.path for r in fault_server.requests].count("/dl") == 2
     assert any(r.path == "/v2/blob" and r.status == 206 for r in fault_server.requests)
