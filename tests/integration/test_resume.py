@@ -62,7 +62,7 @@ def settle(server: FaultServer) -> None:
         time.sleep(0.02)
 
 
-def serve_throttled(server: FaultServer, data: bytes, rate: float = 2 * MIB) -> None:
+def serve_throttled(server: FaultServer, data: bytes, rate: float = MIB) -> None:
     server.add_file("/f.bin", data)
     server.set_faults("/f.bin", Faults(throttle_bytes_per_s=rate))
 
