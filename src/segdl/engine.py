@@ -20,13 +20,10 @@ from segdl.auth import Identity, identity_for, origin, split_userinfo
 from segdl.digests import Expected, PrefixHasher, parse_checksum_option, verify
 from segdl.errors import (
     Cancelled,
-    HTTPStatusError,
     IntegrityError,
-    NetworkError,
     NoSpace,
     RemoteChanged,
     SegdlError,
-    ShortBody,
     UsageError,
     shown,
 )
@@ -43,7 +40,7 @@ from segdl.progress import (
     silent,
 )
 from segdl.ratelimit import TokenBucket
-from segdl.retry import RetryPolicy
+from segdl.retry import call_with_retries
 from segdl.state import DownloadState, OwnerLock, state_path
 from segdl.storage import PartFile, check_free_space, check_output_free, part_path
 from segdl.transfer import Transfer
@@ -407,30 +404,22 @@ class Download:
         self, *, start: int = 0, end: int | None = None, if_range: str | None = None
     ) -> FirstContact:
         """The first request, retried while the failure is transient (503, resets...)."""
-        policy = RetryPolicy(
-            attempts=self.options.retries,
-            base_wait_s=self.options.retry_wait_s,
-            max_retry_after_s=self.options.max_retry_after_s,
-        )
-        while True:
-            try:
-                return first_contact(
-                    self.transport,
-                    self.url,
-                    self.options,
-                    start=start,
-                    end=end,
-                    if_range=if_range,
-                    identity=self.identity,
-                )
-            except (NetworkError, ShortBody, HTTPStatusError) as exc:
-                policy = policy.after(exc, progressed=False)
-                if not policy.may_retry(exc, time.time()):
-                    raise
-                wait_s = policy.wait_s(exc, time.time())
-                self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {exc}")
-                if self.cancel.wait(wait_s):
-                    raise Cancelled("download cancelled") from exc
+
+        def attempt() -> FirstContact:
+            return first_contact(
+                self.transport,
+                self.url,
+                self.options,
+                start=start,
+                end=end,
+                if_range=if_range,
+                identity=self.identity,
+            )
+
+        def on_retry(wait_s: float, error: BaseException) -> None:
+            self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {error}")
+
+        return call_with_retries(attempt, self.options.retry_policy(), self.cancel, on_retry)
 
     def _usable_mirrors(self, resource: Resource) -> list[Resource]:
         """Ask each mirror for its last byte: same size and validator, or it is dropped."""

@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from segdl._version import __version__
 from segdl.errors import UsageError
+from segdl.retry import RetryPolicy
 
 MIB = 1024 * 1024
 DEFAULT_USER_AGENT = f"segdl/{__version__}"
@@ -104,6 +105,13 @@ class DownloadOptions:
             if any(c in name + value for c in "\r\n\0") or not name.strip() or ":" in name:
                 raise UsageError(f"invalid header {name!r}")
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=self.retries,
+            base_wait_s=self.retry_wait_s,
+            max_retry_after_s=self.max_retry_after_s,
+        )
 
     def request_headers(self) -> dict[str, str]:
         """Headers every request carries; ``Accept-Encoding: identity`` keeps offsets true."""

@@ -48,7 +48,7 @@ from segdl.progress import (
 )
 from segdl.ratelimit import TokenBucket
 from segdl.resume import Checkpointer
-from segdl.retry import RetryPolicy, is_overload, is_transient
+from segdl.retry import RetryPolicy, call_with_retries, is_overload, is_transient
 from segdl.storage import PartFile
 from segdl.transport import Response, Transport
 
@@ -190,7 +190,7 @@ class Transfer:
         index: int = 0,
     ) -> None:
         buffer = memoryview(bytearray(self._buffer_bytes()))
-        policy = self._policy()
+        policy = self.options.retry_policy()
         streamed = False
         while not self._halt.is_set():
             if claim is None:
@@ -275,21 +275,15 @@ class Transfer:
     def _fetch_single(self, response: Response | None, known: Resource, part: PartFile) -> Resource:
         """Fetch the whole body in one stream, from byte 0; a broken stream starts again
         (without ranges there is nothing to resume from), up to the retry limit."""
-        policy = self._policy()
-        while True:
-            try:
-                return self._single_attempt(response, known, part)
-            except (NetworkError, ShortBody, HTTPStatusError) as exc:
-                if self.cancel.is_set():
-                    raise Cancelled("download cancelled") from exc
-                response = None
-                policy = policy.after(exc, progressed=False)
-                if not policy.may_retry(exc, time.time()):
-                    raise
-                wait_s = policy.wait_s(exc, time.time())
-                self._notice(NoticeKind.CONNECTION_RETRY, f"restarting in {wait_s:.1f} s: {exc}")
-                if self.cancel.wait(wait_s):
-                    raise Cancelled("download cancelled") from exc
+        first = [response]  # used once: a retry asks again
+
+        def attempt() -> Resource:
+            return self._single_attempt(first.pop() if first else None, known, part)
+
+        def on_retry(wait_s: float, error: BaseException) -> None:
+            self._notice(NoticeKind.CONNECTION_RETRY, f"restarting in {wait_s:.1f} s: {error}")
+
+        return call_with_retries(attempt, self.options.retry_policy(), self.cancel, on_retry)
 
     def _single_attempt(
         self, response: Response | None, known: Resource, part: PartFile
@@ -449,14 +443,6 @@ class Transfer:
         for bucket in self.rate_limiters:
             size = min(size, max(16 * 1024, int(bucket.rate_bytes_per_s / 20)))
         return size
-
-    def _policy(self) -> RetryPolicy:
-        options = self.options
-        return RetryPolicy(
-            attempts=options.retries,
-            base_wait_s=options.retry_wait_s,
-            max_retry_after_s=options.max_retry_after_s,
-        )
 
     def _should_retry(self, planner: Planner, policy: RetryPolicy, error: SegdlError) -> bool:
         """After a failed range: retry (True), leave the work to the other connections
