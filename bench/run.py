@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.util
 import os
 import platform
 import shlex
@@ -26,14 +27,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `tests.nginx` lives beside `bench`
     sys.path.insert(0, str(REPO))
 
+from bench.many import measure_many  # noqa: E402
 from bench.measure import Measurement, measure  # noqa: E402
 from bench.report import Row, render_notes, render_table  # noqa: E402
 from bench.scenarios import Scenario, build_scenarios, format_size  # noqa: E402
 from bench.shaper import Shaper  # noqa: E402
+from bench.targets import Extras, measure_big, measure_startup_s, render_targets  # noqa: E402
 from bench.tools import TOOLS, Tool, probe_version  # noqa: E402
 from tests.nginx import Nginx, nginx_binary, write_random_file  # noqa: E402
 
 _SPACE_MARGIN_BYTES = 512 << 20
+EXTRAS = ("many", "startup", "big")
 _LOG_SETTLE_POLLS = 20
 
 
@@ -89,7 +93,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where the temp data dir goes (needs space for files + one output)",
     )
     p.add_argument("--out", type=Path, help="also write the report to this file")
+    p.add_argument(
+        "--extras",
+        type=_csv(list(EXTRAS)),
+        default=list(EXTRAS),
+        help="rows beyond the scenarios: many (small files), startup, big (default all)",
+    )
+    p.add_argument("--big-size", type=_size, help="the big file (default 5G, quick 64M)")
+    p.add_argument("--many-files", type=_positive_int, help="default 400, quick 40")
     return p.parse_args(argv)
+
+
+def _size(text: str) -> int:
+    from segdl.options import parse_size
+
+    return parse_size(text)
 
 
 def child_env() -> dict[str, str]:
@@ -203,9 +221,11 @@ def run(args: argparse.Namespace) -> int:
     scenarios = [build_scenarios(args.quick)[n] for n in args.scenarios]
     env = child_env()
     tools, versions, missing = _probe_tools(args.tools, env)
-    sizes = {s.size_bytes for s in scenarios}
+    big_size = args.big_size if "big" in args.extras else 0
+    sizes = {s.size_bytes for s in scenarios} | ({big_size} if big_size else set())
     _check_space(args.workdir, sizes)
     rows: list[Row] = []
+    big = None
     with ExitStack() as stack:
         data_dir = Path(tempfile.mkdtemp(prefix="segdl-bench-", dir=args.workdir))
         stack.callback(shutil.rmtree, data_dir, True)
@@ -219,13 +239,31 @@ def run(args: argparse.Namespace) -> int:
         for sc in scenarios:
             measured = run_scenario(sc, list(tools.values()), nginx, digests[sc.size_bytes], plan)
             rows += [measured.get(n) or Row(sc, n, not_run=missing[n]) for n in args.tools]
-    report = "\n\n".join([_header(args, versions), render_table(rows),
-                          render_notes(rows, scenarios)]) + "\n"  # fmt: skip
+        if big_size and "segdl" in tools:
+            name = f"data-{big_size}.bin"
+            big = measure_big(nginx.url(name), plan.out_dir / name, digests[big_size],
+                              big_size, env, args.timeout)  # fmt: skip
+    startup_s = measure_startup_s(env) if "startup" in args.extras else None
+    many = None
+    if "many" in args.extras:
+        many_tools: list[str] = [t for t in ("segdl", "aria2c") if t in tools]
+        if not args.quick and importlib.util.find_spec("parfive") is not None:
+            many_tools.append("parfive")
+        many = measure_many(args.many_files, 256 * 1024, args.repeat, many_tools, env,
+                            args.workdir)  # fmt: skip
+    extras = Extras(startup_s, big, big_size, many)
+    parts = [_header(args, versions), "## Targets (issue 7)", render_targets(rows, extras),
+             "## Scenarios", render_table(rows), render_notes(rows, scenarios)]  # fmt: skip
+    if many is not None:
+        parts += ["## Many small files", many.render()]
+    report = "\n\n".join(parts) + "\n"
     print(report)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report)
-    return 0 if all(r.failure is None or r.not_run is not None for r in rows) else 1
+    failed = any(r.failure is not None and r.not_run is None for r in rows)
+    failed = failed or (big is not None and not big.ok) or bool(many and many.errors)
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.repeat = 1 if args.quick else 3
     if args.timeout is None:
         args.timeout = 60.0 if args.quick else 300.0
+    if args.big_size is None:
+        args.big_size = 64 << 20 if args.quick else 5 << 30
+    if args.many_files is None:
+        args.many_files = 40 if args.quick else 400
     _compile_segdl()
     return run(args)
 

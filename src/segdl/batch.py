@@ -217,6 +217,7 @@ def _run_one(
     if options.get("dest") is not None and options.get("directory") is not None:
         # aria2: `out` is relative to `dir`
         options["dest"] = Path(options.pop("directory")) / options["dest"]
+    options.setdefault("preconnect", False)  # the batch's pool keeps connections warm
     error: BaseException | None = None
     for number, url in enumerate(job.urls):
         if cancel.is_set():

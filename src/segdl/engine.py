@@ -44,7 +44,7 @@ from segdl.retry import call_with_retries
 from segdl.state import DownloadState, OwnerLock, state_path
 from segdl.storage import PartFile, check_free_space, check_output_free, part_path
 from segdl.transfer import Transfer
-from segdl.transport import Transport, Urllib3Transport
+from segdl.transport import Preconnection, Transport, Urllib3Transport
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ def download(
     rate_limiter: TokenBucket | None = None,
     checksum: str | None = None,
     mirrors: Sequence[str] = (),
+    preconnect: bool = True,
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
@@ -115,6 +116,8 @@ def download(
     or a server digest (Repr-Digest, Digest, Content-MD5 on a 200) is verified before the
     file gets its name (``IntegrityError`` otherwise). ``mirrors``: other URLs of the same
     file; ranges are spread over all of them, and one that differs or fails is dropped.
+    ``preconnect``: open the other connections while the first request is in flight (their
+    handshakes overlap its round trip; they stay idle if the file turns out to be small).
     """
     extra: dict[str, object] = {}
     if user_agent is not None:
@@ -153,6 +156,7 @@ def download(
         max_connections_per_host=max_connections_per_host,
         lowest_speed_bytes_per_s=lowest_speed_bytes_per_s,
         max_size_bytes=max_size_bytes,
+        preconnect=preconnect,
         **extra,  # type: ignore[arg-type]
     )
     if dest is not None and directory is not None:
@@ -220,6 +224,7 @@ class Download:
         self.rate_limiters: list[TokenBucket] = []
         self.mirror_urls: list[str] = []
         self._started_s = 0.0
+        self._preconnected = False
 
     def run(self) -> Result:
         self._started_s = self.clock()
@@ -404,6 +409,7 @@ class Download:
         self, *, start: int = 0, end: int | None = None, if_range: str | None = None
     ) -> FirstContact:
         """The first request, retried while the failure is transient (503, resets...)."""
+        warm = self._preconnect()
 
         def attempt() -> FirstContact:
             return first_contact(
@@ -417,9 +423,29 @@ class Download:
             )
 
         def on_retry(wait_s: float, error: BaseException) -> None:
+            if warm is not None:
+                warm.discard()
             self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {error}")
 
-        return call_with_retries(attempt, self.options.retry_policy(), self.cancel, on_retry)
+        try:
+            contact = call_with_retries(attempt, self.options.retry_policy(), self.cancel, on_retry)
+        except BaseException:
+            if warm is not None:
+                warm.discard()
+            raise
+        if warm is not None:
+            warm.release()
+        return contact
+
+    def _preconnect(self) -> Preconnection | None:
+        """Once per download, the other connections start their handshakes now, beside the
+        first request; they are used only once it has been answered."""
+        options = self.options
+        wanted = min(options.connections, options.max_connections_per_host) - 1
+        if self._preconnected or not options.preconnect or wanted < 1:
+            return None
+        self._preconnected = True
+        return self.transport.preconnect(self.url, wanted)
 
     def _usable_mirrors(self, resource: Resource) -> list[Resource]:
         """Ask each mirror for its last byte: same size and validator, or it is dropped."""

@@ -56,6 +56,9 @@ class DownloadOptions:
     """Continue a partial download found at the output path, if it can be trusted."""
     lock_wait_s: float = 0.0
     """How long to wait for another process downloading to the same output."""
+    preconnect: bool = True
+    """Open the other connections while the first request is in flight (not in batches,
+    whose files share warm connections)."""
 
     user: str | None = field(default=None, repr=False)
     """``USER:PASSWORD`` for HTTP Basic, sent to the URL's origin only."""

@@ -23,6 +23,7 @@ skipped. No I/O happens here; the engine calls in with byte counts and the time.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import statistics
 import threading
@@ -33,7 +34,9 @@ from segdl.models import ByteRange
 
 # Split points are aligned so writes stay page-aligned; a detail, not a correctness matter.
 _ALIGN = 64 * 1024
-# A connection is only raced when it is this much slower than the best one seen...
+# A connection is only raced when it is this much slower than the typical one (the median
+# of the others now running and of the last few that finished: not the best ever seen, which
+# on a shared line is the first connection, fast only while it was alone)...
 _RACE_SPEED_RATIO = 0.5
 # ...and would still need this long on its own; a race costs a new request and duplicate bytes.
 _RACE_MIN_ETA_S = 0.3
@@ -120,7 +123,7 @@ class Planner:
         self.size_bytes = size_bytes
         self.min_split_bytes = min_split_bytes
         self._lock = threading.Lock()
-        self._best_rate_bytes_per_s = 0.0
+        self._finished_rates: collections.deque[float] = collections.deque(maxlen=connections)
         self.splits = 0
         self.races = 0
         self.replacements = 0
@@ -258,7 +261,7 @@ class Planner:
         claim.segment.claims.remove(claim)
         rate = claim.rate_bytes_per_s(now_s)
         if rate is not None:
-            self._best_rate_bytes_per_s = max(self._best_rate_bytes_per_s, rate)
+            self._finished_rates.append(rate)
 
     def _should_replace(self, claim: Claim, now_s: float) -> bool:
         """Is this connection so much slower than its peers that a new one should take over?"""
@@ -310,24 +313,28 @@ class Planner:
         return tail
 
     def _race_victim(self, now_s: float) -> Segment | None:
-        best_rate = self._best_rate_bytes_per_s
-        candidates: list[tuple[float, Segment]] = []
+        """The segment whose lone connection would finish last, if it is much slower than
+        the typical connection and a fresh one would clearly beat it."""
+        candidates: list[tuple[float, float, Segment]] = []
+        running: list[float] = []
         for segment in self.segments:
-            if len(segment.claims) != 1 or segment.remaining_bytes <= 0:
+            rates = [r for c in segment.claims if (r := c.rate_bytes_per_s(now_s)) is not None]
+            running += rates
+            if len(segment.claims) != 1 or segment.remaining_bytes <= 0 or not rates:
                 continue
-            claim = segment.claims[0]
-            rate = claim.rate_bytes_per_s(now_s)
-            if rate is None:
-                continue
-            best_rate = max(best_rate, rate)
-            eta_s = segment.remaining_bytes / rate if rate > 0 else float("inf")
-            candidates.append((eta_s, segment))
-        if not candidates or best_rate <= 0:
+            eta_s = segment.remaining_bytes / rates[0] if rates[0] > 0 else float("inf")
+            candidates.append((eta_s, rates[0], segment))
+        if not candidates:
             return None
-        eta_s, victim = max(candidates, key=lambda c: c[0])
-        rate = victim.claims[0].rate_bytes_per_s(now_s) or 0.0
-        catch_up_s = victim.remaining_bytes / best_rate
-        if rate > best_rate * _RACE_SPEED_RATIO or eta_s < max(_RACE_MIN_ETA_S, 2 * catch_up_s):
+        eta_s, rate, victim = max(candidates, key=lambda c: c[0])
+        others = list(self._finished_rates) + running
+        others.remove(rate)
+        if not others:
+            return None
+        typical = statistics.median(others)
+        if typical <= 0 or rate > typical * _RACE_SPEED_RATIO:
+            return None
+        if eta_s < max(_RACE_MIN_ETA_S, 2 * victim.remaining_bytes / typical):
             return None
         self.races += 1
         return victim

@@ -80,7 +80,24 @@ class Transport(Protocol):
 
     def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response: ...
 
+    def preconnect(self, url: str, count: int) -> Preconnection:
+        """Start opening up to ``count`` connections to ``url``'s server (TCP, proxy tunnel,
+        TLS) in the background; no request is sent. Best effort: never raises."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Preconnection(Protocol):
+    """Connections opened ahead of need, held back from requests until released."""
+
+    def release(self) -> None:
+        """Let requests use them (the first answer came: the server takes our requests)."""
+        ...
+
+    def discard(self) -> None:
+        """Close them (the first request failed: do not crowd a server that refused us)."""
+        ...
 
 
 # A server may send informational (1xx) responses before the real one (RFC 9110 §15.2), but
@@ -196,6 +213,40 @@ class Urllib3Transport:
             raise proxy_auth_failed(url, proxy, 407)
         return _Urllib3Response(url, raw)
 
+    def preconnect(self, url: str, count: int) -> Preconnection:
+        """While the first request is in flight, the connections the ranges will need are
+        set up beside it: their handshakes overlap its round trip instead of following it.
+        Only free pool slots are used, so this never opens more than the per-host cap.
+
+        The first connection is opened here, in the caller's thread, and left in the pool
+        for the first request: a server that caps connections admits that one first. The
+        others are connected in background threads and held back until released."""
+        try:
+            proxy, manager = self._route(url)
+            if proxy is not None:  # urllib3 sets tunnels up per request: nothing to gain
+                return _Preconnection(None, [])
+            pool = manager.connection_from_url(url)
+            idle: list[Any] = []
+            while len(idle) <= count and pool.pool is not None and not pool.pool.empty():
+                idle.append(pool._get_conn(timeout=0))
+        except (u3.HTTPError, OSError, ValueError, UsageError) as exc:
+            log.debug("not preconnecting to %s: %s", _host(url), exc)
+            return _Preconnection(None, [])
+        if not idle:
+            return _Preconnection(pool, [])
+        first, others = idle[0], idle[1:]
+        try:
+            if not first.is_connected:
+                first.connect()
+        except Exception as exc:  # the first request will fail (or succeed) by itself
+            log.debug("not preconnecting to %s: %s", _host(url), exc)
+            first.close()
+            for conn in idle:
+                pool._put_conn(conn)
+            return _Preconnection(pool, [])
+        pool._put_conn(first)
+        return _Preconnection(pool, others)
+
     def _route(self, url: str) -> tuple[ProxyURL | None, urllib3.PoolManager]:
         """The proxy for ``url`` (None: direct) and the manager that goes through it."""
         chosen = proxy_for(
@@ -215,6 +266,59 @@ class Urllib3Transport:
             managers = [self._direct, *(manager for _, manager in self._proxied.values())]
         for manager in managers:
             manager.clear()
+
+
+class _Preconnection:
+    """Pool connections taken out, connected in parallel threads (each handshake takes a
+    round trip), and put back only once released; closed and put back if discarded."""
+
+    def __init__(self, pool: Any, conns: list[Any]) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._outcome: str | None = None  # None while held, then "release" or "discard"
+        self._ready: list[Any] = []
+        for conn in conns:
+            threading.Thread(
+                target=self._connect, args=(conn,), name="segdl-preconnect", daemon=True
+            ).start()
+
+    def release(self) -> None:
+        self._settle("release")
+
+    def discard(self) -> None:
+        self._settle("discard")
+
+    def _connect(self, conn: Any) -> None:
+        try:
+            if not conn.is_connected:
+                conn.connect()
+        except Exception as exc:  # best effort: a request reconnects by itself
+            log.debug("preconnect to %s failed: %s", self._pool.host, exc)
+            conn.close()
+        with self._lock:
+            outcome = self._outcome
+            if outcome is None:
+                self._ready.append(conn)
+                return
+        self._hand_back(conn, outcome)
+
+    def _settle(self, outcome: str) -> None:
+        with self._lock:
+            if self._outcome is not None:
+                return
+            self._outcome = outcome
+            ready, self._ready = self._ready, []
+        for conn in ready:
+            self._hand_back(conn, outcome)
+
+    def _hand_back(self, conn: Any, outcome: str) -> None:
+        if outcome == "discard":
+            conn.close()  # back in the pool unconnected: a free slot, reconnected on use
+        self._pool._put_conn(conn)
+
+
+def _host(url: str) -> str:
+    return urllib3.util.parse_url(url).host or "?"
 
 
 def _tls_options(ca_bundle: str | os.PathLike[str] | None, insecure: bool) -> dict[str, Any]:

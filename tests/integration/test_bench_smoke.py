@@ -15,12 +15,23 @@ TOOLS = ("segdl", "aria2c", "curl")
 SCENARIOS = ("raw", "per-conn", "slow4", "shared")
 
 
-def _table(stdout: str) -> list[dict[str, str]]:
-    """The markdown table's rows as dicts keyed by its header."""
-    lines = [line.strip() for line in stdout.splitlines() if line.startswith("|")]
-    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
-    header, rows = cells[0], [c for c in cells[1:] if not set(c[0]) <= {"-"}]
-    return [dict(zip(header, row, strict=True)) for row in rows]
+def _tables(stdout: str) -> list[list[dict[str, str]]]:
+    """Every markdown table in the output, its rows as dicts keyed by its header."""
+    tables: list[list[list[str]]] = [[]]
+    for line in stdout.splitlines():
+        if line.startswith("|"):
+            tables[-1].append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif tables[-1]:
+            tables.append([])
+    parsed = []
+    for cells in (t for t in tables if t):
+        header, rows = cells[0], [c for c in cells[1:] if not set(c[0]) <= {"-"}]
+        parsed.append([dict(zip(header, row, strict=True)) for row in rows])
+    return parsed
+
+
+def _table(stdout: str, first_column: str) -> list[dict[str, str]]:
+    return next(t for t in _tables(stdout) if t and first_column in t[0])
 
 
 @pytest.mark.nginx
@@ -29,13 +40,19 @@ def test_quick_bench_prints_every_row_with_correct_files() -> None:
     argv = [sys.executable, "-m", "bench.run", "--quick", "--tools", ",".join(TOOLS)]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = _table(done.stdout)
+    rows = _table(done.stdout, "scenario")
     assert {(r["scenario"], r["tool"]) for r in rows} == {(s, t) for s in SCENARIOS for t in TOOLS}
     bad = [(r["scenario"], r["tool"], r["wall s"]) for r in rows if r["sha ok"] != "ok"]
     assert not bad, done.stdout
     assert all(float(r["wall s"]) > 0 for r in rows)
     assert all(r["vs aria2c"] != "-" for r in rows)
     assert all(r["vs ideal"] == "-" for r in rows if r["scenario"] == "raw")
+    targets = {r["target"]: r for r in _table(done.stdout, "target")}
+    assert len(targets) == 9, done.stdout  # every row of issue 7, raw wall and CPU apart
+    assert all(r["measured"] not in ("not run", "-") for r in targets.values()), done.stdout
+    many = _table(done.stdout, "ok")
+    assert {r["tool"] for r in many} == {"segdl", "aria2c"}
+    assert all(r["ok"] == "ok" for r in many), done.stdout
 
 
 def test_ideal_counts_the_slow_connections_share() -> None:

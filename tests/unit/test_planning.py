@@ -179,6 +179,26 @@ def test_no_race_among_equally_fast_connections() -> None:
     assert planner.next_claim(1.0) is None
 
 
+def test_a_connection_that_was_fast_alone_splits_rather_than_races() -> None:
+    """On a shared line the first connection is fast only while alone; once it is idle it
+    must split the others' work, not race them (a race sends the same bytes twice)."""
+    mib = 1024 * 1024
+    planner = Planner(64 * mib, 4, mib)
+    claims = [planner.next_claim(0.0) for _ in range(4)]
+    assert all(c is not None for c in claims)
+    first, others = claims[0], claims[1:]
+    assert first is not None
+    while not planner.advance(first, mib, 0.5).stop:  # 16 MiB in 0.5 s, alone on the line
+        pass
+    for claim in others:
+        assert claim is not None
+        planner.advance(claim, 2 * mib, 1.0)  # then the line is shared: 2 MiB/s each
+    thief = planner.next_claim(1.0)
+    assert thief is not None
+    assert planner.races == 0 and planner.splits == 1
+    assert len(thief.segment.claims) == 1
+
+
 @pytest.mark.parametrize("connections", [1, 4, 16])
 def test_zero_size_is_finished_from_the_start(connections: int) -> None:
     """An empty file needs no request at all."""
