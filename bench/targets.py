@@ -66,7 +66,8 @@ class Extras:
     """What this run measured beyond the scenario table (None: not run)."""
 
     startup_s: float | None = None
-    big: Measurement | None = None
+    big: list[Measurement] | None = None
+    """The timed runs of the big file (after one untimed run)."""
     big_size: int = 0
     many: ManyResult | None = None
 
@@ -132,16 +133,20 @@ def render_targets(rows: Sequence[Row], extras: Extras) -> str:
         ms = extras.startup_s * 1000
         add("`segdl --version`", "<= 120 ms", f"{ms:.0f} ms", ms <= 120)
     big = extras.big
-    if big is not None:
+    if big:
         name = f"{format_size(extras.big_size)}, {BIG_CONNECTIONS} conns"
-        if not big.ok:
-            add(name, "correct, s/GiB <= raw's", f"FAIL: {big.error}", False)
+        bad = [m for m in big if not m.ok]
+        if bad:
+            add(name, "correct, s/GiB <= raw's", f"FAIL: {bad[0].error}", False)
         elif seg_wall is not None and seg is not None:
-            per_gib = big.wall_s / (extras.big_size / GIB)
+            wall = statistics.median(m.wall_s for m in big)
+            cpu = statistics.median(m.cpu_s for m in big)
+            per_gib = wall / (extras.big_size / GIB)
             raw_per_gib = seg_wall / (seg.scenario.size_bytes / GIB)
+            spread = f"{min(m.wall_s for m in big):.2f}-{max(m.wall_s for m in big):.2f}"
             add(name, "sha256 ok, s/GiB <= raw's",
                 f"ok; {per_gib:.2f} s/GiB vs {raw_per_gib:.2f} s/GiB "
-                f"({big.wall_s:.2f} s, CPU {big.cpu_s:.2f} s)", per_gib <= raw_per_gib)  # fmt: skip
+                f"({wall:.2f} s, {spread}; CPU {cpu:.2f} s)", per_gib <= raw_per_gib)  # fmt: skip
         else:
-            add(name, "sha256 ok, s/GiB <= raw's", f"ok in {big.wall_s:.2f} s", None)
+            add(name, "sha256 ok, s/GiB <= raw's", "ok", None)
     return "\n".join(lines)
