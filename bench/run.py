@@ -51,8 +51,10 @@ class Plan:
     timeout_s: float
 
 
-def _csv(choices: Sequence[str]) -> Callable[[str], list[str]]:
+def _csv(choices: Sequence[str], none_ok: bool = False) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
+        if none_ok and text.strip() == "none":
+            return []
         names = [n.strip() for n in text.split(",") if n.strip()]
         unknown = [n for n in names if n not in choices]
         if unknown or not names:
@@ -95,9 +97,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="also write the report to this file")
     p.add_argument(
         "--extras",
-        type=_csv(list(EXTRAS)),
+        type=_csv(list(EXTRAS), none_ok=True),
         default=list(EXTRAS),
-        help="rows beyond the scenarios: many (small files), startup, big (default all)",
+        help="rows beyond the scenarios: many (small files), startup, big (default all; none)",
     )
     p.add_argument("--big-size", type=_size, help="the big file (default 5G, quick 64M)")
     p.add_argument("--many-files", type=_positive_int, help="default 400, quick 40")

@@ -7,10 +7,12 @@ The file is a list of :class:`Segment` s; each is written front to back from its
 1. a segment nobody holds (its connection failed or gave it back);
 2. the second half of the largest remaining range held by another connection, split at the
    midpoint, as long as both halves stay at least ``min_split_bytes``;
-3. in the end game, when nothing is large enough to split, a *race*: it streams the same
-   tail as the slowest connection. Whoever delivers a byte first writes it; the loser stops.
-   A connection far slower than its peers is raced before anything is split, and a raced
-   range can still be split like any other.
+3. in the end game, when nothing is large enough to split, the tail of the range that would
+   finish last, cut below ``min_split_bytes`` so that both connections finish together (the
+   newcomer starts one request latency late); only when that tail is worth a request;
+4. a *race*: it streams the same tail as a much slower connection. Whoever delivers a byte
+   first writes it; the loser stops. A connection far slower than its peers is raced before
+   anything is split, and a raced range can still be split like any other.
 
 A connection running at under a quarter of its peers' median rate, with more than a second
 still to go, is told to stop and its remainder becomes free work (for a fresh connection):
@@ -40,19 +42,30 @@ _ALIGN = 64 * 1024
 _RACE_SPEED_RATIO = 0.5
 # ...and would still need this long on its own; a race costs a new request and duplicate bytes.
 _RACE_MIN_ETA_S = 0.3
-# Before this much time or data a connection's rate is noise, so it is never raced.
-_RATE_MIN_ELAPSED_S = 0.2
+# A connection's rate is measured from its first bytes (the request's latency is not speed);
+# before it has streamed this long, its rate is noise and it is neither raced nor replaced.
+_RATE_MIN_ELAPSED_S = 0.1
+# A connection that has not delivered a byte this long after its request counts as stalled.
+_STALL_S = 0.2
 # A connection this much slower than the median of its peers, with this long still to go on
 # its own, gives its range back and is replaced by a fresh connection: a slow path or a slow
 # server node is a property of the connection, so a new one is usually fast (aria2 offers the
 # absolute form, --lowest-speed-limit; this relative form needs no tuning).
 _REPLACE_RATIO = 0.25
-_REPLACE_GRACE_S = 0.2
 _REPLACE_MIN_ETA_S = 1.0
 _REPLACE_CHECK_INTERVAL_S = 0.1
 _REPLACE_MIN_PEERS = 3
 # Under --lowest-speed-limit for this long, a connection is replaced.
 _LOWEST_SPEED_GRACE_S = 3.0
+# End-game tails are never smaller than this (nor than min_split_bytes, nor than what a
+# connection receives in one request latency: a smaller one would not repay its request).
+_ENDGAME_MIN_PIECE_BYTES = 64 * 1024
+# ...and a tail is only cut off when that brings the range's end this much closer: on a fast
+# link, cutting what ends in a few milliseconds anyway costs more (a new request, and the
+# victim's connection, closed mid-response) than it saves.
+_ENDGAME_MIN_GAIN_S = 0.05
+# The request latency assumed until one has been measured.
+_DEFAULT_LATENCY_S = 0.1
 
 
 @dataclass(slots=True, eq=False)
@@ -88,12 +101,20 @@ class Claim:
     has_led: bool = False
     active: bool = True
     next_check_s: float = 0.0
+    requested: bool = True
+    """The request went out when the claim was made (its first byte measures latency)."""
+    first_byte_s: float | None = None
+    first_chunk_bytes: int = 0
 
     def rate_bytes_per_s(self, now_s: float) -> float | None:
-        elapsed_s = now_s - self.started_s
+        """Bytes per second since the first chunk (0 when stalled before it); None while
+        too early to tell."""
+        if self.first_byte_s is None:
+            return 0.0 if now_s - self.started_s >= _STALL_S else None
+        elapsed_s = now_s - self.first_byte_s
         if elapsed_s < _RATE_MIN_ELAPSED_S:
             return None
-        return self.received_bytes / elapsed_s
+        return (self.received_bytes - self.first_chunk_bytes) / elapsed_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +145,7 @@ class Planner:
         self.min_split_bytes = min_split_bytes
         self._lock = threading.Lock()
         self._finished_rates: collections.deque[float] = collections.deque(maxlen=connections)
+        self._latencies: collections.deque[float] = collections.deque(maxlen=connections)
         self.splits = 0
         self.races = 0
         self.replacements = 0
@@ -192,7 +214,12 @@ class Planner:
     def next_claim(self, now_s: float) -> Claim | None:
         """Work for an idle connection, or None when there is none worth taking right now."""
         with self._lock:
-            segment = self._unowned() or self._race_victim(now_s) or self._split_largest()
+            segment = (
+                self._unowned()
+                or self._race_victim(now_s)
+                or self._split_largest()
+                or self._endgame_split(now_s)
+            )
             if segment is None:
                 return None
             request = ByteRange(segment.pos, segment.end)
@@ -206,7 +233,7 @@ class Planner:
             segment = next((s for s in self.segments if s.start == start), None)
             if segment is None or segment.claims or segment.pos != start:
                 raise ValueError(f"no free segment starts at {start}")
-            claim = Claim(segment, ByteRange(start, request_end), start, now_s)
+            claim = Claim(segment, ByteRange(start, request_end), start, now_s, requested=False)
             segment.claims.append(claim)
             return claim
 
@@ -220,6 +247,10 @@ class Planner:
         with self._lock:
             segment = claim.segment
             chunk_start = claim.stream_pos
+            if claim.first_byte_s is None and n_bytes:
+                claim.first_byte_s, claim.first_chunk_bytes = now_s, n_bytes
+                if claim.requested:
+                    self._latencies.append(now_s - claim.started_s)
             claim.stream_pos += n_bytes
             claim.received_bytes += n_bytes
             lo = max(chunk_start, segment.pos)
@@ -267,7 +298,6 @@ class Planner:
         """Is this connection so much slower than its peers that a new one should take over?"""
         if (
             self.replacements >= self._max_replacements
-            or now_s - claim.started_s < _REPLACE_GRACE_S
             or len(claim.segment.claims) > 1  # already raced
         ):
             return False
@@ -308,6 +338,51 @@ class Planner:
             mid = victim.pos + victim.remaining_bytes // 2
         tail = Segment(mid, mid, victim.end, written_pos=mid)
         victim.end = mid
+        self.segments.append(tail)
+        self.splits += 1
+        return tail
+
+    def _endgame_split(self, now_s: float) -> Segment | None:
+        """The tail of the range that would finish last, cut so that its connection and a
+        new one (starting a request latency late, at the typical rate) finish together."""
+        rates = list(self._finished_rates)
+        for segment in self.segments:
+            rates += [r for c in segment.claims if (r := c.rate_bytes_per_s(now_s)) is not None]
+        if not rates or (typical := statistics.median(rates)) <= 0:
+            return None
+        latency_s = statistics.median(self._latencies) if self._latencies else _DEFAULT_LATENCY_S
+        # (finish time, wait before the first byte, rate, segment) of each lone connection;
+        # one too young to have a rate is assumed typical, its first byte a latency away.
+        candidates: list[tuple[float, float, float, Segment]] = []
+        for segment in self.segments:
+            if len(segment.claims) != 1 or segment.remaining_bytes <= 0:
+                continue
+            claim = segment.claims[0]
+            rate = claim.rate_bytes_per_s(now_s)
+            if rate is None:
+                rate = typical
+            elif rate <= 0:
+                continue  # stalled: replacement or a race takes it over
+            wait_s = 0.0
+            if not claim.received_bytes:
+                wait_s = max(0.0, claim.started_s + latency_s - now_s)
+            eta_s = wait_s + segment.remaining_bytes / rate
+            candidates.append((eta_s, wait_s, rate, segment))
+        if not candidates:
+            return None
+        eta_s, wait_s, rate, victim = max(candidates, key=lambda c: c[0])
+        # victim: wait + (cut - pos) / rate == latency + (end - cut) / typical
+        cut = int(
+            (latency_s - wait_s + victim.pos / rate + victim.end / typical)
+            / (1 / rate + 1 / typical)
+        )
+        piece = victim.end - cut
+        least = max(min(_ENDGAME_MIN_PIECE_BYTES, self.min_split_bytes), typical * latency_s)
+        gain_s = eta_s - (wait_s + (cut - victim.pos) / rate)
+        if cut <= victim.pos or piece < least or gain_s < _ENDGAME_MIN_GAIN_S:
+            return None
+        tail = Segment(cut, cut, victim.end, written_pos=cut)
+        victim.end = cut
         self.segments.append(tail)
         self.splits += 1
         return tail

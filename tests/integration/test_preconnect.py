@@ -10,6 +10,7 @@ from pathlib import Path
 import segdl
 from segdl.transport import Urllib3Transport
 from tests.server import FaultServer
+from tests.server.faults import Faults
 
 MIB = 1024 * 1024
 
@@ -95,8 +96,11 @@ def test_a_download_uses_its_preconnected_connections(
     fault_server: FaultServer, make_data: Callable[..., bytes], tmp_path: Path
 ) -> None:
     """Four connections for four ranges: never more than four at once."""
-    data = make_data(8 * MIB)
+    data = make_data(4 * MIB)
     fault_server.add_file("/f.bin", data)
+    # Slow enough that no range ends (and its connection takes other work) before every
+    # connection has sent its first request.
+    fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=4 * MIB))
     segdl.download(fault_server.url("/f.bin"), tmp_path / "o", connections=4)
     assert (tmp_path / "o").read_bytes() == data
     assert len({r.connection_id for r in fault_server.requests[:4]}) == 4

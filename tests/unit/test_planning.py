@@ -109,6 +109,31 @@ def test_every_byte_written_exactly_once(
 
 
 @settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(1, 200_000),
+    min_split=st.integers(1, 400_000),
+    speeds=st.lists(st.integers(100, 5_000), min_size=1, max_size=8),
+)
+def test_connections_of_any_speeds_finish_the_file(
+    size: int, min_split: int, speeds: list[int]
+) -> None:
+    """Connections of fixed, unequal speeds (bytes per 50 ms tick), each taking new work as
+    soon as it is idle: splits, end-game tails, races and replacements still write each byte
+    once, and the file is finished in bounded time."""
+    planner = Planner(size, len(speeds), min_split)
+    sim = Simulation(planner)
+    active: list[Claim | None] = [None] * len(speeds)
+    for _ in range(2 * size // min(speeds) + 100):
+        if planner.finished:
+            break
+        sim.now_s += 0.05
+        for i, speed in enumerate(speeds):
+            claim = active[i] or planner.next_claim(sim.now_s)
+            active[i] = claim if claim is not None and sim.deliver(claim, speed) else None
+    sim.check_complete()
+
+
+@settings(max_examples=200, deadline=None)
 @given(size=st.integers(1, 50_000), connections=st.integers(1, 16), min_split=st.integers(1, 5000))
 def test_initial_plan_tiles_the_file(size: int, connections: int, min_split: int) -> None:
     """The initial segments cover [0, size) with no gap or overlap, none below min split."""
@@ -154,12 +179,15 @@ def test_end_game_races_a_slow_connection_and_the_first_to_arrive_wins() -> None
     slow = planner.next_claim(0.0)
     fast = planner.next_claim(0.0)
     assert slow is not None and fast is not None
+    sim.now_s = 0.1  # first bytes: rates count from here
+    assert sim.deliver(slow, 10)
+    assert sim.deliver(fast, 100)
     sim.now_s = 1.0
-    assert sim.deliver(slow, 10)  # 10 bytes/s: 99 s to go
-    assert not sim.deliver(fast, 1000)  # 1000 bytes/s, and done
+    assert sim.deliver(slow, 10)  # about 10 bytes/s: minutes to go
+    assert not sim.deliver(fast, 900)  # 1000 bytes/s, and done
     racer = planner.next_claim(1.0)
     assert racer is not None and racer.segment is slow.segment
-    assert racer.request.start == 10
+    assert racer.request.start == 20
     sim.now_s = 1.1
     while sim.deliver(racer, 100):
         pass
@@ -197,6 +225,56 @@ def test_a_connection_that_was_fast_alone_splits_rather_than_races() -> None:
     assert thief is not None
     assert planner.races == 0 and planner.splits == 1
     assert len(thief.segment.claims) == 1
+
+
+def test_end_game_shares_the_last_tail_below_min_split() -> None:
+    """With nothing left to split at min split, an idle connection takes the tail of the range
+    that would finish last, cut so that both finish together though it starts a latency late;
+    a tail not worth a request is left alone."""
+    mib = 1024 * 1024
+    planner = Planner(12 * mib, 2, 4 * mib)
+    sim = Simulation(planner)
+    fast, slow = planner.next_claim(0.0), planner.next_claim(0.0)
+    assert fast is not None and slow is not None
+    step = 64 * 1024
+    while True:  # 2 MiB/s and 1.5 MiB/s (too close to race), first bytes after 1/16 s
+        sim.now_s += 1 / 16
+        if not sim.deliver(fast, 2 * step):
+            break
+        sim.deliver(slow, 3 * step // 2)
+    assert sim.now_s == 3.0 and mib < slow.segment.remaining_bytes < 2 * mib
+    thief = planner.next_claim(3.0)
+    assert thief is not None and planner.races == 0
+    cut = slow.segment.end
+    assert thief.request == ByteRange(cut, 12 * mib) and thief.segment.start == cut
+    assert 64 * 1024 <= 12 * mib - cut < 4 * mib, "a tail below min split"
+    slow_rate = slow.rate_bytes_per_s(3.0)
+    typical = (2 * mib + 1.5 * mib) / 2
+    assert slow_rate is not None
+    slow_done_s = (cut - slow.segment.pos) / slow_rate
+    thief_done_s = 1 / 16 + (12 * mib - cut) / typical
+    assert abs(slow_done_s - thief_done_s) < 0.01
+    while sim.deliver(slow, step):
+        pass
+    while sim.deliver(thief, step):
+        pass
+    sim.check_complete()
+
+
+def test_end_game_leaves_a_tail_shorter_than_a_request_latency() -> None:
+    """A tail that one request latency's worth of bytes would cover is not split."""
+    planner = Planner(1_000_000, 2, 400_000)
+    sim = Simulation(planner)
+    a, b = planner.next_claim(0.0), planner.next_claim(0.0)
+    assert a is not None and b is not None
+    sim.now_s = 0.1  # latency 0.1 s
+    sim.deliver(a, 100_000)
+    sim.deliver(b, 100_000)
+    sim.now_s = 0.5
+    while sim.deliver(a, 100_000):
+        pass
+    sim.deliver(b, 350_000)  # 50 kB left at ~1 MB/s: 0.05 s, less than a latency
+    assert planner.next_claim(0.5) is None
 
 
 @pytest.mark.parametrize("connections", [1, 4, 16])

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-split-size",
         default="1M",
         metavar="SIZE",
-        help="never split a range below SIZE bytes; K, M, G suffixes are 1024-based (default: 1M)",
+        help="split ranges no smaller than SIZE bytes, except smaller tails in the end game; "
+        "K, M, G suffixes are 1024-based (default: 1M)",
     )
     parser.add_argument(
         "-H",
