@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from segdl.storage import Pipe
 from tests.server import FaultServer
 
 
@@ -25,3 +26,12 @@ def make_data() -> Callable[..., bytes]:
         return random.Random(seed).randbytes(size)
 
     return make
+
+
+@pytest.fixture(params=["splice", "copy"])
+def body_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test both ways bodies reach the file over plain HTTP: spliced through a pipe
+    (Linux) and copied through a buffer (elsewhere, and under a rate limit)."""
+    if request.param == "copy" or not Pipe.supported():
+        monkeypatch.setattr(Pipe, "supported", staticmethod(lambda: False))
+    return str(request.param)

@@ -4,7 +4,8 @@ Every ranged response is checked before a byte of it is written (STYLE.md, "beli
 server only after checking it"): status 206, exactly one ``Content-Range`` starting at the byte
 asked for and totalling the size seen at first contact, no ``Content-Encoding``, the same
 validator. Bytes then go socket → reused buffer (``readinto``) → ``os.pwrite`` at the offset the
-planner says; no chunk is ever held whole in memory.
+planner says, or on Linux over plain HTTP socket → pipe → file with ``splice``, never through
+Python; no chunk is ever held whole in memory.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from segdl.errors import (
 from segdl.models import ByteRange, Resource
 from segdl.planning import Claim, Planner
 from segdl.ranges import parse_content_length, parse_content_range, range_header, single_header
-from segdl.storage import PartFile
+from segdl.storage import PartFile, Pipe
 from segdl.transport import Response, Transport
 
 log = logging.getLogger(__name__)
@@ -112,29 +113,49 @@ def stream_claim(
     stop: threading.Event,
     url: str,
     throttle: Callable[[int], None] | None = None,
+    pipe: Pipe | None = None,
 ) -> None:
     """Read ``claim``'s stream into ``part`` until the planner says stop.
 
-    Raises :class:`ShortBody` if the body ends before the claim is done; the unwritten
-    remainder stays in the plan for another attempt.
+    Bytes go through ``pipe`` (socket → pipe → file, never through Python) when the response
+    can splice, else through ``buffer``. Raises :class:`ShortBody` if the body ends before the
+    claim is done; the unwritten remainder stays in the plan for another attempt.
     """
     size = len(buffer)
-    while True:
-        if stop.is_set():
-            raise Cancelled("download stopped")
-        want = min(size, claim.request.end - claim.stream_pos)
-        received = response.readinto(buffer[:want])
-        if throttle is not None and received:
-            throttle(received)  # --limit-rate: wait here until the average is back in line
-        if received == 0:
-            raise ShortBody(url, claim.request.length, claim.stream_pos - claim.request.start)
-        advance = planner.advance(claim, received, clock())
-        if advance.write.length:
-            start = advance.skip_bytes
-            part.write_at(advance.write.start, buffer[start : start + advance.write.length])
-            planner.mark_written(claim.segment, advance.write)
-        if advance.stop:
-            return
+    try:
+        while True:
+            if stop.is_set():
+                raise Cancelled("download stopped")
+            left = claim.request.end - claim.stream_pos
+            spliced = None
+            if pipe is not None:
+                spliced = response.splice_into(pipe.write_fd, min(pipe.capacity, left))
+            if spliced is None:
+                received = response.readinto(buffer[: min(size, left)])
+            else:
+                received = spliced
+                if pipe is not None:
+                    pipe.pending = spliced
+            if throttle is not None and received:
+                throttle(received)  # --limit-rate: wait here until the average is back in line
+            if received == 0:
+                raise ShortBody(url, claim.request.length, claim.stream_pos - claim.request.start)
+            advance = planner.advance(claim, received, clock())
+            write, skip = advance.write, advance.skip_bytes
+            if spliced is None:
+                if write.length:
+                    part.write_at(write.start, buffer[skip : skip + write.length])
+            elif pipe is not None:
+                pipe.discard(skip)  # a race partner wrote these first
+                part.write_from_pipe(pipe, write.start, write.length)
+                pipe.discard(pipe.pending)  # past the range's (new) end
+            if write.length:
+                planner.mark_written(claim.segment, write)
+            if advance.stop:
+                return
+    finally:
+        if pipe is not None and pipe.pending:
+            pipe.discard(pipe.pending)  # never hand stale bytes to the next range
 
 
 def stream_to_end(

@@ -5,6 +5,10 @@ opened with ``O_NOFOLLOW`` so a planted symlink is refused), each at its own off
 ``os.pwrite`` from any thread. :meth:`PartFile.finalize` checks the size, syncs, gives the file
 the usual mode under the umask and renames it into place; without ``overwrite`` the rename is
 ``link`` + ``unlink``, which fails rather than replace a file that appeared meanwhile.
+
+On Linux a connection's bytes can skip Python altogether: the transport splices them from the
+socket into a :class:`Pipe` and :meth:`PartFile.write_from_pipe` splices them on into the file
+at their offset, one copy in the kernel instead of two through a buffer.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +26,9 @@ from segdl.errors import IntegrityError, LocalFileError, NoSpace, OutputExists
 log = logging.getLogger(__name__)
 
 PART_SUFFIX = ".part"
+# Errors that mean "this file system (or kernel) cannot splice": copy instead.
+_NO_SPLICE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EXDEV})
+_PIPE_BYTES = 1 << 20
 
 
 def part_path(final_path: Path) -> Path:
@@ -72,6 +80,7 @@ class PartFile:
             self._fd = os.open(self.path, flags, 0o600)
         except OSError as exc:
             raise local_error(exc, "cannot create", self.path) from exc
+        self._splice_ok = True
         try:
             os.fchmod(self._fd, 0o600)  # an older .part may have had another mode
         except OSError as exc:
@@ -98,6 +107,32 @@ class PartFile:
                 offset += written
         except OSError as exc:
             raise local_error(exc, "cannot write", self.path) from exc
+
+    def write_from_pipe(self, pipe: Pipe, offset: int, length: int) -> None:
+        """Move ``length`` bytes waiting in ``pipe`` to ``offset``, thread-safe like
+        :meth:`write_at`; where the file system cannot splice, they are copied instead."""
+        while length and self._splice_ok:
+            try:
+                moved = os.splice(pipe.read_fd, self._fd, length, offset_dst=offset)
+            except OSError as exc:
+                if exc.errno not in _NO_SPLICE:
+                    raise local_error(exc, "cannot write", self.path) from exc
+                self._splice_ok = False
+                break
+            if moved <= 0:
+                raise local_error(OSError(errno.EIO, "pipe ran dry"), "cannot write", self.path)
+            pipe.pending -= moved
+            offset += moved
+            length -= moved
+        while length:
+            try:
+                data = pipe.read(min(length, _PIPE_BYTES))
+            except OSError as exc:
+                raise local_error(exc, "cannot write", self.path) from exc
+            pipe.pending -= len(data)
+            self.write_at(offset, memoryview(data))
+            offset += len(data)
+            length -= len(data)
 
     def sync_data(self) -> None:
         """Push written bytes to the disk now (``fdatasync``), so the final ``fsync`` before
@@ -196,3 +231,43 @@ def local_error(exc: OSError, what: str, path: Path) -> LocalFileError:
     if exc.errno == errno.ELOOP:
         reason = "refusing to follow a symlink"
     return LocalFileError(exc.errno or 0, f"{what} {path}: {reason}", str(path))
+
+
+class Pipe:
+    """A kernel pipe standing in for a read buffer, so body bytes can go socket → pipe → file
+    without a copy through Python (Linux ``splice``). One per connection; not thread-safe.
+
+    ``pending`` counts the bytes in it; whoever puts bytes in must take every one out (to the
+    file or :meth:`discard`) before the next fill, or the next range would get them.
+    """
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
+        self.pending = 0
+        self.capacity = 64 * 1024  # Linux's default
+        with contextlib.suppress(OSError):  # a bigger pipe means fewer system calls
+            import fcntl
+
+            self.capacity = fcntl.fcntl(self.write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+    @staticmethod
+    def supported() -> bool:
+        return sys.platform == "linux" and hasattr(os, "splice")
+
+    def read(self, max_bytes: int) -> bytes:
+        data = os.read(self.read_fd, max_bytes)
+        if not data:
+            raise OSError(errno.EIO, "pipe ran dry")
+        return data
+
+    def discard(self, n_bytes: int) -> None:
+        """Throw away the next ``n_bytes`` (a race's duplicate, bytes past a range's end)."""
+        while n_bytes:
+            taken = len(self.read(min(n_bytes, _PIPE_BYTES)))
+            self.pending -= taken
+            n_bytes -= taken
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)

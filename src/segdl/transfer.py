@@ -49,7 +49,7 @@ from segdl.progress import (
 from segdl.ratelimit import TokenBucket
 from segdl.resume import Checkpointer
 from segdl.retry import RetryPolicy, call_with_retries, is_overload, is_transient
-from segdl.storage import PartFile
+from segdl.storage import PartFile, Pipe
 from segdl.transport import Response, Transport
 
 log = logging.getLogger(__name__)
@@ -192,83 +192,93 @@ class Transfer:
         buffer = memoryview(bytearray(self._buffer_bytes()))
         policy = self.options.retry_policy()
         streamed = False
-        while not self._halt.is_set():
-            if claim is None:
-                claim = planner.next_claim(self.clock())
+        # Over plain HTTP on Linux, bytes skip Python: socket → pipe → file (splice). Not under
+        # a rate limit, whose small reads keep the pace smooth.
+        pipe = Pipe() if Pipe.supported() and not self.rate_limiters else None
+        try:
+            while not self._halt.is_set():
                 if claim is None:
-                    if planner.finished:
+                    claim = planner.next_claim(self.clock())
+                    if claim is None:
+                        if planner.finished:
+                            return
+                        with self._work_changed:
+                            self._work_changed.wait(_IDLE_POLL_S)
+                        continue
+                received_before = claim.received_bytes
+                resource = self._source(index) if response is None else self._resource
+                try:
+                    if response is None:
+                        headers = {**self._headers, **self.identity.headers_for(resource.final_url)}
+                        response = open_range(self.transport, resource, claim.request, headers)
+                        self._register(response)
+                        log.debug(
+                            "range %s answered after %.3f s", claim.request, self._since(claim)
+                        )
+                    stream_claim(
+                        response,
+                        claim,
+                        planner,
+                        part,
+                        buffer,
+                        self.clock,
+                        self._halt,
+                        self.url,
+                        self._throttle,
+                        pipe,
+                    )
+                    log.debug(
+                        "range %s stopped at %d after %.3f s",
+                        claim.request,
+                        claim.stream_pos,
+                        self._since(claim),
+                    )
+                except (
+                    RangeNotHonoured,
+                    ContentRangeMismatch,
+                    UnexpectedEncoding,
+                    RemoteChanged,
+                ) as exc:
+                    planner.release(claim, self.clock())
+                    if resource is not self._resource:  # a mirror let us down: the others go on
+                        self._drop_mirror(resource, exc)
+                        continue
+                    if isinstance(exc, RemoteChanged):
+                        raise
+                    raise _SwitchToSingleStream(str(exc)) from exc
+                except (NetworkError, ShortBody, HTTPStatusError) as exc:
+                    planner.release(claim, self.clock())
+                    if self._halt.is_set():  # our own abort broke the connection
+                        raise Cancelled("download stopped") from exc
+                    if resource is not self._resource and not is_transient(exc):
+                        self._drop_mirror(resource, exc)
+                        continue
+                    if isinstance(exc, HTTPStatusError) and self._re_resolve(resource, exc):
+                        continue  # an expired signed URL was renewed: retry at once
+                    progressed = claim.received_bytes > received_before
+                    policy = policy.after(exc, progressed=progressed)
+                    if not self._should_retry(planner, policy, exc):
                         return
-                    with self._work_changed:
-                        self._work_changed.wait(_IDLE_POLL_S)
-                    continue
-            received_before = claim.received_bytes
-            resource = self._source(index) if response is None else self._resource
-            try:
-                if response is None:
-                    headers = {**self._headers, **self.identity.headers_for(resource.final_url)}
-                    response = open_range(self.transport, resource, claim.request, headers)
-                    self._register(response)
-                    log.debug("range %s answered after %.3f s", claim.request, self._since(claim))
-                stream_claim(
-                    response,
-                    claim,
-                    planner,
-                    part,
-                    buffer,
-                    self.clock,
-                    self._halt,
-                    self.url,
-                    self._throttle,
-                )
-                log.debug(
-                    "range %s stopped at %d after %.3f s",
-                    claim.request,
-                    claim.stream_pos,
-                    self._since(claim),
-                )
-            except (
-                RangeNotHonoured,
-                ContentRangeMismatch,
-                UnexpectedEncoding,
-                RemoteChanged,
-            ) as exc:
-                planner.release(claim, self.clock())
-                if resource is not self._resource:  # a mirror let us down: the others go on
-                    self._drop_mirror(resource, exc)
-                    continue
-                if isinstance(exc, RemoteChanged):
+                    wait_s = policy.wait_s(exc, time.time())
+                    self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {exc}")
+                    self._halt.wait(wait_s)
+                except BaseException:
+                    planner.release(claim, self.clock())
                     raise
-                raise _SwitchToSingleStream(str(exc)) from exc
-            except (NetworkError, ShortBody, HTTPStatusError) as exc:
-                planner.release(claim, self.clock())
-                if self._halt.is_set():  # our own abort broke the connection
-                    raise Cancelled("download stopped") from exc
-                if resource is not self._resource and not is_transient(exc):
-                    self._drop_mirror(resource, exc)
-                    continue
-                if isinstance(exc, HTTPStatusError) and self._re_resolve(resource, exc):
-                    continue  # an expired signed URL was renewed: retry at once
-                progressed = claim.received_bytes > received_before
-                policy = policy.after(exc, progressed=progressed)
-                if not self._should_retry(planner, policy, exc):
-                    return
-                wait_s = policy.wait_s(exc, time.time())
-                self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {exc}")
-                self._halt.wait(wait_s)
-            except BaseException:
-                planner.release(claim, self.clock())
-                raise
-            finally:
-                if response is not None:
-                    self._unregister(response)
-                    response.close()
-                with self._work_changed:  # a range ended: idle workers look again
-                    self._work_changed.notify_all()
-                if claim.received_bytes and not streamed:
-                    streamed = True
-                    with self._open_lock:
-                        self._streamed_workers += 1
-                claim, response = None, None
+                finally:
+                    if response is not None:
+                        self._unregister(response)
+                        response.close()
+                    with self._work_changed:  # a range ended: idle workers look again
+                        self._work_changed.notify_all()
+                    if claim.received_bytes and not streamed:
+                        streamed = True
+                        with self._open_lock:
+                            self._streamed_workers += 1
+                    claim, response = None, None
+        finally:
+            if pipe is not None:
+                pipe.close()
 
     # -- one plain stream -------------------------------------------------------------------
 

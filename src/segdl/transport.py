@@ -18,11 +18,15 @@ urllib3 only ever sees the redacted proxy URL; credentials go in ``Proxy-Authori
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import http.client
 import importlib.util
+import io
 import logging
 import os
+import select
+import socket
 import ssl
 import threading
 from collections.abc import Iterator, Mapping
@@ -63,6 +67,12 @@ class Response(Protocol):
 
     def readinto(self, buffer: memoryview) -> int:
         """Fill ``buffer`` with body bytes; fewer only at the end of the body; 0 at its end."""
+        ...
+
+    def splice_into(self, pipe_fd: int, max_bytes: int) -> int | None:
+        """Move up to ``max_bytes`` body bytes into the pipe ``pipe_fd`` without copying them
+        through Python; 0 at the end of the body; None if this response cannot (the caller
+        then uses :meth:`readinto`; a transport without the means simply returns None)."""
         ...
 
     def abort(self) -> None:
@@ -408,6 +418,10 @@ class _Urllib3Response:
         )
         self._received_bytes = 0
         self._aborted = False
+        # http.client's reader may hold body bytes read along with the head; only once a
+        # read larger than its buffer has emptied it may bytes be taken from the socket.
+        self._reader_empty = False
+        self._can_splice = hasattr(os, "splice")
 
     @property
     def status(self) -> int:
@@ -440,6 +454,9 @@ class _Urllib3Response:
         length: int | None = fp.length
         view = buffer if length is None else buffer[:length]
         n = reader.readinto1(view) if view else 0
+        # CPython's BufferedReader serves a read larger than its buffer from what it holds
+        # plus one read from the socket straight into ours, leaving itself empty.
+        self._reader_empty = len(view) > io.DEFAULT_BUFFER_SIZE
         if not n:
             fp._close_conn()  # type: ignore[attr-defined]
         elif length is not None:
@@ -447,6 +464,45 @@ class _Urllib3Response:
             if not fp.length:
                 fp._close_conn()  # type: ignore[attr-defined]
         return n
+
+    def splice_into(self, pipe_fd: int, max_bytes: int) -> int | None:
+        """Move up to ``max_bytes`` of body from the socket into the pipe ``pipe_fd`` (Linux
+        ``splice``: the bytes never pass through Python); 0 at the end of the body. None when
+        this response cannot (TLS, chunked, bytes held by http.client): use :meth:`readinto`."""
+        sock = self._splice_socket()
+        if sock is None:
+            return None
+        fp = self._fp
+        assert fp is not None
+        length: int | None = fp.length
+        count = max_bytes if length is None else min(max_bytes, length)
+        n = 0
+        if count > 0:
+            with _mapped_errors(self._url, self._received_bytes):
+                try:
+                    n = _splice(sock, pipe_fd, count)
+                except OSError as exc:
+                    if isinstance(exc, (ConnectionError, TimeoutError)):
+                        raise
+                    if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        self._can_splice = False  # nothing was moved: read instead
+                        return None
+                    raise ConnectionResetError(exc.errno, exc.strerror) from exc
+        if not n:
+            fp._close_conn()  # type: ignore[attr-defined]
+        elif length is not None:
+            fp.length = length - n
+            if not fp.length:
+                fp._close_conn()  # type: ignore[attr-defined]
+        self._received_bytes += n
+        return n
+
+    def _splice_socket(self) -> socket.socket | None:
+        fp = self._fp
+        if not (self._can_splice and self._reader_empty) or fp is None or fp.chunked:
+            return None
+        sock = getattr(getattr(fp.fp, "raw", None), "_sock", None)  # SocketIO's socket
+        return sock if type(sock) is socket.socket else None  # not TLS, not SOCKS
 
     def abort(self) -> None:
         self._aborted = True
@@ -460,6 +516,25 @@ class _Urllib3Response:
         if self._aborted or not finished:
             self._raw.close()  # closes the socket: the rest of the body is never read
         self._raw.release_conn()
+
+
+def _splice(sock: socket.socket, pipe_fd: int, count: int) -> int:
+    """One ``splice`` from ``sock`` into the (empty) pipe, waiting at most the socket's
+    timeout for bytes to arrive; a socket with a timeout is non-blocking underneath."""
+    fd = sock.fileno()
+    timeout_s = sock.gettimeout()
+    poller: select.poll | None = None
+    while True:
+        try:
+            return os.splice(fd, pipe_fd, count, flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            pass
+        if poller is None:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+        wait_ms = None if timeout_s is None else max(1, int(timeout_s * 1000))
+        if not poller.poll(wait_ms):
+            raise TimeoutError("read timed out")
 
 
 @contextmanager

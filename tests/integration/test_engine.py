@@ -44,7 +44,12 @@ class Recorder:
 @pytest.mark.parametrize("size", [0, 1, MIB + 1, 5 * MIB + 12345])
 @pytest.mark.parametrize("connections", [1, 4, 8])
 def test_honest_server_gives_identical_file(
-    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, size: int, connections: int
+    fault_server: FaultServer,
+    make_data: MakeData,
+    tmp_path: Path,
+    body_path: str,
+    size: int,
+    connections: int,
 ) -> None:
     """Any size, any connection count: the file is byte-identical and only at its name."""
     data = make_data(size)
@@ -217,7 +222,7 @@ def test_a_file_that_keeps_changing_fails_cleanly(
 
 
 def test_short_bodies_return_their_remainder_to_the_plan(
-    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, body_path: str
 ) -> None:
     """Truncated and reset ranges are resumed from the last byte received, not refetched."""
     data = make_data(4 * MIB)
@@ -234,7 +239,7 @@ def test_short_bodies_return_their_remainder_to_the_plan(
 
 
 def test_connection_resets_are_survived(
-    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, body_path: str
 ) -> None:
     """Resets in the middle of bodies cost a retry, not the download."""
     data = make_data(4 * MIB)
@@ -292,7 +297,7 @@ def test_existing_output_is_never_clobbered(
 
 
 def test_cancel_stops_promptly_and_keeps_nothing_at_the_name(
-    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, body_path: str
 ) -> None:
     """Setting the cancel event stops every connection within a second, even stalled ones."""
     fault_server.add_file("/f.bin", make_data(8 * MIB))

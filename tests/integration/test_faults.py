@@ -51,7 +51,7 @@ def run_cli(*argv: str) -> tuple[int, str]:
 
 
 def test_reset_on_every_first_attempt_resumes_from_the_last_byte(
-    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, body_path: str
 ) -> None:
     """Each initial range is reset mid-body; its retry starts where the bytes stopped."""
     data = make_data(4 * MIB)
@@ -78,7 +78,7 @@ def test_reset_on_every_first_attempt_resumes_from_the_last_byte(
 
 
 def test_stalled_connection_times_out_and_is_retried(
-    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, body_path: str
 ) -> None:
     """A connection that goes silent costs about the timeout, not forever."""
     data = make_data(4 * MIB)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import stat
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from segdl.errors import IntegrityError, LocalFileError, OutputExists
-from segdl.storage import PartFile
+from segdl.storage import PartFile, Pipe
 
 
 def test_concurrent_pwrite_from_many_threads(tmp_path: Path) -> None:
@@ -82,3 +83,56 @@ def test_wrong_size_is_never_finalized(tmp_path: Path) -> None:
     with pytest.raises(IntegrityError):
         part.finalize(4)
     assert not (tmp_path / "out").exists()
+
+
+needs_splice = pytest.mark.skipif(not Pipe.supported(), reason="splice is Linux-only")
+
+
+def _filled(data: bytes) -> Pipe:
+    pipe = Pipe()
+    assert os.write(pipe.write_fd, data) == len(data)
+    pipe.pending = len(data)
+    return pipe
+
+
+@needs_splice
+@pytest.mark.parametrize("can_splice", [True, False])
+def test_bytes_go_from_a_pipe_to_their_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, can_splice: bool
+) -> None:
+    """What waits in the pipe lands at the offset; the skipped and the surplus are dropped,
+    and a file system that cannot splice gets the same bytes copied."""
+    real_splice = os.splice
+
+    def no_file_splice(src: int, dst: int, count: int, *args: object, **kwargs: object) -> int:
+        if "offset_dst" in kwargs:
+            raise OSError(errno.EINVAL, "splice to this file system is not supported")
+        return real_splice(src, dst, count, *args, **kwargs)  # type: ignore[arg-type]
+
+    if not can_splice:
+        monkeypatch.setattr(os, "splice", no_file_splice)
+    part = PartFile(tmp_path / "out", overwrite=False)
+    part.allocate(10)
+    pipe = _filled(b"skipDATAsurplus")
+    try:
+        pipe.discard(4)
+        part.write_from_pipe(pipe, 3, 4)
+        assert pipe.pending == 7
+        pipe.discard(pipe.pending)
+        assert pipe.pending == 0
+        part.write_at(0, memoryview(b"abc"))
+        part.write_at(7, memoryview(b"xyz"))
+        assert (tmp_path / "out.part").read_bytes() == b"abcDATAxyz"
+    finally:
+        pipe.close()
+        part.close()
+
+
+@needs_splice
+def test_a_pipe_is_as_big_as_linux_allows() -> None:
+    """Fewer, larger splices: 1 MiB unless /proc/sys/fs/pipe-max-size says less."""
+    pipe = Pipe()
+    try:
+        assert 64 * 1024 <= pipe.capacity <= 1 << 20
+    finally:
+        pipe.close()
