@@ -30,9 +30,15 @@ if str(REPO) not in sys.path:  # `tests.nginx` lives beside `bench`
 from bench.many import measure_many  # noqa: E402
 from bench.measure import Measurement, measure  # noqa: E402
 from bench.report import Row, render_notes, render_table  # noqa: E402
-from bench.scenarios import Scenario, build_scenarios, format_size  # noqa: E402
+from bench.scenarios import GiB, Scenario, build_scenarios, format_size  # noqa: E402
 from bench.shaper import Shaper  # noqa: E402
-from bench.targets import Extras, measure_big, measure_startup_s, render_targets  # noqa: E402
+from bench.targets import (  # noqa: E402
+    Extras,
+    measure_big,
+    measure_disk_s_per_gib,
+    measure_startup_s,
+    render_targets,
+)
 from bench.tools import TOOLS, Tool, probe_version  # noqa: E402
 from tests.nginx import Nginx, nginx_binary, write_random_file  # noqa: E402
 
@@ -233,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
     _check_space(args.workdir, sizes)
     rows: list[Row] = []
     big = None
+    disk = None
     with ExitStack() as stack:
         data_dir = Path(tempfile.mkdtemp(prefix="segdl-bench-", dir=args.workdir))
         stack.callback(shutil.rmtree, data_dir, True)
@@ -251,6 +258,9 @@ def run(args: argparse.Namespace) -> int:
             big = [measure_big(nginx.url(name), plan.out_dir / name, digests[big_size],
                                big_size, env, args.timeout)
                    for _ in range(args.repeat + 1)][1:]  # fmt: skip
+            raw_size = next((s.size_bytes for s in scenarios if s.name == "raw"), GiB)
+            disk = (measure_disk_s_per_gib(raw_size, plan.out_dir),
+                    measure_disk_s_per_gib(big_size, plan.out_dir))  # fmt: skip
     startup_s = measure_startup_s(env) if "startup" in args.extras else None
     many = None
     if "many" in args.extras:
@@ -259,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
             many_tools.append("parfive")
         many = measure_many(args.many_files, 256 * 1024, args.repeat, many_tools, env,
                             args.workdir)  # fmt: skip
-    extras = Extras(startup_s, big, big_size, many)
+    extras = Extras(startup_s, big, big_size, many, disk)
     parts = [_header(args, versions), "## Targets (issue 7)", render_targets(rows, extras),
              "## Scenarios", render_table(rows), render_notes(rows, scenarios)]  # fmt: skip
     if many is not None:

@@ -2,7 +2,9 @@
 
 - start-up: ``segdl --version`` (the console script, else ``python -m segdl``), median of 15;
 - big: one file of ``--big-size`` (5 GiB) over 64 connections straight from nginx, checked
-  with sha256, its seconds per GiB compared with segdl's in ``raw`` (1 GiB, 16 connections);
+  with sha256, its seconds per GiB compared with segdl's in ``raw`` (1 GiB, 16 connections),
+  beside the disk alone: writing each size and ``fdatasync`` without any network (a disk
+  whose cache absorbs 1 GiB but not 5 is slower per byte for every tool that syncs);
 - many small files: :mod:`bench.many`.
 
 :func:`render_targets` then puts every target of the issue beside what this run measured.
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -61,6 +64,26 @@ def measure_big(
     return m
 
 
+def measure_disk_s_per_gib(size: int, directory: Path) -> float:
+    """Seconds per GiB to write ``size`` bytes to a new file in ``directory`` and
+    ``fdatasync`` it: the floor a downloader that syncs its data cannot go under."""
+    block = os.urandom(8 << 20)
+    path = directory / "disk-floor.bin"
+    directory.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for offset in range(0, size, len(block)):
+            os.pwrite(fd, block[: size - offset], offset)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    elapsed = time.perf_counter() - started
+    path.unlink()
+    os.sync()
+    return elapsed / (size / GIB)
+
+
 @dataclass(frozen=True, slots=True)
 class Extras:
     """What this run measured beyond the scenario table (None: not run)."""
@@ -70,6 +93,8 @@ class Extras:
     """The timed runs of the big file (after one untimed run)."""
     big_size: int = 0
     many: ManyResult | None = None
+    disk_s_per_gib: tuple[float, float] | None = None
+    """The disk alone (write + fdatasync): (raw's size, the big size)."""
 
 
 def _row(rows: Sequence[Row], scenario: str, tool: str) -> Row | None:
@@ -144,9 +169,14 @@ def render_targets(rows: Sequence[Row], extras: Extras) -> str:
             per_gib = wall / (extras.big_size / GIB)
             raw_per_gib = seg_wall / (seg.scenario.size_bytes / GIB)
             spread = f"{min(m.wall_s for m in big):.2f}-{max(m.wall_s for m in big):.2f}"
-            add(name, "sha256 ok, s/GiB <= raw's",
-                f"ok; {per_gib:.2f} s/GiB vs {raw_per_gib:.2f} s/GiB "
-                f"({wall:.2f} s, {spread}; CPU {cpu:.2f} s)", per_gib <= raw_per_gib)  # fmt: skip
+            disk = ""
+            if extras.disk_s_per_gib is not None:
+                small, large = extras.disk_s_per_gib
+                disk = (f"; the disk alone: {large:.2f} s/GiB for "
+                        f"{format_size(extras.big_size)}, {small:.2f} for raw's size")  # fmt: skip
+            measured = (f"ok; {per_gib:.2f} s/GiB vs {raw_per_gib:.2f} s/GiB "
+                        f"({wall:.2f} s, {spread}; CPU {cpu:.2f} s){disk}")  # fmt: skip
+            add(name, "sha256 ok, s/GiB <= raw's", measured, per_gib <= raw_per_gib)
         else:
             add(name, "sha256 ok, s/GiB <= raw's", "ok", None)
     return "\n".join(lines)

@@ -6,7 +6,8 @@ The file is a list of :class:`Segment` s; each is written front to back from its
 
 1. a segment nobody holds (its connection failed or gave it back);
 2. the second half of the largest remaining range held by another connection, split at the
-   midpoint, as long as both halves stay at least ``min_split_bytes``;
+   midpoint, as long as both halves stay at least ``min_split_bytes`` and halving it brings
+   its end measurably closer;
 3. in the end game, when nothing is large enough to split, the tail of the range that would
    finish last, cut below ``min_split_bytes`` so that both connections finish together (the
    newcomer starts one request latency late); only when that tail is worth a request;
@@ -60,10 +61,10 @@ _LOWEST_SPEED_GRACE_S = 3.0
 # End-game tails are never smaller than this (nor than min_split_bytes, nor than what a
 # connection receives in one request latency: a smaller one would not repay its request).
 _ENDGAME_MIN_PIECE_BYTES = 64 * 1024
-# ...and a tail is only cut off when that brings the range's end this much closer: on a fast
-# link, cutting what ends in a few milliseconds anyway costs more (a new request, and the
-# victim's connection, closed mid-response) than it saves.
-_ENDGAME_MIN_GAIN_S = 0.05
+# A range is only split (or a tail cut off) when that brings its end this much closer: on a
+# fast link, cutting what ends in a few milliseconds anyway costs more (a new request, and the
+# victim's connection closed mid-response with the bytes in flight wasted) than it saves.
+_MIN_GAIN_S = 0.05
 # The request latency assumed until one has been measured.
 _DEFAULT_LATENCY_S = 0.1
 
@@ -217,7 +218,7 @@ class Planner:
             segment = (
                 self._unowned()
                 or self._race_victim(now_s)
-                or self._split_largest()
+                or self._split_largest(now_s)
                 or self._endgame_split(now_s)
             )
             if segment is None:
@@ -328,11 +329,16 @@ class Planner:
         free = [s for s in self.segments if s.remaining_bytes > 0 and not s.claims]
         return max(free, key=lambda s: s.remaining_bytes, default=None)
 
-    def _split_largest(self) -> Segment | None:
+    def _split_largest(self, now_s: float) -> Segment | None:
         held = [s for s in self.segments if s.claims]
         victim = max(held, key=lambda s: s.remaining_bytes, default=None)
         if victim is None or victim.remaining_bytes < 2 * self.min_split_bytes:
             return None
+        rate = victim.claims[0].rate_bytes_per_s(now_s)
+        if rate:  # halving it must save time: its connection is cut, a new request made
+            latency_s = self._latency_s()
+            if victim.remaining_bytes / rate / 2 - latency_s < _MIN_GAIN_S:
+                return None
         mid = self._aligned(victim.pos + victim.remaining_bytes // 2)
         if mid - victim.pos < self.min_split_bytes:  # alignment moved it too far back
             mid = victim.pos + victim.remaining_bytes // 2
@@ -350,7 +356,7 @@ class Planner:
             rates += [r for c in segment.claims if (r := c.rate_bytes_per_s(now_s)) is not None]
         if not rates or (typical := statistics.median(rates)) <= 0:
             return None
-        latency_s = statistics.median(self._latencies) if self._latencies else _DEFAULT_LATENCY_S
+        latency_s = self._latency_s()
         # (finish time, wait before the first byte, rate, segment) of each lone connection;
         # one too young to have a rate is assumed typical, its first byte a latency away.
         candidates: list[tuple[float, float, float, Segment]] = []
@@ -379,13 +385,17 @@ class Planner:
         piece = victim.end - cut
         least = max(min(_ENDGAME_MIN_PIECE_BYTES, self.min_split_bytes), typical * latency_s)
         gain_s = eta_s - (wait_s + (cut - victim.pos) / rate)
-        if cut <= victim.pos or piece < least or gain_s < _ENDGAME_MIN_GAIN_S:
+        if cut <= victim.pos or piece < least or gain_s < _MIN_GAIN_S:
             return None
         tail = Segment(cut, cut, victim.end, written_pos=cut)
         victim.end = cut
         self.segments.append(tail)
         self.splits += 1
         return tail
+
+    def _latency_s(self) -> float:
+        """The typical time from a request to its first byte."""
+        return statistics.median(self._latencies) if self._latencies else _DEFAULT_LATENCY_S
 
     def _race_victim(self, now_s: float) -> Segment | None:
         """The segment whose lone connection would finish last, if it is much slower than
