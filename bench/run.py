@@ -203,8 +203,8 @@ def _header(args: argparse.Namespace, versions: dict[str, str]) -> str:
         f"- tools: {'; '.join(f'{k}: {v}' for k, v in versions.items())}",
         f"- {args.repeat} run(s) per cell, interleaved; wall and CPU are medians, peak RSS the max",
         "- the page cache is not dropped between runs (that needs privileges a benchmark should"
-        " not assume): nginx serves the source from memory after its first read; outputs are"
-        " deleted and `sync`ed after every run",
+        " not assume): nginx serves the source from memory after its first read; the data is"
+        " `sync`ed once generated, and outputs are deleted and `sync`ed after every run",
     ]
     return "\n".join(lines)
 
@@ -249,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"generating {', '.join(format_size(s) for s in sorted(sizes))} in {www}",
               file=sys.stderr, flush=True)  # fmt: skip
         digests = {s: write_random_file(www / f"data-{s}.bin", s, seed=s) for s in sizes}
+        # Written back before any timing starts: gigabytes still being flushed would slow
+        # whichever runs come first, for every tool.
+        os.sync()
         nginx = stack.enter_context(Nginx(www))
         for sc in scenarios:
             measured = run_scenario(sc, list(tools.values()), nginx, digests[sc.size_bytes], plan)

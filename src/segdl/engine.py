@@ -44,7 +44,7 @@ from segdl.retry import call_with_retries
 from segdl.state import DownloadState, OwnerLock, state_path
 from segdl.storage import PartFile, check_free_space, check_output_free, part_path
 from segdl.transfer import Transfer
-from segdl.transport import Preconnection, Transport, Urllib3Transport
+from segdl.transport import NoPreconnection, Preconnection, Transport, Urllib3Transport
 
 log = logging.getLogger(__name__)
 
@@ -423,27 +423,24 @@ class Download:
             )
 
         def on_retry(wait_s: float, error: BaseException) -> None:
-            if warm is not None:
-                warm.discard()
+            warm.discard()
             self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {error}")
 
         try:
             contact = call_with_retries(attempt, self.options.retry_policy(), self.cancel, on_retry)
         except BaseException:
-            if warm is not None:
-                warm.discard()
+            warm.discard()
             raise
-        if warm is not None:
-            warm.release()
+        warm.release()
         return contact
 
-    def _preconnect(self) -> Preconnection | None:
+    def _preconnect(self) -> Preconnection:
         """Once per download, the other connections start their handshakes now, beside the
         first request; they are used only once it has been answered."""
         options = self.options
         wanted = min(options.connections, options.max_connections_per_host) - 1
         if self._preconnected or not options.preconnect or wanted < 1:
-            return None
+            return NoPreconnection()
         self._preconnected = True
         return self.transport.preconnect(self.url, wanted)
 

@@ -92,7 +92,8 @@ class Transport(Protocol):
 
     def preconnect(self, url: str, count: int) -> Preconnection:
         """Start opening up to ``count`` connections to ``url``'s server (TCP, proxy tunnel,
-        TLS) in the background; no request is sent. Best effort: never raises."""
+        TLS) in the background; no request is sent. Best effort: never raises. A transport
+        that cannot returns :class:`NoPreconnection`."""
         ...
 
     def close(self) -> None: ...
@@ -108,6 +109,17 @@ class Preconnection(Protocol):
     def discard(self) -> None:
         """Close them (the first request failed: do not crowd a server that refused us)."""
         ...
+
+
+class NoPreconnection:
+    """A :class:`Preconnection` holding nothing: what a transport that does not preconnect
+    (or has nothing to open) returns."""
+
+    def release(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
 
 
 # A server may send informational (1xx) responses before the real one (RFC 9110 §15.2), but
