@@ -469,12 +469,7 @@ class _Urllib3Response:
         # CPython's BufferedReader serves a read larger than its buffer from what it holds
         # plus one read from the socket straight into ours, leaving itself empty.
         self._reader_empty = len(view) > io.DEFAULT_BUFFER_SIZE
-        if not n:
-            fp._close_conn()  # type: ignore[attr-defined]
-        elif length is not None:
-            fp.length = length - n
-            if not fp.length:
-                fp._close_conn()  # type: ignore[attr-defined]
+        _consumed(fp, n)
         return n
 
     def splice_into(self, pipe_fd: int, max_bytes: int) -> int | None:
@@ -500,12 +495,7 @@ class _Urllib3Response:
                         self._can_splice = False  # nothing was moved: read instead
                         return None
                     raise ConnectionResetError(exc.errno, exc.strerror) from exc
-        if not n:
-            fp._close_conn()  # type: ignore[attr-defined]
-        elif length is not None:
-            fp.length = length - n
-            if not fp.length:
-                fp._close_conn()  # type: ignore[attr-defined]
+        _consumed(fp, n)
         self._received_bytes += n
         return n
 
@@ -528,6 +518,15 @@ class _Urllib3Response:
         if self._aborted or not finished:
             self._raw.close()  # closes the socket: the rest of the body is never read
         self._raw.release_conn()
+
+
+def _consumed(fp: http.client.HTTPResponse, n_bytes: int) -> None:
+    """Account for body bytes taken past http.client: its remaining length, and the end of
+    the body (0 bytes, or the length reached), which frees the connection for reuse."""
+    if n_bytes and fp.length is not None:
+        fp.length -= n_bytes
+    if not n_bytes or fp.length == 0:
+        fp._close_conn()  # type: ignore[attr-defined]
 
 
 def _splice(sock: socket.socket, pipe_fd: int, count: int) -> int:
