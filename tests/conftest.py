@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 from segdl.storage import Pipe
 from tests.server import FaultServer
@@ -35,3 +37,17 @@ def body_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     if request.param == "copy" or not Pipe.supported():
         monkeypatch.setattr(Pipe, "supported", staticmethod(lambda: False))
     return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A throwaway certificate authority for the TLS tests."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_bundle(ca: trustme.CA, tmp_path: Path) -> str:
+    """That CA's certificate as a PEM file (what ``--ca-bundle`` takes)."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)

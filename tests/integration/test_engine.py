@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import segdl
-from segdl.progress import Event, Notice, NoticeKind
+from segdl.progress import NoticeKind
+from tests.events import Recorder
 from tests.server import FaultServer
 from tests.server.faults import Faults
 from tests.server.records import RequestRecord
@@ -28,17 +29,6 @@ def sha(data: bytes) -> str:
 def not_first(record: RequestRecord) -> bool:
     """Every request but the first contact (``Range: bytes=0-``)."""
     return record.range != "bytes=0-"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def notices(self, kind: NoticeKind) -> list[Notice]:
-        return [e for e in self.events if isinstance(e, Notice) and e.kind is kind]
 
 
 @pytest.mark.parametrize("size", [0, 1, MIB + 1, 5 * MIB + 12345])

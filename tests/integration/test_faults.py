@@ -14,7 +14,8 @@ import pytest
 import segdl
 from segdl.cli.exitcodes import ExitCode
 from segdl.cli.main import main
-from segdl.progress import Event, Notice, NoticeKind
+from segdl.progress import NoticeKind
+from tests.events import Recorder
 from tests.server import FaultServer
 from tests.server.faults import Faults
 from tests.server.records import RequestRecord
@@ -23,17 +24,6 @@ from tests.server.wire import http_date
 KIB = 1024
 MIB = 1024 * KIB
 MakeData = Callable[..., bytes]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def notices(self, kind: NoticeKind) -> list[Notice]:
-        return [e for e in self.events if isinstance(e, Notice) and e.kind is kind]
 
 
 def logged(server: FaultServer, at_least: int = 1) -> list[RequestRecord]:

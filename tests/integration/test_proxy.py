@@ -149,18 +149,6 @@ def microsocks(tmp_path: Path, *, auth: bool = False) -> Iterator[ProxyProcess]:
         yield ProxyProcess(f"socks5://127.0.0.1:{port}", port, log_path)
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_bundle(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
 @pytest.fixture
 def server_context(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

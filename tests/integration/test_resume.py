@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 import segdl
-from segdl.progress import Event, Notice, NoticeKind
+from segdl.progress import Notice, NoticeKind
 from segdl.state import OwnerLock, load_state, save_state, state_path
+from tests.events import Recorder
 from tests.server import FaultServer
 from tests.server.faults import Faults
 from tests.server.records import RequestRecord
@@ -25,17 +26,6 @@ from tests.server.records import RequestRecord
 KIB = 1024
 MIB = 1024 * KIB
 MakeData = Callable[..., bytes]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def kinds(self) -> set[NoticeKind]:
-        return {e.kind for e in self.events if isinstance(e, Notice)}
 
 
 def interrupted_download(
