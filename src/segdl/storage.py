@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,7 +66,13 @@ def check_free_space(
 
 
 class PartFile:
-    """An open ``.part`` file for one download. Thread-safe for :meth:`write_at`."""
+    """An open ``.part`` file for one download. Thread-safe for :meth:`write_at`.
+
+    Writes take a lock of their own. The kernel serialises buffered writes to one file anyway
+    (the inode lock), but its waiters spin while the holder copies: measured with ``perf`` on
+    two cores, 16 connections spent a fifth of the machine spinning there when copies ran
+    slowly, CPU the server on the other end needed. Waiting on this lock sleeps instead.
+    """
 
     def __init__(self, final_path: Path, *, overwrite: bool, resume: bool = False) -> None:
         """Create an empty ``.part``, or with ``resume`` open the existing one as it is."""
@@ -81,6 +88,7 @@ class PartFile:
         except OSError as exc:
             raise local_error(exc, "cannot create", self.path) from exc
         self._splice_ok = True
+        self._write_lock = threading.Lock()
         try:
             os.fchmod(self._fd, 0o600)  # an older .part may have had another mode
         except OSError as exc:
@@ -102,7 +110,8 @@ class PartFile:
         """Write all of ``data`` at ``offset``; safe to call from many threads at once."""
         try:
             while data:
-                written = os.pwrite(self._fd, data, offset)
+                with self._write_lock:
+                    written = os.pwrite(self._fd, data, offset)
                 data = data[written:]
                 offset += written
         except OSError as exc:
@@ -113,7 +122,8 @@ class PartFile:
         :meth:`write_at`; where the file system cannot splice, they are copied instead."""
         while length and self._splice_ok:
             try:
-                moved = os.splice(pipe.read_fd, self._fd, length, offset_dst=offset)
+                with self._write_lock:
+                    moved = os.splice(pipe.read_fd, self._fd, length, offset_dst=offset)
             except OSError as exc:
                 if exc.errno not in _NO_SPLICE:
                     raise local_error(exc, "cannot write", self.path) from exc
