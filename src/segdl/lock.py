@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -345,8 +346,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@functools.cache
 def _read_boot_id() -> str:
-    """This boot's id (Linux); "" where unknown, and then a reboot is never assumed."""
+    """This boot's id (Linux); "" where unknown, and then a reboot is never assumed. Read
+    once: a process does not outlive its boot, and a batch takes a lock per file."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
     except (OSError, ValueError):

@@ -28,6 +28,7 @@ import os
 import select
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -37,6 +38,7 @@ import urllib3
 import urllib3.connection
 from urllib3 import exceptions as u3
 
+from segdl import dial
 from segdl.errors import (
     ConnectError,
     ConnectionBroken,
@@ -149,12 +151,38 @@ class _BoundedResponse(http.client.HTTPResponse):
             http.client._read_headers(self.fp)  # type: ignore[attr-defined]
 
 
+def _dialled(conn: urllib3.connection.HTTPConnection) -> socket.socket | None:
+    """The socket :mod:`segdl.dial` connected to ``conn``'s host ahead of time, set up as
+    urllib3 sets up its own; None if there is none (urllib3 then connects as usual)."""
+    if conn.source_address is not None:
+        return None  # a dialled socket is not bound where this connection asks
+    sock = dial.take(conn.host, conn.port)
+    if sock is None:
+        return None
+    try:
+        for option in conn.socket_options or ():
+            sock.setsockopt(*option)
+        if conn.timeout is None or isinstance(conn.timeout, int | float):
+            sock.settimeout(conn.timeout)
+    except OSError:
+        sock.close()
+        return None
+    sys.audit("http.client.connect", conn, conn.host, conn.port)
+    return sock
+
+
 class _HTTPConnection(urllib3.connection.HTTPConnection):
     response_class = _BoundedResponse
+
+    def _new_conn(self) -> socket.socket:
+        return _dialled(self) or super()._new_conn()
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
     response_class = _BoundedResponse
+
+    def _new_conn(self) -> socket.socket:
+        return _dialled(self) or super()._new_conn()  # TLS goes on top as on any socket
 
 
 class _HTTPConnectionPool(urllib3.HTTPConnectionPool):

@@ -1,0 +1,150 @@
+"""Dialling early: a TCP connect started before the transport exists is the one it uses."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from segdl import dial
+from segdl.cli.exitcodes import ExitCode
+from segdl.errors import ConnectError, TLSError
+from segdl.transport import Urllib3Transport
+from tests.integration.test_cli import run_cli
+from tests.server import FaultServer
+
+
+@pytest.fixture(autouse=True)
+def _no_dial_left() -> Iterator[None]:
+    yield
+    dial.discard()
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def _get(transport: Urllib3Transport, url: str) -> bytes:
+    response = transport.request("GET", url, {})
+    buffer = memoryview(bytearray(64 * 1024))
+    body = bytearray()
+    while n := response.readinto(buffer):
+        body += buffer[:n]
+    response.close()
+    return bytes(body)
+
+
+def test_the_first_connection_is_the_dialled_socket(fault_server: FaultServer) -> None:
+    """No second connect: the server sees one connection, and the request arrived on it."""
+    fault_server.add_file("/f.bin", b"abc" * 1000)
+    dial.dial(fault_server.url("/f.bin"), 5.0)
+    assert _wait_for(lambda: fault_server.open_connections == 1)
+    transport = Urllib3Transport()
+    try:
+        assert _get(transport, fault_server.url("/f.bin")) == b"abc" * 1000
+    finally:
+        transport.close()
+    assert fault_server.peak_connections == 1
+    assert [r.connection_id for r in fault_server.requests] == [0]
+
+
+def test_tls_is_verified_on_a_dialled_socket(ca: trustme.CA, ca_bundle: str) -> None:
+    """urllib3 puts TLS on the dialled socket as on its own: the CA is checked either way."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with FaultServer(ssl_context=context) as server:
+        server.add_file("/f.bin", b"x" * 5000)
+        url = server.url("/f.bin")
+        dial.dial(url, 5.0)
+        untrusting = Urllib3Transport()
+        try:
+            with pytest.raises(TLSError):
+                _get(untrusting, url)
+        finally:
+            untrusting.close()
+        dial.dial(url, 5.0)
+        trusting = Urllib3Transport(ca_bundle=ca_bundle)
+        try:
+            assert _get(trusting, url) == b"x" * 5000
+        finally:
+            trusting.close()
+        assert server.peak_connections == 1
+        assert len(server.requests) == 1
+
+
+def test_a_failed_dial_leaves_the_transport_to_report() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/f.bin"
+    dial.dial(url, 2.0)
+    transport = Urllib3Transport(timeout_s=2.0)
+    try:
+        with pytest.raises(ConnectError):
+            transport.request("GET", url, {})
+    finally:
+        transport.close()
+
+
+def test_an_untaken_socket_is_closed_by_discard(fault_server: FaultServer) -> None:
+    dial.dial(fault_server.url("/f.bin"), 5.0)
+    dial.dial(fault_server.url("/other"), 5.0)  # same host and port: dialled once
+    assert _wait_for(lambda: fault_server.open_connections == 1)
+    dial.discard()
+    assert _wait_for(lambda: fault_server.open_connections == 0)
+    assert dial.take("127.0.0.1", fault_server.port) is None
+    assert fault_server.requests == []
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/f", "http://[::1/f", "http://:80/f", "nope"])
+def test_what_cannot_be_dialled_is_ignored(url: str) -> None:
+    dial.dial(url, 1.0)
+    dial.discard()
+
+
+def test_the_cli_dials_its_url_unless_a_proxy_carries_it(
+    fault_server: FaultServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fault_server.add_file("/f.bin", b"y" * 3000)
+    url = fault_server.url("/f.bin")
+    dialled: list[str] = []
+    real_dial = dial.dial
+
+    def spy(target: str, timeout_s: float) -> None:
+        dialled.append(target)
+        real_dial(target, timeout_s)
+
+    monkeypatch.setattr(dial, "dial", spy)
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = run_cli("-q", "-x", "1", "-o", str(tmp_path / "a.bin"), url)
+    assert (code, err) == (ExitCode.OK, "")
+    assert dialled == [url]
+    assert fault_server.peak_connections == 1  # the dialled socket served the whole file
+
+    # A proxy would carry the request: nothing may go to the server around it.
+    dialled.clear()
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead_proxy = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    code, _, _ = run_cli(
+        "-q", "--retries", "0", "--proxy", dead_proxy, "-o", str(tmp_path / "b"), url
+    )
+    assert code != ExitCode.OK
+    monkeypatch.setenv("http_proxy", dead_proxy)
+    code, _, _ = run_cli("-q", "--retries", "0", "-o", str(tmp_path / "c"), url)
+    assert code != ExitCode.OK
+    assert dialled == []
+    assert len(fault_server.requests) == 1
