@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import urllib3
 import urllib3.connection
 from urllib3 import exceptions as u3
+from urllib3.util.wait import wait_for_read
 
 from segdl import dial
 from segdl.errors import (
@@ -158,6 +159,9 @@ def _dialled(conn: urllib3.connection.HTTPConnection) -> socket.socket | None:
         return None  # a dialled socket is not bound where this connection asks
     sock = dial.take(conn.host, conn.port)
     if sock is None:
+        return None
+    if wait_for_read(sock, timeout=0.0):  # closed (or talking) before any request: not usable
+        sock.close()
         return None
     try:
         for option in conn.socket_options or ():

@@ -82,6 +82,21 @@ def test_tls_is_verified_on_a_dialled_socket(ca: trustme.CA, ca_bundle: str) -> 
         assert len(server.requests) == 1
 
 
+def test_a_socket_the_server_closed_meanwhile_is_not_used() -> None:
+    """A server that gave up on the idle socket: a fresh connection, not a failed request."""
+    with FaultServer(keep_alive_timeout_s=0.2) as server:
+        server.add_file("/f.bin", b"z" * 2000)
+        dial.dial(server.url("/f.bin"), 5.0)
+        assert _wait_for(lambda: server.open_connections == 1)
+        assert _wait_for(lambda: server.open_connections == 0)
+        transport = Urllib3Transport()
+        try:
+            assert _get(transport, server.url("/f.bin")) == b"z" * 2000
+        finally:
+            transport.close()
+        assert [r.connection_id for r in server.requests] == [1]
+
+
 def test_a_failed_dial_leaves_the_transport_to_report() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
