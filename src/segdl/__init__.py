@@ -105,6 +105,9 @@ if TYPE_CHECKING:
         DownloadProgress as DownloadProgress,
     )
     from segdl.progress import (
+        DownloadReceived as DownloadReceived,
+    )
+    from segdl.progress import (
         DownloadStarted as DownloadStarted,
     )
     from segdl.progress import (
@@ -164,6 +167,7 @@ _EXPORTS = {
             "DownloadFailed",
             "DownloadFinished",
             "DownloadProgress",
+            "DownloadReceived",
             "DownloadStarted",
             "Event",
             "Notice",

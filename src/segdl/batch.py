@@ -20,6 +20,7 @@ from segdl.engine import download
 from segdl.errors import SegdlError, UsageError, shown
 from segdl.models import Result
 from segdl.options import parse_size
+from segdl.progress import DownloadReceived, Event, ProgressListener, silent
 from segdl.ratelimit import TokenBucket
 from segdl.transport import Urllib3Transport
 
@@ -123,7 +124,9 @@ class Downloader:
     """For programs that add work over time: ``submit()`` returns a future per file.
 
     All files share one transport (the per-host cap holds across them), one rate limit and
-    ``parallel`` worker slots. Use as a context manager, or call :meth:`close`.
+    ``parallel`` places on the network; a file gives its place to the next as soon as its
+    bytes are in, while it is checked, synced and renamed. Use as a context manager, or call
+    :meth:`close`.
     """
 
     def __init__(
@@ -151,7 +154,10 @@ class Downloader:
             block=True,  # the cap is shared by every download
             **_transport_options(common),
         )
-        self._pool = cf.ThreadPoolExecutor(parallel, thread_name_prefix="segdl-job")
+        # `parallel` files on the network at once, and as many more finishing on disk (digest
+        # check, sync, rename): the next file's request need not wait for the last one's sync.
+        self._pool = cf.ThreadPoolExecutor(2 * parallel, thread_name_prefix="segdl-job")
+        self._network = threading.BoundedSemaphore(parallel)
 
     def submit(
         self, job: Job | str, on_done: Callable[[ItemReport], None] | None = None
@@ -160,9 +166,14 @@ class Downloader:
         item = job if isinstance(job, Job) else Job((job,))
 
         def run() -> ItemReport:
-            report = _run_one(
-                item, self._common, self._transport, self._timeout_s, self._cap, self.cancel
-            )
+            slot = _NetworkSlot(self._network)
+            try:
+                report = _run_one(
+                    item, self._common, self._transport, self._timeout_s, self._cap, self.cancel,
+                    slot,
+                )  # fmt: skip
+            finally:
+                slot.give_back()
             if on_done is not None:
                 on_done(report)
             return report
@@ -210,16 +221,19 @@ def _run_one(
     timeout_s: float,
     cap: int,
     cancel: threading.Event,
+    slot: _NetworkSlot,
 ) -> ItemReport:
     """Fetch the file from its first URL with the others as mirrors (ranges spread over all,
     a failing mirror dropped); if the first URL itself fails, the next one leads."""
     options = {**common, **job.options}
+    options["progress"] = slot.listener(options.get("progress") or silent)
     if options.get("dest") is not None and options.get("directory") is not None:
         # aria2: `out` is relative to `dir`
         options["dest"] = Path(options.pop("directory")) / options["dest"]
     options.setdefault("preconnect", False)  # the batch's pool keeps connections warm
     error: BaseException | None = None
     for number, url in enumerate(job.urls):
+        slot.take()
         if cancel.is_set():
             break
         try:
@@ -238,6 +252,36 @@ def _run_one(
         outcome = Outcome.SKIPPED if result.skipped else Outcome.DONE
         return ItemReport(job, outcome, result)
     return ItemReport(job, Outcome.FAILED, error=error or SegdlError("cancelled"))
+
+
+class _NetworkSlot:
+    """One of a batch's ``parallel`` places on the network, held by one file from its first
+    request until its bytes are all in (DownloadReceived), not until its sync and rename are
+    over. Taken and given back from the thread running that file."""
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+        self._held = False
+
+    def take(self) -> None:
+        """Wait for a place (every holder gives its place back when its file ends, so a
+        cancelled batch still gets through its queue)."""
+        if not self._held:
+            self._slots.acquire()
+            self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+    def listener(self, inner: ProgressListener) -> ProgressListener:
+        def listen(event: Event) -> None:
+            if isinstance(event, DownloadReceived):
+                self.give_back()
+            inner(event)
+
+        return listen
 
 
 def _transport_options(common: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from segdl.probe import FirstContact, Mode, first_contact
 from segdl.progress import (
     DownloadFailed,
     DownloadFinished,
+    DownloadReceived,
     Notice,
     NoticeKind,
     ProgressListener,
@@ -366,6 +367,7 @@ class Download:
             checkpointer_saved = False
             if size is None or contact.mode is Mode.EMPTY:
                 resource, ranged, connections = transfer.fetch(contact, part, missing)
+                self._received(resource)
                 self._verify(transfer, expected, resource)
             else:
                 template = resuming.state_for(self.url, contact.resource, [], lock.token)
@@ -376,6 +378,7 @@ class Download:
                 ) as checkpointer:
                     transfer.checkpointer = checkpointer
                     resource, ranged, connections = transfer.fetch(contact, part, missing)
+                    self._received(resource)
                     try:
                         self._verify(transfer, expected, resource)
                     except IntegrityError:
@@ -404,6 +407,10 @@ class Download:
         size_bytes = resource.size_bytes or 0
         self.listener(DownloadFinished(self.shown_url, self.path, size_bytes, elapsed_s))
         return Result(self.url, self.path, size_bytes, elapsed_s, connections, ranged)
+
+    def _received(self, resource: Resource) -> None:
+        elapsed_s = self.clock() - self._started_s
+        self.listener(DownloadReceived(self.shown_url, resource.size_bytes or 0, elapsed_s))
 
     def _first_contact(
         self, *, start: int = 0, end: int | None = None, if_range: str | None = None

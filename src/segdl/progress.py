@@ -36,6 +36,16 @@ class DownloadProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class DownloadReceived:
+    """Every byte is in the ``.part`` file and the network is done with it; what is left is
+    local (the digest check, the sync, the rename), then DownloadFinished or DownloadFailed."""
+
+    url: str
+    size_bytes: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class DownloadFinished:
     url: str
     path: Path
@@ -73,7 +83,14 @@ class Notice:
     message: str
 
 
-Event = DownloadStarted | DownloadProgress | DownloadFinished | DownloadFailed | Notice
+Event = (
+    DownloadStarted
+    | DownloadProgress
+    | DownloadReceived
+    | DownloadFinished
+    | DownloadFailed
+    | Notice
+)
 
 
 class ProgressListener(Protocol):

@@ -5,15 +5,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
+
+from pytest import MonkeyPatch
 
 import segdl
 from segdl.batch import Job, Outcome, download_many, parse_input_file
 from segdl.cli.exitcodes import ExitCode
 from segdl.cli.main import main
 from segdl.progress import NoticeKind
+from segdl.storage import PartFile
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
@@ -187,6 +192,32 @@ def test_downloader_takes_work_over_time_with_callbacks(
     assert [r.outcome for r in reports] == [Outcome.DONE] * 3
     assert sorted(seen) == sorted(fault_server.url(f"/f{n}.bin") for n in range(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.bin", "f1.bin", "f2.bin"]
+
+
+def test_the_next_file_starts_while_the_last_one_syncs(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, monkeypatch: MonkeyPatch
+) -> None:
+    """With one file at a time, the second file's request goes out while the first is still
+    being synced and renamed: a batch's places are on the network, not on the disk."""
+    for n in range(2):
+        fault_server.add_file(f"/f{n}.bin", make_data(5000, seed=n))
+    real_finalize = PartFile.finalize
+    overlapped: list[bool] = []
+
+    def slow_finalize(part: PartFile, *args: Any, **kwargs: Any) -> Path:
+        if part.final_path.name == "f0.bin":
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and len(fault_server.requests) < 2:
+                time.sleep(0.01)
+            overlapped.append(len(fault_server.requests) == 2)
+        return real_finalize(part, *args, **kwargs)
+
+    monkeypatch.setattr(PartFile, "finalize", slow_finalize)
+    urls = [fault_server.url(f"/f{n}.bin") for n in range(2)]
+    report = download_many(urls, parallel=1, directory=tmp_path)
+    assert [item.outcome for item in report.items] == [Outcome.DONE] * 2
+    assert overlapped == [True]
+    assert (tmp_path / "f1.bin").read_bytes() == make_data(5000, seed=1)
 
 
 def test_batch_bar_display_runs_to_the_end(

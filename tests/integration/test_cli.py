@@ -109,6 +109,8 @@ def test_json_progress_events(
     assert code == ExitCode.OK
     events = [json.loads(line) for line in out.splitlines()]
     assert events[0]["event"] == "DownloadStarted"
+    assert events[-3]["event"] == "DownloadReceived"
+    assert events[-3]["size_bytes"] == 2 * 1024 * 1024
     assert events[-2]["event"] == "DownloadFinished"
     assert events[-1]["event"] == "Summary" and events[-1]["exit_code"] == 0
     assert events[-1]["size_bytes"] == 2 * 1024 * 1024

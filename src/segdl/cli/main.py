@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         "then indented key=value lines (out, dir, header, connections); '-' reads stdin",
     )
     parser.add_argument(
-        "-j", "--jobs", type=int, default=4, metavar="N", help="files at once (default: 4)"
+        "-j",
+        "--jobs",
+        type=int,
+        default=4,
+        metavar="N",
+        help="files transferring at once (default: 4)",
     )
     parser.add_argument(
         "--remote-time", action="store_true", help="set the file's time from Last-Modified"
