@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -15,6 +15,7 @@ from segdl import dial
 from segdl.cli.exitcodes import ExitCode
 from segdl.errors import ConnectError, TLSError
 from segdl.transport import Urllib3Transport
+from tests.client import get_body, wait_for
 from tests.integration.test_cli import run_cli
 from tests.server import FaultServer
 
@@ -25,35 +26,21 @@ def _no_dial_left() -> Iterator[None]:
     dial.discard()
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
-def _get(transport: Urllib3Transport, url: str) -> bytes:
-    response = transport.request("GET", url, {})
-    buffer = memoryview(bytearray(64 * 1024))
-    body = bytearray()
-    while n := response.readinto(buffer):
-        body += buffer[:n]
-    response.close()
-    return bytes(body)
+def _get_once(url: str, **transport_options: Any) -> bytes:
+    """GET ``url`` through a new transport, closed afterwards."""
+    transport = Urllib3Transport(**transport_options)
+    try:
+        return get_body(transport, url)
+    finally:
+        transport.close()
 
 
 def test_the_first_connection_is_the_dialled_socket(fault_server: FaultServer) -> None:
     """No second connect: the server sees one connection, and the request arrived on it."""
     fault_server.add_file("/f.bin", b"abc" * 1000)
     dial.dial(fault_server.url("/f.bin"), 5.0)
-    assert _wait_for(lambda: fault_server.open_connections == 1)
-    transport = Urllib3Transport()
-    try:
-        assert _get(transport, fault_server.url("/f.bin")) == b"abc" * 1000
-    finally:
-        transport.close()
+    assert wait_for(lambda: fault_server.open_connections == 1)
+    assert _get_once(fault_server.url("/f.bin")) == b"abc" * 1000
     assert fault_server.peak_connections == 1
     assert [r.connection_id for r in fault_server.requests] == [0]
 
@@ -66,18 +53,10 @@ def test_tls_is_verified_on_a_dialled_socket(ca: trustme.CA, ca_bundle: str) -> 
         server.add_file("/f.bin", b"x" * 5000)
         url = server.url("/f.bin")
         dial.dial(url, 5.0)
-        untrusting = Urllib3Transport()
-        try:
-            with pytest.raises(TLSError):
-                _get(untrusting, url)
-        finally:
-            untrusting.close()
+        with pytest.raises(TLSError):
+            _get_once(url)
         dial.dial(url, 5.0)
-        trusting = Urllib3Transport(ca_bundle=ca_bundle)
-        try:
-            assert _get(trusting, url) == b"x" * 5000
-        finally:
-            trusting.close()
+        assert _get_once(url, ca_bundle=ca_bundle) == b"x" * 5000
         assert server.peak_connections == 1
         assert len(server.requests) == 1
 
@@ -87,13 +66,9 @@ def test_a_socket_the_server_closed_meanwhile_is_not_used() -> None:
     with FaultServer(keep_alive_timeout_s=0.2) as server:
         server.add_file("/f.bin", b"z" * 2000)
         dial.dial(server.url("/f.bin"), 5.0)
-        assert _wait_for(lambda: server.open_connections == 1)
-        assert _wait_for(lambda: server.open_connections == 0)
-        transport = Urllib3Transport()
-        try:
-            assert _get(transport, server.url("/f.bin")) == b"z" * 2000
-        finally:
-            transport.close()
+        assert wait_for(lambda: server.open_connections == 1)
+        assert wait_for(lambda: server.open_connections == 0)
+        assert _get_once(server.url("/f.bin")) == b"z" * 2000
         assert [r.connection_id for r in server.requests] == [1]
 
 
@@ -114,9 +89,9 @@ def test_a_failed_dial_leaves_the_transport_to_report() -> None:
 def test_an_untaken_socket_is_closed_by_discard(fault_server: FaultServer) -> None:
     dial.dial(fault_server.url("/f.bin"), 5.0)
     dial.dial(fault_server.url("/other"), 5.0)  # same host and port: dialled once
-    assert _wait_for(lambda: fault_server.open_connections == 1)
+    assert wait_for(lambda: fault_server.open_connections == 1)
     dial.discard()
-    assert _wait_for(lambda: fault_server.open_connections == 0)
+    assert wait_for(lambda: fault_server.open_connections == 0)
     assert dial.take("127.0.0.1", fault_server.port) is None
     assert fault_server.requests == []
 

@@ -9,29 +9,11 @@ from pathlib import Path
 
 import segdl
 from segdl.transport import Urllib3Transport
+from tests.client import get_body, wait_for
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
 MIB = 1024 * 1024
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
-def _get(transport: Urllib3Transport, url: str) -> int:
-    response = transport.request("GET", url, {})
-    buffer = memoryview(bytearray(64 * 1024))
-    total = 0
-    while n := response.readinto(buffer):
-        total += n
-    response.close()
-    return total
 
 
 def test_released_connections_serve_the_next_requests(fault_server: FaultServer) -> None:
@@ -42,11 +24,11 @@ def test_released_connections_serve_the_next_requests(fault_server: FaultServer)
     transport = Urllib3Transport(max_connections_per_host=5)
     try:
         warm = transport.preconnect(url, 3)
-        assert _wait_for(lambda: fault_server.open_connections == 4)
+        assert wait_for(lambda: fault_server.open_connections == 4)
         assert fault_server.requests == []  # connected only: no request, no credentials
         warm.release()
         with cf.ThreadPoolExecutor(4) as pool:
-            sizes = list(pool.map(lambda _: _get(transport, url), range(4)))
+            sizes = list(pool.map(lambda _: len(get_body(transport, url)), range(4)))
         assert sizes == [1000] * 4
         assert fault_server.peak_connections == 4
         assert len({r.connection_id for r in fault_server.requests}) <= 4
@@ -60,9 +42,9 @@ def test_discarded_connections_are_closed(fault_server: FaultServer) -> None:
     transport = Urllib3Transport(max_connections_per_host=5)
     try:
         warm = transport.preconnect(fault_server.url("/f.bin"), 3)
-        assert _wait_for(lambda: fault_server.open_connections == 4)
+        assert wait_for(lambda: fault_server.open_connections == 4)
         warm.discard()
-        assert _wait_for(lambda: fault_server.open_connections == 1)  # the first one's
+        assert wait_for(lambda: fault_server.open_connections == 1)  # the first one's
     finally:
         transport.close()
 
@@ -73,7 +55,7 @@ def test_never_more_than_the_pool_holds(fault_server: FaultServer) -> None:
     transport = Urllib3Transport(max_connections_per_host=3)
     try:
         warm = transport.preconnect(fault_server.url("/f.bin"), 10)
-        assert _wait_for(lambda: fault_server.open_connections == 3)
+        assert wait_for(lambda: fault_server.open_connections == 3)
         time.sleep(0.2)
         assert fault_server.open_connections == 3
         warm.release()
