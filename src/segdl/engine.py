@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from segdl import resume as resuming
 from segdl.auth import Identity, identity_for, origin, split_userinfo
@@ -120,6 +121,8 @@ def download(
     ``preconnect``: open the other connections while the first request is in flight (their
     handshakes overlap its round trip; they stay idle if the file turns out to be small).
     """
+    for each in (url, *mirrors):
+        _check_url(each)
     extra: dict[str, object] = {}
     if user_agent is not None:
         extra["user_agent"] = user_agent
@@ -194,6 +197,17 @@ def download(
     finally:
         if owned:
             active.close()
+
+
+def _check_url(url: str) -> None:
+    """Refuse, before anything is sent, a URL that cannot be parsed or is not HTTP(S): no
+    scheme is guessed (``example.org/f`` is not taken for ``http://example.org/f``)."""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise UsageError(f"invalid URL: {exc}") from exc
+    if scheme not in ("http", "https"):
+        raise UsageError(f"invalid URL {shown(url)!r}: only http:// and https:// are supported")
 
 
 class Download:

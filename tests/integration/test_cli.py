@@ -90,6 +90,9 @@ def test_connection_refused_exit_code(tmp_path: Path) -> None:
         ["-H", "no colon", "http://127.0.0.1:9/"],
         ["-H", "Range: bytes=0-", "http://127.0.0.1:9/"],
         ["ftp://127.0.0.1/x"],
+        ["http://[::1/x"],  # unparsable: one line, no traceback
+        ["127.0.0.1:9/x"],  # no scheme is guessed
+        ["http://127.0.0.1:99999/x"],
         ["--no-such-option", "http://127.0.0.1:9/"],
         [],
     ],

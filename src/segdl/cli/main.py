@@ -349,9 +349,13 @@ def _dial_early(args: argparse.Namespace) -> None:
     from segdl.proxies import proxy_for
 
     url = args.urls[0]
-    if proxy_for(url, explicit=args.proxy, environ=os.environ, use_env=not args.no_proxy_env):
+    use_env = not args.no_proxy_env
+    try:
+        proxied = proxy_for(url, explicit=args.proxy, environ=os.environ, use_env=use_env)
+    except ValueError:  # an unparsable URL: the download says so
         return
-    dial.dial(url, args.timeout)
+    if proxied is None:
+        dial.dial(url, args.timeout)
 
 
 def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
