@@ -121,8 +121,7 @@ def download(
     ``preconnect``: open the other connections while the first request is in flight (their
     handshakes overlap its round trip; they stay idle if the file turns out to be small).
     """
-    for each in (url, *mirrors):
-        _check_url(each)
+    _check_url(url)  # a bad mirror is dropped like a failing one
     extra: dict[str, object] = {}
     if user_agent is not None:
         extra["user_agent"] = user_agent
@@ -188,7 +187,7 @@ def download(
             cancel or threading.Event(),
             identity,
         )
-        runner.mirror_urls = [split_userinfo(m)[0] for m in mirrors]
+        runner.mirror_urls = [_without_userinfo(m) for m in mirrors]
         if rate_limiter is not None:  # shared by a batch
             runner.rate_limiters.append(rate_limiter)
         if options.limit_rate_bytes_per_s is not None:
@@ -197,6 +196,13 @@ def download(
     finally:
         if owned:
             active.close()
+
+
+def _without_userinfo(url: str) -> str:
+    try:
+        return split_userinfo(url)[0]
+    except ValueError:  # unparsable: _usable_mirrors drops it, with a notice
+        return url
 
 
 def _check_url(url: str) -> None:
@@ -471,6 +477,7 @@ class Download:
         size = resource.size_bytes or 0
         for url in self.mirror_urls:
             try:
+                _check_url(url)
                 contact = first_contact(
                     self.transport,
                     url,

@@ -46,7 +46,10 @@ def shown(url: str) -> str:
     for signed URLs are credentials too."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL": nothing of it is safe to show
+        return "(an unparsable URL)"
     netloc = parts.netloc.rpartition("@")[2]
     query = "…" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

@@ -152,8 +152,8 @@ def test_several_positional_urls_are_separate_downloads(
 def test_mirrors_share_the_work_and_bad_ones_are_dropped(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
-    """Ranges go to every good mirror; one reporting another size, and a dead one, are
-    dropped with a note; the file is exact."""
+    """Ranges go to every good mirror; one reporting another size, a dead one and ones that
+    are no HTTP URL are dropped with a note; the file is exact."""
     data = make_data(8 * MIB)
     with FaultServer() as second, FaultServer() as liar:
         for server in (fault_server, second):
@@ -165,7 +165,13 @@ def test_mirrors_share_the_work_and_bad_ones_are_dropped(
             fault_server.url("/f.bin"),
             tmp_path / "o",
             connections=6,
-            mirrors=[second.url("/f.bin"), liar.url("/f.bin"), "http://127.0.0.1:9/f.bin"],
+            mirrors=[
+                second.url("/f.bin"),
+                liar.url("/f.bin"),
+                "http://127.0.0.1:9/f.bin",
+                "http://[::1/f.bin",  # unparsable
+                "ftp://127.0.0.1/f.bin",
+            ],
             progress=events.append,
         )
         assert (tmp_path / "o").read_bytes() == data
@@ -173,7 +179,7 @@ def test_mirrors_share_the_work_and_bad_ones_are_dropped(
         assert served_by_second > MIB  # the mirror really took part
         assert len(liar.requests) == 1  # asked once (its size), never used for ranges
     dropped = [e for e in events if getattr(e, "kind", None) is NoticeKind.MIRROR_DROPPED]
-    assert len(dropped) == 2
+    assert len(dropped) == 4
 
 
 def test_downloader_takes_work_over_time_with_callbacks(
