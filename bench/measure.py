@@ -20,6 +20,14 @@ _RSS_FAST_POLL_S = 0.01
 _RSS_SLOW_POLL_S = 0.05
 _RSS_FAST_POLL_FOR_S = 1.0
 _PARENT_GROWTH_MARGIN_BYTES = 8 << 20
+# After a large output is deleted, the next run waits this long. On the VMs this was measured
+# on, memory freed by a deletion is handed back to the host (virtio-balloon free page
+# reporting) about 2 s later; a run that starts at once writes its page cache into that memory
+# while it is being handed back, and its copies ran 7-17 times slower (perf). Without the pause
+# the first tool after a deletion paid it in about a third of its runs (and in a fixed order
+# that is always the same tool); with 3 s, none of 32 runs did.
+_SETTLE_S = 3.0
+_SETTLE_FROM_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +233,8 @@ def measure(
     else:
         error = _check_output(out, expected_sha256, expected_size)
     clear_dir(out.parent)
+    if expected_size >= _SETTLE_FROM_BYTES:
+        time.sleep(_SETTLE_S)
     return Measurement(
         wall_s=child.wall_s,
         cpu_s=child.cpu_s,

@@ -204,7 +204,8 @@ def _header(args: argparse.Namespace, versions: dict[str, str]) -> str:
         f"- {args.repeat} run(s) per cell, interleaved; wall and CPU are medians, peak RSS the max",
         "- the page cache is not dropped between runs (that needs privileges a benchmark should"
         " not assume): nginx serves the source from memory after its first read; the data is"
-        " `sync`ed once generated, and outputs are deleted and `sync`ed after every run",
+        " `sync`ed once generated, and outputs are deleted and `sync`ed after every run; after"
+        " an output of 256 MiB or more the next run waits 3 s (see bench/README.md)",
     ]
     return "\n".join(lines)
 
