@@ -329,6 +329,11 @@ class PrefixHasher:
         self._thread = threading.Thread(target=self._run, name="segdl-prefix-hash", daemon=True)
         self._thread.start()
 
+    @property
+    def hashed_bytes(self) -> int:
+        """Bytes [0, n) are already in the digest: they will not be read again."""
+        return self._hashed
+
     def advance_to(self, offset: int) -> None:
         """Record that bytes [0, offset) are written; smaller offsets than before are ignored."""
         with self._cond:

@@ -393,8 +393,15 @@ class Download:
                 template = resuming.state_for(self.url, contact.resource, [], lock.token)
                 if state is not None:
                     template = replace(template, done=state.done)
+                hasher = transfer.hasher
                 with resuming.Checkpointer(
-                    self.path, part, template, transfer.written_ranges, lock, self.clock
+                    self.path,
+                    part,
+                    template,
+                    transfer.written_ranges,
+                    lock,
+                    self.clock,
+                    hashed=(lambda: hasher.hashed_bytes) if hasher is not None else None,
                 ) as checkpointer:
                     transfer.checkpointer = checkpointer
                     resource, ranged, connections = transfer.fetch(contact, part, missing)

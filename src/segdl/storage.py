@@ -144,6 +144,14 @@ class PartFile:
             offset += len(data)
             length -= len(data)
 
+    def drop_cached(self, end: int | None = None) -> None:
+        """Let the kernel drop this file's cached pages before ``end`` (all if None). Only
+        pages already synced go; dirty ones stay. Best effort: a no-op where unsupported."""
+        if not hasattr(os, "posix_fadvise") or (end is not None and end <= 0):
+            return
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(self._fd, 0, end or 0, os.POSIX_FADV_DONTNEED)
+
     def sync_data(self) -> None:
         """Push written bytes to the disk now (``fdatasync``), so the final ``fsync`` before
         the rename has little left to do; thread-safe, may run while others write."""
