@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -22,7 +23,7 @@ from segdl.models import Result
 from segdl.options import parse_size
 from segdl.progress import DownloadReceived, Event, ProgressListener, silent
 from segdl.ratelimit import TokenBucket
-from segdl.transport import Urllib3Transport
+from segdl.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
 
 # Per-item options an input file may set (aria2's names), and the download() keyword for each.
 _ITEM_KEYS = {
@@ -125,8 +126,11 @@ class Downloader:
 
     All files share one transport (the per-host cap holds across them), one rate limit and
     ``parallel`` places on the network; a file gives its place to the next as soon as its
-    bytes are in, while it is checked, synced and renamed. Use as a context manager, or call
-    :meth:`close`.
+    bytes are in, while it is checked, synced and renamed. With ``pipelining`` (the default)
+    the next file's request for the same server goes out on a connection while the previous
+    file's last bytes arrive (HTTP/1.1 pipelining, direct connections only, see
+    :mod:`segdl.pipelining`), which saves a round trip per file. Use as a context manager, or
+    call :meth:`close`.
     """
 
     def __init__(
@@ -136,6 +140,7 @@ class Downloader:
         max_connections_per_host: int = 16,
         timeout_s: float = 30.0,
         cancel: threading.Event | None = None,
+        pipelining: bool = True,
         **common: Any,
     ) -> None:
         if parallel < 1:
@@ -152,12 +157,14 @@ class Downloader:
             max_connections_per_host=max_connections_per_host,
             timeout_s=timeout_s,
             block=True,  # the cap is shared by every download
+            pipelining=pipelining,
             **_transport_options(common),
         )
-        # `parallel` files on the network at once, and as many more finishing on disk (digest
-        # check, sync, rename): the next file's request need not wait for the last one's sync.
-        self._pool = cf.ThreadPoolExecutor(2 * parallel, thread_name_prefix="segdl-job")
-        self._network = threading.BoundedSemaphore(parallel)
+        # `parallel` files on the network at once, as many waiting with a request queued
+        # behind them, and as many more finishing on disk (digest check, sync, rename): the
+        # next file's request need not wait for the last one's sync.
+        self._pool = cf.ThreadPoolExecutor(3 * parallel, thread_name_prefix="segdl-job")
+        self._places = _Places(parallel)
 
     def submit(
         self, job: Job | str, on_done: Callable[[ItemReport], None] | None = None
@@ -166,14 +173,15 @@ class Downloader:
         item = job if isinstance(job, Job) else Job((job,))
 
         def run() -> ItemReport:
-            slot = _NetworkSlot(self._network)
+            ticket = self._places.enter(item.url)
             try:
+                transport = _FileTransport(self._transport, ticket)
                 report = _run_one(
-                    item, self._common, self._transport, self._timeout_s, self._cap, self.cancel,
-                    slot,
+                    item, self._common, transport, self._timeout_s, self._cap, self.cancel,
+                    ticket,
                 )  # fmt: skip
             finally:
-                slot.give_back()
+                ticket.give_back()
             if on_done is not None:
                 on_done(report)
             return report
@@ -217,23 +225,24 @@ def download_many(
 def _run_one(
     job: Job,
     common: Mapping[str, Any],
-    transport: Urllib3Transport,
+    transport: Transport,
     timeout_s: float,
     cap: int,
     cancel: threading.Event,
-    slot: _NetworkSlot,
+    ticket: _Ticket,
 ) -> ItemReport:
     """Fetch the file from its first URL with the others as mirrors (ranges spread over all,
     a failing mirror dropped); if the first URL itself fails, the next one leads."""
     options = {**common, **job.options}
-    options["progress"] = slot.listener(options.get("progress") or silent)
+    options["progress"] = ticket.listener(options.get("progress") or silent)
     if options.get("dest") is not None and options.get("directory") is not None:
         # aria2: `out` is relative to `dir`
         options["dest"] = Path(options.pop("directory")) / options["dest"]
     options.setdefault("preconnect", False)  # the batch's pool keeps connections warm
     error: BaseException | None = None
     for number, url in enumerate(job.urls):
-        slot.take()
+        if number:  # the next URL: on the network again (the first took its place at entry)
+            ticket.take()
         if cancel.is_set():
             break
         try:
@@ -254,26 +263,162 @@ def _run_one(
     return ItemReport(job, Outcome.FAILED, error=error or SegdlError("cancelled"))
 
 
-class _NetworkSlot:
-    """One of a batch's ``parallel`` places on the network, held by one file from its first
-    request until its bytes are all in (DownloadReceived), not until its sync and rename are
-    over. Taken and given back from the thread running that file."""
+class _Places:
+    """A batch's ``parallel`` places on the network, and the lanes files offer behind their
+    last responses (HTTP/1.1 pipelining: see :mod:`segdl.pipelining`).
 
-    def __init__(self, slots: threading.BoundedSemaphore) -> None:
-        self._slots = slots
-        self._held = False
+    A file enters with a free place, or by taking a lane a file on the network offered for
+    its own origin; then its first request rides behind that file's response and it inherits
+    that file's place when the file gives it back. Until it holds a place, nothing else of it
+    goes on the network, so files receiving at once stay at ``parallel``, each with at most
+    the next one's request queued behind it.
+
+    Every hand-over goes straight to one waiter, first come first served, and wakes only it:
+    with dozens of files waiting, waking them all to compete would cost more than the files.
+    """
+
+    def __init__(self, parallel: int) -> None:
+        self._lock = threading.Lock()
+        self._free = parallel
+        self._offers: deque[_Offer] = deque()
+        self._waiting: deque[_Waiter] = deque()  # files not yet admitted
+        self._inheriting: deque[_Ticket] = deque()  # admitted files that want a place again
+
+    def enter(self, url: str) -> _Ticket:
+        """A free place or a lane that ``url`` may take, waiting for one."""
+        with self._lock:
+            if self._free > 0:
+                self._free -= 1
+                return _Ticket(self, held=True)
+            offer = self._take_offer(url)
+            if offer is not None:
+                return self._behind(offer)
+            waiter = _Waiter(url)
+            self._waiting.append(waiter)
+        waiter.admitted.wait()
+        assert waiter.ticket is not None
+        return waiter.ticket
+
+    def _behind(self, offer: _Offer) -> _Ticket:
+        ticket = _Ticket(self, held=False, lane=offer.lane, ahead=offer.ticket)
+        offer.ticket.successor = ticket
+        return ticket
+
+    def _take_offer(self, url: str) -> _Offer | None:
+        for offer in list(self._offers):
+            if not offer.lane.open or offer.ticket.successor is not None:
+                self._offers.remove(offer)  # stale: its response ended, or it was taken
+            elif offer.lane.accepts(url):
+                self._offers.remove(offer)
+                return offer
+        return None
+
+    def _offer(self, offer: _Offer) -> None:
+        """With the lock held: to the first waiter for that origin, else kept for one."""
+        for waiter in self._waiting:
+            if offer.lane.accepts(waiter.url):
+                self._waiting.remove(waiter)
+                waiter.ticket = self._behind(offer)
+                waiter.admitted.set()
+                return
+        self._offers.append(offer)
+
+    def _place_freed(self) -> None:
+        """With the lock held: a place to the first file wanting one, else back to the pool."""
+        if self._inheriting:
+            ticket = self._inheriting.popleft()
+            ticket.held = True
+            ticket.holding.set()
+        elif self._waiting:
+            waiter = self._waiting.popleft()
+            waiter.ticket = _Ticket(self, held=True)
+            waiter.admitted.set()
+        else:
+            self._free += 1
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    url: str
+    admitted: threading.Event = field(default_factory=threading.Event)
+    ticket: _Ticket | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Offer:
+    ticket: _Ticket
+    lane: FollowOn
+
+
+class _Ticket:
+    """One file's admission: a place held, or a lane to ride and a place to inherit."""
+
+    def __init__(
+        self,
+        places: _Places,
+        *,
+        held: bool,
+        lane: FollowOn | None = None,
+        ahead: _Ticket | None = None,
+    ) -> None:
+        self._places = places
+        self.held = held
+        self.holding = threading.Event()  # set when held becomes True by a hand-over
+        self.lane = lane  # for the first request only
+        self.ahead = ahead  # whose place this ticket inherits
+        self.successor: _Ticket | None = None
 
     def take(self) -> None:
-        """Wait for a place (every holder gives its place back when its file ends, so a
-        cancelled batch still gets through its queue)."""
-        if not self._held:
-            self._slots.acquire()
-            self._held = True
+        """Hold a place before going on the network on one's own: inherit it from the file
+        ahead (it gives it back when its bytes are in), or wait for a free one."""
+        places = self._places
+        with places._lock:
+            if self.held:
+                return
+            self.holding.clear()
+            if self.ahead is None:
+                if places._free > 0:
+                    places._free -= 1
+                    self.held = True
+                    return
+                places._inheriting.append(self)
+        self.holding.wait()
+
+    def offer(self, lane: FollowOn) -> None:
+        """Let a waiting file ride behind this file's response (one at a time)."""
+        places = self._places
+        with places._lock:
+            if (self.held or self.ahead is not None) and self.successor is None:
+                places._offer(_Offer(self, lane))
+                return
+        lane.give_up()
 
     def give_back(self) -> None:
-        if self._held:
-            self._held = False
-            self._slots.release()
+        """Done with the network: the place goes to the successor, or back to the batch."""
+        places = self._places
+        with places._lock:
+            if self.lane is not None:
+                self.lane.give_up()
+                self.lane = None
+            places._offers = deque(o for o in places._offers if o.ticket is not self)
+            if self in places._inheriting:
+                places._inheriting.remove(self)
+            if self.ahead is not None:  # never got the place: the one ahead keeps it
+                ahead, successor = self.ahead, self.successor
+                if ahead.successor is self:  # whoever queued behind us now waits on it
+                    ahead.successor = successor
+                if successor is not None:
+                    successor.ahead = ahead
+                self.ahead = self.successor = None
+            elif self.held:
+                self.held = False
+                successor, self.successor = self.successor, None
+                if successor is not None:
+                    successor.ahead = None
+                    successor.held = True
+                    successor.holding.set()
+                else:
+                    places._place_freed()
 
     def listener(self, inner: ProgressListener) -> ProgressListener:
         def listen(event: Event) -> None:
@@ -282,6 +427,33 @@ class _NetworkSlot:
             inner(event)
 
         return listen
+
+
+class _FileTransport:
+    """The batch's transport as one file sees it: its first request may ride a lane, and
+    its responses offer lanes to the files waiting."""
+
+    def __init__(self, shared: Urllib3Transport, ticket: _Ticket) -> None:
+        self._shared = shared
+        self._ticket = ticket
+
+    def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
+        lane, self._ticket.lane = self._ticket.lane, None
+        response = lane.request(method, url, headers) if lane is not None else None
+        if response is None:
+            self._ticket.take()
+            response = self._shared.request(method, url, headers)
+        follow = self._shared.follow(response)
+        if follow is not None:
+            self._ticket.offer(follow)
+        return response
+
+    def preconnect(self, url: str, count: int) -> Preconnection:
+        self._ticket.take()
+        return self._shared.preconnect(url, count)
+
+    def close(self) -> None:
+        """The shared transport outlives every file."""
 
 
 def _transport_options(common: Mapping[str, Any]) -> dict[str, Any]:

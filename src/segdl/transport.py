@@ -50,6 +50,7 @@ from segdl.errors import (
     TLSError,
     UsageError,
 )
+from segdl.pipelining import FOLLOW_MAX_BYTES, HEAD_WAIT_S, Handover, Lane, QueuedRequest
 from segdl.proxies import ProxyURL, parse_proxy, proxy_auth_failed, proxy_error, proxy_for
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,28 @@ class Preconnection(Protocol):
 
     def discard(self) -> None:
         """Close them (the first request failed: do not crowd a server that refused us)."""
+        ...
+
+
+class FollowOn(Protocol):
+    """Room for one request behind a response on its connection (HTTP/1.1 pipelining)."""
+
+    @property
+    def open(self) -> bool:
+        """Not used yet, and the response ahead is still being read."""
+        ...
+
+    def accepts(self, url: str) -> bool:
+        """Whether a request for ``url`` may ride here (same origin, no proxy)."""
+        ...
+
+    def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response | None:
+        """Send a request behind the response ahead and wait for its answer; None if it could
+        not ride (send it as usual: nothing of it was used)."""
+        ...
+
+    def give_up(self) -> None:
+        """Not going to use it."""
         ...
 
 
@@ -225,8 +248,12 @@ class Urllib3Transport:
         use_proxy_env: bool = True,
         environ: Mapping[str, str] | None = None,
         block: bool = False,
+        pipelining: bool = False,
     ) -> None:
         self.timeout_s = timeout_s
+        # follow() offers lanes only when asked for (a batch of files); see segdl.pipelining.
+        self._pipelining = pipelining
+        self._no_pipelining: set[tuple[str, str, int]] = set()  # origins that failed at it
         self._pool_kw: dict[str, Any] = {
             "num_pools": 32,
             "maxsize": max_connections_per_host,
@@ -265,7 +292,47 @@ class Urllib3Transport:
             raw.close()
             raw.release_conn()
             raise proxy_auth_failed(url, proxy, 407)
-        return _Urllib3Response(url, raw)
+        return _Urllib3Response(url, raw, method=method, direct=proxy is None)
+
+    def follow(self, response: Response) -> FollowOn | None:
+        """Room for one more ``GET`` on the connection carrying ``response``, sent while its
+        body is still arriving (HTTP/1.1 pipelining); None unless this transport pipelines
+        and ``response`` qualifies (see :mod:`segdl.pipelining`). Call before reading its body."""
+        if not self._pipelining or not isinstance(response, _Urllib3Response):
+            return None
+        lane = response.open_lane()
+        if lane is None or lane.origin in self._no_pipelining:
+            return None
+        conn, pool = response.connection
+        return _FollowOn(self, lane, conn, pool)
+
+    def _answer(self, follow: _FollowOn, request: QueuedRequest) -> Response | None:
+        """Read the answer to a request pipelined on ``follow``'s connection, now that the
+        response ahead has ended; None if there is none to read (the caller sends again)."""
+        conn, pool = follow.conn, follow.pool
+        benign = False
+        try:
+            sock = conn.sock
+            if sock is None:
+                raise ConnectionResetError("connection closed")
+            pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            if not pending and not wait_for_read(sock, timeout=min(self.timeout_s, HEAD_WAIT_S)):
+                raise TimeoutError("no answer to a pipelined request")
+            raw = conn.getresponse()
+        except (ConnectionError, http.client.RemoteDisconnected) as exc:
+            benign = True  # closed after the response ahead (say, a keep-alive limit)
+            log.debug("pipelined request to %s not answered: %s", _host(request.url), exc)
+        except Exception as exc:  # whatever it was, send the request again
+            log.debug("pipelined request to %s failed: %s", _host(request.url), exc)
+        else:
+            raw._connection = conn  # released to the pool as urllib3 does
+            raw._pool = pool
+            return _Urllib3Response(request.url, raw, method=request.method, direct=True)
+        if not benign:
+            self._no_pipelining.add(follow.lane.origin)
+        conn.close()
+        pool._put_conn(conn)  # a free slot again
+        return None
 
     def preconnect(self, url: str, count: int) -> Preconnection:
         """While the first request is in flight, the connections the ranges will need are
@@ -322,6 +389,44 @@ class Urllib3Transport:
             manager.clear()
 
 
+class _FollowOn:
+    """A :class:`~segdl.pipelining.Lane` with the connection and pool it belongs to."""
+
+    def __init__(self, transport: Urllib3Transport, lane: Lane, conn: Any, pool: Any) -> None:
+        self._transport = transport
+        self.lane = lane
+        self.conn = conn
+        self.pool = pool
+
+    @property
+    def open(self) -> bool:
+        return self.lane.open
+
+    def accepts(self, url: str) -> bool:
+        """Whether a request for ``url`` may ride here: same origin, no proxy on its way."""
+        try:
+            proxy, _ = self._transport._route(url)
+            return proxy is None and _origin(url) == self.lane.origin
+        except (u3.HTTPError, ValueError, UsageError):
+            return False
+
+    def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response | None:
+        """Send the request behind the response ahead and return its answer; None if it
+        could not ride (send it as usual: nothing of it was used)."""
+        if method != "GET" or not self.accepts(url):
+            self.lane.give_up()
+            return None
+        queued = QueuedRequest(method, url, dict(headers))
+        # A plain socket takes a write from this thread while another reads; TLS does not.
+        plain = type(self.conn.sock) is socket.socket
+        if not self.lane.ride(queued, functools.partial(_send, self.conn) if plain else None):
+            return None
+        return self._transport._answer(self, queued)
+
+    def give_up(self) -> None:
+        self.lane.give_up()
+
+
 class _Preconnection:
     """Pool connections taken out, connected in parallel threads (each handshake takes a
     round trip), and put back only once released; closed and put back if discarded."""
@@ -373,6 +478,12 @@ class _Preconnection:
 
 def _host(url: str) -> str:
     return urllib3.util.parse_url(url).host or "?"
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parsed = urllib3.util.parse_url(url)
+    scheme = (parsed.scheme or "").lower()
+    return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
 
 
 def _tls_options(ca_bundle: str | os.PathLike[str] | None, insecure: bool) -> dict[str, Any]:
@@ -451,9 +562,14 @@ def _socks_pool_classes() -> dict[str, type[urllib3.HTTPConnectionPool]]:
 
 
 class _Urllib3Response:
-    def __init__(self, url: str, raw: urllib3.BaseHTTPResponse) -> None:
+    def __init__(
+        self, url: str, raw: urllib3.BaseHTTPResponse, *, method: str = "GET", direct: bool = False
+    ) -> None:
         self._url = url
         self._raw = raw
+        self._method = method
+        self._direct = direct  # no proxy between us and the server
+        self._lane: Lane | None = None  # a request queued behind this one, if any
         # urllib3's own readinto copies through read(); http.client's fills our buffer
         # directly and still handles Content-Length and chunked framing.
         fp = getattr(raw, "_fp", None)
@@ -478,7 +594,45 @@ class _Urllib3Response:
     def header_values(self, name: str) -> list[str]:
         return self._raw.headers.getlist(name)
 
+    @property
+    def connection(self) -> tuple[Any, Any]:
+        """The urllib3 connection carrying this response, and its pool."""
+        return getattr(self._raw, "_connection", None), getattr(self._raw, "_pool", None)
+
+    def open_lane(self) -> Lane | None:
+        """Room for one request behind this response, if it qualifies: a ``GET`` answered
+        2xx on a kept-alive direct HTTP/1.1 connection, its body framed by a length of at most
+        FOLLOW_MAX_BYTES and not read yet."""
+        fp, (conn, pool) = self._fp, self.connection
+        if (
+            self._lane is not None
+            or not self._direct
+            or self._method != "GET"
+            or self._aborted
+            or not 200 <= self._raw.status < 300
+            or conn is None
+            or pool is None
+            or fp is None
+            or fp.isclosed()
+            or fp.chunked
+            or fp.will_close
+            or fp.version != 11
+            or fp.length is None
+            or not 0 < fp.length <= FOLLOW_MAX_BYTES
+        ):
+            return None
+        self._lane = Lane(_origin(self._url))
+        return self._lane
+
+    def _send_queued(self) -> None:
+        """Write the request queued behind this response (from this response's reader: one
+        thread per socket, as TLS needs)."""
+        assert self._lane is not None
+        self._lane.send_queued(functools.partial(_send, self._raw._connection))  # type: ignore[attr-defined]
+
     def readinto(self, buffer: memoryview) -> int:
+        if self._lane is not None and self._lane.queued:
+            self._send_queued()
         with _mapped_errors(self._url, self._received_bytes):
             n = self._readinto(buffer) if self._fp is not None else self._raw.readinto(buffer)
         self._received_bytes += n
@@ -497,7 +651,14 @@ class _Urllib3Response:
             return fp.readinto(buffer)  # chunk framing stays http.client's business
         length: int | None = fp.length
         view = buffer if length is None else buffer[:length]
-        n = reader.readinto1(view) if view else 0
+        if length is not None and 0 < len(view) <= io.DEFAULT_BUFFER_SIZE:
+            # readinto1 would fill the reader's buffer and could take bytes past the body:
+            # those of a pipelined answer. read1 reads no more than asked.
+            data = reader.read1(len(view))
+            n = len(data)
+            view[:n] = data
+        else:
+            n = reader.readinto1(view) if view else 0
         # CPython's BufferedReader serves a read larger than its buffer from what it holds
         # plus one read from the socket straight into ours, leaving itself empty.
         self._reader_empty = len(view) > io.DEFAULT_BUFFER_SIZE
@@ -511,6 +672,8 @@ class _Urllib3Response:
         sock = self._splice_socket()
         if sock is None:
             return None
+        if self._lane is not None and self._lane.queued:
+            self._send_queued()
         fp = self._fp
         assert fp is not None
         length: int | None = fp.length
@@ -547,9 +710,26 @@ class _Urllib3Response:
 
     def close(self) -> None:
         finished = self._fp is None or self._fp.isclosed()
-        if self._aborted or not finished:
+        handover = Handover.RELEASE
+        if self._lane is not None:
+            handover = self._lane.ahead_closed(finished and not self._aborted)
+        if handover is Handover.KEEP:
+            self._raw._connection = None  # type: ignore[attr-defined]  # the follower's now
+            return
+        if self._aborted or not finished or handover is Handover.CLOSE:
             self._raw.close()  # closes the socket: the rest of the body is never read
         self._raw.release_conn()
+
+
+def _send(conn: urllib3.connection.HTTPConnection, request: QueuedRequest) -> None:
+    """Write a pipelined request on ``conn``, as urllib3's pool writes any request."""
+    conn.request(
+        request.method,
+        urllib3.util.parse_url(request.url).request_uri,
+        headers=dict(request.headers),
+        preload_content=False,
+        decode_content=False,
+    )
 
 
 def _consumed(fp: http.client.HTTPResponse, n_bytes: int) -> None:

@@ -53,6 +53,12 @@ class FaultServer:
         # A client that closes one connection and at once opens another should not be refused
         # because our thread has not yet seen the close: wait this long for a free slot.
         self.over_cap_grace_s = 0.1
+        # Like nginx's keepalive_requests: close a connection (without saying so in the
+        # response) after this many responses; None: never.
+        self.max_requests_per_connection: int | None = None
+        # "ignore": after each response, drop whatever the client already sent (a server
+        # that reads one request at a time and throws pipelined ones away, staying open).
+        self.pipelined_requests: Literal["serve", "ignore"] = "serve"
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -351,7 +357,14 @@ class FaultServer:
     def _serve(self, conn: socket.socket, connection_id: int) -> None:
         """Answer requests on one connection until it closes or a response ends it."""
         reader = RequestReader(conn)
+        served = 0
         while not self._stop.is_set():
+            limit = self.max_requests_per_connection
+            if limit is not None and served >= limit:
+                return
+            if served and self.pipelined_requests == "ignore":
+                reader.drop_received()
+            served += 1
             try:
                 raw = reader.read_head()
                 if raw is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -122,6 +123,19 @@ class RequestReader:
                     raise BadRequest(400, "connection closed inside a request head")
                 return None
             self._buffer += received
+
+    def drop_received(self) -> None:
+        """Throw away every byte received so far, buffered or waiting in the socket."""
+        self._buffer = b""
+        timeout = self._sock.gettimeout()
+        self._sock.setblocking(False)
+        try:
+            while self._sock.recv(_RECV_BYTES):
+                pass
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        finally:
+            self._sock.settimeout(timeout)
 
     def discard_body(self, request: ParsedRequest) -> None:
         """Skip a request body framed by Content-Length, so the next request parses cleanly."""

@@ -53,7 +53,14 @@ def run_batch(
     if as_json:
         kwargs["progress"] = _json_events(stdout, lock)
     try:
-        report = download_many(jobs, parallel=args.jobs, on_item=on_item, cancel=cancel, **kwargs)
+        report = download_many(
+            jobs,
+            parallel=args.jobs,
+            on_item=on_item,
+            cancel=cancel,
+            pipelining=not args.no_pipelining,
+            **kwargs,
+        )
     finally:
         if bar is not None:
             bar.close()

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="files transferring at once (default: 4)",
     )
     parser.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="in a batch, never send a file's request before the previous answer on its "
+        "connection has ended (default: pipeline one request deep, direct connections only)",
+    )
+    parser.add_argument(
         "--remote-time", action="store_true", help="set the file's time from Last-Modified"
     )
     parser.add_argument(
