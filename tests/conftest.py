@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,6 +44,21 @@ def body_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 def ca() -> trustme.CA:
     """A throwaway certificate authority for the TLS tests."""
     return trustme.CA()
+
+
+@pytest.fixture
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A server-side TLS context with that CA's certificate for 127.0.0.1 and localhost."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def tls_server(server_context: ssl.SSLContext) -> Iterator[FaultServer]:
+    """The fault server speaking HTTPS with ``server_context``."""
+    with FaultServer(ssl_context=server_context) as server:
+        yield server
 
 
 @pytest.fixture

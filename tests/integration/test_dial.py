@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from segdl import dial
 from segdl.cli.exitcodes import ExitCode
@@ -45,11 +44,11 @@ def test_the_first_connection_is_the_dialled_socket(fault_server: FaultServer) -
     assert [r.connection_id for r in fault_server.requests] == [0]
 
 
-def test_tls_is_verified_on_a_dialled_socket(ca: trustme.CA, ca_bundle: str) -> None:
+def test_tls_is_verified_on_a_dialled_socket(
+    server_context: ssl.SSLContext, ca_bundle: str
+) -> None:
     """urllib3 puts TLS on the dialled socket as on its own: the CA is checked either way."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    with FaultServer(ssl_context=context) as server:
+    with FaultServer(ssl_context=server_context) as server:
         server.add_file("/f.bin", b"x" * 5000)
         url = server.url("/f.bin")
         dial.dial(url, 5.0)

@@ -3,12 +3,10 @@ its connection, and every way that can go wrong ends with the right bytes anyway
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-import trustme
 from pytest import MonkeyPatch
 
 import segdl.transport
@@ -140,18 +138,6 @@ def test_no_lane_is_offered_behind_a_long_body(
     report = download_many(urls, parallel=1, connections=1, directory=tmp_path)
     _check(report.ok, tmp_path, make_data, sizes)
     assert rides == []
-
-
-def _server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def tls_server(ca: trustme.CA) -> Iterator[FaultServer]:
-    with FaultServer(ssl_context=_server_context(ca)) as server:
-        yield server
 
 
 def test_over_tls_the_reader_of_the_answer_ahead_writes_the_request(

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import trustme
 
 import segdl
 from segdl.cli.main import main
@@ -147,19 +146,6 @@ def microsocks(tmp_path: Path, *, auth: bool = False) -> Iterator[ProxyProcess]:
 
     with _process(argv, log_path) as port:
         yield ProxyProcess(f"socks5://127.0.0.1:{port}", port, log_path)
-
-
-@pytest.fixture
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def tls_server(server_context: ssl.SSLContext) -> Iterator[FaultServer]:
-    with FaultServer(ssl_context=server_context) as server:
-        yield server
 
 
 def _fetch(url: str, dest: Path, transport: Urllib3Transport, data: bytes) -> None:

@@ -8,7 +8,7 @@ import os
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,6 @@ def _server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*names).configure_cert(context)
     return context
-
-
-@pytest.fixture
-def tls_server(ca: trustme.CA) -> Iterator[FaultServer]:
-    with FaultServer(ssl_context=_server_context(ca, "127.0.0.1", "localhost")) as server:
-        yield server
 
 
 def _download(url: str, dest: Path, transport: Urllib3Transport) -> segdl.Result:
