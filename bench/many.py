@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.measure import clear_dir, run_child
+from bench.measure import rotated, run_child
 from bench.shaper import Shaper, ShaperConfig
 from tests.nginx import Nginx
 
@@ -122,17 +122,16 @@ def measure_many(
     """Generate the files, serve them, and run every tool ``repeat`` times, interleaved."""
     result = ManyResult(files, size_bytes, repeat, {tool: [] for tool in tools})
     with tempfile.TemporaryDirectory(prefix="segdl-many-", dir=workdir) as tmp:
-        root, out = Path(tmp) / "www", Path(tmp) / "out"
+        root = Path(tmp) / "www"
         root.mkdir()
-        out.mkdir()
         expected = {}
         for n in range(files):
             data = os.urandom(size_bytes)
             (root / f"f{n:04d}.bin").write_bytes(data)
             expected[f"f{n:04d}.bin"] = hashlib.sha256(data).hexdigest()
         with Nginx(root) as nginx:
-            for _ in range(repeat):
-                for tool in tools:
+            for round_ in range(repeat):
+                for tool in rotated(tools, round_):
                     why = _missing(tool)
                     if why is not None:
                         result.errors[tool] = why
@@ -142,7 +141,11 @@ def measure_many(
                         urls = [shaper.url(name) for name in expected]
                         listing = Path(tmp) / "list.txt"
                         listing.write_text("\n".join(urls) + "\n")
-                        clear_dir(out)
+                        # A fresh directory per run, not the last one emptied: freed inodes
+                        # tax the next tool's file creations here (bench/README.md).
+                        out = Path(tmp) / f"out-{round_}-{tool}"
+                        out.mkdir()
+                        os.sync()
                         usage = run_child(_argv(tool, urls, listing, out), env, 300.0)
                     if usage.exit_code != 0:
                         error: str | None = f"exit {usage.exit_code}: {usage.stderr_tail}"

@@ -14,6 +14,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _STDERR_TAIL_CHARS = 400
 _RSS_FAST_POLL_S = 0.01
@@ -201,6 +204,15 @@ def _check_output(out: Path, expected_sha256: str, expected_size: int) -> str | 
     if sha256_of(out) != expected_sha256:
         return "sha256 mismatch"
     return None
+
+
+def rotated(items: Sequence[T], round_: int) -> list[T]:
+    """``items`` starting at ``round_`` (mod len): each tool goes first in some round, so none
+    always runs right after the same neighbour (or first, after the data was written)."""
+    if not items:
+        return []
+    start = round_ % len(items)
+    return [*items[start:], *items[:start]]
 
 
 def clear_dir(path: Path) -> None:

@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:  # `tests.nginx` lives beside `bench`
     sys.path.insert(0, str(REPO))
 
 from bench.many import measure_many  # noqa: E402
-from bench.measure import Measurement, measure  # noqa: E402
+from bench.measure import Measurement, measure, rotated  # noqa: E402
 from bench.report import Row, render_notes, render_table  # noqa: E402
 from bench.scenarios import GiB, Scenario, build_scenarios, format_size  # noqa: E402
 from bench.shaper import Shaper  # noqa: E402
@@ -155,8 +155,8 @@ def run_scenario(
             with _origin(nginx, scenario, name) as url:
                 measure(tool.build_argv(url, out), out, sha256, scenario.size_bytes,
                         plan.env, plan.timeout_s)  # fmt: skip
-    for _ in range(plan.repeat):
-        for tool in tools:
+    for round_ in range(plan.repeat):
+        for tool in rotated(tools, round_):
             skip = len(nginx.access_log())
             with _origin(nginx, scenario, name) as url:
                 m = measure(tool.build_argv(url, out), out, sha256, scenario.size_bytes,

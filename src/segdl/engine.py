@@ -7,6 +7,7 @@ of bytes to :class:`~segdl.transfer.Transfer` with a checkpointer keeping the st
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import os
 import threading
@@ -94,6 +95,7 @@ def download(
     checksum: str | None = None,
     mirrors: Sequence[str] = (),
     preconnect: bool = True,
+    workers: cf.Executor | None = None,
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
@@ -120,6 +122,8 @@ def download(
     file; ranges are spread over all of them, and one that differs or fails is dropped.
     ``preconnect``: open the other connections while the first request is in flight (their
     handshakes overlap its round trip; they stay idle if the file turns out to be small).
+    ``workers``: threads to run the connections on, lent by a caller that downloads many
+    files (a batch), so that threads are reused; default, the download starts its own.
     """
     _check_url(url)  # a bad mirror is dropped like a failing one
     extra: dict[str, object] = {}
@@ -188,6 +192,7 @@ def download(
             identity,
         )
         runner.mirror_urls = [_without_userinfo(m) for m in mirrors]
+        runner.workers = workers
         if rate_limiter is not None:  # shared by a batch
             runner.rate_limiters.append(rate_limiter)
         if options.limit_rate_bytes_per_s is not None:
@@ -244,6 +249,7 @@ class Download:
         self.cancel = cancel
         self.rate_limiters: list[TokenBucket] = []
         self.mirror_urls: list[str] = []
+        self.workers: cf.Executor | None = None
         self._started_s = 0.0
         self._preconnected = False
 
@@ -375,6 +381,7 @@ class Download:
             self.identity,
         )
         transfer.rate_limiters = self.rate_limiters
+        transfer.workers = self.workers
         if contact.mode is Mode.RANGED and self.mirror_urls:
             transfer.mirrors = self._usable_mirrors(contact.resource)
         part = PartFile(self.path, overwrite=self.options.overwrite, resume=state is not None)

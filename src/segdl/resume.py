@@ -147,7 +147,8 @@ def discard(final_path: Path) -> None:
 
 
 class Checkpointer:
-    """Keeps the state file in step with what is durable, from a background thread.
+    """Keeps the state file in step with what is durable, from a background thread (started
+    by :meth:`tick` when the first save is due).
 
     ``written`` returns the ranges whose ``pwrite`` has returned; a save snapshots it, syncs
     the data, and only then records the snapshot. Also saves once more on exit (an orderly
@@ -183,13 +184,20 @@ class Checkpointer:
         self.error: BaseException | None = None
         self.discarded = False
         self._completed = False
-        self._thread = threading.Thread(target=self._run, name="segdl-checkpoint", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Checkpointer:
         # No save yet: a .part without a state is never trusted, so a crash before the first
         # save only costs what was fetched so far, and a small file never pays for a state.
-        self._thread.start()
         return self
+
+    def tick(self) -> None:
+        """Called a few times a second by the thread supervising the transfer. The saving
+        thread starts the first time a save is due: a file done before that (most files of
+        a batch of small ones) never pays for a thread."""
+        if self._thread is None and not self._stop.is_set() and self._due():
+            self._thread = threading.Thread(target=self._run, name="segdl-checkpoint", daemon=True)
+            self._thread.start()
 
     @property
     def saved(self) -> bool:
@@ -197,8 +205,7 @@ class Checkpointer:
         return self._saves > 0
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._stop_thread()
         if self.discarded or self._completed:
             return
         try:
@@ -212,8 +219,7 @@ class Checkpointer:
         """Every byte is written: sync and say so, before the rename. A download that never
         needed a checkpoint (it took under a second) skips it: redoing it is cheaper than
         the syncs that would make it recoverable."""
-        self._stop.set()
-        self._thread.join()
+        self._stop_thread()
         if self.saved or self._clock() - self._started_s >= _MAX_INTERVAL_S:
             self.save(complete=True)
         self._completed = True
@@ -233,21 +239,30 @@ class Checkpointer:
             self._saved_bytes = state.done_bytes
             self._saved_s = self._clock()
 
+    def _stop_thread(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _due(self) -> bool:
+        elapsed_s = self._clock() - self._saved_s
+        if elapsed_s < _MIN_INTERVAL_S:
+            return False
+        new_bytes = sum(r.length for r in self._written()) - self._saved_bytes
+        # The first save waits for a MiB (or a second): small files never need one.
+        threshold = self._threshold_bytes if self.saved else max(self._threshold_bytes, MIB)
+        return new_bytes > 0 and (new_bytes >= threshold or elapsed_s >= _MAX_INTERVAL_S)
+
     def _run(self) -> None:
-        while not self._stop.wait(_POLL_S):
-            elapsed_s = self._clock() - self._saved_s
-            if elapsed_s < _MIN_INTERVAL_S:
-                continue
-            new_bytes = sum(r.length for r in self._written()) - self._saved_bytes
-            # The first save waits for a MiB (or a second): small files never need one.
-            threshold = self._threshold_bytes if self.saved else max(self._threshold_bytes, MIB)
-            if new_bytes <= 0 or (new_bytes < threshold and elapsed_s < _MAX_INTERVAL_S):
-                continue
-            try:
-                self.save()
-            except (LocalFileError, OSError) as exc:
-                self.error = exc  # the engine stops the download with it
-                log.debug("checkpoint failed: %s", exc)
+        while True:
+            if self._due():
+                try:
+                    self.save()
+                except (LocalFileError, OSError) as exc:
+                    self.error = exc  # the engine stops the download with it
+                    log.debug("checkpoint failed: %s", exc)
+                    return
+            if self._stop.wait(_POLL_S):
                 return
 
 

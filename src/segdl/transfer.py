@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,7 @@ class Transfer:
         self.clock = clock
         self.cancel = cancel
         self.checkpointer: Checkpointer | None = None
+        self.workers: cf.Executor | None = None  # threads lent by a batch
         self.identity = identity
         self.rate_limiters: list[TokenBucket] = []
         self.hasher: PrefixHasher | None = None
@@ -169,13 +172,12 @@ class Transfer:
         self._started(resource, ranged=True, connections=workers)
         if workers == 0:
             return 0
-        with cf.ThreadPoolExecutor(workers, thread_name_prefix="segdl") as pool:
-            futures = [pool.submit(self._worker, planner, part, first, contact.response, 0)]
-            futures += [
-                pool.submit(self._worker, planner, part, None, None, index)
-                for index in range(1, workers)
-            ]
-            self._supervise(futures, resource.size_bytes, lambda: planner.done_bytes)
+        calls = [functools.partial(self._worker, planner, part, first, contact.response, 0)]
+        calls += [
+            functools.partial(self._worker, planner, part, None, None, index)
+            for index in range(1, workers)
+        ]
+        self._supervise(calls, resource.size_bytes, lambda: planner.done_bytes)
         log.debug("plan: %d splits, %d races", planner.splits, planner.races)
         if not planner.finished:  # every worker gave up; each already raised if fatal
             raise ProtocolError(f"download of {self.shown_url} stopped with bytes missing")
@@ -331,15 +333,16 @@ class Transfer:
             self._single_done_bytes = done_bytes
 
         buffer = memoryview(bytearray(self._buffer_bytes()))
-        with cf.ThreadPoolExecutor(1, thread_name_prefix="segdl") as pool:
-            future = pool.submit(
-                stream_to_end, response, part, buffer, self._halt, on_bytes, self._throttle
+        call = functools.partial(
+            stream_to_end, response, part, buffer, self._halt, on_bytes, self._throttle
+        )
+        try:
+            (future,) = self._supervise(
+                [call], resource.size_bytes, lambda: self._single_done_bytes
             )
-            try:
-                self._supervise([future], resource.size_bytes, lambda: self._single_done_bytes)
-            finally:
-                self._unregister(response)
-                response.close()
+        finally:
+            self._unregister(response)
+            response.close()
         received = future.result()
         expected = resource.size_bytes
         if expected is not None and received != expected:
@@ -357,37 +360,55 @@ class Transfer:
 
     def _supervise(
         self,
-        futures: Sequence[cf.Future[Any]],
+        calls: Sequence[Callable[[], Any]],
         size_bytes: int | None,
         done_bytes: Callable[[], int],
-    ) -> None:
-        """Report progress until the workers end; on the first error or Ctrl-C, stop all."""
-        pending = set(futures)
-        try:
-            while pending:
-                done, pending = cf.wait(
-                    pending, timeout=_PROGRESS_INTERVAL_S, return_when=cf.FIRST_EXCEPTION
-                )
-                for future in done:
-                    if future.exception() is not None:
-                        raise _first_error(futures)
+    ) -> list[cf.Future[Any]]:
+        """Run ``calls`` on worker threads and report progress until they end; on the first
+        error or Ctrl-C, stop all. Every call has ended when this returns or raises."""
+        futures: list[cf.Future[Any]] = []
+        with self._threads(len(calls)) as pool:
+            try:
+                for call in calls:
+                    futures.append(pool.submit(call))
+                pending = set(futures)
+                while pending:
+                    done, pending = cf.wait(
+                        pending, timeout=_PROGRESS_INTERVAL_S, return_when=cf.FIRST_EXCEPTION
+                    )
+                    for future in done:
+                        if future.exception() is not None:
+                            raise _first_error(futures)
+                    self._flush_notices()
+                    self._advance_hasher()
+                    checkpointer = self.checkpointer
+                    if checkpointer is not None:
+                        if checkpointer.error is not None:
+                            raise checkpointer.error
+                        checkpointer.tick()
+                    self._progress(size_bytes, done_bytes(), len(pending))
+                    if self.cancel.is_set():
+                        raise Cancelled("download cancelled")
+            except BaseException:
+                self._halt.set()
+                with self._work_changed:
+                    self._work_changed.notify_all()
+                self._abort_all()
+                cf.wait(futures)
+                self._halt.clear()
                 self._flush_notices()
-                self._advance_hasher()
-                checkpointer = self.checkpointer
-                if checkpointer is not None and checkpointer.error is not None:
-                    raise checkpointer.error
-                self._progress(size_bytes, done_bytes(), len(pending))
-                if self.cancel.is_set():
-                    raise Cancelled("download cancelled")
-        except BaseException:
-            self._halt.set()
-            with self._work_changed:
-                self._work_changed.notify_all()
-            self._abort_all()
-            cf.wait(futures)
-            self._halt.clear()
-            self._flush_notices()
-            raise
+                raise
+        return futures
+
+    @contextlib.contextmanager
+    def _threads(self, count: int) -> Iterator[cf.Executor]:
+        """The threads lent by a batch, which its files share (a thread started per file
+        costs more than a small file's transfer); else a pool of our own for this phase."""
+        if self.workers is not None:
+            yield self.workers
+            return
+        with cf.ThreadPoolExecutor(count, thread_name_prefix="segdl") as pool:
+            yield pool
 
     def _progress(self, size_bytes: int | None, done_bytes: int, connections: int) -> None:
         now = self.clock()

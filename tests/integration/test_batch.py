@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -224,6 +225,33 @@ def test_the_next_file_starts_while_the_last_one_syncs(
     assert [item.outcome for item in report.items] == [Outcome.DONE] * 2
     assert overlapped == [True]
     assert (tmp_path / "f1.bin").read_bytes() == make_data(5000, seed=1)
+
+
+def test_a_batch_reuses_its_threads(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, monkeypatch: MonkeyPatch
+) -> None:
+    """40 small files start a bounded set of threads, not one or two per file: the files
+    share the batch's connection threads, and none needs a checkpoint thread."""
+    for n in range(40):
+        fault_server.add_file(f"/f{n}.bin", make_data(20_000, seed=n))
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    urls = [fault_server.url(f"/f{n}.bin") for n in range(40)]
+    report = download_many(urls, parallel=2, directory=tmp_path)
+    monkeypatch.undo()
+    assert report.ok and report.count(Outcome.DONE) == 40
+    assert not [name for name in started if name.startswith("segdl-checkpoint")]
+    # At most 3 x parallel job threads; connection threads only while none is idle.
+    assert len([name for name in started if name.startswith("segdl-job")]) <= 6
+    assert len([name for name in started if name.startswith("segdl_")]) <= 8, started
+    for n in range(40):
+        assert (tmp_path / f"f{n}.bin").read_bytes() == make_data(20_000, seed=n)
 
 
 def test_batch_bar_display_runs_to_the_end(

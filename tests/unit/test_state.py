@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from segdl.errors import LocalFileError, OutputLocked, StateInvalid
 from segdl.models import ByteRange
+from segdl.resume import Checkpointer
 from segdl.state import (
     MAX_STATE_BYTES,
     DownloadState,
@@ -38,6 +39,7 @@ from segdl.state import (
     state_path,
     url_digest,
 )
+from segdl.storage import PartFile
 
 SECRET_URL = "https://user:secret@example.com/dir/file.iso?sig=TOKEN&x=1#frag"
 SAMPLE = DownloadState(
@@ -539,3 +541,43 @@ def test_lock_works_without_hard_links(tmp_path: Path, monkeypatch: pytest.Monke
         with pytest.raises(OutputLocked):
             OwnerLock(tmp_path / "out").acquire()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# --- the checkpointer ---------------------------------------------------------------
+
+
+def test_checkpointer_starts_its_thread_only_when_a_save_is_due(tmp_path: Path) -> None:
+    """Entering starts nothing; ticks start the saving thread once a MiB is written (or a
+    second has passed with bytes to save), and that thread then saves what is written."""
+    final = tmp_path / "out"
+    now = [100.0]
+    written: list[ByteRange] = []
+    template = dataclasses.replace(SAMPLE, size_bytes=8 << 20, done=())
+    with OwnerLock(final) as lock:
+        part = PartFile(final, overwrite=False)
+        try:
+            part.allocate(8 << 20)
+
+            def checkpoint_threads() -> int:
+                return sum(t.name == "segdl-checkpoint" for t in threading.enumerate())
+
+            with Checkpointer(
+                final, part, template, lambda: list(written), lock, lambda: now[0]
+            ) as saver:
+                saver.tick()
+                written.append(ByteRange(0, 1 << 19))  # half a MiB, 0.5 s in: not yet due
+                now[0] += 0.5
+                saver.tick()
+                assert checkpoint_threads() == 0 and not saver.saved
+                written.append(ByteRange(1 << 19, 1 << 20))  # a MiB: due
+                saver.tick()
+                assert checkpoint_threads() == 1
+                deadline = time.monotonic() + 5.0
+                while not saver.saved and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert saver.saved
+                state = load_state(state_path(final))
+                assert state is not None and state.done == (ByteRange(0, 1 << 20),)
+            assert checkpoint_threads() == 0
+        finally:
+            part.close()
