@@ -69,9 +69,12 @@ def read_regular_file(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result
             raise NotRegularFile("is not a regular file")
         chunks: list[bytes] = []
         left = max_bytes + 1
-        while left > 0 and (chunk := os.read(fd, left)):
+        got = 0
+        # Done once fstat's size is in: no further read only to meet the end of the file.
+        while left > 0 and (got < info.st_size or not chunks) and (chunk := os.read(fd, left)):
             chunks.append(chunk)
             left -= len(chunk)
+            got += len(chunk)
         return b"".join(chunks), info
     finally:
         os.close(fd)
@@ -115,6 +118,7 @@ class OwnerLock:
         self.boot_id = _read_boot_id()
         self.pid = os.getpid()
         self.token = f"{self.host}:{self.boot_id}:{self.pid}:{secrets.token_hex(8)}"
+        self._held: bytes | None = None  # the lock file's bytes, while we hold it
 
     def acquire(
         self,
@@ -146,12 +150,13 @@ class OwnerLock:
         return seen is not None and seen.record is not None and seen.record.token == self.token
 
     def release(self) -> None:
-        """Remove the lock file if it still holds our token; never raises, idempotent."""
-        seen = _read_lock(self.path)
-        if seen is None or seen.record is None or seen.record.token != self.token:
+        """Remove the lock file if it still holds what we put there (so our token); never
+        raises, idempotent."""
+        held, self._held = self._held, None
+        if held is None:
             return
         try:
-            self._remove_if_unchanged(seen.raw)
+            self._remove_if_unchanged(held)
         except OSError as exc:  # a leftover lock of a dead pid is taken over next time
             log.warning("cannot remove lock %s: %s", self.path, exc)
 
@@ -177,6 +182,7 @@ class OwnerLock:
             if seen is None:
                 continue
             if seen.record is not None and seen.record.token == self.token:
+                self._held = seen.raw
                 return None
             if not self._is_stale(seen):
                 return self._describe(seen)

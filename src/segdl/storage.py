@@ -231,12 +231,16 @@ def sync_directory(directory: Path) -> None:
 
 def _current_umask() -> int:
     """The process umask, read without changing it where the OS allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
+    try:  # raw reads: a text file object here was 3-4% of py-spy samples (400 small files)
+        fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            status = os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+        _, found, rest = status.partition(b"\nUmask:")
+        if found:
+            return int(rest.split(None, 1)[0], 8)
+    except (OSError, ValueError, IndexError):
         pass
     mask = os.umask(0o022)
     os.umask(mask)
