@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import random
 import stat
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from segdl import storage
 from segdl.errors import IntegrityError, LocalFileError, OutputExists
 from segdl.storage import PartFile, Pipe
 
@@ -136,3 +139,62 @@ def test_a_pipe_is_as_big_as_linux_allows() -> None:
         assert 64 * 1024 <= pipe.capacity <= 1 << 20
     finally:
         pipe.close()
+
+
+def test_allocate_reserves_the_blocks_and_keeps_what_is_written(tmp_path: Path) -> None:
+    """Every block of the file is reserved up front (this machine's file system can), and a
+    second allocate, as on resume, keeps the bytes already there."""
+    size = 8 << 20
+    part = PartFile(tmp_path / "out", overwrite=False)
+    try:
+        part.write_at(size - 3, memoryview(b"end"))
+        part.allocate(size)
+        info = os.stat(tmp_path / "out.part")
+        assert info.st_size == size
+        assert info.st_blocks * 512 >= size
+        part.allocate(size)
+        with open(tmp_path / "out.part", "rb") as f:
+            f.seek(size - 3)
+            assert f.read() == b"end"
+    finally:
+        part.close()
+
+
+def _failing_fallocate(code: int) -> Callable[[int, int, int, int], int]:
+    def fallocate(fd: int, mode: int, offset: int, length: int) -> int:
+        ctypes.set_errno(code)
+        return -1
+
+    return fallocate
+
+
+def test_a_file_system_that_cannot_reserve_gets_a_sparse_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "_fallocate_looked_up", True)
+    monkeypatch.setattr(storage, "_fallocate", _failing_fallocate(errno.EOPNOTSUPP))
+    part = PartFile(tmp_path / "out", overwrite=False)
+    try:
+        part.allocate(8 << 20)
+        info = os.stat(tmp_path / "out.part")
+        assert info.st_size == 8 << 20
+        assert info.st_blocks == 0
+    finally:
+        part.close()
+
+
+def test_no_room_to_reserve_fails_before_a_byte_is_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC from the reservation is a one-line local error naming the .part."""
+    monkeypatch.setattr(storage, "_fallocate_looked_up", True)
+    monkeypatch.setattr(storage, "_fallocate", _failing_fallocate(errno.ENOSPC))
+    part = PartFile(tmp_path / "out", overwrite=False)
+    try:
+        with pytest.raises(LocalFileError) as caught:
+            part.allocate(8 << 20)
+        assert caught.value.errno == errno.ENOSPC
+        assert str(tmp_path / "out.part") in str(caught.value)
+        assert "No space left" in str(caught.value)
+    finally:
+        part.close()
