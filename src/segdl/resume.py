@@ -262,6 +262,9 @@ class Checkpointer:
                     self.error = exc  # the engine stops the download with it
                     log.debug("checkpoint failed: %s", exc)
                     return
+            # What was written meanwhile starts on its way to the disk now, not at the next
+            # sync: the sync before the rename then waits for the last moments' bytes only.
+            self._part.start_writeback()
             if self._stop.wait(_POLL_S):
                 return
 

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from segdl import storage
 from segdl.errors import LocalFileError, OutputLocked, StateInvalid
 from segdl.models import ByteRange
 from segdl.resume import Checkpointer
@@ -579,5 +580,39 @@ def test_checkpointer_starts_its_thread_only_when_a_save_is_due(tmp_path: Path) 
                 state = load_state(state_path(final))
                 assert state is not None and state.done == (ByteRange(0, 1 << 20),)
             assert checkpoint_threads() == 0
+        finally:
+            part.close()
+
+
+def test_the_saving_thread_starts_writeback_between_saves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between saves the saving thread asks the kernel to start writing the .part back
+    (sync_file_range, no wait), so the sync before the rename has little left to do."""
+    calls: list[tuple[int, ...]] = []
+
+    def sync_file_range(*args: int) -> int:
+        calls.append(args)
+        return 0
+
+    monkeypatch.setitem(storage._libc_functions, "sync_file_range", sync_file_range)
+    final = tmp_path / "out"
+    now = [100.0]
+    written = [ByteRange(0, 2 << 20)]
+    template = dataclasses.replace(SAMPLE, size_bytes=8 << 20, done=())
+    with OwnerLock(final) as lock:
+        part = PartFile(final, overwrite=False)
+        try:
+            part.allocate(8 << 20)
+            with Checkpointer(
+                final, part, template, lambda: list(written), lock, lambda: now[0]
+            ) as saver:
+                now[0] += 0.5
+                saver.tick()  # 2 MiB written: due, the thread starts
+                deadline = time.monotonic() + 5.0
+                while not calls and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert saver.saved
+                assert calls and calls[0] == (part.fileno, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE
         finally:
             part.close()

@@ -160,19 +160,20 @@ def test_allocate_reserves_the_blocks_and_keeps_what_is_written(tmp_path: Path) 
         part.close()
 
 
-def _failing_fallocate(code: int) -> Callable[[int, int, int, int], int]:
-    def fallocate(fd: int, mode: int, offset: int, length: int) -> int:
+def _failing(code: int) -> Callable[..., int]:
+    """A C library function that fails with ``code``, as ctypes reports it."""
+
+    def call(*args: int) -> int:
         ctypes.set_errno(code)
         return -1
 
-    return fallocate
+    return call
 
 
 def test_a_file_system_that_cannot_reserve_gets_a_sparse_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "_fallocate_looked_up", True)
-    monkeypatch.setattr(storage, "_fallocate", _failing_fallocate(errno.EOPNOTSUPP))
+    monkeypatch.setitem(storage._libc_functions, "fallocate", _failing(errno.EOPNOTSUPP))
     part = PartFile(tmp_path / "out", overwrite=False)
     try:
         part.allocate(8 << 20)
@@ -187,8 +188,7 @@ def test_no_room_to_reserve_fails_before_a_byte_is_fetched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC from the reservation is a one-line local error naming the .part."""
-    monkeypatch.setattr(storage, "_fallocate_looked_up", True)
-    monkeypatch.setattr(storage, "_fallocate", _failing_fallocate(errno.ENOSPC))
+    monkeypatch.setitem(storage._libc_functions, "fallocate", _failing(errno.ENOSPC))
     part = PartFile(tmp_path / "out", overwrite=False)
     try:
         with pytest.raises(LocalFileError) as caught:
