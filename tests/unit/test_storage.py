@@ -7,7 +7,7 @@ import errno
 import os
 import random
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -141,23 +141,29 @@ def test_a_pipe_is_as_big_as_linux_allows() -> None:
         pipe.close()
 
 
-def test_allocate_reserves_the_blocks_and_keeps_what_is_written(tmp_path: Path) -> None:
+@pytest.fixture
+def part(tmp_path: Path) -> Iterator[PartFile]:
+    """A fresh ``out.part`` in ``tmp_path``, closed afterwards."""
+    part = PartFile(tmp_path / "out", overwrite=False)
+    yield part
+    part.close()
+
+
+def test_allocate_reserves_the_blocks_and_keeps_what_is_written(
+    part: PartFile, tmp_path: Path
+) -> None:
     """Every block of the file is reserved up front (this machine's file system can), and a
     second allocate, as on resume, keeps the bytes already there."""
     size = 8 << 20
-    part = PartFile(tmp_path / "out", overwrite=False)
-    try:
-        part.write_at(size - 3, memoryview(b"end"))
-        part.allocate(size)
-        info = os.stat(tmp_path / "out.part")
-        assert info.st_size == size
-        assert info.st_blocks * 512 >= size
-        part.allocate(size)
-        with open(tmp_path / "out.part", "rb") as f:
-            f.seek(size - 3)
-            assert f.read() == b"end"
-    finally:
-        part.close()
+    part.write_at(size - 3, memoryview(b"end"))
+    part.allocate(size)
+    info = os.stat(tmp_path / "out.part")
+    assert info.st_size == size
+    assert info.st_blocks * 512 >= size
+    part.allocate(size)
+    with open(tmp_path / "out.part", "rb") as f:
+        f.seek(size - 3)
+        assert f.read() == b"end"
 
 
 def _failing(code: int) -> Callable[..., int]:
@@ -171,30 +177,20 @@ def _failing(code: int) -> Callable[..., int]:
 
 
 def test_a_file_system_that_cannot_reserve_gets_a_sparse_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    part: PartFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(storage._libc_functions, "fallocate", _failing(errno.EOPNOTSUPP))
-    part = PartFile(tmp_path / "out", overwrite=False)
-    try:
-        part.allocate(8 << 20)
-        info = os.stat(tmp_path / "out.part")
-        assert info.st_size == 8 << 20
-        assert info.st_blocks == 0
-    finally:
-        part.close()
+    part.allocate(8 << 20)
+    info = os.stat(tmp_path / "out.part")
+    assert (info.st_size, info.st_blocks) == (8 << 20, 0)
 
 
 def test_no_room_to_reserve_fails_before_a_byte_is_fetched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    part: PartFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC from the reservation is a one-line local error naming the .part."""
     monkeypatch.setitem(storage._libc_functions, "fallocate", _failing(errno.ENOSPC))
-    part = PartFile(tmp_path / "out", overwrite=False)
-    try:
-        with pytest.raises(LocalFileError) as caught:
-            part.allocate(8 << 20)
-        assert caught.value.errno == errno.ENOSPC
-        assert str(tmp_path / "out.part") in str(caught.value)
-        assert "No space left" in str(caught.value)
-    finally:
-        part.close()
+    with pytest.raises(LocalFileError) as caught:
+        part.allocate(8 << 20)
+    assert caught.value.errno == errno.ENOSPC
+    assert f"{tmp_path / 'out.part'}: No space left" in str(caught.value)
