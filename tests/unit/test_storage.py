@@ -176,10 +176,16 @@ def _failing(code: int) -> Callable[..., int]:
     return call
 
 
-def test_a_file_system_that_cannot_reserve_gets_a_sparse_file(
-    part: PartFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("why", ["fallocate refused", "tmpfs"])
+def test_a_file_system_that_cannot_reserve_cheaply_gets_a_sparse_file(
+    part: PartFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
 ) -> None:
-    monkeypatch.setitem(storage._libc_functions, "fallocate", _failing(errno.EOPNOTSUPP))
+    """Where fallocate is refused, or would zero every page up front (tmpfs), nothing is
+    reserved and the file stays sparse."""
+    if why == "tmpfs":
+        monkeypatch.setattr(storage, "_file_system_type", lambda fd: 0x01021994)
+    else:
+        monkeypatch.setitem(storage._libc_functions, "fallocate", _failing(errno.EOPNOTSUPP))
     part.allocate(8 << 20)
     info = os.stat(tmp_path / "out.part")
     assert (info.st_size, info.st_blocks) == (8 << 20, 0)
