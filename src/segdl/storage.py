@@ -9,6 +9,10 @@ the usual mode under the umask and renames it into place; without ``overwrite`` 
 On Linux a connection's bytes can skip Python altogether: the transport splices them from the
 socket into a :class:`Pipe` and :meth:`PartFile.write_from_pipe` splices them on into the file
 at their offset, one copy in the kernel instead of two through a buffer.
+
+Where the kernel can do better than plain writes, it is asked to: the blocks of the file are
+reserved once its size is known (:meth:`PartFile.allocate`), and dirty pages are sent on their
+way to the disk between the checkpointer's syncs (:meth:`PartFile.start_writeback`).
 """
 
 from __future__ import annotations
@@ -100,8 +104,8 @@ class PartFile:
         return self._fd
 
     def allocate(self, size_bytes: int) -> None:
-        """Give the file its final size up front, so every offset is writable, and reserve
-        its blocks where the file system can (``fallocate``, as aria2c's ``falloc``).
+        """Give the file its final size up front, so every offset is writable, and on ext4
+        and XFS reserve its blocks (``fallocate``, as aria2c's ``falloc``).
 
         Writing into reserved blocks costs the kernel less than filling a sparse file: on
         ext4, 1 GiB over 16 connections took 0.77 s of CPU instead of 0.92 (the medians of 6
