@@ -45,7 +45,13 @@ from segdl.progress import (
 from segdl.ratelimit import TokenBucket
 from segdl.retry import call_with_retries
 from segdl.state import DownloadState, OwnerLock, state_path
-from segdl.storage import PartFile, check_free_space, check_output_free, part_path
+from segdl.storage import (
+    PartFile,
+    check_free_space,
+    check_output_free,
+    part_path,
+    room_needed,
+)
 from segdl.transfer import Transfer
 from segdl.transport import NoPreconnection, Preconnection, Transport, Urllib3Transport
 
@@ -535,8 +541,8 @@ class Download:
             raise NoSpace(
                 str(self.path), f"file is {size_bytes} bytes, more than the maximum of {limit}"
             )
-        needed = size_bytes - (state.done_bytes if state is not None else 0)
-        check_free_space(self.path, needed)
+        done_bytes = state.done_bytes if state is not None else 0
+        check_free_space(self.path, room_needed(self.path, size_bytes, done_bytes))
 
     def _check_resumable(self, state: DownloadState, contact: FirstContact) -> None:
         why = mismatch_reason(state, contact)

@@ -69,6 +69,17 @@ def check_free_space(
         )
 
 
+def room_needed(final_path: Path, size_bytes: int, done_bytes: int) -> int:
+    """The disk space the rest of a download needs: its size, less what is done or what its
+    ``.part`` holds already (blocks reserved by :meth:`PartFile.allocate` count as held, so
+    resuming a reserved file on a full disk needs nothing more)."""
+    try:
+        held_bytes = os.lstat(part_path(final_path)).st_blocks * 512
+    except OSError:
+        held_bytes = 0
+    return max(0, size_bytes - max(done_bytes, held_bytes))
+
+
 class PartFile:
     """An open ``.part`` file for one download. Thread-safe for :meth:`write_at`.
 

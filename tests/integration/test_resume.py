@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import segdl
+import segdl.engine
 from segdl.progress import Notice, NoticeKind
 from segdl.state import OwnerLock, load_state, save_state, state_path
 from tests.events import Recorder
@@ -80,6 +82,32 @@ def test_interrupted_download_resumes_with_if_range(
     assert all(r.header("If-Range") == state.etag for r in fault_server.requests if r.range)
     assert fault_server.bytes_sent <= len(data) - state.done_bytes + 4 * MIB
     assert NoticeKind.RESUMED in events.kinds()
+
+
+def test_a_reserved_part_resumes_on_a_full_disk(
+    fault_server: FaultServer,
+    make_data: MakeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The .part reserved every block at the start, so a resume needs no more room: a disk
+    that has filled up meanwhile does not refuse it."""
+    data = make_data(8 * MIB)
+    serve_throttled(fault_server, data)
+    out = tmp_path / "f.bin"
+    interrupted_download(fault_server, "/f.bin", out, connections=4)
+    state = load_state(state_path(out))
+    assert state is not None and state.done_bytes < len(data)
+    full = types.SimpleNamespace(f_bavail=0, f_frsize=4096)
+    real_check = segdl.engine.check_free_space
+    monkeypatch.setattr(
+        segdl.engine,
+        "check_free_space",
+        lambda path, needed: real_check(path, needed, statvfs=lambda _: full),
+    )
+    fault_server.set_faults("/f.bin")
+    segdl.download(fault_server.url("/f.bin"), out, connections=4)
+    assert out.read_bytes() == data
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "garbage"])

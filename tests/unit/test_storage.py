@@ -15,7 +15,7 @@ import pytest
 
 from segdl import storage
 from segdl.errors import IntegrityError, LocalFileError, OutputExists
-from segdl.storage import PartFile, Pipe
+from segdl.storage import PartFile, Pipe, room_needed
 
 
 def test_concurrent_pwrite_from_many_threads(tmp_path: Path) -> None:
@@ -200,3 +200,14 @@ def test_no_room_to_reserve_fails_before_a_byte_is_fetched(
         part.allocate(8 << 20)
     assert caught.value.errno == errno.ENOSPC
     assert f"{tmp_path / 'out.part'}: No space left" in str(caught.value)
+
+
+def test_room_needed_counts_what_the_part_holds(part: PartFile, tmp_path: Path) -> None:
+    """A resumed download needs room for what is neither done nor held by its .part: a
+    reserved .part needs nothing more, even on a disk that is now full."""
+    final = tmp_path / "out"
+    assert room_needed(tmp_path / "other", 10 << 20, 1 << 20) == 9 << 20  # no .part
+    part.write_at(0, memoryview(bytes(1 << 20)))
+    assert room_needed(final, 8 << 20, 0) == 7 << 20  # a sparse .part holds what is written
+    part.allocate(8 << 20)
+    assert room_needed(final, 8 << 20, 1 << 20) == 0
