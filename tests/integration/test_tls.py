@@ -8,6 +8,7 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,29 @@ def test_ca_bundle_download_is_identical_over_many_connections(
     assert len({r.connection_id for r in tls_server.requests}) >= 2
     assert tls_server.tls_failures == 0
     assert not spliced
+
+
+def test_a_read_takes_every_tls_record_already_waiting(
+    tls_server: FaultServer, ca_bundle: str, make_data: Callable[..., bytes]
+) -> None:
+    """A TLS record carries at most 16 KiB; one read takes all the records that have arrived
+    (each read is a trip through the planner and a write), and the body stays exact."""
+    data = make_data(1 << 20)
+    tls_server.add_file("/f.bin", data)
+    transport = Urllib3Transport(ca_bundle=ca_bundle)
+    try:
+        response = transport.request("GET", tls_server.url("/f.bin"), {})
+        time.sleep(0.3)  # meanwhile the server fills the socket buffers
+        buffer = memoryview(bytearray(256 * 1024))
+        first = response.readinto(buffer)
+        assert first > 16 * 1024
+        received = bytearray(buffer[:first])
+        while n := response.readinto(buffer):
+            received += buffer[:n]
+        response.close()
+        assert received == data
+    finally:
+        transport.close()
 
 
 def test_ca_bundle_trusts_only_its_own_cas(tls_server: FaultServer, tmp_path: Path) -> None:

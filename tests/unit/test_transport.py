@@ -1,0 +1,67 @@
+"""The transport's own logic that needs no server: taking the TLS records already waiting."""
+
+from __future__ import annotations
+
+import ssl
+from collections import deque
+
+from segdl.transport import _more_records
+
+RECORD = 16 * 1024
+
+
+class _FakeTLSSocket:
+    """Records (bytes), then what ends the reading: an exception to raise, or b"" (EOF)."""
+
+    def __init__(self, *reads: bytes | OSError) -> None:
+        self._reads: deque[bytes | OSError] = deque(reads)
+        self.timeout: float | None = 30.0
+        self.timeouts_set: list[float | None] = []
+
+    def gettimeout(self) -> float | None:
+        return self.timeout
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.timeouts_set.append(timeout)
+
+    def recv_into(self, view: memoryview) -> int:
+        assert self.timeout == 0.0, "never a read that could block"
+        item = self._reads.popleft()
+        if isinstance(item, OSError):
+            raise item
+        n = min(len(item), len(view))
+        view[:n] = item[:n]
+        return n
+
+
+def test_takes_the_waiting_records_until_none_is_left() -> None:
+    sock = _FakeTLSSocket(b"a" * RECORD, b"b" * RECORD, ssl.SSLWantReadError())
+    view = memoryview(bytearray(8 * RECORD))
+    assert _more_records(sock, view) == 2 * RECORD  # type: ignore[arg-type]
+    assert bytes(view[: 2 * RECORD]) == b"a" * RECORD + b"b" * RECORD
+    assert sock.timeouts_set == [0.0, 30.0]  # the socket's own timeout is back
+
+
+def test_stops_with_room_for_less_than_a_record() -> None:
+    """Never a read that could be cut short: a record is only read into room for a whole one."""
+    sock = _FakeTLSSocket(*[b"x" * RECORD] * 4)
+    view = memoryview(bytearray(3 * RECORD - 1))
+    assert _more_records(sock, view) == 2 * RECORD  # type: ignore[arg-type]
+    assert len(sock._reads) == 2
+
+
+def test_an_end_or_a_failure_is_left_for_the_next_read() -> None:
+    """EOF or a reset ends the extra reads; the bytes read before are kept."""
+    for end in (b"", ConnectionResetError(104, "reset")):
+        sock = _FakeTLSSocket(b"a" * RECORD, end)
+        view = memoryview(bytearray(4 * RECORD))
+        assert _more_records(sock, view) == RECORD  # type: ignore[arg-type]
+        assert sock.timeout == 30.0
+
+
+def test_nothing_without_a_tls_socket_or_room() -> None:
+    assert _more_records(None, memoryview(bytearray(4 * RECORD))) == 0
+    sock = _FakeTLSSocket(b"a" * RECORD)
+    assert _more_records(sock, memoryview(bytearray(RECORD - 1))) == 0  # type: ignore[arg-type]
+    assert sock.timeouts_set == []
