@@ -144,22 +144,28 @@ def _origin(nginx: Nginx, scenario: Scenario, name: str) -> Iterator[str]:
 
 
 def run_scenario(
-    scenario: Scenario, tools: Sequence[Tool], nginx: Nginx, sha256: str, plan: Plan
+    scenario: Scenario,
+    tools: Sequence[Tool],
+    nginx: Nginx,
+    sha256: str,
+    plan: Plan,
+    ca: Path | None = None,
 ) -> dict[str, Row]:
-    """All runs of every tool in one scenario, interleaved; rows by tool name."""
+    """All runs of every tool in one scenario, interleaved; rows by tool name. `ca`: the CA
+    bundle the tools are told to trust (https scenarios)."""
     name = f"data-{scenario.size_bytes}.bin"
     out = plan.out_dir / name
     runs: dict[str, list[Measurement]] = {t.name: [] for t in tools}
     if scenario.shaper is None:  # disk-bound: one untimed round first, see bench/README.md
         for tool in tools:
             with _origin(nginx, scenario, name) as url:
-                measure(tool.build_argv(url, out), out, sha256, scenario.size_bytes,
+                measure(tool.build_argv(url, out, ca), out, sha256, scenario.size_bytes,
                         plan.env, plan.timeout_s)  # fmt: skip
     for round_ in range(plan.repeat):
         for tool in rotated(tools, round_):
             skip = len(nginx.access_log())
             with _origin(nginx, scenario, name) as url:
-                m = measure(tool.build_argv(url, out), out, sha256, scenario.size_bytes,
+                m = measure(tool.build_argv(url, out, ca), out, sha256, scenario.size_bytes,
                             plan.env, plan.timeout_s)  # fmt: skip
             m = _with_server_view(m, nginx, skip)
             runs[tool.name].append(m)
@@ -227,6 +233,21 @@ def _probe_tools(
     return usable, versions, missing
 
 
+def _make_ca(directory: Path) -> tuple[Path, tuple[Path, Path]]:
+    """A throwaway CA and a certificate for 127.0.0.1 it signed (trustme, as the TLS tests
+    use): the CA bundle, and the server's (chain, key) PEM files."""
+    import trustme
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    bundle, chain, key = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca.cert_pem.write_to_path(str(bundle))
+    server.private_key_pem.write_to_path(str(key))
+    for i, pem in enumerate(server.cert_chain_pems):
+        pem.write_to_path(str(chain), append=i > 0)
+    return bundle, (chain, key)
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate data, start nginx, run everything, print the report; 1 if any run failed.
 
@@ -254,8 +275,14 @@ def run(args: argparse.Namespace) -> int:
         # whichever runs come first, for every tool.
         os.sync()
         nginx = stack.enter_context(Nginx(www))
+        ca, https = None, None
+        if any(sc.tls for sc in scenarios):
+            ca, chain_and_key = _make_ca(data_dir)
+            https = stack.enter_context(Nginx(www, tls=chain_and_key))
         for sc in scenarios:
-            measured = run_scenario(sc, list(tools.values()), nginx, digests[sc.size_bytes], plan)
+            origin = https if sc.tls and https is not None else nginx
+            measured = run_scenario(sc, list(tools.values()), origin, digests[sc.size_bytes],
+                                    plan, ca if sc.tls else None)  # fmt: skip
             rows += [measured.get(n) or Row(sc, n, not_run=missing[n]) for n in args.tools]
         if big_size and "segdl" in tools:
             name = f"data-{big_size}.bin"

@@ -15,13 +15,15 @@ _SHARED_RATE = 50_000_000.0  # 50 MB/s
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One network situation: a file size, and a shaper config (None: straight to nginx)."""
+    """One network situation: a file size, and a shaper config (None: straight to nginx);
+    `tls`: over HTTPS, every tool verifying the server against the benchmark's own CA."""
 
     name: str
     summary: str
     size_bytes: int
     shaper: ShaperConfig | None
     connections: int = CONNECTIONS
+    tls: bool = False
 
     def aggregate_rate_bytes_per_s(self) -> float | None:
         """The most the link can carry with `connections` connections (None: unshaped)."""
@@ -69,5 +71,7 @@ def build_scenarios(quick: bool) -> dict[str, Scenario]:
                  "40 ms RTT", shaped_size, slow4),
         Scenario("shared", f"{format_size(shaped_size)}, one 50 MB/s line shared, 50 ms RTT",
                  shaped_size, shared),
+        Scenario("https", f"{format_size(raw_size)}, loopback, HTTPS, no proxy", raw_size, None,
+                 tls=True),
     ]  # fmt: skip
     return {s.name: s for s in items}

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ArgvBuilder = Callable[[str, Path], list[str]]
+# (url, output, CA bundle to trust for https:// or None) -> argv
+ArgvBuilder = Callable[[str, Path, Path | None], list[str]]
 _SEGDL_VERSION = (
     "import runpy, sys; from segdl._version import __version__ as v; print('segdl', v);"
     " sys.argv = ['segdl', '--help']; runpy.run_module('segdl', run_name='__main__')"
@@ -18,29 +19,36 @@ _SEGDL_VERSION = (
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """A downloader: its command line for (url, output path) and its version command."""
+    """A downloader: its command line for (url, output path, CA bundle) and its version
+    command."""
 
     name: str
     build_argv: ArgvBuilder
     version_argv: tuple[str, ...]
 
 
-def _segdl(url: str, out: Path) -> list[str]:
-    return [sys.executable, "-m", "segdl", "-q", "-x", "16", "-o", str(out), url]
+def _segdl(url: str, out: Path, ca: Path | None) -> list[str]:
+    trust = ["--ca-bundle", str(ca)] if ca else []
+    return [sys.executable, "-m", "segdl", "-q", "-x", "16", *trust, "-o", str(out), url]
 
 
-def _aria2c(url: str, out: Path) -> list[str]:
+def _aria2c(url: str, out: Path, ca: Path | None) -> list[str]:
+    trust = [f"--ca-certificate={ca}"] if ca else []
     return ["aria2c", "-x16", "-s16", "-k1M", "--file-allocation=none",
-            "--allow-overwrite=true", "--auto-file-renaming=false", "-q",
+            "--allow-overwrite=true", "--auto-file-renaming=false", "-q", *trust,
             "-d", str(out.parent), "-o", out.name, url]  # fmt: skip
 
 
-def _axel(url: str, out: Path) -> list[str]:
-    return ["axel", "-n", "16", "-q", "-o", str(out), url]
+def _axel(url: str, out: Path, ca: Path | None) -> list[str]:
+    # axel takes no CA bundle, and checks an IP address in the URL as if it were a host name
+    # (which fails against a certificate for 127.0.0.1): over https it runs unverified, -k.
+    insecure = ["-k"] if ca else []
+    return ["axel", "-n", "16", "-q", *insecure, "-o", str(out), url]
 
 
-def _curl(url: str, out: Path) -> list[str]:
-    return ["curl", "-s", "-o", str(out), url]
+def _curl(url: str, out: Path, ca: Path | None) -> list[str]:
+    trust = ["--cacert", str(ca)] if ca else []
+    return ["curl", "-s", *trust, "-o", str(out), url]
 
 
 TOOLS: dict[str, Tool] = {

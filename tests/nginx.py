@@ -100,8 +100,11 @@ def free_port() -> int:
         return port
 
 
-def render_config(workdir: Path, root: Path, port: int) -> str:
-    """Return an nginx.conf serving `root` on 127.0.0.1:`port` with all state in `workdir`."""
+def render_config(
+    workdir: Path, root: Path, port: int, tls: tuple[Path, Path] | None = None
+) -> str:
+    """Return an nginx.conf serving `root` on 127.0.0.1:`port` with all state in `workdir`;
+    with `tls` (certificate chain, key: PEM files) over HTTPS only."""
     # As root the master would start workers as `nobody`, which cannot read a 0700 temp dir;
     # as a normal user the `user` directive is ignored with a warning, so only write it for root.
     user = "user root root;\n" if os.geteuid() == 0 else ""
@@ -109,6 +112,11 @@ def render_config(workdir: Path, root: Path, port: int) -> str:
         f"    {kind}_temp_path {workdir / (kind + '_temp')};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    tls_directives = ""
+    if tls is not None:
+        chain, key = tls
+        indent = "\n        "
+        tls_directives = f" ssl;{indent}ssl_certificate {chain};{indent}ssl_certificate_key {key}"
     return f"""{user}daemon off;
 master_process on;
 worker_processes 1;
@@ -127,7 +135,7 @@ http {{
     keepalive_requests 10000;
     keepalive_timeout 65s;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{tls_directives};
         root {root};
         location / {{ }}
     }}
@@ -166,9 +174,13 @@ def _accepts(port: int) -> bool:
 class Nginx:
     """A private nginx serving `root` on a free loopback port, as a context manager."""
 
-    def __init__(self, root: Path, binary: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, binary: Path | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """`tls`: (certificate chain, key) PEM files to serve HTTPS instead of HTTP."""
         self.root = Path(root).resolve()
         self.binary = binary if binary is not None else nginx_binary()
+        self.tls = tls
         self.port = 0
         self._workdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -181,8 +193,9 @@ class Nginx:
         return self._workdir
 
     def url(self, name: str) -> str:
-        """Return the http URL of `name` (a path relative to root)."""
-        return f"http://127.0.0.1:{self.port}/{name.lstrip('/')}"
+        """Return the http (or https) URL of `name` (a path relative to root)."""
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{name.lstrip('/')}"
 
     def __enter__(self) -> Nginx:
         self._workdir = Path(tempfile.mkdtemp(prefix="segdl-nginx-"))
@@ -209,7 +222,7 @@ class Nginx:
         for _ in range(_PORT_ATTEMPTS):
             self.port = free_port()
             conf = self.workdir / "nginx.conf"
-            conf.write_text(render_config(self.workdir, self.root, self.port))
+            conf.write_text(render_config(self.workdir, self.root, self.port, self.tls))
             if self._launch(conf):
                 return
             errors.append(self.error_log())

@@ -12,7 +12,7 @@ from bench.scenarios import MiB, build_scenarios
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("segdl", "aria2c", "curl")
-SCENARIOS = ("raw", "per-conn", "slow4", "shared")
+SCENARIOS = ("raw", "per-conn", "slow4", "shared", "https")
 
 
 def _tables(stdout: str) -> list[list[dict[str, str]]]:
@@ -46,7 +46,7 @@ def test_quick_bench_prints_every_row_with_correct_files() -> None:
     assert not bad, done.stdout
     assert all(float(r["wall s"]) > 0 for r in rows)
     assert all(r["vs aria2c"] != "-" for r in rows)
-    assert all(r["vs ideal"] == "-" for r in rows if r["scenario"] == "raw")
+    assert all(r["vs ideal"] == "-" for r in rows if r["scenario"] in ("raw", "https"))
     targets = {r["target"]: r for r in _table(done.stdout, "target")}
     assert len(targets) == 9, done.stdout  # every row of issue 7, raw wall and CPU apart
     assert all(r["measured"] not in ("not run", "-") for r in targets.values()), done.stdout
@@ -63,3 +63,4 @@ def test_ideal_counts_the_slow_connections_share() -> None:
     assert scenarios["per-conn"].ideal_s() == pytest.approx(100 * MiB / 80e6 + 0.040)
     assert scenarios["shared"].ideal_s() == pytest.approx(100 * MiB / 50e6 + 0.050)
     assert scenarios["raw"].ideal_s() is None
+    assert scenarios["https"].ideal_s() is None and scenarios["https"].tls
