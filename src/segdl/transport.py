@@ -668,11 +668,16 @@ class _Urllib3Response:
         return n
 
     def _tls_socket(self) -> ssl.SSLSocket | None:
+        sock = self._body_socket()
+        return sock if isinstance(sock, ssl.SSLSocket) else None
+
+    def _body_socket(self) -> object:
+        """The socket under http.client's reader; None for a chunked body (its framing is
+        http.client's business) or when there is none."""
         fp = self._fp
         if fp is None or fp.chunked:
             return None
-        sock = getattr(getattr(fp.fp, "raw", None), "_sock", None)  # SocketIO's socket
-        return sock if isinstance(sock, ssl.SSLSocket) else None
+        return getattr(getattr(fp.fp, "raw", None), "_sock", None)  # SocketIO's socket
 
     def splice_into(self, pipe_fd: int, max_bytes: int) -> int | None:
         """Move up to ``max_bytes`` of body from the socket into the pipe ``pipe_fd`` (Linux
@@ -704,10 +709,9 @@ class _Urllib3Response:
         return n
 
     def _splice_socket(self) -> socket.socket | None:
-        fp = self._fp
-        if not (self._can_splice and self._reader_empty) or fp is None or fp.chunked:
+        if not (self._can_splice and self._reader_empty):
             return None
-        sock = getattr(getattr(fp.fp, "raw", None), "_sock", None)  # SocketIO's socket
+        sock = self._body_socket()
         return sock if type(sock) is socket.socket else None  # not TLS, not SOCKS
 
     def abort(self) -> None:
