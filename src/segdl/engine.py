@@ -96,6 +96,7 @@ def download(
     proxy: str | None = None,
     use_proxy_env: bool = True,
     remote_time: bool = False,
+    keep_cache: bool = False,
     limit_rate: int | str | None = None,
     rate_limiter: TokenBucket | None = None,
     checksum: str | None = None,
@@ -126,6 +127,9 @@ def download(
     or a server digest (Repr-Digest, Digest, Content-MD5 on a 200) is verified before the
     file gets its name (``IntegrityError`` otherwise). ``mirrors``: other URLs of the same
     file; ranges are spread over all of them, and one that differs or fails is dropped.
+    ``keep_cache``: leave a file of 256 MiB or more in the page cache, for a caller about to
+    read it (by default its pages are dropped as they are synced, see
+    :data:`segdl.resume.DROP_CACHE_FROM_BYTES`).
     ``preconnect``: open the other connections while the first request is in flight (their
     handshakes overlap its round trip; they stay idle if the file turns out to be small).
     ``workers``: threads to run the connections on, lent by a caller that downloads many
@@ -158,6 +162,7 @@ def download(
         proxy=proxy,
         use_proxy_env=use_proxy_env,
         remote_time=remote_time,
+        keep_cache=keep_cache,
         limit_rate_bytes_per_s=_rate(limit_rate),
         checksum=checksum,
         resume=resume,
@@ -415,6 +420,7 @@ class Download:
                     lock,
                     self.clock,
                     hashed=(lambda: hasher.hashed_bytes) if hasher is not None else None,
+                    keep_cache=self.options.keep_cache,
                 ) as checkpointer:
                     transfer.checkpointer = checkpointer
                     resource, ranged, connections = transfer.fetch(contact, part, missing)

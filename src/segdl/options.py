@@ -76,6 +76,9 @@ class DownloadOptions:
     use_proxy_env: bool = True
     remote_time: bool = False
     """Give the finished file the server's Last-Modified as its modification time."""
+    keep_cache: bool = False
+    """Leave a large file's pages in the page cache (by default those of a file of 256 MiB
+    or more are dropped as they are synced; see ``segdl.resume.DROP_CACHE_FROM_BYTES``)."""
     limit_rate_bytes_per_s: int | None = None
     """This download's own rate limit (a batch-wide one is passed as a shared bucket)."""
     checksum: str | None = None

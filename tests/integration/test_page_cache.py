@@ -1,5 +1,6 @@
 """Files of DROP_CACHE_FROM_BYTES and more leave the page cache as their saves sync them, but
-never the pages a digest running behind the writers still has to read."""
+never the pages a digest running behind the writers still has to read, and not at all when
+the caller asks to keep them (keep_cache, --keep-cache)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 import segdl
 import segdl.resume
+from segdl.cli.main import main
 from segdl.storage import PartFile
 from tests.server import FaultServer
 from tests.server.faults import Faults
@@ -82,4 +84,39 @@ def test_a_smaller_file_stays_cached(
     monkeypatch.setattr(PartFile, "sync_data", counting_sync)
     _download(fault_server, make_data(SIZE), tmp_path / "f")
     assert synced  # saves did happen
+    assert fadvised == []
+
+
+def test_keep_cache_keeps_a_large_file_cached(
+    fault_server: FaultServer,
+    make_data: Callable[..., bytes],
+    tmp_path: Path,
+    fadvised: list[tuple[int, int, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    synced: list[int] = []
+    real_sync = PartFile.sync_data
+
+    def counting_sync(part: PartFile) -> None:
+        synced.append(1)
+        real_sync(part)
+
+    monkeypatch.setattr(PartFile, "sync_data", counting_sync)
+    _download(fault_server, make_data(SIZE), tmp_path / "f", keep_cache=True)
+    assert synced  # saves did happen
+    assert fadvised == []
+
+
+def test_the_keep_cache_flag_reaches_the_download(
+    fault_server: FaultServer,
+    make_data: Callable[..., bytes],
+    tmp_path: Path,
+    fadvised: list[tuple[int, int, int]],
+) -> None:
+    data = make_data(SIZE)
+    fault_server.add_file("/f.bin", data)
+    fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=4 * MIB))
+    argv = ["-q", "-x", "4", "--keep-cache", "-o", str(tmp_path / "f"), fault_server.url("/f.bin")]
+    assert main(argv) == 0
+    assert (tmp_path / "f").read_bytes() == data
     assert fadvised == []

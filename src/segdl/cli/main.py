@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--remote-time", action="store_true", help="set the file's time from Last-Modified"
     )
     parser.add_argument(
+        "--keep-cache",
+        action="store_true",
+        help="leave a file of 256 MiB or more in the page cache (default: its pages are "
+        "dropped as they are synced)",
+    )
+    parser.add_argument(
         "--limit-rate",
         metavar="RATE",
         help="at most RATE bytes/s over everything (K, M, G suffixes, 1024-based)",
@@ -397,6 +403,7 @@ def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "lowest_speed_bytes_per_s": _optional_size(args.lowest_speed_limit),
         "max_size_bytes": _optional_size(args.max_size),
         "remote_time": args.remote_time,
+        "keep_cache": args.keep_cache,
         "limit_rate": args.limit_rate,
         "checksum": args.checksum,
     }
