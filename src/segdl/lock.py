@@ -175,9 +175,13 @@ class OwnerLock:
     def _attempt(self) -> str | None:
         """One try: None once the lock file holds our token, else who holds it."""
         for _ in range(_TAKEOVER_ROUNDS):
-            self._create()
-            # Read back even after our link succeeded: the file, not our belief, says who
-            # owns the output (a hand removal, or racing removers without hard links).
+            linked = self._create()
+            if linked is not None:  # link() said the name was free and is now ours
+                self._held = linked
+                return None
+            # Otherwise the file, not our belief, says who owns the output: something was
+            # there, or link() failed where it may have worked (NFS), or the file system has
+            # no hard links and racing removers may move it aside.
             seen = _read_lock(self.path)
             if seen is None:
                 continue
@@ -190,8 +194,10 @@ class OwnerLock:
             self._remove_if_unchanged(seen.raw)
         return f"{self.path} kept changing while segdl tried to take it over"
 
-    def _create(self) -> None:
-        """Create the lock file holding our record, unless something is at the path."""
+    def _create(self) -> bytes | None:
+        """Create the lock file holding our record, unless something is at the path; the
+        record if our ``link()`` put it there (it returned success: that is certain, also on
+        NFS, where only a failure may be wrong), else None, and the caller reads the path."""
         record = {"host": self.host, "boot_id": self.boot_id, "pid": self.pid}
         record |= {"token": self.token, "created": time.time()}
         data = json.dumps(record).encode("utf-8")
@@ -207,14 +213,16 @@ class OwnerLock:
             # empty leftover is taken over once older than _ABANDONED_S.
             os.link(temp, self.path)  # atomic if absent, also on NFS; never follows the name
         except FileExistsError:
-            pass
+            return None
         except OSError as exc:
             if exc.errno not in _NO_HARD_LINKS:
                 raise
             self._create_exclusive(data)
+            return None
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+        return data
 
     def _create_exclusive(self, data: bytes) -> None:
         """O_EXCL creation, for filesystems without hard links (a reader may briefly see

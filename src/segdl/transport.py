@@ -151,6 +151,8 @@ class NoPreconnection:
 # A server may send informational (1xx) responses before the real one (RFC 9110 §15.2), but
 # an endless stream of them must not keep a connection busy forever.
 MAX_INTERIM_RESPONSES = 10
+# How many URLs' proxy choices a transport remembers (see Urllib3Transport._chosen_proxy).
+_PROXY_CHOICES_KEPT = 4096
 
 
 class TooManyInterimResponses(http.client.HTTPException):
@@ -273,6 +275,7 @@ class Urllib3Transport:
         self._lock = threading.Lock()
         self._direct = _manager(None, self._pool_kw)
         self._proxied: dict[str, tuple[ProxyURL, urllib3.PoolManager]] = {}
+        self._proxy_choices: dict[str, str | None] = {}
 
     def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
         proxy, manager = self._route(url)
@@ -370,9 +373,7 @@ class Urllib3Transport:
 
     def _route(self, url: str) -> tuple[ProxyURL | None, urllib3.PoolManager]:
         """The proxy for ``url`` (None: direct) and the manager that goes through it."""
-        chosen = proxy_for(
-            url, explicit=self._explicit_proxy, environ=self._environ, use_env=self._use_proxy_env
-        )
+        chosen = self._chosen_proxy(url)
         if chosen is None:
             return None, self._direct
         with self._lock:
@@ -381,6 +382,21 @@ class Urllib3Transport:
                 proxy = parse_proxy(chosen)
                 route = self._proxied[chosen] = (proxy, _manager(proxy, self._pool_kw))
         return route
+
+    def _chosen_proxy(self, url: str) -> str | None:
+        """:func:`proxy_for` of ``url``, remembered: the environment is a snapshot, so the
+        answer never changes, and a batch asks it of every URL for each lane it may ride."""
+        try:
+            return self._proxy_choices[url]
+        except KeyError:
+            pass
+        chosen = proxy_for(
+            url, explicit=self._explicit_proxy, environ=self._environ, use_env=self._use_proxy_env
+        )
+        if len(self._proxy_choices) >= _PROXY_CHOICES_KEPT:
+            self._proxy_choices.clear()  # a bound, not an LRU: batches reuse recent URLs
+        self._proxy_choices[url] = chosen
+        return chosen
 
     def close(self) -> None:
         with self._lock:
@@ -480,7 +496,10 @@ def _host(url: str) -> str:
     return urllib3.util.parse_url(url).host or "?"
 
 
+@functools.lru_cache(maxsize=1024)
 def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``url``; cached, since a batch asks it of each URL several
+    times (a lane's origin, then whether each waiting file may ride it)."""
     parsed = urllib3.util.parse_url(url)
     scheme = (parsed.scheme or "").lower()
     return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)

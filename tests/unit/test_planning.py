@@ -324,3 +324,13 @@ def test_lowest_speed_limit_replaces_a_slow_connection_without_peers() -> None:
     assert not planner.advance(claim, 10_000, 1.0).stop  # slow, but within the grace
     assert planner.advance(claim, 10_000, 3.5).stop
     assert planner.replacements == 1
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e12, allow_nan=False), min_size=1, max_size=40))
+def test_median_is_the_statistics_median(values: list[float]) -> None:
+    """The planner's own median (statistics is not imported at start-up) agrees with it."""
+    import statistics
+
+    from segdl.planning import _median
+
+    assert _median(values) == pytest.approx(statistics.median(values))

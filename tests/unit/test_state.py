@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import segdl.lock
 from segdl import storage
 from segdl.errors import LocalFileError, OutputLocked, StateInvalid
 from segdl.models import ByteRange
@@ -616,3 +617,25 @@ def test_the_saving_thread_starts_writeback_between_saves(
                 assert calls and calls[0] == (part.fileno, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE
         finally:
             part.close()
+
+
+def test_a_lock_our_link_created_is_not_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """link() succeeding is proof of ownership (only its failures can be wrong, on NFS): the
+    lock is held without a read; a name already taken is still read to say who holds it."""
+    reads: list[Path] = []
+    real_read = segdl.lock._read_lock
+
+    def counting_read(path: Path) -> object:
+        reads.append(path)
+        return real_read(path)
+
+    monkeypatch.setattr(segdl.lock, "_read_lock", counting_read)
+    with OwnerLock(tmp_path / "out") as lock:
+        assert reads == []
+        assert lock.still_held()
+        with pytest.raises(OutputLocked):
+            OwnerLock(tmp_path / "out").acquire()
+        assert lock.path in reads
+    assert not lock.path.exists()
