@@ -151,7 +151,7 @@ class NoPreconnection:
 # A server may send informational (1xx) responses before the real one (RFC 9110 §15.2), but
 # an endless stream of them must not keep a connection busy forever.
 MAX_INTERIM_RESPONSES = 10
-# How many URLs' proxy choices a transport remembers (see Urllib3Transport._chosen_proxy).
+# How many URLs' proxy choices a transport remembers (Urllib3Transport._chosen_proxy).
 _PROXY_CHOICES_KEPT = 4096
 
 
@@ -275,7 +275,9 @@ class Urllib3Transport:
         self._lock = threading.Lock()
         self._direct = _manager(None, self._pool_kw)
         self._proxied: dict[str, tuple[ProxyURL, urllib3.PoolManager]] = {}
-        self._proxy_choices: dict[str, str | None] = {}
+        # proxy_for of each URL, remembered: the environment is a snapshot, so the answer never
+        # changes, and a batch asks it of every URL for each lane the URL's file may ride.
+        self._chosen_proxy = functools.lru_cache(maxsize=_PROXY_CHOICES_KEPT)(self._proxy_for)
 
     def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
         proxy, manager = self._route(url)
@@ -383,20 +385,10 @@ class Urllib3Transport:
                 route = self._proxied[chosen] = (proxy, _manager(proxy, self._pool_kw))
         return route
 
-    def _chosen_proxy(self, url: str) -> str | None:
-        """:func:`proxy_for` of ``url``, remembered: the environment is a snapshot, so the
-        answer never changes, and a batch asks it of every URL for each lane it may ride."""
-        try:
-            return self._proxy_choices[url]
-        except KeyError:
-            pass
-        chosen = proxy_for(
+    def _proxy_for(self, url: str) -> str | None:
+        return proxy_for(
             url, explicit=self._explicit_proxy, environ=self._environ, use_env=self._use_proxy_env
         )
-        if len(self._proxy_choices) >= _PROXY_CHOICES_KEPT:
-            self._proxy_choices.clear()  # a bound, not an LRU: batches reuse recent URLs
-        self._proxy_choices[url] = chosen
-        return chosen
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
+from typing import Any
+
+import pytest
 
 from segdl.transport import _more_records
 
@@ -67,13 +70,20 @@ def test_nothing_without_a_tls_socket_or_room() -> None:
     assert sock.timeouts_set == []
 
 
-def test_a_remembered_proxy_choice_is_proxy_for_s_answer() -> None:
+def test_a_remembered_proxy_choice_is_proxy_for_s_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each URL's route is worked out once per transport, and it is what proxy_for says for the
     transport's snapshot of the environment, no_proxy included; the memory stays bounded."""
     import segdl.transport as transport_module
     from segdl.proxies import proxy_for
     from segdl.transport import Urllib3Transport
 
+    asked: list[str] = []
+
+    def counting_proxy_for(url: str, **kwargs: Any) -> str | None:
+        asked.append(url)
+        return proxy_for(url, **kwargs)
+
+    monkeypatch.setattr(transport_module, "proxy_for", counting_proxy_for)
     environ = {"http_proxy": "http://proxy.invalid:3128", "no_proxy": "direct.invalid"}
     transport = Urllib3Transport(environ=environ)
     urls = [f"http://{host}/f{n}" for host in ("a.invalid", "direct.invalid") for n in range(3)]
@@ -81,10 +91,11 @@ def test_a_remembered_proxy_choice_is_proxy_for_s_answer() -> None:
         for url in urls * 2:
             expected = proxy_for(url, explicit=None, environ=environ, use_env=True)
             assert transport._chosen_proxy(url) == expected
+        assert asked == urls  # once each
         assert transport._chosen_proxy(urls[0]) == "http://proxy.invalid:3128"
         assert transport._chosen_proxy(urls[-1]) is None
         for n in range(transport_module._PROXY_CHOICES_KEPT + 10):
             transport._chosen_proxy(f"http://a.invalid/g{n}")
-        assert len(transport._proxy_choices) <= transport_module._PROXY_CHOICES_KEPT
+        assert transport._chosen_proxy.cache_info().currsize <= transport_module._PROXY_CHOICES_KEPT
     finally:
         transport.close()
