@@ -34,6 +34,7 @@ from bench.scenarios import GiB, Scenario, build_scenarios, format_size  # noqa:
 from bench.shaper import Shaper  # noqa: E402
 from bench.targets import (  # noqa: E402
     Extras,
+    interpreter_argv,
     measure_big,
     measure_disk_s_per_gib,
     measure_startup_s,
@@ -293,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
             disk = (measure_disk_s_per_gib(raw_size, plan.out_dir),
                     measure_disk_s_per_gib(big_size, plan.out_dir))  # fmt: skip
     startup_s = measure_startup_s(env) if "startup" in args.extras else None
+    shaped = any(sc.shaper is not None for sc in scenarios)
+    interpreter_s = measure_startup_s(env, argv=interpreter_argv()) if shaped else None
     many = None
     if "many" in args.extras:
         many_tools: list[str] = [t for t in ("segdl", "aria2c") if t in tools]
@@ -300,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
             many_tools.append("parfive")
         many = measure_many(args.many_files, 256 * 1024, args.repeat, many_tools, env,
                             args.workdir)  # fmt: skip
-    extras = Extras(startup_s, big, big_size, many, disk)
+    extras = Extras(startup_s, big, big_size, many, disk, interpreter_s)
     parts = [_header(args, versions), "## Targets (issue 7)", render_targets(rows, extras),
              "## Scenarios", render_table(rows), render_notes(rows, scenarios)]  # fmt: skip
     if many is not None:

@@ -45,6 +45,20 @@ class Scenario:
             return None
         return self.size_bytes / rate + 2 * self.shaper.delay_s
 
+    def floor_s(self, start_s: float) -> float | None:
+        """The earliest a program that needs ``start_s`` to start can finish: its start-up,
+        then a fresh connection's two round trips before the first response byte (the
+        handshake, which the shaper models, and the request), then every byte at the
+        aggregate rate. None where there is no ideal.
+
+        It holds for any tool, whatever it does about the size-discovery round trip (it
+        counts none) or the end game (it counts none): a target below ``floor_s / ideal_s``
+        cannot be met by a process that needs ``start_s`` before its first ``connect``."""
+        rate = self.aggregate_rate_bytes_per_s()
+        if rate is None or self.shaper is None:
+            return None
+        return start_s + 2 * (2 * self.shaper.delay_s) + self.size_bytes / rate
+
 
 def format_size(size_bytes: int) -> str:
     """1073741824 -> '1 GiB', 104857600 -> '100 MiB', 1000 -> '1000 B'."""

@@ -50,6 +50,8 @@ def test_quick_bench_prints_every_row_with_correct_files() -> None:
     targets = {r["target"]: r for r in _table(done.stdout, "target")}
     assert len(targets) == 9, done.stdout  # every row of issue 7, raw wall and CPU apart
     assert all(r["measured"] not in ("not run", "-") for r in targets.values()), done.stdout
+    shaped = [r for name, r in targets.items() if name.startswith(("per-conn", "slow4", "shared"))]
+    assert len(shaped) == 3 and all("Python floor" in r["measured"] for r in shaped), done.stdout
     many = _table(done.stdout, "ok")
     assert {r["tool"] for r in many} == {"segdl", "aria2c"}
     assert all(r["ok"] == "ok" for r in many), done.stdout
@@ -64,3 +66,33 @@ def test_ideal_counts_the_slow_connections_share() -> None:
     assert scenarios["shared"].ideal_s() == pytest.approx(100 * MiB / 50e6 + 0.050)
     assert scenarios["raw"].ideal_s() is None
     assert scenarios["https"].ideal_s() is None and scenarios["https"].tls
+
+
+def test_floor_counts_start_up_two_round_trips_and_the_bytes() -> None:
+    """A fresh connection's handshake and request come before any byte, whatever the tool."""
+    scenarios = build_scenarios(quick=False)
+    per_conn, shared = scenarios["per-conn"], scenarios["shared"]
+    assert per_conn.floor_s(0.04) == pytest.approx(0.04 + 0.080 + 100 * MiB / 80e6)
+    assert shared.floor_s(0.0) == pytest.approx(0.100 + 100 * MiB / 50e6)
+    assert scenarios["raw"].floor_s(0.04) is None
+
+
+def test_a_goal_below_the_floor_is_flagged() -> None:
+    """The targets table says when a shaped row's goal is under the Python floor."""
+    from bench.measure import Measurement
+    from bench.report import Row
+    from bench.targets import Extras, render_targets
+
+    per_conn = build_scenarios(quick=False)["per-conn"]
+    run = Measurement(wall_s=1.6, cpu_s=0.4, max_rss_bytes=30 << 20, exit_code=0, error=None)
+    row = Row(per_conn, "segdl", runs=(run,))
+    floor = per_conn.floor_s(0.04)
+    assert floor is not None
+    ideal = per_conn.ideal_s()
+    assert ideal is not None and floor / ideal > 1.05
+    table = render_targets([row], Extras(interpreter_s=0.04))
+    line = next(r for r in table.splitlines() if r.startswith("| per-conn"))
+    assert f"Python floor {floor / ideal:.2f}x ({floor:.2f} s) (the goal is below it)" in line
+    assert line.endswith("| **no** |")
+    fast = render_targets([row], Extras(interpreter_s=0.0))
+    assert "below it" not in next(r for r in fast.splitlines() if r.startswith("| per-conn"))
