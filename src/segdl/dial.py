@@ -1,11 +1,16 @@
-"""TCP connections dialled before the transport exists, so a handshake overlaps start-up.
+"""TCP connections dialled before the transport exists, so handshakes overlap start-up.
 
-The command line knows its URL about 50 ms after the interpreter starts; urllib3 and the
-engine then take about 80 ms more to import. :func:`dial` starts the TCP connect to the URL's
+The command line knows its URL about 30-50 ms after the interpreter starts; urllib3 and the
+engine then take 50-80 ms more to import. :func:`dial` starts the TCP connect to the URL's
 host in a background thread at that point, and the transport's first new connection to that
 host and port takes the socket (:func:`take`) instead of connecting again. TLS, when the URL
 is ``https``, is set up on it by urllib3 exactly as on a socket it made itself, so certificate
 checks are unchanged.
+
+For a fresh plain-``http`` download the first request goes out on that socket at once
+(:func:`first_request`): its answer is on its way while the engine is imported. The
+connection that takes the socket writes nothing if its own first request is those very
+bytes, and connects again otherwise (:class:`segdl.transport._HTTPConnection`).
 
 Only plain TCP happens here, and only to the URL's own host: whoever dials must not when a
 proxy would carry the request (the CLI asks :func:`segdl.proxies.proxy_for`). This module
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -27,34 +33,52 @@ _lock = threading.Lock()
 _dials: dict[tuple[str, int], _Dial] = {}
 
 
-class _Dial:
-    """One connect in flight, in a daemon thread; its socket, or None if it failed."""
+class Dialled(NamedTuple):
+    """A connected socket, and the request already written on it (None: nothing sent)."""
 
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+    sock: socket.socket
+    sent: bytes | None
+
+
+class _Dial:
+    """One connect in flight, in a daemon thread, then the early request if there is one;
+    its socket, or None if either failed."""
+
+    def __init__(self, host: str, port: int, timeout_s: float, request: bytes | None) -> None:
         self.host, self.port = host, port
-        self._sock: socket.socket | None = None
+        self._dialled: Dialled | None = None
         self._done = threading.Event()
         thread = threading.Thread(
-            target=self._connect, args=(timeout_s,), name="segdl-dial", daemon=True
+            target=self._connect, args=(timeout_s, request), name="segdl-dial", daemon=True
         )
         thread.start()
 
-    def _connect(self, timeout_s: float) -> None:
+    def _connect(self, timeout_s: float, request: bytes | None) -> None:
         try:
-            self._sock = socket.create_connection((self.host, self.port), timeout_s)
+            sock = socket.create_connection((self.host, self.port), timeout_s)
         except OSError as exc:  # the transport connects again and reports its own error
             log.debug("early connect to %s:%s failed: %s", self.host, self.port, exc)
+            self._done.set()
+            return
+        try:
+            if request is not None:
+                sock.sendall(request)
+            self._dialled = Dialled(sock, request)
+        except OSError as exc:  # a connection that fails already is no use
+            log.debug("early request to %s:%s failed: %s", self.host, self.port, exc)
+            sock.close()
         finally:
             self._done.set()
 
-    def wait(self) -> socket.socket | None:
-        """The socket once the connect is over (bounded by its own timeout)."""
+    def wait(self) -> Dialled | None:
+        """The socket once the connect (and the request) is over, bounded by its timeout."""
         self._done.wait()
-        return self._sock
+        return self._dialled
 
 
-def dial(url: str, timeout_s: float) -> None:
-    """Start connecting to ``url``'s host and port; no byte is sent. Never raises."""
+def dial(url: str, timeout_s: float, request: bytes | None = None) -> None:
+    """Start connecting to ``url``'s host and port, then write ``request`` on the socket if
+    given (see :func:`first_request`); nothing else is sent. Never raises."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -66,12 +90,13 @@ def dial(url: str, timeout_s: float) -> None:
     key = (parts.hostname.rstrip("."), port or _DEFAULT_PORTS[scheme])  # as urllib3 names it
     with _lock:
         if key not in _dials:
-            _dials[key] = _Dial(*key, timeout_s)
+            _dials[key] = _Dial(*key, timeout_s, request)
 
 
-def take(host: str, port: int) -> socket.socket | None:
-    """The socket dialled to ``host``:``port``, once: None if none was dialled or it failed.
-    Waits for a connect still in flight (it started earlier than a new one would)."""
+def take(host: str, port: int) -> Dialled | None:
+    """The socket dialled to ``host``:``port``, once, with the request written on it: None if
+    none was dialled or it failed. Waits for a connect still in flight (it started earlier
+    than a new one would)."""
     with _lock:
         pending = _dials.pop((host.lower().rstrip("."), port), None)
     return None if pending is None else pending.wait()
@@ -83,6 +108,44 @@ def discard() -> None:
         pending = list(_dials.values())
         _dials.clear()
     for one in pending:
-        sock = one.wait()
-        if sock is not None:
-            sock.close()
+        dialled = one.wait()
+        if dialled is not None:
+            dialled.sock.close()
+
+
+# What may stand in a request target as it is: what urllib3 leaves alone when it
+# normalises one (RFC 3986 unreserved, sub-delims, ':', '@', '/', '?', and '%' escapes).
+_TARGET_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%"
+)
+
+
+def first_request(url: str, user_agent: str) -> bytes | None:
+    """The first request of a fresh download of a plain-``http`` ``url``, byte for byte as
+    the transport writes it (:func:`segdl.probe.first_contact`: ``GET`` with
+    ``Range: bytes=0-``, segdl's headers, nothing else); None where this cannot be sure of
+    its bytes (another scheme, userinfo, a target urllib3 would re-encode). Sent with
+    :func:`dial`, it leaves while the engine is still being imported; a connection whose
+    own request turns out different does not use that socket (see
+    :class:`segdl.transport._HTTPConnection`), so a wrong guess costs a connection, never a
+    wrong answer."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if parts.scheme.lower() != "http" or not host or "@" in parts.netloc or ":" in host:
+        return None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not set(target) <= _TARGET_CHARS or not user_agent.isprintable():
+        return None
+    authority = host if port in (None, 80) else f"{host}:{port}"
+    head = (
+        f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n"
+        "Accept-Encoding: identity\r\nRange: bytes=0-\r\n\r\n"
+    )
+    try:
+        return head.encode("ascii")
+    except UnicodeEncodeError:
+        return None

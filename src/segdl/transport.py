@@ -177,15 +177,19 @@ class _BoundedResponse(http.client.HTTPResponse):
             http.client._read_headers(self.fp)  # type: ignore[attr-defined]
 
 
-def _dialled(conn: urllib3.connection.HTTPConnection) -> socket.socket | None:
+def _dialled(conn: urllib3.connection.HTTPConnection) -> dial.Dialled | None:
     """The socket :mod:`segdl.dial` connected to ``conn``'s host ahead of time, set up as
-    urllib3 sets up its own; None if there is none (urllib3 then connects as usual)."""
+    urllib3 sets up its own, with the request already written on it; None if there is none
+    (urllib3 then connects as usual)."""
     if conn.source_address is not None:
         return None  # a dialled socket is not bound where this connection asks
-    sock = dial.take(conn.host, conn.port)
-    if sock is None:
+    dialled = dial.take(conn.host, conn.port)
+    if dialled is None:
         return None
-    if wait_for_read(sock, timeout=0.0):  # closed (or talking) before any request: not usable
+    sock = dialled.sock
+    # Before any request, a readable socket was closed (or is talking): not usable. After
+    # one, its answer may well be arriving.
+    if dialled.sent is None and wait_for_read(sock, timeout=0.0):
         sock.close()
         return None
     try:
@@ -197,21 +201,61 @@ def _dialled(conn: urllib3.connection.HTTPConnection) -> socket.socket | None:
         sock.close()
         return None
     sys.audit("http.client.connect", conn, conn.host, conn.port)
-    return sock
+    return dialled
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
+    """urllib3's connection, on the socket :mod:`segdl.dial` connected when there is one.
+
+    That socket may carry a request already (:func:`segdl.dial.first_request`): when the
+    first request written here is that one, byte for byte, it is not written again; any
+    other request gets a fresh connection instead, since the server answers the early one
+    first and its answer would be read as this one's."""
+
     response_class = _BoundedResponse
+    _sent_early: bytes | None = None
 
     def _new_conn(self) -> socket.socket:
-        return _dialled(self) or super()._new_conn()
+        dialled = _dialled(self)
+        self._sent_early = None if dialled is None else dialled.sent
+        return super()._new_conn() if dialled is None else dialled.sock
+
+    @property
+    def is_connected(self) -> bool:
+        """urllib3 takes a readable idle socket for a dropped one; one whose early request
+        is not yet claimed may well be readable: its answer is arriving."""
+        if self._sent_early is not None and self.sock is not None:
+            return True
+        return bool(super().is_connected)
+
+    def close(self) -> None:
+        self._sent_early = None  # whatever socket comes next carries no request
+        super().close()
+
+    def send(self, data: Any) -> None:
+        if self.sock is None and self.auto_open:
+            self.connect()  # as http.client's send would, but before the check below
+        early, self._sent_early = self._sent_early, None
+        if early is not None and self.sock is not None:
+            if data == early:
+                return  # already on its way
+            log.debug("early request to %s differs: connecting again", self.host)
+            self.sock.close()
+            self.sock = super()._new_conn()
+        super().send(data)
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
     response_class = _BoundedResponse
 
     def _new_conn(self) -> socket.socket:
-        return _dialled(self) or super()._new_conn()  # TLS goes on top as on any socket
+        dialled = _dialled(self)
+        if dialled is None:
+            return super()._new_conn()
+        if dialled.sent is not None:  # not TLS: segdl.dial writes plain http only
+            dialled.sock.close()
+            return super()._new_conn()
+        return dialled.sock  # TLS goes on top as on any socket
 
 
 class _HTTPConnectionPool(urllib3.HTTPConnectionPool):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 from segdl import dial
 from segdl.cli.exitcodes import ExitCode
 from segdl.errors import ConnectError, TLSError
-from segdl.transport import Urllib3Transport
+from segdl.transport import Urllib3Transport, _HTTPConnection
 from tests.client import get_body, wait_for
 from tests.integration.test_cli import run_cli
 from tests.server import FaultServer
@@ -111,9 +111,9 @@ def test_the_cli_dials_its_url_unless_a_proxy_carries_it(
     dialled: list[str] = []
     real_dial = dial.dial
 
-    def spy(target: str, timeout_s: float) -> None:
+    def spy(target: str, timeout_s: float, request: bytes | None = None) -> None:
         dialled.append(target)
-        real_dial(target, timeout_s)
+        real_dial(target, timeout_s, request)
 
     monkeypatch.setattr(dial, "dial", spy)
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
@@ -137,3 +137,165 @@ def test_the_cli_dials_its_url_unless_a_proxy_carries_it(
     assert code != ExitCode.OK
     assert dialled == []
     assert len(fault_server.requests) == 1
+
+
+# The first request sent with the early connect.
+
+
+def test_the_first_request_is_segdls_own_byte_for_byte() -> None:
+    """What the transport writes for a fresh download's first request (checked end to end
+    below); the port only when it is not 80, as http.client writes Host."""
+    assert dial.first_request("http://Example.org:8080/a/b.iso?x=1&y=%2F#frag", "segdl/1") == (
+        b"GET /a/b.iso?x=1&y=%2F HTTP/1.1\r\nHost: example.org:8080\r\n"
+        b"User-Agent: segdl/1\r\nAccept-Encoding: identity\r\nRange: bytes=0-\r\n\r\n"
+    )
+    assert dial.first_request("http://example.org:80", "ua").startswith(  # type: ignore[union-attr]
+        b"GET / HTTP/1.1\r\nHost: example.org\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.org/f",  # TLS first: nothing is written on the bare socket
+        "http://user:pw@example.org/f",  # credentials: the engine's headers differ
+        "http://[::1]:8080/f",  # bracketed host: left to urllib3
+        "http://example.org/a b",  # urllib3 would re-encode the target
+        "http://example.org/caf\u00e9",
+        "http://example.org/f?q=[1]",
+        "http://example.org:99999/f",  # not a port
+    ],
+)
+def test_no_first_request_where_its_bytes_are_not_certain(url: str) -> None:
+    assert dial.first_request(url, "segdl/1") is None
+
+
+def _spy_dial(monkeypatch: pytest.MonkeyPatch) -> list[bytes | None]:
+    sent: list[bytes | None] = []
+    real_dial = dial.dial
+
+    def spy(target: str, timeout_s: float, request: bytes | None = None) -> None:
+        sent.append(request)
+        real_dial(target, timeout_s, request)
+
+    monkeypatch.setattr(dial, "dial", spy)
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    return sent
+
+
+def test_the_cli_sends_its_first_request_with_the_early_connect(
+    fault_server: FaultServer,
+    make_data: Callable[..., bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The early request is the one the engine meant to send: the server sees it once, on
+    the dialled connection, and the download uses its answer (no second connection)."""
+    data = make_data(300_000)
+    fault_server.add_file("/f.bin", data)
+    sent = _spy_dial(monkeypatch)
+    code, _, err = run_cli(
+        "-q", "-x", "1", "-o", str(tmp_path / "a.bin"), fault_server.url("/f.bin")
+    )
+    assert (code, err) == (ExitCode.OK, "")
+    assert (tmp_path / "a.bin").read_bytes() == data
+    assert sent[0] is not None and sent[0].startswith(b"GET /f.bin HTTP/1.1\r\n")
+    assert [(r.connection_id, r.range) for r in fault_server.requests] == [(0, "bytes=0-")]
+
+    # Named by the server (-d): the same first request, whatever the name turns out to be.
+    fault_server.clear_log()
+    sent.clear()
+    (tmp_path / "d").mkdir()
+    code, _, err = run_cli("-q", "-x", "1", "-d", str(tmp_path / "d"), fault_server.url("/f.bin"))
+    assert (code, err) == (ExitCode.OK, "")
+    assert sent[0] is not None
+    assert [r.range for r in fault_server.requests] == ["bytes=0-"]
+    assert len({r.connection_id for r in fault_server.requests}) == 1
+
+
+def test_no_early_request_when_the_first_request_would_differ(
+    fault_server: FaultServer,
+    make_data: Callable[..., bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Extra headers or credentials, or something at the output path (a partial download to
+    resume, a file to refuse): the engine's first request is its own, so none goes early."""
+    data = make_data(200_000)
+    fault_server.add_file("/f.bin", data)
+    url = fault_server.url("/f.bin")
+    sent = _spy_dial(monkeypatch)
+    out = tmp_path / "a.bin"
+    assert run_cli("-q", "-x", "1", "-H", "X-A: 1", "-o", str(out), url)[0] == ExitCode.OK
+    assert run_cli("-q", "-x", "1", "-u", "u:p", "-o", str(tmp_path / "b.bin"), url)[0] == 0
+    assert run_cli("-q", "-x", "1", "-o", str(out), url)[0] == ExitCode.OUTPUT_EXISTS
+    (tmp_path / "c.bin.part").write_bytes(b"")
+    assert run_cli("-q", "-x", "1", "-o", str(tmp_path / "c.bin"), url)[0] == ExitCode.OK
+    assert sent == [None, None, None, None]
+    assert (tmp_path / "c.bin").read_bytes() == data
+
+
+def test_a_connection_whose_request_differs_does_not_use_the_early_socket(
+    fault_server: FaultServer,
+) -> None:
+    """The server answers the early request first, so a connection that would send another
+    one connects again: its answer is never taken for the early request's."""
+    fault_server.add_file("/f.bin", b"right" * 1000)
+    fault_server.add_file("/other.bin", b"wrong" * 1000)
+    early = dial.first_request(fault_server.url("/other.bin"), "segdl/early")
+    dial.dial(fault_server.url("/f.bin"), 5.0, early)
+    assert _get_once(fault_server.url("/f.bin")) == b"right" * 1000
+    assert wait_for(lambda: len(fault_server.requests) == 2)
+    by_connection = {r.connection_id: r.path for r in fault_server.requests}
+    assert by_connection == {0: "/other.bin", 1: "/f.bin"}
+
+
+def test_the_cli_knows_the_names_a_partial_download_leaves() -> None:
+    """The CLI checks for them without importing the modules that name them."""
+    import inspect
+
+    from segdl.cli import main as cli_main
+    from segdl.state import STATE_SUFFIX
+    from segdl.storage import PART_SUFFIX
+
+    source = inspect.getsource(cli_main._early_request)
+    assert f'"{PART_SUFFIX}"' in source and f'"{STATE_SUFFIX}"' in source
+
+
+def test_an_early_answer_already_waiting_is_used(fault_server: FaultServer) -> None:
+    """On a fast network the answer is there before the transport takes the socket: a
+    readable socket with a request on it is not a dropped connection."""
+    fault_server.add_file("/f.bin", b"fast" * 1000)
+    url = fault_server.url("/f.bin")
+    dial.dial(url, 5.0, dial.first_request(url, "segdl/early"))
+    assert wait_for(lambda: len(fault_server.requests) == 1)  # answered in full
+    transport = Urllib3Transport()
+    try:
+        # The pool hands out an idle connection only after checking it: preconnect first.
+        transport.preconnect(url, 0).release()
+        headers = {"User-Agent": "segdl/early", "Accept-Encoding": "identity"}
+        response = transport.request("GET", url, {**headers, "Range": "bytes=0-"})
+        assert response.status == 206
+        response.close()
+    finally:
+        transport.close()
+    assert [r.connection_id for r in fault_server.requests] == [0]
+
+
+def test_a_closed_connection_forgets_its_early_request(fault_server: FaultServer) -> None:
+    """Reconnected after a close, a connection writes its request: the early one went with
+    the old socket."""
+    fault_server.add_file("/f.bin", b"again" * 1000)
+    url = fault_server.url("/f.bin")
+    request = dial.first_request(url, "segdl/early")
+    assert request is not None
+    dial.dial(url, 5.0, request)
+    conn = _HTTPConnection("127.0.0.1", fault_server.port, timeout=5.0)
+    conn.connect()
+    assert conn._sent_early == request
+    conn.close()
+    assert conn._sent_early is None
+    conn.connect()  # nothing dialled any more: a fresh socket
+    assert conn._sent_early is None
+    conn.close()
