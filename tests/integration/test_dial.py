@@ -101,6 +101,21 @@ def test_what_cannot_be_dialled_is_ignored(url: str) -> None:
     dial.discard()
 
 
+def _spy_dial(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bytes | None]]:
+    """Every early dial the CLI makes, (URL, request sent with it), without proxy variables."""
+    calls: list[tuple[str, bytes | None]] = []
+    real_dial = dial.dial
+
+    def spy(target: str, timeout_s: float, request: bytes | None = None) -> None:
+        calls.append((target, request))
+        real_dial(target, timeout_s, request)
+
+    monkeypatch.setattr(dial, "dial", spy)
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    return calls
+
+
 def test_the_cli_dials_its_url_unless_a_proxy_carries_it(
     fault_server: FaultServer,
     tmp_path: Path,
@@ -108,23 +123,14 @@ def test_the_cli_dials_its_url_unless_a_proxy_carries_it(
 ) -> None:
     fault_server.add_file("/f.bin", b"y" * 3000)
     url = fault_server.url("/f.bin")
-    dialled: list[str] = []
-    real_dial = dial.dial
-
-    def spy(target: str, timeout_s: float, request: bytes | None = None) -> None:
-        dialled.append(target)
-        real_dial(target, timeout_s, request)
-
-    monkeypatch.setattr(dial, "dial", spy)
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+    calls = _spy_dial(monkeypatch)
     code, _, err = run_cli("-q", "-x", "1", "-o", str(tmp_path / "a.bin"), url)
     assert (code, err) == (ExitCode.OK, "")
-    assert dialled == [url]
+    assert [target for target, _ in calls] == [url]
     assert fault_server.peak_connections == 1  # the dialled socket served the whole file
 
     # A proxy would carry the request: nothing may go to the server around it.
-    dialled.clear()
+    calls.clear()
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         dead_proxy = f"http://127.0.0.1:{unused.getsockname()[1]}"
@@ -135,7 +141,7 @@ def test_the_cli_dials_its_url_unless_a_proxy_carries_it(
     monkeypatch.setenv("http_proxy", dead_proxy)
     code, _, _ = run_cli("-q", "--retries", "0", "-o", str(tmp_path / "c"), url)
     assert code != ExitCode.OK
-    assert dialled == []
+    assert calls == []
     assert len(fault_server.requests) == 1
 
 
@@ -170,20 +176,6 @@ def test_no_first_request_where_its_bytes_are_not_certain(url: str) -> None:
     assert dial.first_request(url, "segdl/1") is None
 
 
-def _spy_dial(monkeypatch: pytest.MonkeyPatch) -> list[bytes | None]:
-    sent: list[bytes | None] = []
-    real_dial = dial.dial
-
-    def spy(target: str, timeout_s: float, request: bytes | None = None) -> None:
-        sent.append(request)
-        real_dial(target, timeout_s, request)
-
-    monkeypatch.setattr(dial, "dial", spy)
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    return sent
-
-
 def test_the_cli_sends_its_first_request_with_the_early_connect(
     fault_server: FaultServer,
     make_data: Callable[..., bytes],
@@ -194,22 +186,23 @@ def test_the_cli_sends_its_first_request_with_the_early_connect(
     the dialled connection, and the download uses its answer (no second connection)."""
     data = make_data(300_000)
     fault_server.add_file("/f.bin", data)
-    sent = _spy_dial(monkeypatch)
+    calls = _spy_dial(monkeypatch)
     code, _, err = run_cli(
         "-q", "-x", "1", "-o", str(tmp_path / "a.bin"), fault_server.url("/f.bin")
     )
     assert (code, err) == (ExitCode.OK, "")
     assert (tmp_path / "a.bin").read_bytes() == data
-    assert sent[0] is not None and sent[0].startswith(b"GET /f.bin HTTP/1.1\r\n")
+    request = calls[0][1]
+    assert request is not None and request.startswith(b"GET /f.bin HTTP/1.1\r\n")
     assert [(r.connection_id, r.range) for r in fault_server.requests] == [(0, "bytes=0-")]
 
     # Named by the server (-d): the same first request, whatever the name turns out to be.
     fault_server.clear_log()
-    sent.clear()
+    calls.clear()
     (tmp_path / "d").mkdir()
     code, _, err = run_cli("-q", "-x", "1", "-d", str(tmp_path / "d"), fault_server.url("/f.bin"))
     assert (code, err) == (ExitCode.OK, "")
-    assert sent[0] is not None
+    assert calls[0][1] is not None
     assert [r.range for r in fault_server.requests] == ["bytes=0-"]
     assert len({r.connection_id for r in fault_server.requests}) == 1
 
@@ -225,14 +218,14 @@ def test_no_early_request_when_the_first_request_would_differ(
     data = make_data(200_000)
     fault_server.add_file("/f.bin", data)
     url = fault_server.url("/f.bin")
-    sent = _spy_dial(monkeypatch)
+    calls = _spy_dial(monkeypatch)
     out = tmp_path / "a.bin"
     assert run_cli("-q", "-x", "1", "-H", "X-A: 1", "-o", str(out), url)[0] == ExitCode.OK
     assert run_cli("-q", "-x", "1", "-u", "u:p", "-o", str(tmp_path / "b.bin"), url)[0] == 0
     assert run_cli("-q", "-x", "1", "-o", str(out), url)[0] == ExitCode.OUTPUT_EXISTS
     (tmp_path / "c.bin.part").write_bytes(b"")
     assert run_cli("-q", "-x", "1", "-o", str(tmp_path / "c.bin"), url)[0] == ExitCode.OK
-    assert sent == [None, None, None, None]
+    assert [request for _, request in calls] == [None, None, None, None]
     assert (tmp_path / "c.bin").read_bytes() == data
 
 
