@@ -186,6 +186,7 @@ def test_the_cli_sends_its_first_request_with_the_early_connect(
     the dialled connection, and the download uses its answer (no second connection)."""
     data = make_data(300_000)
     fault_server.add_file("/f.bin", data)
+    url = fault_server.url("/f.bin")
     calls = _spy_dial(monkeypatch)
     code, _, err = run_cli(
         "-q", "-x", "1", "-o", str(tmp_path / "a.bin"), fault_server.url("/f.bin")
@@ -195,6 +196,17 @@ def test_the_cli_sends_its_first_request_with_the_early_connect(
     request = calls[0][1]
     assert request is not None and request.startswith(b"GET /f.bin HTTP/1.1\r\n")
     assert [(r.connection_id, r.range) for r in fault_server.requests] == [(0, "bytes=0-")]
+
+    # Its own User-Agent, even an empty one: still the engine's first request, byte for byte.
+    fault_server.clear_log()
+    calls.clear()
+    for agent in ("", "fetcher/2"):
+        out = tmp_path / f"ua{len(agent)}.bin"
+        code, _, err = run_cli("-q", "-x", "1", "--user-agent", agent, "-o", str(out), url)
+        assert (code, err) == (ExitCode.OK, "")
+    assert all(request is not None for _, request in calls)
+    assert [r.header("User-Agent") for r in fault_server.requests] == ["", "fetcher/2"]
+    assert len({r.connection_id for r in fault_server.requests}) == 2  # one connection each
 
     # Named by the server (-d): the same first request, whatever the name turns out to be.
     fault_server.clear_log()

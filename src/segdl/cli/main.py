@@ -383,7 +383,8 @@ def _early_request(args: argparse.Namespace) -> bytes | None:
         os.path.lexists(args.output + suffix) for suffix in ("", ".part", ".segdl-state")
     ):
         return None
-    return dial.first_request(args.urls[0], args.user_agent or f"segdl/{__version__}")
+    agent = args.user_agent if args.user_agent is not None else f"segdl/{__version__}"
+    return dial.first_request(args.urls[0], agent)
 
 
 def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
