@@ -13,6 +13,8 @@ import pytest
 from segdl import dial
 from segdl.cli.exitcodes import ExitCode
 from segdl.errors import ConnectError, TLSError
+from segdl.state import STATE_SUFFIX
+from segdl.storage import PART_SUFFIX
 from segdl.transport import Urllib3Transport, _HTTPConnection
 from tests.client import get_body, wait_for
 from tests.integration.test_cli import run_cli
@@ -235,10 +237,25 @@ def test_no_early_request_when_the_first_request_would_differ(
     assert run_cli("-q", "-x", "1", "-H", "X-A: 1", "-o", str(out), url)[0] == ExitCode.OK
     assert run_cli("-q", "-x", "1", "-u", "u:p", "-o", str(tmp_path / "b.bin"), url)[0] == 0
     assert run_cli("-q", "-x", "1", "-o", str(out), url)[0] == ExitCode.OUTPUT_EXISTS
-    (tmp_path / "c.bin.part").write_bytes(b"")
-    assert run_cli("-q", "-x", "1", "-o", str(tmp_path / "c.bin"), url)[0] == ExitCode.OK
-    assert [request for _, request in calls] == [None, None, None, None]
-    assert (tmp_path / "c.bin").read_bytes() == data
+    # What a partial download leaves, named as storage and state name it (the CLI checks
+    # for them without importing those modules).
+    for name, suffix in (("c.bin", PART_SUFFIX), ("d.bin", STATE_SUFFIX)):
+        (tmp_path / (name + suffix)).write_bytes(b"")
+        assert run_cli("-q", "-x", "1", "-o", str(tmp_path / name), url)[0] == ExitCode.OK
+        assert (tmp_path / name).read_bytes() == data
+    assert [request for _, request in calls] == [None] * 5
+
+
+def test_an_early_request_is_never_sent_under_tls(
+    server_context: ssl.SSLContext, ca_bundle: str
+) -> None:
+    """A socket with plain bytes on it cannot carry TLS: an https connection connects anew."""
+    with FaultServer(ssl_context=server_context) as server:
+        server.add_file("/f.bin", b"t" * 5000)
+        url = server.url("/f.bin")
+        dial.dial(url, 5.0, b"GET /f.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _get_once(url, ca_bundle=ca_bundle) == b"t" * 5000
+        assert len(server.requests) == 1
 
 
 def test_a_connection_whose_request_differs_does_not_use_the_early_socket(
@@ -254,18 +271,6 @@ def test_a_connection_whose_request_differs_does_not_use_the_early_socket(
     assert wait_for(lambda: len(fault_server.requests) == 2)
     by_connection = {r.connection_id: r.path for r in fault_server.requests}
     assert by_connection == {0: "/other.bin", 1: "/f.bin"}
-
-
-def test_the_cli_knows_the_names_a_partial_download_leaves() -> None:
-    """The CLI checks for them without importing the modules that name them."""
-    import inspect
-
-    from segdl.cli import main as cli_main
-    from segdl.state import STATE_SUFFIX
-    from segdl.storage import PART_SUFFIX
-
-    source = inspect.getsource(cli_main._early_request)
-    assert f'"{PART_SUFFIX}"' in source and f'"{STATE_SUFFIX}"' in source
 
 
 def test_an_early_answer_already_waiting_is_used(fault_server: FaultServer) -> None:
