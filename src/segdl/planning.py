@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from segdl.models import ByteRange
+from segdl.progress import SegmentMap, merged
 
 # Split points are aligned so writes stay page-aligned; a detail, not a correctness matter.
 _ALIGN = 64 * 1024
@@ -210,6 +211,20 @@ class Planner:
             ranges = list(self._done_before)
             ranges += [ByteRange(s.start, s.written_pos) for s in self.segments]
         return sorted((r for r in ranges if r.length), key=lambda r: r.start)
+
+    def segment_map(self) -> SegmentMap:
+        """What is in and where each connection is, for progress displays."""
+        with self._lock:
+            done = list(self._done_before)
+            done += [ByteRange(s.start, s.pos) for s in self.segments]
+            streams = [
+                ByteRange(c.stream_pos, max(c.stream_pos, min(s.end, c.request.end)))
+                for s in self.segments
+                for c in s.claims
+                if c.active and c.stream_pos <= s.end
+            ]
+        streams.sort(key=lambda r: r.start)
+        return SegmentMap(self.size_bytes, merged(done), tuple(streams))
 
     def next_claim(self, now_s: float) -> Claim | None:
         """Work for an idle connection, or None when there is none worth taking right now."""

@@ -12,6 +12,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from segdl.models import ByteRange
+
 
 @dataclass(frozen=True, slots=True)
 class DownloadStarted:
@@ -24,6 +26,43 @@ class DownloadStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentMap:
+    """Which bytes of a file of known size are in, and where each connection is: what a
+    download manager draws as its map. Offsets are bytes of the file; every range is
+    half-open, and each tuple is sorted by start."""
+
+    size_bytes: int
+    done: tuple[ByteRange, ...]
+    """Bytes received, merged: no two touch or overlap."""
+    connections: tuple[ByteRange, ...]
+    """One per connection streaming now: ``start`` is the offset of the next byte it
+    delivers, ``end`` where its range stops. Two may share bytes while one races another."""
+
+    def as_json(self) -> dict[str, object]:
+        """Plain lists, for JSON: ``{"size_bytes": N, "done": [[start, end], ...],
+        "connections": [[pos, end], ...]}``."""
+        return {
+            "size_bytes": self.size_bytes,
+            "done": [[r.start, r.end] for r in self.done],
+            "connections": [[r.start, r.end] for r in self.connections],
+        }
+
+
+def merged(ranges: list[ByteRange]) -> tuple[ByteRange, ...]:
+    """``ranges`` sorted, with touching or overlapping ones joined, empty ones dropped."""
+    out: list[ByteRange] = []
+    for r in sorted(ranges, key=lambda r: r.start):
+        if not r.length:
+            continue
+        if out and r.start <= out[-1].end:
+            if r.end > out[-1].end:
+                out[-1] = ByteRange(out[-1].start, r.end)
+        else:
+            out.append(r)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class DownloadProgress:
     url: str
     done_bytes: int
@@ -33,6 +72,8 @@ class DownloadProgress:
     """Over the last few seconds, not since the start."""
     connections: int
     """Connections streaming right now."""
+    segments: SegmentMap | None = None
+    """Done ranges and connection positions; None while the size is unknown."""
 
 
 @dataclass(frozen=True, slots=True)

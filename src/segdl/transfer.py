@@ -47,6 +47,8 @@ from segdl.progress import (
     Notice,
     NoticeKind,
     ProgressListener,
+    SegmentMap,
+    merged,
 )
 from segdl.ratelimit import TokenBucket
 from segdl.resume import Checkpointer
@@ -177,7 +179,7 @@ class Transfer:
             functools.partial(self._worker, planner, part, None, None, index)
             for index in range(1, workers)
         ]
-        self._supervise(calls, resource.size_bytes, lambda: planner.done_bytes)
+        self._supervise(calls, resource.size_bytes, lambda: planner.done_bytes, planner.segment_map)
         log.debug("plan: %d splits, %d races", planner.splits, planner.races)
         if not planner.finished:  # every worker gave up; each already raised if fatal
             raise ProtocolError(f"download of {self.shown_url} stopped with bytes missing")
@@ -338,7 +340,10 @@ class Transfer:
         )
         try:
             (future,) = self._supervise(
-                [call], resource.size_bytes, lambda: self._single_done_bytes
+                [call],
+                resource.size_bytes,
+                lambda: self._single_done_bytes,
+                functools.partial(self._single_map, resource.size_bytes),
             )
         finally:
             self._unregister(response)
@@ -363,6 +368,7 @@ class Transfer:
         calls: Sequence[Callable[[], Any]],
         size_bytes: int | None,
         done_bytes: Callable[[], int],
+        segment_map: Callable[[], SegmentMap | None],
     ) -> list[cf.Future[Any]]:
         """Run ``calls`` on worker threads and report progress until they end; on the first
         error or Ctrl-C, stop all. Every call has ended when this returns or raises."""
@@ -386,7 +392,7 @@ class Transfer:
                         if checkpointer.error is not None:
                             raise checkpointer.error
                         checkpointer.tick()
-                    self._progress(size_bytes, done_bytes(), len(pending))
+                    self._progress(size_bytes, done_bytes(), len(pending), segment_map())
                     if self.cancel.is_set():
                         raise Cancelled("download cancelled")
             except BaseException:
@@ -410,7 +416,13 @@ class Transfer:
         with cf.ThreadPoolExecutor(count, thread_name_prefix="segdl") as pool:
             yield pool
 
-    def _progress(self, size_bytes: int | None, done_bytes: int, connections: int) -> None:
+    def _progress(
+        self,
+        size_bytes: int | None,
+        done_bytes: int,
+        connections: int,
+        segments: SegmentMap | None,
+    ) -> None:
         now = self.clock()
         if not self._rates:
             self._rates.append((self._started_s, 0))
@@ -421,7 +433,13 @@ class Transfer:
         rate = (done_bytes - then_bytes) / (now - then) if now > then else 0.0
         self.listener(
             DownloadProgress(
-                self.shown_url, done_bytes, size_bytes, now - self._started_s, rate, connections
+                self.shown_url,
+                done_bytes,
+                size_bytes,
+                now - self._started_s,
+                rate,
+                connections,
+                segments,
             )
         )
 
@@ -523,6 +541,14 @@ class Transfer:
             self._resource = replace(used, final_url=fresh.final_url)
         self._notice(NoticeKind.URL_RENEWED, f"{error.status} from the redirect target: renewed")
         return True
+
+    def _single_map(self, size_bytes: int | None) -> SegmentMap | None:
+        """One stream from byte 0: what is in is a prefix, and the connection is at its end."""
+        if size_bytes is None:
+            return None
+        done = min(self._single_done_bytes, size_bytes)
+        streams = (ByteRange(done, size_bytes),) if done < size_bytes else ()
+        return SegmentMap(size_bytes, merged([ByteRange(0, done)]), streams)
 
     def _single_written(self) -> list[ByteRange]:
         return [ByteRange(0, self._single_done_bytes)]

@@ -21,6 +21,7 @@ from segdl.progress import (
     Event,
     Notice,
     NoticeKind,
+    SegmentMap,
 )
 
 _PLAIN_INTERVAL_S = 2.0
@@ -91,6 +92,8 @@ class JsonDisplay:
             name, value = field.name, getattr(event, field.name)
             if isinstance(value, (Path, BaseException)):
                 value = str(value)
+            elif isinstance(value, SegmentMap):
+                value = value.as_json()
             elif hasattr(value, "value"):
                 value = value.value
             record[name] = value
