@@ -8,7 +8,7 @@ from pathlib import Path
 import segdl
 from segdl.progress import DownloadProgress
 from tests.events import Recorder
-from tests.server import FaultServer, Faults
+from tests.server import Faults, FaultServer
 
 
 def test_ranged_download_reports_done_ranges_and_connection_positions(
@@ -19,9 +19,7 @@ def test_ranged_download_reports_done_ranges_and_connection_positions(
     fault_server.add_file("/f.bin", data)
     fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=2 << 20))
     recorder = Recorder()
-    segdl.download(
-        fault_server.url("/f.bin"), tmp_path / "f.bin", connections=4, progress=recorder
-    )
+    segdl.download(fault_server.url("/f.bin"), tmp_path / "f.bin", connections=4, progress=recorder)
     events = [e for e in recorder.events if isinstance(e, DownloadProgress)]
     assert events
     for event in events:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,7 +22,7 @@ def test_merged_ranges_are_sorted_disjoint_and_cover_the_same_bytes(
     covered = {i for r in ranges for i in range(r.start, r.end)}
     assert {i for r in out for i in range(r.start, r.end)} == covered
     assert all(r.length for r in out)
-    assert all(a.end < b.start for a, b in zip(out, out[1:], strict=False))
+    assert all(a.end < b.start for a, b in itertools.pairwise(out))
 
 
 def test_map_shows_each_connection_at_its_next_byte_and_done_bytes_behind_it() -> None:
