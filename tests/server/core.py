@@ -412,7 +412,8 @@ class FaultServer:
             if plan.faults.informational and not _send_interim(conn, plan.faults.informational):
                 return False
             ending = sender.send(
-                format_head(plan.status, plan.headers), plan.body_plan(connection_id)
+                format_head(plan.status, plan.headers, plan.faults.reason),
+                plan.body_plan(connection_id),
             )
         finally:  # log even if user code (a throttle callable) raised
             with self._changed:

@@ -34,6 +34,8 @@ class Faults:
     head_status: int | None = None
     throttle_bytes_per_s: float | None = None
     throttle_for_connection: Callable[[int], float | None] | None = None
+    reason: str | None = None
+    """The status line's reason phrase instead of the standard one, sent as UTF-8 bytes."""
     informational: int = 0
     """Send this many ``100 Continue`` interim responses before the real one."""
     times: int | None = None

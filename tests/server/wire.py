@@ -171,8 +171,10 @@ def reason_phrase(status: int) -> str:
         return "Unknown"
 
 
-def format_head(status: int, headers: list[tuple[str, str]]) -> bytes:
-    """A response's status line and header section, ending with the empty line."""
-    lines = [f"HTTP/1.1 {status} {reason_phrase(status)}"]
+def format_head(status: int, headers: list[tuple[str, str]], reason: str | None = None) -> bytes:
+    """A response's status line and header section, ending with the empty line; ``reason``
+    replaces the standard phrase (its UTF-8 bytes, whatever they are)."""
+    phrase = reason_phrase(status) if reason is None else reason.encode().decode("latin-1")
+    lines = [f"HTTP/1.1 {status} {phrase}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import IO, Any
 from segdl.batch import BatchReport, ItemReport, Job, Outcome, download_many, parse_input_file
 from segdl.cli.exitcodes import ExitCode, exit_code_for
 from segdl.errors import SegdlError, UsageError, shown
+from segdl.printable import json_line, printable
 from segdl.progress import Event
 
 
@@ -29,7 +29,7 @@ def run_batch(
         if args.output is not None:
             raise UsageError("-o names one file: use -d with several URLs or -i")
     except (SegdlError, OSError) as exc:
-        print(f"segdl: error: {exc}", file=stderr)
+        print(f"segdl: error: {printable(str(exc))}", file=stderr)
         return exit_code_for(exc)
     lock = threading.Lock()
     as_json = args.progress == "json"
@@ -101,10 +101,10 @@ def _print_item(
     if as_json:
         return  # the per-file events already say it
     if item.outcome is Outcome.FAILED:
-        print(f"segdl: failed: {shown(item.job.url)}: {item.error}", file=stderr)
+        print(f"segdl: failed: {printable(f'{shown(item.job.url)}: {item.error}')}", file=stderr)
     elif not quiet and item.result is not None:
         verb = "skipped" if item.outcome is Outcome.SKIPPED else "saved"
-        print(f"segdl: {verb} {item.result.path}", file=stderr)
+        print(f"segdl: {verb} {printable(str(item.result.path))}", file=stderr)
 
 
 def _finish(
@@ -124,11 +124,11 @@ def _finish(
             "elapsed_s": report.elapsed_s,
             "failures": [{"url": shown(f.job.url), "error": str(f.error)} for f in failures],
         }
-        stdout.write(json.dumps(record) + "\n")
+        stdout.write(json_line(record) + "\n")
         stdout.flush()
     elif not quiet or failures:
         from segdl.batch import summary_lines
 
         for line in summary_lines(report):
-            print(f"segdl: {line}", file=stderr)
+            print(f"segdl: {printable(line)}", file=stderr)
     return code

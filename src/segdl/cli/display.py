@@ -7,12 +7,12 @@ rich is imported only when a bar is actually drawn, so a non-interactive run (an
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from segdl.printable import json_line, printable
 from segdl.progress import (
     DownloadFailed,
     DownloadFinished,
@@ -53,12 +53,12 @@ class PlainDisplay:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Notice) and event.kind is NoticeKind.INSECURE:
-            print(f"segdl: WARNING: {event.message}", file=self.stderr)  # even when quiet
+            print(f"segdl: WARNING: {printable(event.message)}", file=self.stderr)  # even if quiet
             return
         if self.quiet:
             return
         if isinstance(event, Notice):
-            print(f"segdl: note: {event.message}", file=self.stderr)
+            print(f"segdl: note: {printable(event.message)}", file=self.stderr)
         elif isinstance(event, DownloadProgress):
             now = time.monotonic()
             if now - self._last_s < _PLAIN_INTERVAL_S:
@@ -75,9 +75,9 @@ class SilentDisplay(PlainDisplay):
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Notice) and event.kind is NoticeKind.INSECURE:
-            print(f"segdl: WARNING: {event.message}", file=self.stderr)
+            print(f"segdl: WARNING: {printable(event.message)}", file=self.stderr)
         elif isinstance(event, Notice) and not self.quiet:
-            print(f"segdl: note: {event.message}", file=self.stderr)
+            print(f"segdl: note: {printable(event.message)}", file=self.stderr)
 
 
 class JsonDisplay:
@@ -97,7 +97,7 @@ class JsonDisplay:
             elif hasattr(value, "value"):
                 value = value.value
             record[name] = value
-        self.stdout.write(json.dumps(record) + "\n")
+        self.stdout.write(json_line(record) + "\n")
         self.stdout.flush()
 
     def close(self) -> None:
@@ -136,7 +136,9 @@ class RichDisplay:
         if isinstance(event, DownloadStarted):
             if self._task is None:
                 self._task = self.progress.add_task(
-                    event.path.name, total=event.size_bytes, connections=event.connections
+                    _description(event.path.name),
+                    total=event.size_bytes,
+                    connections=event.connections,
                 )
             else:
                 self.progress.update(self._task, total=event.size_bytes, completed=0)
@@ -147,12 +149,19 @@ class RichDisplay:
         elif isinstance(event, DownloadFinished) and self._task is not None:
             self.progress.update(self._task, completed=event.size_bytes, total=event.size_bytes)
         elif isinstance(event, Notice):
-            self.progress.console.print(f"note: {event.message}", markup=False)
+            self.progress.console.print(f"note: {printable(event.message)}", markup=False)
         elif isinstance(event, DownloadFailed):
             pass
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def _description(name: str) -> str:
+    """A task's name for rich: no control characters, and no rich markup (``[link=...]``)."""
+    from rich.markup import escape
+
+    return escape(printable(name))
 
 
 def _progress_text(event: DownloadProgress) -> str:
@@ -195,7 +204,7 @@ class BatchRichDisplay:
             task = self._tasks.get(event.url)
             if isinstance(event, DownloadStarted) and task is None:
                 self._tasks[event.url] = self.progress.add_task(
-                    event.path.name, total=event.size_bytes
+                    _description(event.path.name), total=event.size_bytes
                 )
             elif isinstance(event, DownloadProgress) and task is not None:
                 self.progress.update(task, completed=event.done_bytes)
@@ -203,7 +212,7 @@ class BatchRichDisplay:
                 self.progress.remove_task(task)
                 del self._tasks[event.url]
             elif isinstance(event, Notice) and event.kind is NoticeKind.INSECURE:
-                self.progress.console.print(f"WARNING: {event.message}", markup=False)
+                self.progress.console.print(f"WARNING: {printable(event.message)}", markup=False)
 
     def item_done(self) -> None:
         self.progress.advance(self._overall)

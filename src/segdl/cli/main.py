@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from segdl._version import __version__
 from segdl.cli.exitcodes import ExitCode, exit_code_for
+from segdl.printable import printable
 
 if TYPE_CHECKING:
     from segdl.cli.display import Display
@@ -287,13 +288,13 @@ def main(
         )
     elif result.skipped:
         if not args.quiet:
-            print(f"segdl: skipped {result.path} (already there)", file=stderr)
+            print(f"segdl: skipped {printable(str(result.path))} (already there)", file=stderr)
     elif not args.quiet:
         rate = result.size_bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
         from segdl.cli.display import human_bytes
 
         print(
-            f"segdl: saved {result.path} ({human_bytes(result.size_bytes)} in "
+            f"segdl: saved {printable(str(result.path))} ({human_bytes(result.size_bytes)} in "
             f"{result.elapsed_s:.2f} s, {human_bytes(rate)}/s, "
             f"{result.connections_used} connection(s))",
             file=stderr,
@@ -303,10 +304,10 @@ def main(
 
 def _json_summary(stdout: IO[str], code: ExitCode, **fields: object) -> None:
     """The last line of ``--progress json``: how the run ended, whatever happened."""
-    import json
+    from segdl.printable import json_line
 
     record = {"event": "Summary", "ok": code is ExitCode.OK, "exit_code": int(code), **fields}
-    stdout.write(json.dumps(record) + "\n")
+    stdout.write(json_line(record) + "\n")
     stdout.flush()
 
 
@@ -459,6 +460,8 @@ def _make_display(mode: str, quiet: bool, stdout: IO[str], stderr: IO[str]) -> D
 
 
 def _one_line(exc: BaseException) -> str:
+    """An error as one line fit for a terminal: its text may quote the server (a reason
+    phrase, a Location, a header value), so control characters are shown escaped."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     from segdl.errors import LocalFileError
@@ -467,4 +470,4 @@ def _one_line(exc: BaseException) -> str:
         text = exc.strerror  # already names the path and the cause
     else:
         text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
