@@ -114,7 +114,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _size(text: str) -> int:
-    from segdl.options import parse_size
+    from segdl.core.options import parse_size
 
     return parse_size(text)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from segdl.transport import Urllib3Transport
+from segdl.net.transport import Urllib3Transport
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 3.0) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from segdl.storage import Pipe
+from segdl.disk.storage import Pipe
 from tests.server import FaultServer
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segdl.progress import Event, Notice, NoticeKind
+from segdl.core.progress import Event, Notice, NoticeKind
 
 
 class Recorder:

@@ -15,124 +15,124 @@ from typing import TYPE_CHECKING, Any
 from segdl._version import __version__
 
 if TYPE_CHECKING:
-    from segdl.aio import adownload as adownload
-    from segdl.aio import adownload_many as adownload_many
-    from segdl.batch import BatchReport as BatchReport
-    from segdl.batch import Downloader as Downloader
-    from segdl.batch import Job as Job
-    from segdl.batch import download_many as download_many
-    from segdl.engine import download as download
-    from segdl.errors import (
+    from segdl.core.errors import (
         Cancelled as Cancelled,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         ConnectError as ConnectError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         ConnectionBroken as ConnectionBroken,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         ContentRangeMismatch as ContentRangeMismatch,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         HTTPStatusError as HTTPStatusError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         IntegrityError as IntegrityError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         InvalidHeader as InvalidHeader,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         LocalFileError as LocalFileError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         NetworkError as NetworkError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         OutputExists as OutputExists,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         OutputLocked as OutputLocked,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         ProtocolError as ProtocolError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         RangeNotHonoured as RangeNotHonoured,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         RemoteChanged as RemoteChanged,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         SegdlError as SegdlError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         ServerError as ServerError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         ShortBody as ShortBody,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         StateInvalid as StateInvalid,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         TimeoutError_ as TimeoutError_,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         TLSError as TLSError,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         TooManyRedirects as TooManyRedirects,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         UnexpectedEncoding as UnexpectedEncoding,
     )
-    from segdl.errors import (
+    from segdl.core.errors import (
         UsageError as UsageError,
     )
-    from segdl.models import ByteRange as ByteRange
-    from segdl.models import Resource as Resource
-    from segdl.models import Result as Result
-    from segdl.models import Validator as Validator
-    from segdl.progress import (
+    from segdl.core.models import ByteRange as ByteRange
+    from segdl.core.models import Resource as Resource
+    from segdl.core.models import Result as Result
+    from segdl.core.models import Validator as Validator
+    from segdl.core.progress import (
         DownloadFailed as DownloadFailed,
     )
-    from segdl.progress import (
+    from segdl.core.progress import (
         DownloadFinished as DownloadFinished,
     )
-    from segdl.progress import (
+    from segdl.core.progress import (
         DownloadProgress as DownloadProgress,
     )
-    from segdl.progress import (
+    from segdl.core.progress import (
         DownloadReceived as DownloadReceived,
     )
-    from segdl.progress import (
+    from segdl.core.progress import (
         DownloadStarted as DownloadStarted,
     )
-    from segdl.progress import (
+    from segdl.core.progress import (
         Event as Event,
     )
-    from segdl.progress import (
+    from segdl.core.progress import (
         Notice as Notice,
     )
-    from segdl.progress import (
+    from segdl.core.progress import (
         NoticeKind as NoticeKind,
     )
-    from segdl.progress import (
+    from segdl.core.progress import (
         ProgressListener as ProgressListener,
     )
+    from segdl.run.aio import adownload as adownload
+    from segdl.run.aio import adownload_many as adownload_many
+    from segdl.run.batch import BatchReport as BatchReport
+    from segdl.run.batch import Downloader as Downloader
+    from segdl.run.batch import Job as Job
+    from segdl.run.batch import download_many as download_many
+    from segdl.run.engine import download as download
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _EXPORTS = {
-    "download": "segdl.engine",
-    "download_many": "segdl.batch",
-    "BatchReport": "segdl.batch",
-    "Downloader": "segdl.batch",
-    "Job": "segdl.batch",
-    "adownload": "segdl.aio",
-    "adownload_many": "segdl.aio",
+    "download": "segdl.run.engine",
+    "download_many": "segdl.run.batch",
+    "BatchReport": "segdl.run.batch",
+    "Downloader": "segdl.run.batch",
+    "Job": "segdl.run.batch",
+    "adownload": "segdl.run.aio",
+    "adownload_many": "segdl.run.aio",
     **dict.fromkeys(
         [
             "Cancelled",
@@ -159,9 +159,9 @@ _EXPORTS = {
             "UnexpectedEncoding",
             "UsageError",
         ],
-        "segdl.errors",
+        "segdl.core.errors",
     ),
-    **dict.fromkeys(["ByteRange", "Resource", "Result", "Validator"], "segdl.models"),
+    **dict.fromkeys(["ByteRange", "Resource", "Result", "Validator"], "segdl.core.models"),
     **dict.fromkeys(
         [
             "DownloadFailed",
@@ -174,7 +174,7 @@ _EXPORTS = {
             "NoticeKind",
             "ProgressListener",
         ],
-        "segdl.progress",
+        "segdl.core.progress",
     ),
 }
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import segdl
-from segdl.progress import Event
-from segdl.state import load_state, state_path
+from segdl.core.progress import Event
+from segdl.disk.state import load_state, state_path
 from tests.server import FaultServer
 from tests.server.faults import Faults
 

@@ -15,11 +15,11 @@ from typing import Any
 from pytest import MonkeyPatch
 
 import segdl
-from segdl.batch import Job, Outcome, download_many, parse_input_file
 from segdl.cli.exitcodes import ExitCode
 from segdl.cli.main import main
-from segdl.progress import NoticeKind
-from segdl.storage import PartFile
+from segdl.core.progress import NoticeKind
+from segdl.disk.storage import PartFile
+from segdl.run.batch import Job, Outcome, download_many, parse_input_file
 from tests.server import FaultServer
 from tests.server.faults import Faults
 

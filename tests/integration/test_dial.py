@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from segdl import dial
 from segdl.cli.exitcodes import ExitCode
-from segdl.errors import ConnectError, TLSError
-from segdl.state import STATE_SUFFIX
-from segdl.storage import PART_SUFFIX
-from segdl.transport import Urllib3Transport, _HTTPConnection
+from segdl.core.errors import ConnectError, TLSError
+from segdl.disk.state import STATE_SUFFIX
+from segdl.disk.storage import PART_SUFFIX
+from segdl.net import dial
+from segdl.net.transport import Urllib3Transport, _HTTPConnection
 from tests.client import get_body, wait_for
 from tests.integration.test_cli import run_cli
 from tests.server import FaultServer

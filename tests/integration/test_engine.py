@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import segdl
-from segdl.progress import NoticeKind
+from segdl.core.progress import NoticeKind
 from tests.events import Recorder
 from tests.server import FaultServer
 from tests.server.faults import Faults

@@ -14,7 +14,7 @@ import pytest
 import segdl
 from segdl.cli.exitcodes import ExitCode
 from segdl.cli.main import main
-from segdl.progress import NoticeKind
+from segdl.core.progress import NoticeKind
 from tests.events import Recorder
 from tests.server import FaultServer
 from tests.server.faults import Faults

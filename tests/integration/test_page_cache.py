@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import segdl
-import segdl.resume
+import segdl.disk.resume
 from segdl.cli.main import main
-from segdl.storage import PartFile
+from segdl.disk.storage import PartFile
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
@@ -32,7 +32,7 @@ def fadvised(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
         real(fd, offset, length, advice)
 
     monkeypatch.setattr(os, "posix_fadvise", spy)
-    monkeypatch.setattr(segdl.resume, "DROP_CACHE_FROM_BYTES", 4 * MIB)
+    monkeypatch.setattr(segdl.disk.resume, "DROP_CACHE_FROM_BYTES", 4 * MIB)
     return calls
 
 
@@ -73,7 +73,7 @@ def test_a_smaller_file_stays_cached(
     fadvised: list[tuple[int, int, int]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(segdl.resume, "DROP_CACHE_FROM_BYTES", SIZE + 1)
+    monkeypatch.setattr(segdl.disk.resume, "DROP_CACHE_FROM_BYTES", SIZE + 1)
     synced: list[int] = []
     real_sync = PartFile.sync_data
 

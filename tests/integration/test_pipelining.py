@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pytest import MonkeyPatch
 
-import segdl.transport
-from segdl import pipelining
-from segdl.batch import Outcome, download_many
+import segdl.net.transport
+from segdl.net import pipelining
+from segdl.run.batch import Outcome, download_many
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
@@ -23,16 +23,16 @@ KIB = 1024
 def rides(monkeypatch: MonkeyPatch) -> list[bool]:
     """Every request that tried to ride a lane: True if its answer came on that lane."""
     outcomes: list[bool] = []
-    real_request = segdl.transport._FollowOn.request
+    real_request = segdl.net.transport._FollowOn.request
 
     def request(
-        follow: segdl.transport._FollowOn, method: str, url: str, headers: Mapping[str, str]
-    ) -> segdl.transport.Response | None:
+        follow: segdl.net.transport._FollowOn, method: str, url: str, headers: Mapping[str, str]
+    ) -> segdl.net.transport.Response | None:
         response = real_request(follow, method, url, headers)
         outcomes.append(response is not None)
         return response
 
-    monkeypatch.setattr(segdl.transport._FollowOn, "request", request)
+    monkeypatch.setattr(segdl.net.transport._FollowOn, "request", request)
     return outcomes
 
 
@@ -106,7 +106,7 @@ def test_a_server_dropping_pipelined_requests_is_asked_again_then_no_more(
     monkeypatch: MonkeyPatch,
 ) -> None:
     fault_server.pipelined_requests = "ignore"
-    monkeypatch.setattr(segdl.transport, "HEAD_WAIT_S", 0.3)
+    monkeypatch.setattr(segdl.net.transport, "HEAD_WAIT_S", 0.3)
     sizes = [64 * KIB] * 6
     urls = _serve(fault_server, make_data, sizes, rate=500_000)
     report = download_many(urls, parallel=1, connections=1, directory=tmp_path)

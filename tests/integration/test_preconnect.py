@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import segdl
-from segdl.transport import Urllib3Transport
+from segdl.net.transport import Urllib3Transport
 from tests.client import get_body, wait_for
 from tests.server import FaultServer
 from tests.server.faults import Faults

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import segdl
-from segdl.progress import DownloadProgress
+from segdl.core.progress import DownloadProgress
 from tests.events import Recorder
 from tests.server import Faults, FaultServer
 

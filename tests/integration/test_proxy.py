@@ -25,8 +25,8 @@ import pytest
 
 import segdl
 from segdl.cli.main import main
-from segdl.errors import ConnectError
-from segdl.transport import Urllib3Transport
+from segdl.core.errors import ConnectError
+from segdl.net.transport import Urllib3Transport
 from tests.server import FaultServer
 from tests.server.relay import TLSRelay
 
@@ -366,8 +366,8 @@ def test_socks_proxy_without_pysocks_is_a_usage_error() -> None:
         [
             "import sys",
             "sys.modules['socks'] = None  # as if PySocks were not installed",
-            "from segdl.errors import UsageError",
-            "from segdl.transport import Urllib3Transport",
+            "from segdl.core.errors import UsageError",
+            "from segdl.net.transport import Urllib3Transport",
             "try:",
             "    Urllib3Transport(proxy='socks5h://u:secret@127.0.0.1:9')",
             "except UsageError as exc:",

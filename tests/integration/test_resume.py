@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import segdl
-import segdl.engine
-from segdl.progress import Notice, NoticeKind
-from segdl.state import OwnerLock, load_state, save_state, state_path
+import segdl.run.engine
+from segdl.core.progress import Notice, NoticeKind
+from segdl.disk.state import OwnerLock, load_state, save_state, state_path
 from tests.events import Recorder
 from tests.server import FaultServer
 from tests.server.faults import Faults
@@ -99,9 +99,9 @@ def test_a_reserved_part_resumes_on_a_full_disk(
     state = load_state(state_path(out))
     assert state is not None and state.done_bytes < len(data)
     full = types.SimpleNamespace(f_bavail=0, f_frsize=4096)
-    real_check = segdl.engine.check_free_space
+    real_check = segdl.run.engine.check_free_space
     monkeypatch.setattr(
-        segdl.engine,
+        segdl.run.engine,
         "check_free_space",
         lambda path, needed: real_check(path, needed, statvfs=lambda _: full),
     )
@@ -283,8 +283,8 @@ def test_crash_around_the_rename_is_recovered(
     state = load_state(state_path(interrupted))
     assert state is not None
     # Simulate: all bytes synced, state marked complete, then the crash.
-    from segdl.models import ByteRange
-    from segdl.state import url_digest
+    from segdl.core.models import ByteRange
+    from segdl.disk.state import url_digest
 
     complete = type(state)(
         **{

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import segdl
-from segdl.storage import Pipe
+from segdl.disk.storage import Pipe
 from tests.server import FaultServer
 
 MIB = 1024 * 1024

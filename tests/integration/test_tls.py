@@ -18,8 +18,8 @@ import trustme
 
 import segdl
 from segdl.cli.exitcodes import ExitCode
-from segdl.errors import TLSError, UsageError
-from segdl.transport import Urllib3Transport
+from segdl.core.errors import TLSError, UsageError
+from segdl.net.transport import Urllib3Transport
 from tests.server import FaultServer
 
 _SIZE = 4 * 1024 * 1024 + 5

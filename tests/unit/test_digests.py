@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from segdl.digests import (
+from segdl.core.errors import IntegrityError, UsageError
+from segdl.disk.digests import (
     Expected,
     PrefixHasher,
     from_headers,
     parse_checksum_option,
     verify,
 )
-from segdl.errors import IntegrityError, UsageError
 
 BODY = b"hello, segdl\n"
 MD5 = hashlib.md5(BODY).digest()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segdl.errors import shown
+from segdl.core.errors import shown
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segdl.errors import LocalFileError
-from segdl.names import (
+from segdl.core.errors import LocalFileError
+from segdl.core.names import (
     MAX_NAME_BYTES,
     candidate_names,
     choose_filename,

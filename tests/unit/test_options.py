@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from segdl.errors import UsageError
-from segdl.options import DownloadOptions, parse_size
+from segdl.core.errors import UsageError
+from segdl.core.options import DownloadOptions, parse_size
 
 
 @pytest.mark.parametrize(

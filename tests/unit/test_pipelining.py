@@ -1,4 +1,4 @@
-"""The pipelining hand-over (segdl.pipelining.Lane) and a batch's places (segdl.batch)."""
+"""The pipelining hand-over (segdl.net.pipelining.Lane) and a batch's places (segdl.run.batch)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from segdl.batch import _Places, _Ticket
-from segdl.pipelining import Handover, Lane, QueuedRequest
+from segdl.net.pipelining import Handover, Lane, QueuedRequest
+from segdl.run.batch import _Places, _Ticket
 
 REQUEST = QueuedRequest("GET", "http://h/f", {})
 ORIGIN = ("http", "h", 80)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segdl.models import ByteRange
-from segdl.planning import Claim, Planner
+from segdl.core.models import ByteRange
+from segdl.core.planning import Claim, Planner
 
 
 def _merged(ranges: list[ByteRange]) -> list[ByteRange]:
@@ -331,6 +331,6 @@ def test_median_is_the_statistics_median(values: list[float]) -> None:
     """The planner's own median (statistics is not imported at start-up) agrees with it."""
     import statistics
 
-    from segdl.planning import _median
+    from segdl.core.planning import _median
 
     assert _median(values) == pytest.approx(statistics.median(values))

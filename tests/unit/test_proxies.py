@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from segdl.errors import ConnectError, ProxyAuthError, TimeoutError_, UsageError
-from segdl.proxies import (
+from segdl.core.errors import ConnectError, ProxyAuthError, TimeoutError_, UsageError
+from segdl.net.proxies import (
     ProxyURL,
     bypass,
     parse_proxy,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from segdl.errors import InvalidHeader
-from segdl.models import ByteRange
-from segdl.ranges import (
+from segdl.core.errors import InvalidHeader
+from segdl.core.models import ByteRange
+from segdl.core.ranges import (
     ContentRange,
     parse_content_length,
     parse_content_range,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from segdl.ratelimit import TokenBucket
+from segdl.run.ratelimit import TokenBucket
 
 KIB = 1024
 MIB = 1024 * KIB

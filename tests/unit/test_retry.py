@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segdl.errors import (
+from segdl.core.errors import (
     ConnectError,
     ConnectionBroken,
     HTTPStatusError,
@@ -13,7 +13,7 @@ from segdl.errors import (
     TimeoutError_,
     TLSError,
 )
-from segdl.retry import RetryPolicy, is_overload, is_transient, parse_retry_after
+from segdl.core.retry import RetryPolicy, is_overload, is_transient, parse_retry_after
 
 NOW = 1_700_000_000.0
 

@@ -7,9 +7,9 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segdl.models import ByteRange
-from segdl.planning import Planner
-from segdl.progress import SegmentMap, merged
+from segdl.core.models import ByteRange
+from segdl.core.planning import Planner
+from segdl.core.progress import SegmentMap, merged
 
 
 @given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), max_size=12))

@@ -21,12 +21,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import segdl.lock
-from segdl import storage
-from segdl.errors import LocalFileError, OutputLocked, StateInvalid
-from segdl.models import ByteRange
-from segdl.resume import Checkpointer
-from segdl.state import (
+import segdl.disk.lock
+from segdl.core.errors import LocalFileError, OutputLocked, StateInvalid
+from segdl.core.models import ByteRange
+from segdl.disk import storage
+from segdl.disk.resume import Checkpointer
+from segdl.disk.state import (
     MAX_STATE_BYTES,
     DownloadState,
     OwnerLock,
@@ -41,7 +41,7 @@ from segdl.state import (
     state_path,
     url_digest,
 )
-from segdl.storage import PartFile
+from segdl.disk.storage import PartFile
 
 SECRET_URL = "https://user:secret@example.com/dir/file.iso?sig=TOKEN&x=1#frag"
 SAMPLE = DownloadState(
@@ -625,13 +625,13 @@ def test_a_lock_our_link_created_is_not_read_back(
     """link() succeeding is proof of ownership (only its failures can be wrong, on NFS): the
     lock is held without a read; a name already taken is still read to say who holds it."""
     reads: list[Path] = []
-    real_read = segdl.lock._read_lock
+    real_read = segdl.disk.lock._read_lock
 
     def counting_read(path: Path) -> object:
         reads.append(path)
         return real_read(path)
 
-    monkeypatch.setattr(segdl.lock, "_read_lock", counting_read)
+    monkeypatch.setattr(segdl.disk.lock, "_read_lock", counting_read)
     with OwnerLock(tmp_path / "out") as lock:
         assert reads == []
         assert lock.still_held()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from segdl import storage
-from segdl.errors import IntegrityError, LocalFileError, OutputExists
-from segdl.storage import PartFile, Pipe, room_needed
+from segdl.core.errors import IntegrityError, LocalFileError, OutputExists
+from segdl.disk import storage
+from segdl.disk.storage import PartFile, Pipe, room_needed
 
 
 def test_concurrent_pwrite_from_many_threads(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from segdl.transport import _more_records
+from segdl.net.transport import _more_records
 
 RECORD = 16 * 1024
 
@@ -73,9 +73,9 @@ def test_nothing_without_a_tls_socket_or_room() -> None:
 def test_a_remembered_proxy_choice_is_proxy_for_s_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each URL's route is worked out once per transport, and it is what proxy_for says for the
     transport's snapshot of the environment, no_proxy included; the memory stays bounded."""
-    import segdl.transport as transport_module
-    from segdl.proxies import proxy_for
-    from segdl.transport import Urllib3Transport
+    import segdl.net.transport as transport_module
+    from segdl.net.proxies import proxy_for
+    from segdl.net.transport import Urllib3Transport
 
     asked: list[str] = []
 

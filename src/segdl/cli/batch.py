@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-from segdl.batch import BatchReport, ItemReport, Job, Outcome, download_many, parse_input_file
 from segdl.cli.exitcodes import ExitCode, exit_code_for
-from segdl.errors import SegdlError, UsageError, shown
+from segdl.core.errors import SegdlError, UsageError, shown
+from segdl.core.progress import Event
 from segdl.printable import json_line, printable
-from segdl.progress import Event
+from segdl.run.batch import BatchReport, ItemReport, Job, Outcome, download_many, parse_input_file
 
 
 def run_batch(
@@ -127,7 +127,7 @@ def _finish(
         stdout.write(json_line(record) + "\n")
         stdout.flush()
     elif not quiet or failures:
-        from segdl.batch import summary_lines
+        from segdl.run.batch import summary_lines
 
         for line in summary_lines(report):
             print(f"segdl: {printable(line)}", file=stderr)

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from segdl.printable import json_line, printable
-from segdl.progress import (
+from segdl.core.progress import (
     DownloadFailed,
     DownloadFinished,
     DownloadProgress,
@@ -23,6 +22,7 @@ from segdl.progress import (
     NoticeKind,
     SegmentMap,
 )
+from segdl.printable import json_line, printable
 
 _PLAIN_INTERVAL_S = 2.0
 

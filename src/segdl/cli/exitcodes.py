@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from segdl.errors import (
+from segdl.core.errors import (
     Cancelled,
     HTTPStatusError,
     IntegrityError,

@@ -237,7 +237,7 @@ def main(
         return int(exc.code or 0)
 
     # Imported here, not at the top: `segdl --version` and `--help` stay fast.
-    from segdl import dial
+    from segdl.net import dial
 
     single = args.input_file is None and len(args.urls) == 1
     if single:
@@ -359,8 +359,8 @@ def _dial_early(args: argparse.Namespace) -> None:
     ms), and send the first request on it when it is segdl's plain one; the transport takes
     that socket for its first connection. Never when a proxy would carry the request:
     nothing goes straight to the server that the proxy should carry."""
-    from segdl import dial
-    from segdl.proxies import proxy_for
+    from segdl.net import dial
+    from segdl.net.proxies import proxy_for
 
     url = args.urls[0]
     use_env = not args.no_proxy_env
@@ -375,8 +375,8 @@ def _dial_early(args: argparse.Namespace) -> None:
 def _early_request(args: argparse.Namespace) -> bytes | None:
     """The first request, to send with the early connect, for a fresh download whose first
     request is segdl's plain one: no credentials, cookies or extra headers, and nothing at
-    the output path to resume or refuse (see :func:`segdl.dial.first_request`)."""
-    from segdl import dial
+    the output path to resume or refuse (see :func:`segdl.net.dial.first_request`)."""
+    from segdl.net import dial
 
     if args.header or args.user or args.netrc or args.netrc_file or args.load_cookies:
         return None
@@ -390,7 +390,7 @@ def _early_request(args: argparse.Namespace) -> bytes | None:
 
 def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The download() keywords every file gets from the command line."""
-    from segdl.options import parse_size
+    from segdl.core.options import parse_size
 
     return {
         "directory": args.dir,
@@ -428,13 +428,13 @@ def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _optional_size(text: str | None) -> int | None:
-    from segdl.options import parse_size
+    from segdl.core.options import parse_size
 
     return None if text is None else parse_size(text)
 
 
 def _parse_headers(values: list[str]) -> dict[str, str]:
-    from segdl.errors import UsageError
+    from segdl.core.errors import UsageError
 
     headers: dict[str, str] = {}
     for value in values:
@@ -464,7 +464,7 @@ def _one_line(exc: BaseException) -> str:
     phrase, a Location, a header value), so control characters are shown escaped."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    from segdl.errors import LocalFileError
+    from segdl.core.errors import LocalFileError
 
     if isinstance(exc, LocalFileError) and exc.strerror:
         text = exc.strerror  # already names the path and the cause

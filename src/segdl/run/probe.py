@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urljoin, urlsplit
 
-from segdl.auth import Identity, split_userinfo
-from segdl.digests import Expected, from_headers
-from segdl.errors import (
+from segdl.core.errors import (
     HTTPStatusError,
     InsecureRedirect,
     InvalidHeader,
@@ -26,16 +24,18 @@ from segdl.errors import (
     TooManyRedirects,
     shown,
 )
-from segdl.models import ByteRange, Resource, Validator
-from segdl.options import DownloadOptions
-from segdl.ranges import (
+from segdl.core.models import ByteRange, Resource, Validator
+from segdl.core.options import DownloadOptions
+from segdl.core.ranges import (
     open_range_header,
     parse_content_length,
     parse_content_range,
     range_header,
     single_header,
 )
-from segdl.transport import Response, Transport
+from segdl.disk.digests import Expected, from_headers
+from segdl.net.auth import Identity, split_userinfo
+from segdl.net.transport import Response, Transport
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from segdl.engine import download
-from segdl.errors import SegdlError, UsageError, shown
-from segdl.models import Result
-from segdl.options import parse_size
-from segdl.progress import DownloadReceived, Event, ProgressListener, silent
-from segdl.ratelimit import TokenBucket
-from segdl.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
+from segdl.core.errors import SegdlError, UsageError, shown
+from segdl.core.models import Result
+from segdl.core.options import parse_size
+from segdl.core.progress import DownloadReceived, Event, ProgressListener, silent
+from segdl.net.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
+from segdl.run.engine import download
+from segdl.run.ratelimit import TokenBucket
 
 # Per-item options an input file may set (aria2's names), and the download() keyword for each.
 _ITEM_KEYS = {
@@ -129,7 +129,7 @@ class Downloader:
     bytes are in, while it is checked, synced and renamed. With ``pipelining`` (the default)
     the next file's request for the same server goes out on a connection while the previous
     file's last bytes arrive (HTTP/1.1 pipelining, direct connections only, see
-    :mod:`segdl.pipelining`), which saves a round trip per file. Use as a context manager, or
+    :mod:`segdl.net.pipelining`), which saves a round trip per file. Use as a context manager, or
     call :meth:`close`.
     """
 
@@ -263,7 +263,7 @@ def download_many(
 
 class _Places:
     """A batch's ``parallel`` places on the network, and the lanes files offer behind their
-    last responses (HTTP/1.1 pipelining: see :mod:`segdl.pipelining`).
+    last responses (HTTP/1.1 pipelining: see :mod:`segdl.net.pipelining`).
 
     A file enters with a free place, or by taking a lane a file on the network offered for
     its own origin; then its first request rides behind that file's response and it inherits

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from segdl.batch import BatchReport, Job, download_many
-from segdl.engine import download
-from segdl.models import Result
-from segdl.progress import Event, ProgressListener
+from segdl.core.models import Result
+from segdl.core.progress import Event, ProgressListener
+from segdl.run.batch import BatchReport, Job, download_many
+from segdl.run.engine import download
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ async def adownload(
 async def adownload_many(
     jobs: Iterable[Job | str], *, progress: ProgressListener | None = None, **options: Any
 ) -> BatchReport:
-    """``await`` a :func:`segdl.batch.download_many`; same keywords."""
+    """``await`` a :func:`segdl.run.batch.download_many`; same keywords."""
     loop = asyncio.get_running_loop()
     cancel = threading.Event()
     call = functools.partial(

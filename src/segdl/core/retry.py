@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from segdl.errors import (
+from segdl.core.errors import (
     Cancelled,
     ConnectError,
     ConnectionBroken,
@@ -130,7 +130,7 @@ def call_with_retries(
     on_retry: Callable[[float, BaseException], None],
 ) -> T:
     """``attempt()`` until it succeeds, the failure is permanent, the attempts run out, or
-    ``cancel`` is set (then :class:`~segdl.errors.Cancelled`). ``on_retry(wait_s, error)``
+    ``cancel`` is set (then :class:`~segdl.core.errors.Cancelled`). ``on_retry(wait_s, error)``
     is told before each wait. For whole requests that cannot resume part-way (a first
     contact, a plain stream); ranges keep their own policy and resume where they broke."""
     while True:

@@ -2,8 +2,8 @@
 
 The thread that calls :meth:`Transfer.fetch` only coordinates: it starts the workers, reports
 progress a few times a second, and turns the first fatal error (or a cancel) into a clean stop.
-Workers (one per connection) take claims from the :class:`~segdl.planning.Planner`, stream
-them with :mod:`segdl.fetch`, and give the remainder back when a connection fails. A server
+Workers (one per connection) take claims from the :class:`~segdl.core.planning.Planner`, stream
+them with :mod:`segdl.run.fetch`, and give the remainder back when a connection fails. A server
 whose ranges cannot be believed gets one plain stream instead.
 """
 
@@ -21,9 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from segdl.auth import Identity
-from segdl.digests import PrefixHasher
-from segdl.errors import (
+from segdl.core.errors import (
     Cancelled,
     ContentRangeMismatch,
     HTTPStatusError,
@@ -36,12 +34,10 @@ from segdl.errors import (
     UnexpectedEncoding,
     shown,
 )
-from segdl.fetch import open_range, stream_claim, stream_to_end
-from segdl.models import ByteRange, Resource, Validator
-from segdl.options import DownloadOptions
-from segdl.planning import Claim, Planner
-from segdl.probe import FirstContact, Mode, first_contact
-from segdl.progress import (
+from segdl.core.models import ByteRange, Resource, Validator
+from segdl.core.options import DownloadOptions
+from segdl.core.planning import Claim, Planner
+from segdl.core.progress import (
     DownloadProgress,
     DownloadStarted,
     Notice,
@@ -50,11 +46,15 @@ from segdl.progress import (
     SegmentMap,
     merged,
 )
-from segdl.ratelimit import TokenBucket
-from segdl.resume import Checkpointer
-from segdl.retry import RetryPolicy, call_with_retries, is_overload, is_transient
-from segdl.storage import PartFile, Pipe
-from segdl.transport import Response, Transport
+from segdl.core.retry import RetryPolicy, call_with_retries, is_overload, is_transient
+from segdl.disk.digests import PrefixHasher
+from segdl.disk.resume import Checkpointer
+from segdl.disk.storage import PartFile, Pipe
+from segdl.net.auth import Identity
+from segdl.net.transport import Response, Transport
+from segdl.run.fetch import open_range, stream_claim, stream_to_end
+from segdl.run.probe import FirstContact, Mode, first_contact
+from segdl.run.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
-from segdl.errors import LocalFileError
+from segdl.core.errors import LocalFileError
 
 __all__ = [
     "MAX_NAME_BYTES",

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from segdl.errors import LocalFileError, OutputLocked, StateInvalid
-from segdl.models import ByteRange, Resource, Validator
-from segdl.state import (
+from segdl.core.errors import LocalFileError, OutputLocked, StateInvalid
+from segdl.core.models import ByteRange, Resource, Validator
+from segdl.disk.state import (
     DownloadState,
     OwnerLock,
     load_state,
@@ -31,7 +31,7 @@ from segdl.state import (
     state_path,
     url_digest,
 )
-from segdl.storage import PartFile, part_path
+from segdl.disk.storage import PartFile, part_path
 
 log = logging.getLogger(__name__)
 

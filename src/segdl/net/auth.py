@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from segdl.errors import LocalFileError, UsageError
+from segdl.core.errors import LocalFileError, UsageError
 
 if TYPE_CHECKING:  # imported where used: most downloads need neither (start-up time)
     import http.cookiejar

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from segdl.errors import (
+from segdl.core.errors import (
     ConnectError,
     NetworkError,
     ProxyAuthError,

@@ -6,8 +6,8 @@ synced and renamed into place, and decoded strictly: anything doubtful is
 digest (to match) and with userinfo, query and fragment removed (to show), so a signed URL's
 token or a password never reaches the disk.
 
-The owner lock lives in :mod:`segdl.lock`; its names are re-exported here, so
-``from segdl.state import OwnerLock`` works.
+The owner lock lives in :mod:`segdl.disk.lock`; its names are re-exported here, so
+``from segdl.disk.state import OwnerLock`` works.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segdl.errors import StateInvalid
-from segdl.lock import (
+from segdl.core.errors import StateInvalid
+from segdl.core.models import ByteRange
+from segdl.disk.lock import (
     CREATE_FLAGS,
     LOCK_SUFFIX,
     NotRegularFile,
@@ -33,8 +34,7 @@ from segdl.lock import (
     read_regular_file,
     write_all,
 )
-from segdl.models import ByteRange
-from segdl.storage import local_error, sync_directory
+from segdl.disk.storage import local_error, sync_directory
 
 __all__ = [
     "LOCK_SUFFIX",

@@ -8,8 +8,8 @@ from enum import Enum
 from types import MappingProxyType
 
 from segdl._version import __version__
-from segdl.errors import UsageError
-from segdl.retry import RetryPolicy
+from segdl.core.errors import UsageError
+from segdl.core.retry import RetryPolicy
 
 MIB = 1024 * 1024
 DEFAULT_USER_AGENT = f"segdl/{__version__}"
@@ -78,7 +78,7 @@ class DownloadOptions:
     """Give the finished file the server's Last-Modified as its modification time."""
     keep_cache: bool = False
     """Leave a large file's pages in the page cache (by default those of a file of 256 MiB
-    or more are dropped as they are synced; see ``segdl.resume.DROP_CACHE_FROM_BYTES``)."""
+    or more are dropped as they are synced; see ``segdl.disk.resume.DROP_CACHE_FROM_BYTES``)."""
     limit_rate_bytes_per_s: int | None = None
     """This download's own rate limit (a batch-wide one is passed as a shared bucket)."""
     checksum: str | None = None

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-from segdl.errors import (
+from segdl.core.errors import (
     Cancelled,
     ContentRangeMismatch,
     HTTPStatusError,
@@ -24,11 +24,11 @@ from segdl.errors import (
     ShortBody,
     UnexpectedEncoding,
 )
-from segdl.models import ByteRange, Resource
-from segdl.planning import Claim, Planner
-from segdl.ranges import parse_content_length, parse_content_range, range_header, single_header
-from segdl.storage import PartFile, Pipe
-from segdl.transport import Response, Transport
+from segdl.core.models import ByteRange, Resource
+from segdl.core.planning import Claim, Planner
+from segdl.core.ranges import parse_content_length, parse_content_range, range_header, single_header
+from segdl.disk.storage import PartFile, Pipe
+from segdl.net.transport import Response, Transport
 
 log = logging.getLogger(__name__)
 

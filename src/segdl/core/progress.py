@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-from segdl.models import ByteRange
+from segdl.core.models import ByteRange
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ pipelining (RFC 9112 §9.3.2) the next file's request goes out on a connection w
 previous response's body is still arriving, so its answer follows the last byte of that body
 at once. This module is the pure part: a :class:`Lane` says whose request is queued behind
 which response and who owns the connection when that response ends. The transport does the
-sending and reading (:meth:`segdl.transport.Urllib3Transport.follow`).
+sending and reading (:meth:`segdl.net.transport.Urllib3Transport.follow`).
 
 The rules that keep it safe:
 

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from segdl.errors import IntegrityError, LocalFileError, UsageError
+from segdl.core.errors import IntegrityError, LocalFileError, UsageError
 
 __all__ = ["Expected", "PrefixHasher", "from_headers", "parse_checksum_option", "verify"]
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from segdl.models import ByteRange
+    from segdl.core.models import ByteRange
 
 
 def shown(url: str) -> str:

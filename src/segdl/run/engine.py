@@ -1,8 +1,8 @@
 """One download, start to finish: lock → resume or first contact → transfer → final name.
 
 :func:`download` is the public entry point. :class:`Download` decides what on disk can be
-trusted (:mod:`segdl.resume`), starts over when the remote file changed, and hands the moving
-of bytes to :class:`~segdl.transfer.Transfer` with a checkpointer keeping the state durable.
+trusted (:mod:`segdl.disk.resume`), starts over when the remote file changed, and hands the moving
+of bytes to :class:`~segdl.run.transfer.Transfer` with a checkpointer keeping the state durable.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from segdl import resume as resuming
-from segdl.auth import Identity, identity_for, origin, split_userinfo
-from segdl.digests import Expected, PrefixHasher, parse_checksum_option, verify
-from segdl.errors import (
+from segdl.core.errors import (
     Cancelled,
     IntegrityError,
     NoSpace,
@@ -29,11 +26,10 @@ from segdl.errors import (
     UsageError,
     shown,
 )
-from segdl.models import Resource, Result, Validator
-from segdl.names import candidate_names, choose_filename, filename_from_url, path_inside
-from segdl.options import MIB, DownloadOptions, IfExists
-from segdl.probe import FirstContact, Mode, first_contact
-from segdl.progress import (
+from segdl.core.models import Resource, Result, Validator
+from segdl.core.names import candidate_names, choose_filename, filename_from_url, path_inside
+from segdl.core.options import MIB, DownloadOptions, IfExists
+from segdl.core.progress import (
     DownloadFailed,
     DownloadFinished,
     DownloadReceived,
@@ -42,18 +38,22 @@ from segdl.progress import (
     ProgressListener,
     silent,
 )
-from segdl.ratelimit import TokenBucket
-from segdl.retry import call_with_retries
-from segdl.state import DownloadState, OwnerLock, state_path
-from segdl.storage import (
+from segdl.core.retry import call_with_retries
+from segdl.disk import resume as resuming
+from segdl.disk.digests import Expected, PrefixHasher, parse_checksum_option, verify
+from segdl.disk.state import DownloadState, OwnerLock, state_path
+from segdl.disk.storage import (
     PartFile,
     check_free_space,
     check_output_free,
     part_path,
     room_needed,
 )
-from segdl.transfer import Transfer
-from segdl.transport import NoPreconnection, Preconnection, Transport, Urllib3Transport
+from segdl.net.auth import Identity, identity_for, origin, split_userinfo
+from segdl.net.transport import NoPreconnection, Preconnection, Transport, Urllib3Transport
+from segdl.run.probe import FirstContact, Mode, first_contact
+from segdl.run.ratelimit import TokenBucket
+from segdl.run.transfer import Transfer
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +106,13 @@ def download(
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
 
-    ``progress`` receives :mod:`segdl.progress` events from the calling thread a few times a
-    second (default: none). Returns a :class:`~segdl.models.Result`; raises a
-    :class:`~segdl.errors.SegdlError` subclass on failure. Setting ``cancel`` stops the
-    download and raises :class:`~segdl.errors.Cancelled`. A partial download left at the
+    ``progress`` receives :mod:`segdl.core.progress` events from the calling thread a few times a
+    second (default: none). Returns a :class:`~segdl.core.models.Result`; raises a
+    :class:`~segdl.core.errors.SegdlError` subclass on failure. Setting ``cancel`` stops the
+    download and raises :class:`~segdl.core.errors.Cancelled`. A partial download left at the
     same place by an earlier run is resumed when it can be trusted (``resume=False``: start
     over); another process writing the same output raises
-    :class:`~segdl.errors.OutputLocked` unless it finishes within ``lock_wait_s``.
+    :class:`~segdl.core.errors.OutputLocked` unless it finishes within ``lock_wait_s``.
     Transient failures are retried (``retries`` in a row per range without progress,
     exponential backoff from ``retry_wait_s``, ``Retry-After`` honoured up to
     ``max_retry_after_s``); a server turning extra connections away gets fewer of them.
@@ -129,7 +129,7 @@ def download(
     file; ranges are spread over all of them, and one that differs or fails is dropped.
     ``keep_cache``: leave a file of 256 MiB or more in the page cache, for a caller about to
     read it (by default its pages are dropped as they are synced, see
-    :data:`segdl.resume.DROP_CACHE_FROM_BYTES`).
+    :data:`segdl.disk.resume.DROP_CACHE_FROM_BYTES`).
     ``preconnect``: open the other connections while the first request is in flight (their
     handshakes overlap its round trip; they stay idle if the file turns out to be small).
     ``workers``: threads to run the connections on, lent by a caller that downloads many
@@ -605,7 +605,7 @@ def _set_remote_time(path: Path, last_modified: str | None) -> None:
 def _rate(limit: int | str | None) -> int | None:
     if limit is None or isinstance(limit, int):
         return limit
-    from segdl.options import parse_size
+    from segdl.core.options import parse_size
 
     return parse_size(limit)
 

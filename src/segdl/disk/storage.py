@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from segdl.errors import IntegrityError, LocalFileError, NoSpace, OutputExists
+from segdl.core.errors import IntegrityError, LocalFileError, NoSpace, OutputExists
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from segdl.models import ByteRange
-from segdl.progress import SegmentMap, merged
+from segdl.core.models import ByteRange
+from segdl.core.progress import SegmentMap, merged
 
 # Split points are aligned so writes stay page-aligned; a detail, not a correctness matter.
 _ALIGN = 64 * 1024

@@ -10,10 +10,10 @@ checks are unchanged.
 For a fresh plain-``http`` download the first request goes out on that socket at once
 (:func:`first_request`): its answer is on its way while the engine is imported. The
 connection that takes the socket writes nothing if its own first request is those very
-bytes, and connects again otherwise (:class:`segdl.transport._HTTPConnection`).
+bytes, and connects again otherwise (:class:`segdl.net.transport._HTTPConnection`).
 
 Only plain TCP happens here, and only to the URL's own host: whoever dials must not when a
-proxy would carry the request (the CLI asks :func:`segdl.proxies.proxy_for`). This module
+proxy would carry the request (the CLI asks :func:`segdl.net.proxies.proxy_for`). This module
 imports nothing heavy.
 """
 
@@ -122,12 +122,12 @@ _TARGET_CHARS = frozenset(
 
 def first_request(url: str, user_agent: str) -> bytes | None:
     """The first request of a fresh download of a plain-``http`` ``url``, byte for byte as
-    the transport writes it (:func:`segdl.probe.first_contact`: ``GET`` with
+    the transport writes it (:func:`segdl.run.probe.first_contact`: ``GET`` with
     ``Range: bytes=0-``, segdl's headers, nothing else); None where this cannot be sure of
     its bytes (another scheme, userinfo, a target urllib3 would re-encode). Sent with
     :func:`dial`, it leaves while the engine is still being imported; a connection whose
     own request turns out different does not use that socket (see
-    :class:`segdl.transport._HTTPConnection`), so a wrong guess costs a connection, never a
+    :class:`segdl.net.transport._HTTPConnection`), so a wrong guess costs a connection, never a
     wrong answer."""
     try:
         parts = urlsplit(url)

@@ -10,7 +10,7 @@ TLS is verified by default (the system trust store, urllib3's default). With
 silencing it would take the process-wide warning filters (``catch_warnings`` is not
 thread-safe), and the engine tells the user about insecure use itself.
 
-Proxies (:mod:`segdl.proxies` picks one per URL) get a urllib3 manager each: ``ProxyManager``
+Proxies (:mod:`segdl.net.proxies` picks one per URL) get a urllib3 manager each: ``ProxyManager``
 for http(s) proxies (CONNECT for https targets), ``SOCKSProxyManager`` for socks (PySocks).
 urllib3 only ever sees the redacted proxy URL; credentials go in ``Proxy-Authorization``.
 """
@@ -39,8 +39,7 @@ import urllib3.connection
 from urllib3 import exceptions as u3
 from urllib3.util.wait import wait_for_read
 
-from segdl import dial
-from segdl.errors import (
+from segdl.core.errors import (
     ConnectError,
     ConnectionBroken,
     NetworkError,
@@ -50,8 +49,9 @@ from segdl.errors import (
     TLSError,
     UsageError,
 )
-from segdl.pipelining import FOLLOW_MAX_BYTES, HEAD_WAIT_S, Handover, Lane, QueuedRequest
-from segdl.proxies import ProxyURL, parse_proxy, proxy_auth_failed, proxy_error, proxy_for
+from segdl.net import dial
+from segdl.net.pipelining import FOLLOW_MAX_BYTES, HEAD_WAIT_S, Handover, Lane, QueuedRequest
+from segdl.net.proxies import ProxyURL, parse_proxy, proxy_auth_failed, proxy_error, proxy_for
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class _BoundedResponse(http.client.HTTPResponse):
 
 
 def _dialled(conn: urllib3.connection.HTTPConnection) -> dial.Dialled | None:
-    """The socket :mod:`segdl.dial` connected to ``conn``'s host ahead of time, set up as
+    """The socket :mod:`segdl.net.dial` connected to ``conn``'s host ahead of time, set up as
     urllib3 sets up its own, with the request already written on it; None if there is none
     (urllib3 then connects as usual)."""
     if conn.source_address is not None:
@@ -205,9 +205,9 @@ def _dialled(conn: urllib3.connection.HTTPConnection) -> dial.Dialled | None:
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
-    """urllib3's connection, on the socket :mod:`segdl.dial` connected when there is one.
+    """urllib3's connection, on the socket :mod:`segdl.net.dial` connected when there is one.
 
-    That socket may carry a request already (:func:`segdl.dial.first_request`): when the
+    That socket may carry a request already (:func:`segdl.net.dial.first_request`): when the
     first request written here is that one, byte for byte, it is not written again; any
     other request gets a fresh connection instead, since the server answers the early one
     first and its answer would be read as this one's."""
@@ -252,7 +252,7 @@ class _HTTPSConnection(urllib3.connection.HTTPSConnection):
         dialled = _dialled(self)
         if dialled is None:
             return super()._new_conn()
-        if dialled.sent is not None:  # not TLS: segdl.dial writes plain http only
+        if dialled.sent is not None:  # not TLS: segdl.net.dial writes plain http only
             dialled.sock.close()
             return super()._new_conn()
         return dialled.sock  # TLS goes on top as on any socket
@@ -280,7 +280,7 @@ class Urllib3Transport:
     transport only). Both apply to an ``https://`` proxy's certificate too. ``proxy`` is used
     for every URL (an empty string: never a proxy); without it and with ``use_proxy_env``,
     ``http_proxy``, ``https_proxy``, ``all_proxy`` and ``no_proxy`` from ``environ`` (default:
-    ``os.environ``, read once here) decide per URL, as :func:`segdl.proxies.proxy_for` says.
+    ``os.environ``, read once here) decide per URL, as :func:`segdl.net.proxies.proxy_for` says.
     """
 
     def __init__(
@@ -297,7 +297,7 @@ class Urllib3Transport:
         pipelining: bool = False,
     ) -> None:
         self.timeout_s = timeout_s
-        # follow() offers lanes only when asked for (a batch of files); see segdl.pipelining.
+        # follow() offers lanes only when asked for (a batch of files); see segdl.net.pipelining.
         self._pipelining = pipelining
         self._no_pipelining: set[tuple[str, str, int]] = set()  # origins that failed at it
         self._pool_kw: dict[str, Any] = {
@@ -346,7 +346,8 @@ class Urllib3Transport:
     def follow(self, response: Response) -> FollowOn | None:
         """Room for one more ``GET`` on the connection carrying ``response``, sent while its
         body is still arriving (HTTP/1.1 pipelining); None unless this transport pipelines
-        and ``response`` qualifies (see :mod:`segdl.pipelining`). Call before reading its body."""
+        and ``response`` qualifies (see :mod:`segdl.net.pipelining`). Call before reading its
+        body."""
         if not self._pipelining or not isinstance(response, _Urllib3Response):
             return None
         lane = response.open_lane()
@@ -442,7 +443,7 @@ class Urllib3Transport:
 
 
 class _FollowOn:
-    """A :class:`~segdl.pipelining.Lane` with the connection and pool it belongs to."""
+    """A :class:`~segdl.net.pipelining.Lane` with the connection and pool it belongs to."""
 
     def __init__(self, transport: Urllib3Transport, lane: Lane, conn: Any, pool: Any) -> None:
         self._transport = transport

@@ -1,6 +1,6 @@
 """Pure parsing and formatting of the HTTP headers that decide where bytes go.
 
-Inside segdl a byte range is half-open (:class:`~segdl.models.ByteRange`); HTTP's inclusive
+Inside segdl a byte range is half-open (:class:`~segdl.core.models.ByteRange`); HTTP's inclusive
 ``first-last`` form is produced by :func:`range_header` and read by :func:`parse_content_range`,
 nowhere else. Numbers from the wire are ASCII digits or invalid: ``int()`` would accept
 ``" 12"``, ``"+12"``, ``"1_000"`` and ``"١٢"``, and a downloader that believes those writes
@@ -13,8 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from segdl.errors import InvalidHeader
-from segdl.models import ByteRange
+from segdl.core.errors import InvalidHeader
+from segdl.core.models import ByteRange
 
 # Offsets beyond 2**63 cannot be passed to pwrite/ftruncate; refuse them as invalid.
 _MAX_OFFSET = 2**63 - 1

@@ -7,7 +7,7 @@ host and boot but a dead pid, or same host after a reboot. Another host's lock i
 over: the user is told which host and pid hold it. Removing a stale lock goes through a
 hard-linked claim, so of several processes taking over at once exactly one succeeds.
 
-Also here, shared with :mod:`segdl.state`: reading a small file without following a symlink.
+Also here, shared with :mod:`segdl.disk.state`: reading a small file without following a symlink.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from segdl.errors import OutputLocked
-from segdl.storage import local_error
+from segdl.core.errors import OutputLocked
+from segdl.disk.storage import local_error
 
 log = logging.getLogger(__name__)
 

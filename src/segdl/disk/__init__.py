@@ -1,0 +1,1 @@
+"""The disk: the .part file, the state file, the owner lock, the checkpointer, hashing."""

@@ -1,0 +1,1 @@
+"""Running downloads: one download, one attempt and its workers, batches."""
