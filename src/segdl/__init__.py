@@ -122,6 +122,10 @@ if TYPE_CHECKING:
     from segdl.run.batch import Job as Job
     from segdl.run.batch import download_many as download_many
     from segdl.run.engine import download as download
+    from segdl.run.shards import Shard as Shard
+    from segdl.run.shards import ShardReport as ShardReport
+    from segdl.run.shards import download_shard as download_shard
+    from segdl.run.shards import iter_shards as iter_shards
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -131,6 +135,7 @@ _EXPORTS = {
     "BatchReport": "segdl.run.batch",
     "Downloader": "segdl.run.batch",
     "Job": "segdl.run.batch",
+    **dict.fromkeys(["Shard", "ShardReport", "download_shard", "iter_shards"], "segdl.run.shards"),
     "adownload": "segdl.run.aio",
     "adownload_many": "segdl.run.aio",
     **dict.fromkeys(

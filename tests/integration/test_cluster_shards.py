@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from segdl.shards import download_shard, iter_shards, marker_path, read_marker
+from segdl.run.shards import download_shard, iter_shards, marker_path, read_marker
 from tests.server import FaultServer
 from tests.server.faults import Faults
 

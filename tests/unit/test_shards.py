@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from segdl.errors import HTTPStatusError, UsageError
-from segdl.shards import (
+from segdl.core.errors import HTTPStatusError, UsageError
+from segdl.run.shards import (
     MARKER_DIR,
     Failure,
     ShardReport,

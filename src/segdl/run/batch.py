@@ -88,7 +88,7 @@ def parse_input_file(text: str, *, first_line: int = 1) -> list[Job]:
     """aria2's input file: a line of TAB-separated URLs (mirrors of one file), then indented
     ``key=value`` lines for that file; ``#`` comments and blank lines are ignored.
     ``first_line``: the number of the text's first line in messages (a piece of a longer
-    list, see :mod:`segdl.shards`)."""
+    list, see :mod:`segdl.run.shards`)."""
     jobs: list[Job] = []
     for number, line in enumerate(text.splitlines(), first_line):
         if not line.strip() or line.lstrip().startswith("#"):

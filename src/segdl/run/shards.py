@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from segdl.batch import ItemReport, Job, Outcome, download_many, parse_input_file
-from segdl.errors import HTTPStatusError, LocalFileError, UsageError, shown
+from segdl.core.errors import HTTPStatusError, LocalFileError, UsageError, shown
+from segdl.run.batch import ItemReport, Job, Outcome, download_many, parse_input_file
 
 MARKER_DIR = ".segdl-shards"
 _MARKER_VERSION = 1
