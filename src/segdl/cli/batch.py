@@ -6,11 +6,13 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 from segdl.cli.exitcodes import ExitCode, exit_code_for
 from segdl.core.errors import SegdlError, UsageError, shown
 from segdl.core.progress import Event
+from segdl.disk.storage import make_directory
 from segdl.printable import json_line, printable
 from segdl.run.batch import BatchReport, ItemReport, Job, Outcome, download_many, parse_input_file
 
@@ -28,6 +30,8 @@ def run_batch(
         kwargs = common(args)
         if args.output is not None:
             raise UsageError("-o names one file: use -d with several URLs or -i")
+        for directory in _directories(jobs, args.dir):
+            make_directory(directory)  # once each, so a failure is one line, not one a file
     except (SegdlError, OSError) as exc:
         print(f"segdl: error: {printable(str(exc))}", file=stderr)
         return exit_code_for(exc)
@@ -81,6 +85,16 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
     if args.jobs < 1:
         raise UsageError("-j must be at least 1")
     return jobs
+
+
+def _directories(jobs: list[Job], common: str | None) -> list[Path]:
+    """Every directory the batch writes into (``-d``, ``dir=``, the folders of ``out=``)."""
+    seen: dict[Path, None] = {}
+    for job in jobs:
+        directory = Path(job.options.get("directory") or common or ".")
+        dest = job.options.get("dest")
+        seen[(directory / dest).parent if dest is not None else directory] = None
+    return list(seen)
 
 
 def _json_events(stdout: IO[str], lock: threading.Lock) -> Callable[[Event], None]:

@@ -45,6 +45,9 @@ class ExitCode(IntEnum):
     """Another segdl is downloading to the same output."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C (128 + SIGINT); the download resumes when run again."""
+    PIPE_CLOSED = 141
+    """stdout or stderr was a pipe whose reader went away (128 + SIGPIPE, what a shell shows
+    for a program SIGPIPE ended); the download resumes when run again."""
     TERMINATED = 143
     """Stopped by SIGTERM (128 + 15); the download resumes when run again."""
 

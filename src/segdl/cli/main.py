@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from segdl._version import __version__
 from segdl.cli.exitcodes import ExitCode, exit_code_for
@@ -26,7 +26,8 @@ _EPILOG = """\
 exit codes: 0 ok, 1 generic, 2 usage, 3 local file, 4 network, 5 TLS, 6 auth,
 7 protocol (answer not believable, remote changed), 8 server error status,
 9 output exists, 10 integrity, 11 output locked by another segdl,
-130 interrupted (SIGINT), 143 terminated (SIGTERM); both leave a resumable download
+130 interrupted (SIGINT), 141 output closed (a pipe's reader went away, as with | head),
+143 terminated (SIGTERM); all three leave a resumable download
 """
 
 
@@ -228,14 +229,30 @@ def main(
     stderr: IO[str] | None = None,
 ) -> int:
     """Run the CLI; return the exit code instead of exiting."""
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return int(exc.code or 0)
+    from segdl.cli.pipes import GuardedStream, PipeWatch, silence_closed
 
+    stop = _StopOnSignals()
+    watch = PipeWatch(stop.event)
+    real_out, real_err = stdout or sys.stdout, stderr or sys.stderr
+    guarded_out, guarded_err = GuardedStream(real_out, watch), GuardedStream(real_err, watch)
+    code = _run(args, stop, cast("IO[str]", guarded_out), cast("IO[str]", guarded_err))
+    if watch.closed:  # a reader went away (| head): quiet, resumable, its own exit code
+        silence_closed(watch, *(s.fileno() for s in (real_out, real_err) if _is_std(s)))
+        return int(ExitCode.PIPE_CLOSED)
+    return code
+
+
+def _is_std(stream: IO[str]) -> bool:
+    return stream is sys.stdout or stream is sys.stderr
+
+
+def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr: IO[str]) -> int:
+    """Run the parsed command: one download or a batch."""
     # Imported here, not at the top: `segdl --version` and `--help` stay fast.
     from segdl.net import dial
 
@@ -244,7 +261,6 @@ def main(
         _dial_early(args)
     import segdl
 
-    stop = _StopOnSignals()
     if not single:
         from segdl.cli.batch import run_batch
 

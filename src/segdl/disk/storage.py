@@ -40,6 +40,28 @@ def part_path(final_path: Path) -> Path:
     return final_path.with_name(final_path.name + PART_SUFFIX)
 
 
+def make_directory(directory: Path) -> None:
+    """Create ``directory`` and its parents, as ``mkdir -p`` (and aria2c ``-d``, wget ``-P``)
+    do, with the umask's permissions; an error names the directory and the cause."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # exist_ok still refuses a file in the way
+        why = f"cannot create directory {directory}: a file of that name is in the way"
+        raise LocalFileError(errno.ENOTDIR, why, str(directory)) from exc
+    except OSError as exc:
+        why = f"cannot create directory {directory}: {exc.strerror or exc}"
+        raise LocalFileError(exc.errno or 0, why, str(directory)) from exc
+
+
+def check_parent_exists(final_path: Path) -> None:
+    """An output path (``-o``) in a missing directory: one clear line, not a lock error.
+    Like curl without ``--create-dirs``, a path given whole is not invented."""
+    parent = final_path.parent
+    if not parent.is_dir():
+        why = f"directory {parent} does not exist (-d DIR creates it; -o does not)"
+        raise LocalFileError(errno.ENOENT, why, str(parent))
+
+
 def check_output_free(final_path: Path, *, overwrite: bool) -> None:
     """Refuse early, before any byte is fetched, to clobber an existing file."""
     if overwrite:

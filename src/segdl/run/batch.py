@@ -21,6 +21,7 @@ from segdl.core.errors import SegdlError, UsageError, shown
 from segdl.core.models import Result
 from segdl.core.options import parse_size
 from segdl.core.progress import DownloadReceived, Event, ProgressListener, silent
+from segdl.disk.storage import make_directory
 from segdl.net.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
 from segdl.run.engine import download
 from segdl.run.ratelimit import TokenBucket
@@ -200,9 +201,14 @@ class Downloader:
         a failing mirror dropped); if the first URL itself fails, the next one leads."""
         options = {**self._common, **job.options}
         options["progress"] = ticket.listener(options.get("progress") or silent)
-        if options.get("dest") is not None and options.get("directory") is not None:
-            # aria2: `out` is relative to `dir`
-            options["dest"] = Path(options.pop("directory")) / options["dest"]
+        if options.get("dest") is not None:
+            # aria2: `out` is relative to `dir`, and the directories it names are created
+            directory = options.pop("directory", None)
+            options["dest"] = Path(directory or ".") / options["dest"]
+            try:
+                make_directory(options["dest"].parent)
+            except SegdlError as exc:
+                return ItemReport(job, Outcome.FAILED, error=exc)
         options.setdefault("preconnect", False)  # the batch's pool keeps connections warm
         error: BaseException | None = None
         for number, url in enumerate(job.urls):

@@ -46,6 +46,8 @@ from segdl.disk.storage import (
     PartFile,
     check_free_space,
     check_output_free,
+    check_parent_exists,
+    make_directory,
     part_path,
     room_needed,
 )
@@ -273,9 +275,12 @@ class Download:
                     NoticeKind.INSECURE, "TLS certificates are NOT verified for this download"
                 )
             if self.dest is None:  # the server may name the file: ask it first
+                make_directory(self.directory)
                 early = self._first_contact()
                 name = choose_filename(self.url, early.content_disposition)
                 self.path = path_inside(self.directory, name)
+            else:
+                check_parent_exists(self.dest)
             chosen = self._apply_if_exists(self.path)
             if chosen is None:
                 _close(early)
