@@ -20,9 +20,9 @@ from segdl.core.names import (
     choose_filename,
     filename_from_url,
     parse_content_disposition,
-    path_inside,
     sanitise_filename,
 )
+from segdl.disk.paths import path_inside
 
 WINDOWS_FORBIDDEN = set('<>:"/\\|?*')
 BIDI = {chr(c) for c in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -70,7 +71,7 @@ def test_every_byte_written_exactly_once(
     bounds = sorted({0, size, *(c for c in cuts if c < size)})
     pieces = [ByteRange(a, b) for a, b in itertools.pairwise(bounds)]
     missing = pieces[::2] if cuts else None
-    planner = Planner(size, connections, min_split, missing)
+    planner = Planner(size, connections, min_split, missing, lock=threading.Lock())
     sim = Simulation(planner)
     already_done = size - sum(r.length for r in missing) if missing is not None else 0
     active: list[Claim] = []
@@ -120,7 +121,7 @@ def test_connections_of_any_speeds_finish_the_file(
     """Connections of fixed, unequal speeds (bytes per 50 ms tick), each taking new work as
     soon as it is idle: splits, end-game tails, races and replacements still write each byte
     once, and the file is finished in bounded time."""
-    planner = Planner(size, len(speeds), min_split)
+    planner = Planner(size, len(speeds), min_split, lock=threading.Lock())
     sim = Simulation(planner)
     active: list[Claim | None] = [None] * len(speeds)
     for _ in range(2 * size // min(speeds) + 100):
@@ -137,7 +138,7 @@ def test_connections_of_any_speeds_finish_the_file(
 @given(size=st.integers(1, 50_000), connections=st.integers(1, 16), min_split=st.integers(1, 5000))
 def test_initial_plan_tiles_the_file(size: int, connections: int, min_split: int) -> None:
     """The initial segments cover [0, size) with no gap or overlap, none below min split."""
-    planner = Planner(size, connections, min_split)
+    planner = Planner(size, connections, min_split, lock=threading.Lock())
     segments = planner.segments
     assert segments[0].start == 0 and segments[-1].end == size
     for left, right in itertools.pairwise(segments):
@@ -150,7 +151,7 @@ def test_initial_plan_tiles_the_file(size: int, connections: int, min_split: int
 def test_idle_connection_steals_half_of_the_largest_range() -> None:
     """A finished connection takes the second half of the largest remaining range."""
     mib = 1024 * 1024
-    planner = Planner(16 * mib, 2, mib)
+    planner = Planner(16 * mib, 2, mib, lock=threading.Lock())
     first = planner.next_claim(0.0)
     second = planner.next_claim(0.0)
     assert first is not None and second is not None
@@ -165,7 +166,7 @@ def test_idle_connection_steals_half_of_the_largest_range() -> None:
 
 def test_never_splits_below_min_split() -> None:
     """A range smaller than twice the minimum split is not split."""
-    planner = Planner(3000, 1, 1000)
+    planner = Planner(3000, 1, 1000, lock=threading.Lock())
     claim = planner.next_claim(0.0)
     assert claim is not None
     planner.advance(claim, 1500, 0.0)
@@ -174,7 +175,7 @@ def test_never_splits_below_min_split() -> None:
 
 def test_end_game_races_a_slow_connection_and_the_first_to_arrive_wins() -> None:
     """An idle connection races a much slower one's tail; bytes are written once."""
-    planner = Planner(2000, 2, 600)
+    planner = Planner(2000, 2, 600, lock=threading.Lock())
     sim = Simulation(planner)
     slow = planner.next_claim(0.0)
     fast = planner.next_claim(0.0)
@@ -198,7 +199,7 @@ def test_end_game_races_a_slow_connection_and_the_first_to_arrive_wins() -> None
 
 def test_no_race_among_equally_fast_connections() -> None:
     """Connections of similar speed are never raced: that would only waste bandwidth."""
-    planner = Planner(2000, 2, 1000)
+    planner = Planner(2000, 2, 1000, lock=threading.Lock())
     a = planner.next_claim(0.0)
     b = planner.next_claim(0.0)
     assert a is not None and b is not None
@@ -211,7 +212,7 @@ def test_a_connection_that_was_fast_alone_splits_rather_than_races() -> None:
     """On a shared line the first connection is fast only while alone; once it is idle it
     must split the others' work, not race them (a race sends the same bytes twice)."""
     mib = 1024 * 1024
-    planner = Planner(64 * mib, 4, mib)
+    planner = Planner(64 * mib, 4, mib, lock=threading.Lock())
     claims = [planner.next_claim(0.0) for _ in range(4)]
     assert all(c is not None for c in claims)
     first, others = claims[0], claims[1:]
@@ -232,7 +233,7 @@ def test_end_game_shares_the_last_tail_below_min_split() -> None:
     that would finish last, cut so that both finish together though it starts a latency late;
     a tail not worth a request is left alone."""
     mib = 1024 * 1024
-    planner = Planner(12 * mib, 2, 4 * mib)
+    planner = Planner(12 * mib, 2, 4 * mib, lock=threading.Lock())
     sim = Simulation(planner)
     fast, slow = planner.next_claim(0.0), planner.next_claim(0.0)
     assert fast is not None and slow is not None
@@ -263,7 +264,7 @@ def test_end_game_shares_the_last_tail_below_min_split() -> None:
 
 def test_end_game_leaves_a_tail_shorter_than_a_request_latency() -> None:
     """A tail that one request latency's worth of bytes would cover is not split."""
-    planner = Planner(1_000_000, 2, 400_000)
+    planner = Planner(1_000_000, 2, 400_000, lock=threading.Lock())
     sim = Simulation(planner)
     a, b = planner.next_claim(0.0), planner.next_claim(0.0)
     assert a is not None and b is not None
@@ -280,7 +281,7 @@ def test_end_game_leaves_a_tail_shorter_than_a_request_latency() -> None:
 @pytest.mark.parametrize("connections", [1, 4, 16])
 def test_zero_size_is_finished_from_the_start(connections: int) -> None:
     """An empty file needs no request at all."""
-    planner = Planner(0, connections, 1024)
+    planner = Planner(0, connections, 1024, lock=threading.Lock())
     assert planner.finished
     assert planner.next_claim(0.0) is None
 
@@ -288,7 +289,7 @@ def test_zero_size_is_finished_from_the_start(connections: int) -> None:
 def test_a_much_slower_connection_gives_its_range_back() -> None:
     """A connection at 1/20 of its peers' median rate is stopped; its remainder is retaken."""
     mib = 1024 * 1024
-    planner = Planner(64 * mib, 4, mib)
+    planner = Planner(64 * mib, 4, mib, lock=threading.Lock())
     claims = [planner.next_claim(0.0) for _ in range(4)]
     assert all(c is not None for c in claims)
     fast, slow = claims[:3], claims[3]
@@ -307,7 +308,7 @@ def test_a_much_slower_connection_gives_its_range_back() -> None:
 def test_connections_of_similar_speed_are_never_replaced() -> None:
     """Rates within a factor of 4 of the median do not trigger replacement."""
     mib = 1024 * 1024
-    planner = Planner(64 * mib, 4, mib)
+    planner = Planner(64 * mib, 4, mib, lock=threading.Lock())
     claims = [planner.next_claim(0.0) for _ in range(4)]
     for step in range(1, 30):
         for i, claim in enumerate(claims):
@@ -318,7 +319,9 @@ def test_connections_of_similar_speed_are_never_replaced() -> None:
 
 def test_lowest_speed_limit_replaces_a_slow_connection_without_peers() -> None:
     """Under --lowest-speed-limit for its grace period, even a lone connection is replaced."""
-    planner = Planner(64 * 1024 * 1024, 1, 1024 * 1024, lowest_speed_bytes_per_s=100_000)
+    planner = Planner(
+        64 * 1024 * 1024, 1, 1024 * 1024, lowest_speed_bytes_per_s=100_000, lock=threading.Lock()
+    )
     claim = planner.next_claim(0.0)
     assert claim is not None
     assert not planner.advance(claim, 10_000, 1.0).stop  # slow, but within the grace

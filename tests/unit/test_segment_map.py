@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,7 +28,7 @@ def test_merged_ranges_are_sorted_disjoint_and_cover_the_same_bytes(
 
 def test_map_shows_each_connection_at_its_next_byte_and_done_bytes_behind_it() -> None:
     """Each streaming connection appears at the offset of its next byte; received bytes are done."""
-    planner = Planner(1000, 4, 100)
+    planner = Planner(1000, 4, 100, lock=threading.Lock())
     claims = [planner.next_claim(0.0) for _ in range(4)]
     assert all(c is not None for c in claims)
     first = claims[0]
@@ -43,7 +44,7 @@ def test_map_shows_each_connection_at_its_next_byte_and_done_bytes_behind_it() -
 
 def test_map_of_a_resumed_download_counts_what_was_there_before() -> None:
     """Bytes a resumed download already had are done before any connection streams."""
-    planner = Planner(1000, 2, 100, missing=[ByteRange(200, 1000)])
+    planner = Planner(1000, 2, 100, missing=[ByteRange(200, 1000)], lock=threading.Lock())
     seen = planner.segment_map()
     assert seen.done == (ByteRange(0, 200),)
     assert seen.connections == ()

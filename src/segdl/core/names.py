@@ -1,4 +1,5 @@
-"""Pure: which local file name a download gets, and that it stays inside its directory.
+"""Pure: which local file name a download gets (:func:`segdl.disk.paths.path_inside` keeps it
+inside its directory).
 
 A name suggested by the server (``Content-Disposition``) or taken from the URL is hostile until
 reduced by :func:`sanitise_filename`: a basename only, nothing a shell, a terminal or Windows
@@ -9,17 +10,12 @@ which is why the name never comes from a redirect target and never carries a dir
 
 from __future__ import annotations
 
-import errno
 import itertools
-import os
 import posixpath
 import re
 import unicodedata
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
-
-from segdl.core.errors import LocalFileError
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -27,7 +23,6 @@ __all__ = [
     "choose_filename",
     "filename_from_url",
     "parse_content_disposition",
-    "path_inside",
     "sanitise_filename",
 ]
 
@@ -238,18 +233,6 @@ def choose_filename(original_url: str, content_disposition: str | None) -> str:
         if name:
             return name
     return filename_from_url(original_url)
-
-
-def path_inside(directory: Path, name: str) -> Path:
-    """``name`` in the real ``directory``; LocalFileError (EINVAL) unless ``name`` is a sanitised
-    basename whose path has exactly that directory as parent."""
-    real = Path(os.path.realpath(directory))
-    path = real / name
-    if not name or name != sanitise_filename(name, fallback="") or path.parent != real:
-        raise LocalFileError(
-            errno.EINVAL, f"refusing file name {name!r}: not a plain name in {real}"
-        )
-    return path
 
 
 def candidate_names(name: str) -> Iterator[str]:

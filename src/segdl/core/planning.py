@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import collections
 import itertools
-import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from segdl.core.models import ByteRange
@@ -138,13 +138,17 @@ class Planner:
         min_split_bytes: int,
         missing: Sequence[ByteRange] | None = None,
         lowest_speed_bytes_per_s: int | None = None,
+        *,
+        lock: AbstractContextManager[object],
     ) -> None:
-        """Plan ``missing`` (default: the whole file; on resume, what is not yet durable)."""
+        """Plan ``missing`` (default: the whole file; on resume, what is not yet durable).
+        ``lock`` (a ``threading.Lock`` from whoever starts the connections' threads) guards
+        every decision: the frontier of a segment moves only under it."""
         if size_bytes < 0 or connections < 1 or min_split_bytes < 1:
             raise ValueError("size must be >= 0, connections and min split >= 1")
         self.size_bytes = size_bytes
         self.min_split_bytes = min_split_bytes
-        self._lock = threading.Lock()
+        self._lock = lock
         self._finished_rates: collections.deque[float] = collections.deque(maxlen=connections)
         self._latencies: collections.deque[float] = collections.deque(maxlen=connections)
         self.splits = 0

@@ -11,25 +11,18 @@ else is permanent and fails at once: a 404 is not made better by asking again.
 from __future__ import annotations
 
 import random
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
 from segdl.core.errors import (
-    Cancelled,
     ConnectError,
     ConnectionBroken,
     HTTPStatusError,
-    NetworkError,
     ProxyAuthError,
     ShortBody,
     TimeoutError_,
     TLSError,
 )
-
-T = TypeVar("T")
 
 # RFC 9110 §15.5.9 (408), RFC 8470 (425), RFC 6585 §4 (429), §15.6 (5xx that say "later").
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -121,28 +114,3 @@ def _retry_after_s(error: BaseException, now_epoch_s: float) -> float | None:
     if isinstance(error, HTTPStatusError):
         return parse_retry_after(error.retry_after, now_epoch_s)
     return None
-
-
-def call_with_retries(
-    attempt: Callable[[], T],
-    policy: RetryPolicy,
-    cancel: threading.Event,
-    on_retry: Callable[[float, BaseException], None],
-) -> T:
-    """``attempt()`` until it succeeds, the failure is permanent, the attempts run out, or
-    ``cancel`` is set (then :class:`~segdl.core.errors.Cancelled`). ``on_retry(wait_s, error)``
-    is told before each wait. For whole requests that cannot resume part-way (a first
-    contact, a plain stream); ranges keep their own policy and resume where they broke."""
-    while True:
-        try:
-            return attempt()
-        except (NetworkError, ShortBody, HTTPStatusError) as exc:
-            if cancel.is_set():
-                raise Cancelled("download cancelled") from exc
-            policy = policy.after(exc, progressed=False)
-            if not policy.may_retry(exc, time.time()):
-                raise
-            wait_s = policy.wait_s(exc, time.time())
-            on_retry(wait_s, exc)
-            if cancel.wait(wait_s):
-                raise Cancelled("download cancelled") from exc

@@ -27,7 +27,7 @@ from segdl.core.errors import (
     shown,
 )
 from segdl.core.models import Resource, Result, Validator
-from segdl.core.names import candidate_names, choose_filename, filename_from_url, path_inside
+from segdl.core.names import candidate_names, choose_filename, filename_from_url
 from segdl.core.options import MIB, DownloadOptions, IfExists
 from segdl.core.progress import (
     DownloadFailed,
@@ -38,9 +38,9 @@ from segdl.core.progress import (
     ProgressListener,
     silent,
 )
-from segdl.core.retry import call_with_retries
 from segdl.disk import resume as resuming
 from segdl.disk.digests import Expected, PrefixHasher, parse_checksum_option, verify
+from segdl.disk.paths import path_inside
 from segdl.disk.state import DownloadState, OwnerLock, state_path
 from segdl.disk.storage import (
     PartFile,
@@ -55,6 +55,7 @@ from segdl.net.auth import Identity, identity_for, origin, split_userinfo
 from segdl.net.transport import NoPreconnection, Preconnection, Transport, Urllib3Transport
 from segdl.run.probe import FirstContact, Mode, first_contact
 from segdl.run.ratelimit import TokenBucket
+from segdl.run.retries import call_with_retries
 from segdl.run.transfer import Transfer
 
 log = logging.getLogger(__name__)

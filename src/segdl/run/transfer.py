@@ -46,7 +46,7 @@ from segdl.core.progress import (
     SegmentMap,
     merged,
 )
-from segdl.core.retry import RetryPolicy, call_with_retries, is_overload, is_transient
+from segdl.core.retry import RetryPolicy, is_overload, is_transient
 from segdl.disk.digests import PrefixHasher
 from segdl.disk.resume import Checkpointer
 from segdl.disk.storage import PartFile, Pipe
@@ -55,6 +55,7 @@ from segdl.net.transport import Response, Transport
 from segdl.run.fetch import open_range, stream_claim, stream_to_end
 from segdl.run.probe import FirstContact, Mode, first_contact
 from segdl.run.ratelimit import TokenBucket
+from segdl.run.retries import call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class Transfer:
             self.options.min_split_bytes,
             missing,
             self.options.lowest_speed_bytes_per_s,
+            lock=threading.Lock(),
         )
         self._written_source = planner.written_ranges
         part.allocate(resource.size_bytes)
