@@ -40,6 +40,7 @@ class TokenBucket:
         if not burst_s >= 0 or not math.isfinite(burst_s):
             raise ValueError(f"burst_s must be non-negative and finite, not {burst_s!r}")
         self._rate_bytes_per_s = float(rate_bytes_per_s)
+        self._burst_s = burst_s
         self._capacity_bytes = self._rate_bytes_per_s * burst_s
         self._clock = clock
         self._sleep = sleep
@@ -52,6 +53,18 @@ class TokenBucket:
     def rate_bytes_per_s(self) -> float:
         """The limit this bucket enforces, in bytes per second."""
         return self._rate_bytes_per_s
+
+    def set_rate(self, rate_bytes_per_s: float) -> None:
+        """Enforce ``rate_bytes_per_s`` from now on (a daemon's limit changed while downloads
+        run); the debt already owed is kept, tokens above the new burst are dropped."""
+        if not rate_bytes_per_s > 0 or not math.isfinite(rate_bytes_per_s):
+            raise ValueError(
+                f"rate_bytes_per_s must be positive and finite, not {rate_bytes_per_s!r}"
+            )
+        with self._lock:
+            self._rate_bytes_per_s = float(rate_bytes_per_s)
+            self._capacity_bytes = self._rate_bytes_per_s * self._burst_s
+            self._tokens = min(self._tokens, self._capacity_bytes)
 
     def consume(self, n_bytes: int, *, stop: threading.Event | None = None) -> None:
         """Account for ``n_bytes`` already received; block until the rate is back under the limit.
