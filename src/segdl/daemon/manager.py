@@ -1,0 +1,535 @@
+"""The queue and the scheduler, on the event loop's thread.
+
+Every method here is synchronous and fast (no I/O): it changes items in memory, records what
+changed, and starts or stops :class:`~segdl.daemon.runner.Runner` threads. :meth:`commit` (a
+coroutine) writes what changed in one transaction on the database thread and only then sends
+the notifications; the RPC layer awaits it before it answers, so every acknowledged change is
+durable. Downloads share one transport (the per-host connection cap holds across all of them,
+aria2 #577) and one rate limit, changeable live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from segdl.daemon import ariaopts
+from segdl.daemon.ariaopts import Options
+from segdl.daemon.confine import check_still_inside, confined_dir, confined_output
+from segdl.daemon.errors import RpcError
+from segdl.daemon.model import Item, Status, is_gid, new_gid
+from segdl.daemon.runner import Ended, Runner, error_code
+from segdl.daemon.store import Batch, Store, row_of
+from segdl.ratelimit import TokenBucket
+from segdl.transport import Urllib3Transport
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, str], None]
+"""``notify(method, gid)``: an aria2 notification such as ``aria2.onDownloadStart``."""
+
+# How often the bytes of running downloads are written as a hint for after a restart (the
+# resume itself trusts only segdl's own state file next to the .part).
+_HINT_EVERY_S = 3.0
+
+
+class Manager:
+    """All items of one daemon; only ever touched from the event loop's thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        root: Path,
+        global_options: Options,
+        *,
+        max_connections_per_host: int = 16,
+        notify: Notify | None = None,
+    ) -> None:
+        self.store = store
+        self.root = root.resolve()
+        self.options = global_options
+        self.cap = max_connections_per_host
+        self.notify = notify or (lambda method, gid: None)
+        self.items: dict[str, Item] = {}
+        self.queue: list[str] = []  # waiting and paused, in order
+        self.active: list[str] = []  # in the order they started
+        self.stopped: list[str] = []  # in the order they stopped
+        self.jobs = ariaopts.concurrency(global_options)
+        self._runners: dict[str, Runner] = {}  # threads alive, winding down ones too
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._db = cf.ThreadPoolExecutor(1, thread_name_prefix="segdl-daemon-db")
+        self._dirty: dict[str, Item] = {}
+        self._deleted: set[str] = set()
+        self._notes: list[tuple[str, float, str, str]] = []
+        self._settings: dict[str, str] = {}
+        self._pending_notifications: list[tuple[str, str]] = []
+        self._stop_seq = 0
+        self._last_hint_s = 0.0
+        self._transport = Urllib3Transport(
+            max_connections_per_host=max_connections_per_host, block=True
+        )
+        limit = ariaopts.overall_limit(global_options)
+        self._bucket: TokenBucket | None = TokenBucket(limit) if limit else None
+
+    # -- start-up and shut-down -------------------------------------------------------------
+
+    def load(self) -> None:
+        """Take the queue from the store: active items first (they continue from their durable
+        bytes), then the waiting and paused ones, each in their saved order."""
+        items, notes, settings = self.store.load()
+        if "global" in settings:
+            import json
+
+            self.options.update(json.loads(settings["global"]))
+            self.jobs = ariaopts.concurrency(self.options)
+            limit = ariaopts.overall_limit(self.options)
+            self._bucket = TokenBucket(limit) if limit else None
+        restarting = sorted((i for i in items if i.status is Status.ACTIVE), key=_by_position)
+        queued = sorted((i for i in items if i.status.queued), key=_by_position)
+        for item in items:
+            self.items[item.gid] = item
+            if item.status.stopped:
+                self.stopped.append(item.gid)
+                self._stop_seq = max(self._stop_seq, item.stopped_seq)
+        for item in restarting:
+            item.status = Status.WAITING
+        for number, item in enumerate([*restarting, *queued]):
+            self.queue.append(item.gid)
+            if item.position != number:
+                item.position = float(number)
+                self._dirty[item.gid] = item
+        for gid, at_s, kind, message in notes:
+            if gid in self.items:
+                self.items[gid].notices.append((at_s, kind, message))
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def stop_all(self) -> list[Runner]:
+        """For shutdown: every run told to stop (their state saved); items stay active in the
+        store, so the next start continues them."""
+        runners = list(self._runners.values())
+        for runner in runners:
+            runner.stop()
+        return runners
+
+    async def close(self, runners: list[Runner], wait_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + wait_s
+        for runner in runners:
+            left = max(0.0, deadline - time.monotonic())
+            await loop.run_in_executor(None, runner.join, left)
+        self._mark_hints(force=True)
+        await self.commit()
+        self._db.shutdown(wait=True)
+        self._transport.close()
+
+    # -- durability ----------------------------------------------------------------------------
+
+    def _take(self) -> tuple[Batch, list[tuple[str, str]]]:
+        batch = Batch(
+            puts=[row_of(item) for item in self._dirty.values()],
+            deletes=list(self._deleted),
+            notes=self._notes,
+            settings=self._settings,
+        )
+        self._dirty, self._deleted, self._notes, self._settings = {}, set(), [], {}
+        notifications, self._pending_notifications = self._pending_notifications, []
+        return batch, notifications
+
+    async def commit(self) -> None:
+        """Write every change so far (one transaction), then send its notifications."""
+        batch, notifications = self._take()
+        if batch:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._db, self.store.write, batch)
+        for method, gid in notifications:
+            self.notify(method, gid)
+
+    def changed(self, item: Item) -> None:
+        self._dirty[item.gid] = item
+
+    def _event(self, item: Item, method: str | None, kind: str, message: str) -> None:
+        now_s = time.time()
+        item.notices.append((now_s, kind, message))
+        self._notes.append((item.gid, now_s, kind, message))
+        if method is not None:
+            self._pending_notifications.append((method, item.gid))
+
+    def _mark_hints(self, force: bool = False) -> None:
+        now_s = time.monotonic()
+        if force or now_s - self._last_hint_s >= _HINT_EVERY_S:
+            self._last_hint_s = now_s
+            for gid in self.active:
+                self.changed(self.items[gid])
+
+    async def tick(self) -> None:
+        """Once a second: the bytes hint of running downloads, any pending changes."""
+        self._mark_hints()
+        await self.commit()
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def find(self, gid: object) -> Item:
+        """By GID, or by a unique prefix of one (as aria2 allows)."""
+        if not isinstance(gid, str) or not gid:
+            raise RpcError("a GID is a string of 16 hex digits")
+        item = self.items.get(gid)
+        if item is not None:
+            return item
+        if not is_gid(gid.ljust(16, "0")):
+            raise RpcError(f"Invalid GID {gid[:40]}")
+        found = [item for key, item in self.items.items() if key.startswith(gid)]
+        if len(found) != 1:
+            raise RpcError(f"GID {gid} is not found" if not found else f"GID {gid} is ambiguous")
+        return found[0]
+
+    def waiting_count(self) -> int:
+        return len(self.queue)
+
+    # -- adding and the queue --------------------------------------------------------------------
+
+    def add(self, uris: list[str], options: Options, position: int | None = None) -> str:
+        """A new download (validated now, so a bad option is refused before it is queued)."""
+        if not uris or not all(isinstance(u, str) and u for u in uris):
+            raise RpcError("uris must be a non-empty array of strings")
+        for uri in uris:
+            if uri.split(":", 1)[0].lower() not in ("http", "https"):
+                raise RpcError(f"only http:// and https:// URIs are supported, not {uri[:60]!r}")
+        directory = confined_dir(self.root, _text(options.get("dir")))
+        if "out" in options:
+            confined_output(self.root, directory, _text(options.get("out")) or "")
+        ariaopts.download_kwargs(options, self.options)  # refuses what it cannot read
+        gid = new_gid(self.items)
+        item = Item(
+            gid=gid,
+            uris=list(uris),
+            options=dict(options),
+            status=Status.PAUSED if options.get("pause") == "true" else Status.WAITING,
+            position=0.0,
+            directory=str(directory),
+            added_s=time.time(),
+        )
+        self.items[gid] = item
+        self._insert(item, len(self.queue) if position is None else position)
+        self.changed(item)
+        self.schedule()
+        return gid
+
+    def _insert(self, item: Item, index: int) -> None:
+        """Into the queue at ``index`` (clamped); positions renumbered only when needed."""
+        queue = self.queue
+        index = max(0, min(index, len(queue)))
+        queue.insert(index, item.gid)
+        if len(queue) == 1:
+            item.position = 0.0
+        elif index == len(queue) - 1:
+            item.position = self.items[queue[index - 1]].position + 1
+        elif index == 0:
+            item.position = self.items[queue[1]].position - 1
+        else:
+            self._renumber(index)
+
+    def _renumber(self, start: int = 0) -> None:
+        for number in range(start, len(self.queue)):
+            item = self.items[self.queue[number]]
+            item.position = float(number)
+            self.changed(item)
+        for number in range(0, start):  # before start: keep them below
+            item = self.items[self.queue[number]]
+            if item.position >= start:
+                item.position = float(number)
+                self.changed(item)
+
+    def change_position(self, gid: str, pos: int, how: str) -> int:
+        item = self.find(gid)
+        if not item.status.queued:
+            raise RpcError(f"GID {item.gid} is not in the waiting queue")
+        current = self.queue.index(item.gid)
+        if how == "POS_SET":
+            target = pos
+        elif how == "POS_CUR":
+            target = current + pos
+        elif how == "POS_END":
+            target = len(self.queue) - 1 + pos
+        else:
+            raise RpcError(f"how must be POS_SET, POS_CUR or POS_END, not {how!r}")
+        target = max(0, min(target, len(self.queue) - 1))
+        self.queue.pop(current)
+        self.queue.insert(target, item.gid)
+        self._renumber()
+        return target
+
+    # -- the scheduler -------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Start waiting items, first in the queue first, while fewer than -j are active."""
+        while len(self.active) < self.jobs:
+            gid = next(
+                (
+                    g
+                    for g in self.queue
+                    if self.items[g].status is Status.WAITING and g not in self._runners
+                ),
+                None,
+            )
+            if gid is None:
+                return
+            self._start(self.items[gid])
+
+    def _start(self, item: Item) -> None:
+        self.queue.remove(item.gid)
+        item.status = Status.ACTIVE
+        item.error_code, item.error_message = 0, ""
+        self.active.append(item.gid)
+        self.changed(item)
+        try:
+            target = self._target(item)
+            kwargs = ariaopts.download_kwargs(item.options, self.options)
+        except RpcError as exc:
+            self._stop(item, Status.ERROR, 1, str(exc))
+            return
+        kwargs.update(transport=self._transport, max_connections_per_host=self.cap)
+        kwargs["preconnect"] = False  # the shared pool keeps connections warm
+        if self._bucket is not None:
+            kwargs["rate_limiter"] = self._bucket
+        runner = Runner(
+            item.gid,
+            item.uris,
+            target,
+            kwargs,
+            item.live,
+            self._threadsafe(self._noticed),
+            self._threadsafe(self._started),
+            self._threadsafe(self._ended),
+        )
+        self._runners[item.gid] = runner
+        self._event(item, "aria2.onDownloadStart", "started", "started")
+        runner.start()
+
+    def _target(self, item: Item) -> dict[str, Any]:
+        """``dest=`` (the known or asked-for path) or ``directory=``, checked again now."""
+        directory = Path(item.directory)
+        if item.path is not None:
+            path = Path(item.path)
+        elif "out" in item.options:
+            path = confined_output(self.root, directory, _text(item.options["out"]) or "")
+        else:
+            check_still_inside(self.root, directory / "x")
+            directory.mkdir(parents=True, exist_ok=True)
+            return {"directory": directory}
+        check_still_inside(self.root, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return {"dest": path}
+
+    def _threadsafe(self, function: Callable[..., None]) -> Callable[..., None]:
+        loop = self._loop
+        assert loop is not None, "attach() the event loop first"
+
+        def call(*args: Any) -> None:
+            loop.call_soon_threadsafe(function, *args)
+
+        return call
+
+    def _noticed(self, gid: str, kind: str, message: str) -> None:
+        item = self.items.get(gid)
+        if item is not None:
+            self._event(item, None, kind, message)
+
+    def _started(self, gid: str, path: Path) -> None:
+        item = self.items.get(gid)
+        if item is not None and item.path != str(path):
+            item.path = str(path)  # a restart resumes this very file
+            self.changed(item)
+
+    def _ended(self, gid: str, runner: Runner, ended: Ended) -> None:
+        if self._runners.get(gid) is runner:
+            del self._runners[gid]
+        item = self.items.get(gid)
+        if item is None:  # removed and its result purged meanwhile
+            self.schedule()
+            return
+        if item.status is Status.ACTIVE:
+            if runner.restart and ended.cancelled:
+                self.active.remove(gid)
+                item.status = Status.WAITING
+                self._insert(item, 0)
+                self.changed(item)
+            elif ended.result is not None:
+                item.path = str(ended.result.path)
+                item.live.done_bytes = item.live.size_bytes = ended.result.size_bytes
+                self._stop(item, Status.COMPLETE, 0, "")
+            elif ended.cancelled:  # only when the daemon itself stops: it stays active
+                pass
+            else:
+                error = ended.error or RuntimeError("unknown failure")
+                self._stop(item, Status.ERROR, error_code(error), str(error))
+        self.schedule()
+
+    def _stop(self, item: Item, status: Status, code: int, message: str) -> None:
+        """An item leaves the active list or the queue for the stopped list."""
+        if item.gid in self.active:
+            self.active.remove(item.gid)
+        elif item.gid in self.queue:
+            self.queue.remove(item.gid)
+        item.status = status
+        item.error_code, item.error_message = code, message
+        self._stop_seq += 1
+        item.stopped_seq = self._stop_seq
+        self.stopped.append(item.gid)
+        self.changed(item)
+        method = {
+            Status.COMPLETE: "aria2.onDownloadComplete",
+            Status.ERROR: "aria2.onDownloadError",
+            Status.REMOVED: "aria2.onDownloadStop",
+        }[status]
+        self._event(item, method, status.value, message or status.value)
+
+    # -- pause, resume, remove ------------------------------------------------------------------
+
+    def pause(self, gid: str) -> str:
+        item = self.find(gid)
+        if item.status is Status.ACTIVE:
+            runner = self._runners.get(item.gid)
+            if runner is not None:
+                runner.stop()  # state saved; unpause resumes from the durable bytes
+            self.active.remove(item.gid)
+            item.status = Status.PAUSED
+            self._insert(item, 0)  # aria2: to the front of the waiting queue
+        elif item.status is Status.WAITING:
+            item.status = Status.PAUSED
+        else:
+            raise RpcError(f"GID {item.gid} cannot be paused now ({item.status.value})")
+        self.changed(item)
+        self._event(item, "aria2.onDownloadPause", "paused", "paused")
+        self.schedule()
+        return item.gid
+
+    def pause_all(self) -> None:
+        for gid in [*self.active, *self.queue]:
+            if self.items[gid].status is not Status.PAUSED:
+                self.pause(gid)
+
+    def unpause(self, gid: str) -> str:
+        item = self.find(gid)
+        if item.status is not Status.PAUSED:
+            raise RpcError(f"GID {item.gid} is not paused")
+        item.status = Status.WAITING
+        self.changed(item)
+        self.schedule()
+        return item.gid
+
+    def unpause_all(self) -> None:
+        for gid in list(self.queue):
+            if self.items[gid].status is Status.PAUSED:
+                self.unpause(gid)
+
+    def remove(self, gid: str) -> str:
+        item = self.find(gid)
+        if item.status.stopped:
+            raise RpcError(f"GID {item.gid} is already stopped ({item.status.value})")
+        runner = self._runners.get(item.gid)
+        if runner is not None:
+            runner.stop()  # the partial data stays, resumable by a retry
+        self._stop(item, Status.REMOVED, 0, "")
+        self.schedule()
+        return item.gid
+
+    def retry(self, gid: str) -> str:
+        """segdl.retry: a stopped item goes back to the end of the queue (same GID, same
+        file: what it already has is resumed)."""
+        item = self.find(gid)
+        if item.status not in (Status.ERROR, Status.REMOVED):
+            raise RpcError(f"GID {item.gid} has not failed or been removed")
+        self.stopped.remove(item.gid)
+        item.status = Status.WAITING
+        item.error_code, item.error_message = 0, ""
+        self._insert(item, len(self.queue))
+        self.changed(item)
+        self._event(item, None, "retried", "queued again")
+        self.schedule()
+        return item.gid
+
+    def remove_result(self, gid: str) -> None:
+        item = self.find(gid)
+        if not item.status.stopped:
+            raise RpcError(f"GID {item.gid} is not stopped")
+        self._forget(item)
+
+    def purge(self) -> None:
+        for gid in list(self.stopped):
+            self._forget(self.items[gid])
+
+    def _forget(self, item: Item) -> None:
+        self.stopped.remove(item.gid)
+        del self.items[item.gid]
+        self._dirty.pop(item.gid, None)
+        self._deleted.add(item.gid)
+
+    # -- options ----------------------------------------------------------------------------------
+
+    def change_option(self, gid: str, options: Options) -> None:
+        item = self.find(gid)
+        ariaopts.check_changeable(options, started=item.path is not None or item.status.stopped)
+        merged = {**item.options, **options}
+        ariaopts.download_kwargs(merged, self.options)
+        if "dir" in options:
+            item.directory = str(confined_dir(self.root, _text(options["dir"])))
+        if "out" in options:
+            confined_output(self.root, Path(item.directory), _text(options["out"]) or "")
+        item.options = merged
+        self.changed(item)
+        self._restart(item.gid)
+
+    def _restart(self, gid: str) -> None:
+        """A running download picks up new options: stopped (state saved), started again."""
+        runner = self._runners.get(gid)
+        if runner is not None and self.items[gid].status is Status.ACTIVE:
+            runner.restart = True
+            runner.stop()
+
+    def change_global(self, options: Options) -> None:
+        merged = {**self.options, **options}
+        jobs = ariaopts.concurrency(merged)
+        limit = ariaopts.overall_limit(merged)
+        ariaopts.download_kwargs({}, merged)
+        if "dir" in options:
+            raise RpcError("dir is the daemon's download root; restart it with --dir")
+        self.options.update(options)
+        self.jobs = jobs
+        self._apply_limit(limit)
+        import json
+
+        self._settings["global"] = json.dumps(
+            {k: v for k, v in self.options.items() if k != "dir"}, sort_keys=True
+        )
+        self.schedule()
+
+    def _apply_limit(self, limit: int) -> None:
+        if limit and self._bucket is not None:
+            self._bucket.set_rate(limit)
+        elif limit:  # running downloads have no bucket yet: restart them with one
+            self._bucket = TokenBucket(limit)
+            for gid in list(self.active):
+                self._restart(gid)
+        elif self._bucket is not None:  # no limit: new downloads go without (and splice)
+            self._bucket.set_rate(float(1 << 50))
+            self._bucket = None
+
+    def global_speed(self) -> int:
+        return int(sum(self.items[g].live.rate_bytes_per_s for g in self.active))
+
+
+def _by_position(item: Item) -> float:
+    return item.position
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise RpcError("a string is expected")

@@ -1,0 +1,187 @@
+"""The daemon's pure parts: path confinement, aria2 options, answer structs, the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segdl.daemon import ariaopts, render
+from segdl.daemon.confine import confined_dir, confined_output
+from segdl.daemon.errors import RpcError
+from segdl.daemon.methods import _window
+from segdl.daemon.model import Item, Live, Status, is_gid, new_gid
+from segdl.daemon.store import Batch, Store, row_of
+from segdl.ratelimit import TokenBucket
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("directory", "out"),
+    [
+        ("/etc", None),
+        ("..", None),
+        ("a/../..", None),
+        (None, "../../x"),
+        (None, "/etc/passwd"),
+        (None, "a/../../x"),
+        ("", None),
+        (None, ""),
+    ],
+)
+def test_paths_leaving_the_root_are_refused(
+    tmp_path: Path, directory: str | None, out: str | None
+) -> None:
+    """Absolute paths elsewhere, '..' anywhere and empty names never make a path."""
+    with pytest.raises(RpcError):
+        place = confined_dir(tmp_path, directory)
+        if out is not None:
+            confined_output(tmp_path, place, out)
+
+
+def test_symlinks_out_of_the_root_are_not_followed(tmp_path: Path) -> None:
+    """A directory symlink pointing out, or a symlink at the output name, is refused."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "out").symlink_to(outside)
+    (root / "f").symlink_to(root / "g")
+    with pytest.raises(RpcError, match="outside"):
+        confined_dir(root, "out/sub")
+    with pytest.raises(RpcError, match="outside"):
+        confined_output(root, root, "out/x")
+    with pytest.raises(RpcError, match="symlink"):
+        confined_output(root, root, "f")
+    assert confined_output(root, confined_dir(root, "sub"), "a/b.bin") == root / "sub/a/b.bin"
+    assert confined_dir(root, str(root / "x")) == root / "x"
+
+
+def test_aria2_options_map_to_download_keywords() -> None:
+    """split/max-connection-per-server, header, limits, overwrite rules and tries map as aria2
+    means them; a value that is not a number is refused."""
+    defaults = ariaopts.defaults("/r", 5, 8, "0")
+    kwargs = ariaopts.download_kwargs(
+        {
+            "split": "16",
+            "header": ["X-A: 1", "User-Agent: ua"],
+            "max-download-limit": "500K",
+            "allow-overwrite": "true",
+            "max-tries": "0",
+            "checksum": "sha-256=ab",
+        },
+        defaults,
+    )
+    assert kwargs["connections"] == 16
+    assert kwargs["headers"] == {"X-A": "1"} and kwargs["user_agent"] == "ua"
+    assert kwargs["limit_rate"] == 500 * 1024 and kwargs["if_exists"] == "overwrite"
+    assert kwargs["retries"] == 1_000_000 and kwargs["checksum"] == "sha-256=ab"
+    plain = ariaopts.download_kwargs({}, defaults)
+    assert plain["connections"] == 8 and plain["if_exists"] == "rename"
+    assert plain["limit_rate"] is None
+    assert (
+        ariaopts.download_kwargs({"auto-file-renaming": "false"}, defaults)["if_exists"] == "error"
+    )
+    for bad in (
+        {"split": "x"},
+        {"max-download-limit": "fast"},
+        {"header": "nocolon"},
+        {"allow-overwrite": "yes"},
+    ):
+        with pytest.raises(RpcError):
+            ariaopts.download_kwargs(bad, defaults)
+    assert ariaopts.normalized({"split": 4, "pause": True}) == {"split": "4", "pause": "true"}
+    with pytest.raises(RpcError):
+        ariaopts.normalized({"split": {"a": 1}})
+
+
+def test_bitfield_counts_only_whole_pieces() -> None:
+    """aria2's bitfield: highest bit first, a piece set only when all of it is done, the
+    short last piece set when the file's end is done."""
+    assert render.bitfield(3 * MIB, [(0, 3 * MIB)]) == "e0"
+    assert render.bitfield(3 * MIB, [(0, MIB + 5)]) == "80"
+    assert render.bitfield(3 * MIB, [(MIB - 1, 3 * MIB)]) == "60"
+    assert render.bitfield(9 * MIB + 1, [(8 * MIB, 9 * MIB + 1)]) == "00c0"
+    assert render.bitfield(MIB // 2, []) == "00"
+
+
+def _item(gid: str, **fields: object) -> Item:
+    base: dict[str, object] = {
+        "uris": ["http://h/f"],
+        "options": {"out": "f"},
+        "status": Status.WAITING,
+        "position": 1.0,
+        "directory": "/r",
+    }
+    base.update(fields)
+    return Item(gid=gid, **base)  # type: ignore[arg-type]
+
+
+def test_status_struct_has_aria2_keys_and_string_values() -> None:
+    """tellStatus: strings everywhere, errorCode only once stopped, keys filtered on ask."""
+    item = _item("0123456789abcdef", live=Live(done_bytes=5, size_bytes=10))
+    struct = render.status(item)
+    assert "errorCode" not in struct and struct["bitfield"] == "00"
+    assert all(isinstance(v, str) for k, v in struct.items() if k != "files")
+    assert struct["files"][0]["path"] == "/r/f"
+    assert render.status(item, ["gid", "status"]) == {"gid": item.gid, "status": "waiting"}
+    item.status = Status.COMPLETE
+    assert render.status(item)["errorCode"] == "0"
+    assert render.status(item)["completedLength"] == "10"
+
+
+def test_waiting_windows_follow_aria2_offsets() -> None:
+    """tellWaiting's offset/num, negative offsets counting back from the end."""
+    gids = ["a", "b", "c"]
+    assert _window(gids, 0, 1) == ["a"]
+    assert _window(gids, 1, 2) == ["b", "c"]
+    assert _window(gids, -1, 2) == ["c", "b"]
+    assert _window(gids, -5, 2) == [] and _window(gids, 0, 0) == []
+
+
+def test_gids_are_16_hex_digits_and_unique() -> None:
+    """New GIDs never collide with taken ones and have aria2's form."""
+    taken: set[str] = set()
+    for _ in range(1000):
+        gid = new_gid(taken)
+        assert is_gid(gid) and gid not in taken
+        taken.add(gid)
+
+
+def test_store_round_trips_items_history_and_settings(tmp_path: Path) -> None:
+    """What was committed is what loads: items with status, position, options; history; and
+    deleting an item deletes its history."""
+    store = Store(tmp_path / "q.sqlite3")
+    one = _item("1" * 16, options={"out": "x", "header": ["A: b"]}, live=Live(done_bytes=7))
+    two = _item("2" * 16, status=Status.PAUSED, position=0.5)
+    store.write(
+        Batch(
+            puts=[row_of(one), row_of(two)],
+            notes=[(one.gid, 1.0, "k", "m")],
+            settings={"global": "{}"},
+        )
+    )
+    items, notes, settings = store.load()
+    assert [i.gid for i in items] == [two.gid, one.gid]
+    assert items[1].options == {"out": "x", "header": ["A: b"]}
+    assert items[1].live.done_bytes == 7 and items[0].status is Status.PAUSED
+    assert notes == [(one.gid, 1.0, "k", "m")] and settings == {"global": "{}"}
+    store.write(Batch(deletes=[one.gid]))
+    items, notes, _ = store.load()
+    assert [i.gid for i in items] == [two.gid] and notes == []
+    assert (tmp_path / "q.sqlite3").stat().st_mode & 0o777 == 0o600
+    store.close()
+
+
+def test_a_bucket_takes_a_new_rate_live() -> None:
+    """set_rate changes the wait a consumer pays from then on."""
+    now = [0.0]
+    slept: list[float] = []
+    bucket = TokenBucket(1000, burst_s=0.0, clock=lambda: now[0], sleep=slept.append)
+    bucket.consume(1000)
+    bucket.set_rate(4000)
+    now[0] = 1.0
+    bucket.consume(4000)
+    assert slept == [1.0, 1.0]
+    with pytest.raises(ValueError):
+        bucket.set_rate(0)
