@@ -12,7 +12,7 @@ from segdl.daemon.errors import RpcError
 from segdl.daemon.methods import _window
 from segdl.daemon.model import Item, Live, Status, is_gid, new_gid
 from segdl.daemon.store import Batch, Store, row_of
-from segdl.ratelimit import TokenBucket
+from segdl.run.ratelimit import TokenBucket
 
 MIB = 1024 * 1024
 

@@ -231,7 +231,7 @@ def main(
     """Run the CLI; return the exit code instead of exiting."""
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["daemon"]:  # `segdl daemon ...`: the download manager (segdl[daemon])
-        from segdl.daemon.main import main as daemon_main
+        from segdl.cli.daemon import main as daemon_main
 
         return daemon_main(words[1:], stderr or sys.stderr)
     parser = build_parser()

@@ -6,5 +6,6 @@ kept inside the download root), :mod:`.ariaopts` (aria2 option names to segdl's)
 :mod:`.manager` (the queue and the scheduler; downloads run through :func:`segdl.download`
 in threads), :mod:`.render` (aria2's answer structs), :mod:`.rpc` and :mod:`.methods`
 (JSON-RPC 2.0 and aria2's methods), :mod:`.server` (aiohttp: HTTP, WebSocket, the page),
-:mod:`.main` (the command line). Needs the ``daemon`` extra (aiohttp).
+:mod:`.config` and :mod:`.serve` (configuration and lifetime). The command line is
+:mod:`segdl.cli.daemon`. Needs the ``daemon`` extra (aiohttp).
 """

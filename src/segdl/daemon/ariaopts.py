@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from segdl.core.errors import UsageError
+from segdl.core.options import parse_size
 from segdl.daemon.errors import RpcError
-from segdl.errors import UsageError
-from segdl.options import parse_size
 
 OptionValue = str | list[str]
 Options = dict[str, OptionValue]

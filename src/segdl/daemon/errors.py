@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segdl.errors import UsageError
+from segdl.core.errors import UsageError
 
 # JSON-RPC 2.0 (jsonrpc.org/specification §5.1) and aria2's code for a refused call.
 PARSE_ERROR = -32700

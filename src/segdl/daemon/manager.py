@@ -25,8 +25,8 @@ from segdl.daemon.errors import RpcError
 from segdl.daemon.model import Item, Status, is_gid, new_gid
 from segdl.daemon.runner import Ended, Runner, error_code
 from segdl.daemon.store import Batch, Store, row_of
-from segdl.ratelimit import TokenBucket
-from segdl.transport import Urllib3Transport
+from segdl.net.transport import Urllib3Transport
+from segdl.run.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -441,7 +441,7 @@ class Manager:
         return item.gid
 
     def retry(self, gid: str) -> str:
-        """segdl.retry: a stopped item goes back to the end of the queue (same GID, same
+        """segdl.core.retry: a stopped item goes back to the end of the queue (same GID, same
         file: what it already has is resumed)."""
         item = self.find(gid)
         if item.status not in (Status.ERROR, Status.REMOVED):

@@ -172,7 +172,7 @@ def build(manager: Manager, shutdown: Callable[[bool], None]) -> dict[str, Calla
         "aria2.shutdown": finish(False),
         "aria2.forceShutdown": finish(True),
         "aria2.saveSession": lambda: "OK",  # every change is already committed
-        "segdl.retry": lambda gid: manager.retry(manager.find(gid).gid),
+        "segdl.core.retry": lambda gid: manager.retry(manager.find(gid).gid),
         "segdl.tellDetail": lambda gid: render.detail(manager.find(gid)),
     }
     table["system.listMethods"] = lambda: [*table, "system.multicall"]

@@ -65,8 +65,8 @@ class Live:
     connections: int = 0
     segments: tuple[tuple[int, int], ...] = ()
     """Done byte ranges, half-open, when the engine reports them."""
-    positions: tuple[int, ...] = ()
-    """Each connection's current offset, when the engine reports them."""
+    positions: tuple[tuple[int, int], ...] = ()
+    """Each streaming connection: the offset of its next byte, and where its range stops."""
     current_url: str | None = None
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import segdl
+from segdl.core.errors import shown
 from segdl.daemon.model import (
     ERROR_CHECKSUM,
     ERROR_FILE_EXISTS,
@@ -28,7 +29,6 @@ from segdl.daemon.model import (
     ERROR_UNKNOWN,
     Live,
 )
-from segdl.errors import shown
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,8 @@ class Runner:
 
 
 def _segments_of(event: segdl.DownloadProgress, live: Live) -> None:
-    """The done ranges and each connection's offset, when the engine's event carries them."""
-    ranges = getattr(event, "done_ranges", None)
-    if ranges is not None:
-        live.segments = tuple((r.start, r.end) for r in ranges)
-    positions = getattr(event, "connection_offsets", None)
-    if positions is not None:
-        live.positions = tuple(positions)
+    """The done ranges and each connection's place (issue 20's SegmentMap on the event)."""
+    segments = event.segments
+    if segments is not None:
+        live.segments = tuple((r.start, r.end) for r in segments.done)
+        live.positions = tuple((r.start, r.end) for r in segments.connections)

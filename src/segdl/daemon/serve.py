@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import IO
+import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
 from segdl.daemon import ariaopts, methods
-from segdl.daemon.main import Config, install_signals, is_loopback
+from segdl.daemon.config import Config, is_loopback
 from segdl.daemon.manager import Manager
 from segdl.daemon.rpc import Dispatcher
 from segdl.daemon.server import RpcServer
@@ -19,7 +20,8 @@ _FORCE_WAIT_S = 0.5
 _ORDERLY_WAIT_S = 10.0
 
 
-async def serve(config: Config, stderr: IO[str]) -> int:
+async def serve(config: Config, report: Callable[[str], None]) -> int:
+    """Serve until SIGINT, SIGTERM or aria2.shutdown; ``report`` gets the lines for the user."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     force = False
@@ -53,17 +55,16 @@ async def serve(config: Config, stderr: IO[str]) -> int:
     port = _bound_port(runner)
     server.port = port
     if not is_loopback(config.host):
-        stderr.write(
+        report(
             f"segdl: warning: listening on {config.host}, not only on this machine: anyone "
-            "who reaches it and has the secret can make it write into the download root\n"
+            "who reaches it and has the secret can make it write into the download root"
         )
     host = f"[{config.host}]" if ":" in config.host else config.host
-    stderr.write(
+    report(
         f"segdl daemon: listening on http://{host}:{port}/ (JSON-RPC at /jsonrpc), "
         f"downloading into {config.root}, secret from {config.secret_source}, "
-        f"{len(manager.items)} items in the queue\n"
+        f"{len(manager.items)} items in the queue"
     )
-    stderr.flush()
     await manager.commit()
     manager.schedule()
     ticker = asyncio.ensure_future(_tick(manager, stop))
@@ -89,3 +90,8 @@ async def _tick(manager: Manager, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await asyncio.sleep(1.0)
         await manager.tick()
+
+
+def install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)

@@ -1,83 +1,21 @@
-"""``segdl daemon``: options, the secret, the state directory, and the serving loop."""
+"""The daemon's configuration: where it listens, its secret, its state directory."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import fcntl
 import ipaddress
 import os
 import secrets
-import signal
 import stat
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-from segdl.errors import UsageError
-from segdl.options import parse_size
+from segdl.core.errors import UsageError
+from segdl.core.options import parse_size
 
 DEFAULT_PORT = 6800  # aria2's, so clients find it where they look
 _SECRET_NAME = "rpc-secret"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="segdl daemon",
-        description="A download queue in the background, driven over aria2's JSON-RPC "
-        "(aria2p, AriaNg, ...) and from its own page at http://127.0.0.1:6800/.",
-    )
-    parser.add_argument("-d", "--dir", default=".", help="the download root (default: here)")
-    parser.add_argument(
-        "--state-dir",
-        help="the queue database and the generated secret "
-        "(default: $XDG_STATE_HOME/segdl, else ~/.local/state/segdl)",
-    )
-    parser.add_argument(
-        "--rpc-listen",
-        default=f"127.0.0.1:{DEFAULT_PORT}",
-        metavar="HOST:PORT",
-        help="where to listen (default 127.0.0.1:6800; port 0 picks a free one)",
-    )
-    parser.add_argument(
-        "--rpc-allow-remote",
-        action="store_true",
-        help="allow --rpc-listen on an address other than loopback (anyone who can reach "
-        "it and knows the secret can write files into --dir)",
-    )
-    secret = parser.add_mutually_exclusive_group()
-    secret.add_argument("--rpc-secret", metavar="TOKEN", help="the RPC secret (visible in ps)")
-    secret.add_argument("--rpc-secret-file", metavar="PATH", help="read the secret from PATH")
-    parser.add_argument(
-        "--rpc-allow-origin",
-        action="append",
-        default=[],
-        metavar="ORIGIN",
-        help="also accept browser requests from ORIGIN (e.g. http://127.0.0.1:8080 for an "
-        "AriaNg served there), and send it CORS headers; repeatable",
-    )
-    parser.add_argument(
-        "--rpc-max-request-size",
-        default="2M",
-        metavar="SIZE",
-        help="largest request body or WebSocket message (default 2M, as aria2)",
-    )
-    parser.add_argument("-j", "--jobs", type=int, default=5, help="downloads at once (default 5)")
-    parser.add_argument(
-        "-x", "--connections", type=int, default=8, help="connections per download (default 8)"
-    )
-    parser.add_argument(
-        "--max-connections-per-host",
-        type=int,
-        default=16,
-        help="connections to one host across all downloads (default 16)",
-    )
-    parser.add_argument(
-        "--limit-rate", default="0", metavar="RATE", help="bytes/s for everything (0: none)"
-    )
-    return parser
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,37 +118,3 @@ def lock_state_dir(state_dir: Path) -> int:
         os.close(fd)
         raise UsageError(f"another segdl daemon uses {state_dir}") from exc
     return fd
-
-
-def main(argv: Sequence[str] | None = None, stderr: IO[str] | None = None) -> int:
-    """Run the daemon until SIGINT/SIGTERM or aria2.shutdown; the exit code."""
-    stderr = stderr or sys.stderr
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        stderr.write("segdl: error: the daemon needs aiohttp: pip install 'segdl[daemon]'\n")
-        return 2
-    try:
-        config = configure(args)
-        lock = lock_state_dir(config.state_dir)
-    except UsageError as exc:
-        stderr.write(f"segdl: error: {exc}\n")
-        return 2
-    from segdl.daemon.serve import serve
-
-    try:
-        return asyncio.run(serve(config, stderr))
-    except OSError as exc:  # the port is taken, the state directory unwritable
-        stderr.write(f"segdl: error: {exc.strerror or exc}\n")
-        return 3
-    finally:
-        os.close(lock)
-
-
-def install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
