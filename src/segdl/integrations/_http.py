@@ -1,0 +1,281 @@
+"""Single requests with segdl's rules, for what a whole-file download does not cover: is the
+URL there, what is it (size, type, validators), a byte range of it, a small page of links.
+
+Every answer goes through segdl's first contact (:func:`segdl.probe.first_contact`): redirects
+followed within its limits (https to http refused), credentials sent to the URL's origin only,
+``Accept-Encoding: identity``, a ranged answer believed only if its ``Content-Range`` starts at
+the byte asked for. On top of that a range must be the whole range asked for, of a file of the
+size and validator seen when it was opened; transient failures are retried with segdl's
+policy, the whole request again, since a few megabytes are cheaper to ask again than to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from segdl.auth import Identity, identity_for
+from segdl.errors import RangeNotHonoured, RemoteChanged, ShortBody, UsageError, shown
+from segdl.models import ByteRange, Resource, Validator
+from segdl.options import DownloadOptions
+from segdl.probe import FirstContact, Mode, first_contact
+from segdl.retry import call_with_retries
+from segdl.transport import Response, Transport, Urllib3Transport
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# download() keywords that shape a single request, and the DownloadOptions field of each; the
+# others (connections, split sizes, checksum...) are about whole files and ignored here.
+_OPTION_FIELDS = {
+    "user_agent": "user_agent",
+    "timeout_s": "timeout_s",
+    "retries": "retries",
+    "retry_wait_s": "retry_wait_s",
+    "max_retry_after_s": "max_retry_after_s",
+    "max_redirects": "max_redirects",
+    "allow_insecure_redirect": "allow_insecure_redirect",
+    "location_trusted": "location_trusted",
+    "ca_bundle": "ca_bundle",
+    "insecure": "insecure",
+    "proxy": "proxy",
+    "use_proxy_env": "use_proxy_env",
+}
+_IDENTITY_KEYS = ("user", "netrc", "netrc_file", "cookies_file", "location_trusted")
+_READ_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What one answer said about a URL, without its body."""
+
+    resource: Resource
+    partial: bool
+    """Byte ranges work (the server answered a range with that range)."""
+    headers: Mapping[str, str]
+    """Header fields of the final answer that describe the whole file (ETag, Last-Modified,
+    Digest; Content-MD5 only when the answer was the whole file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    data: bytes
+    resource: Resource
+
+
+class Requester:
+    """Makes the single requests of one integration; thread-safe, one connection pool."""
+
+    def __init__(self, options: Mapping[str, Any], transport: Transport | None = None) -> None:
+        self._options = dict(options)
+        headers = dict(self._options.get("headers") or {})
+        fields = {f: self._options[k] for k, f in _OPTION_FIELDS.items() if k in self._options}
+        if fields.get("ca_bundle") is not None:
+            fields["ca_bundle"] = str(fields["ca_bundle"])
+        # Validated now: a bad option is an error where it was given, not at the first read.
+        self.options = DownloadOptions(headers=headers, **fields)
+        self._headers = headers
+        self._given_transport = transport
+        self._transport: Transport | None = transport
+        self._lock = threading.Lock()
+
+    def transport(self) -> Transport:
+        with self._lock:
+            if self._transport is None:
+                o = self.options
+                self._transport = Urllib3Transport(
+                    max_connections_per_host=o.max_connections_per_host,
+                    timeout_s=o.timeout_s,
+                    ca_bundle=o.ca_bundle,
+                    insecure=o.insecure,
+                    proxy=o.proxy,
+                    use_proxy_env=o.use_proxy_env,
+                )
+            return self._transport
+
+    def close(self) -> None:
+        with self._lock:
+            transport, self._transport = self._transport, self._given_transport
+        if transport is not None and transport is not self._given_transport:
+            transport.close()
+
+    def head(self, url: str) -> Head:
+        """Ask for byte 0 only: the answer tells the size, type and validators (never a
+        ``HEAD``, which many servers refuse or answer with another length)."""
+
+        def attempt() -> Head:
+            contact = self._contact(url, start=0, end=1)
+            try:
+                return _head_of(contact)
+            finally:
+                _finish(contact.response)
+
+        return self._retried(attempt)
+
+    def read_range(self, url: str, wanted: ByteRange, expected: Head) -> bytes:
+        """Bytes ``wanted`` of the file ``expected`` describes; :class:`RemoteChanged` if the
+        server now has another version, :class:`RangeNotHonoured` if it ignores the range
+        (except for a range from byte 0, which is then read off the start of the body)."""
+        if wanted.length == 0:
+            return b""
+        if_range = expected.resource.validator.strong_etag
+
+        def attempt() -> bytes:
+            contact = self._contact(url, start=wanted.start, end=wanted.end, if_range=if_range)
+            try:
+                _check_same(url, contact.resource, expected.resource)
+                ranged = contact.mode is Mode.RANGED and contact.first_range == wanted
+                if contact.response is None or not (ranged or wanted.start == 0):
+                    status = contact.response.status if contact.response is not None else 0
+                    raise RangeNotHonoured(url, wanted, status)
+                return _read_exactly(url, contact.response, wanted.length)
+            finally:
+                _finish(contact.response, abort=True)
+
+        return self._retried(attempt)
+
+    def read_all(self, url: str, *, only_types: frozenset[str | None] | None = None) -> Body:
+        """The whole body of ``url`` (for pages of links, not files: it is held in memory).
+        With ``only_types``, a body whose media type is not one of them is not read."""
+
+        def attempt() -> Body:
+            contact = self._contact(url, ranged=False)
+            try:
+                media = _media_type(contact.resource.content_type)
+                if contact.response is None or (only_types is not None and media not in only_types):
+                    return Body(b"", contact.resource)
+                return Body(_read_to_end(contact.response), contact.resource)
+            finally:
+                _finish(contact.response, abort=True)
+
+        return self._retried(attempt)
+
+    def _contact(
+        self,
+        url: str,
+        *,
+        ranged: bool = True,
+        start: int = 0,
+        end: int | None = None,
+        if_range: str | None = None,
+    ) -> FirstContact:
+        clean, identity = self._identity(url)
+        return first_contact(
+            self.transport(),
+            clean,
+            self.options,
+            ranged=ranged,
+            start=start,
+            end=end,
+            if_range=if_range,
+            identity=identity,
+        )
+
+    def _identity(self, url: str) -> tuple[str, Identity]:
+        o = self._options
+        netrc_file = o.get("netrc_file")
+        cookies_file = o.get("cookies_file")
+        clean, _, identity = identity_for(
+            url,
+            self._headers,
+            user=o.get("user"),
+            use_netrc=bool(o.get("netrc", False)),
+            netrc_file=Path(netrc_file) if netrc_file is not None else None,
+            cookies_file=Path(cookies_file) if cookies_file is not None else None,
+            location_trusted=bool(o.get("location_trusted", False)),
+        )
+        return clean, identity
+
+    def _retried(self, attempt: Callable[[], T]) -> T:
+        def told(wait_s: float, error: BaseException) -> None:
+            log.info("retrying in %.1f s after: %s", wait_s, error)
+
+        return call_with_retries(attempt, self.options.retry_policy(), threading.Event(), told)
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is http(s); else :class:`UsageError` (no scheme is guessed)."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise UsageError(f"not an http(s) URL: {shown(url)!r}")
+    return url
+
+
+def _head_of(contact: FirstContact) -> Head:
+    response = contact.response
+    fields: dict[str, str] = {}
+    validator = contact.resource.validator
+    if validator.etag is not None:
+        fields["ETag"] = validator.etag
+    accept_ranges = ""
+    if response is not None:
+        for name in ("Content-MD5", "Digest"):
+            values = response.header_values(name)
+            # Content-MD5 describes the body sent, which is the file only on a 200 (RFC 1864).
+            if len(values) == 1 and (name != "Content-MD5" or response.status == 200):
+                fields[name] = values[0]
+        accept_ranges = ",".join(response.header_values("Accept-Ranges")).strip().lower()
+    if validator.last_modified is not None:
+        fields["Last-Modified"] = validator.last_modified
+    partial = contact.mode is Mode.RANGED and accept_ranges != "none"
+    return Head(contact.resource, partial, fields)
+
+
+def _check_same(url: str, now: Resource, then: Resource) -> None:
+    if then.size_bytes is not None and now.size_bytes not in (None, then.size_bytes):
+        raise RemoteChanged(url, f"size {now.size_bytes}, was {then.size_bytes}")
+    if not _same_version(now.validator, then.validator):
+        raise RemoteChanged(url, "its validator changed")
+
+
+def _same_version(now: Validator, then: Validator) -> bool:
+    if then.etag is not None and now.etag is not None:
+        return now.etag == then.etag
+    if then.last_modified is not None and now.last_modified is not None:
+        return now.last_modified == then.last_modified
+    return True
+
+
+def _media_type(content_type: str | None) -> str | None:
+    return None if content_type is None else content_type.partition(";")[0].strip().lower()
+
+
+def _read_exactly(url: str, response: Response, length: int) -> bytes:
+    data = bytearray(length)
+    view = memoryview(data)
+    done = 0
+    while done < length:
+        n = response.readinto(view[done:])
+        if n == 0:
+            raise ShortBody(url, length, done)
+        done += n
+    return bytes(data)
+
+
+def _read_to_end(response: Response) -> bytes:
+    chunks: list[bytes] = []
+    buffer = bytearray(_READ_BYTES)
+    view = memoryview(buffer)
+    while n := response.readinto(view):
+        chunks.append(bytes(view[:n]))
+    return b"".join(chunks)
+
+
+def _finish(response: Response | None, *, abort: bool = False) -> None:
+    """Close an answer; a short unread rest (the byte of a probe) is read first, so the
+    connection goes back to the pool instead of being closed."""
+    if response is None:
+        return
+    try:
+        if not abort:
+            buffer = memoryview(bytearray(16))
+            for _ in range(4):
+                if response.readinto(buffer) == 0:
+                    break
+    except Exception:  # the answer is done with either way; closing is what matters
+        log.debug("draining a probe's body failed", exc_info=True)
+    finally:
+        response.close()
