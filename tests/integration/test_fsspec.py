@@ -19,8 +19,8 @@ import pytest
 from fsspec.implementations.http import HTTPFileSystem
 
 import segdl
+from segdl.core.models import ByteRange
 from segdl.integrations.fsspec import SegdlFile, SegdlFileSystem, _limits, _within
-from segdl.models import ByteRange
 from tests.server import FaultServer
 from tests.server.faults import Faults
 

@@ -7,6 +7,7 @@ rich is imported only when a bar is actually drawn, so a non-interactive run (an
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 from pathlib import Path
@@ -155,6 +156,15 @@ class RichDisplay:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def stderr_display() -> Display:
+    """The CLI's display on this process's stderr, for library callers that asked for a
+    progress bar (``segdl.integrations.pooch``'s ``progressbar=True``): the rich bar on a
+    terminal, the plain lines elsewhere."""
+    if sys.stderr.isatty():
+        return RichDisplay(sys.stderr)
+    return PlainDisplay(sys.stderr, quiet=False)
 
 
 def _description(name: str) -> str:

@@ -1,7 +1,7 @@
 """Single requests with segdl's rules, for what a whole-file download does not cover: is the
 URL there, what is it (size, type, validators), a byte range of it, a small page of links.
 
-Every answer goes through segdl's first contact (:func:`segdl.probe.first_contact`): redirects
+Every answer goes through segdl's first contact (:func:`segdl.run.probe.first_contact`): redirects
 followed within its limits (https to http refused), credentials sent to the URL's origin only,
 ``Accept-Encoding: identity``, a ranged answer believed only if its ``Content-Range`` starts at
 the byte asked for. On top of that a range must be the whole range asked for, of a file of the
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from segdl.auth import Identity, identity_for
-from segdl.errors import RangeNotHonoured, RemoteChanged, ShortBody, UsageError, shown
-from segdl.models import ByteRange, Resource, Validator
-from segdl.options import DownloadOptions
-from segdl.probe import FirstContact, Mode, first_contact
-from segdl.retry import call_with_retries
-from segdl.transport import Response, Transport, Urllib3Transport
+from segdl.core.errors import RangeNotHonoured, RemoteChanged, ShortBody, UsageError, shown
+from segdl.core.models import ByteRange, Resource, Validator
+from segdl.core.options import DownloadOptions
+from segdl.net.auth import Identity, identity_for
+from segdl.net.transport import Response, Transport, Urllib3Transport
+from segdl.run.probe import FirstContact, Mode, first_contact
+from segdl.run.retries import call_with_retries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

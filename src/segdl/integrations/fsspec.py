@@ -37,8 +37,8 @@ from fsspec.callbacks import DEFAULT_CALLBACK  # noqa: E402  (after the version 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem  # noqa: E402
 
 import segdl  # noqa: E402
+from segdl.core.models import ByteRange  # noqa: E402
 from segdl.integrations._http import Head, Requester, check_url  # noqa: E402
-from segdl.models import ByteRange  # noqa: E402
 
 PROTOCOLS = ("segdl", "segdl+http", "segdl+https")
 _PREFIX = "segdl+"

@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -41,8 +40,8 @@ POOCH_VERSION = require("pooch", "1.6", "2", extra="pooch")
 import requests.exceptions  # noqa: E402  (pooch's own dependency, after the version check)
 
 import segdl  # noqa: E402
+from segdl.core.names import filename_from_url  # noqa: E402
 from segdl.integrations._http import Requester, check_url  # noqa: E402
-from segdl.names import filename_from_url  # noqa: E402
 
 # Keywords the downloader sets itself: where the file goes and what happens to an old one.
 _OWN_KEYWORDS = frozenset({"dest", "directory", "overwrite", "if_exists"})
@@ -144,7 +143,9 @@ class SegdlDownloader:
         if self._user_progress is not None:
             shown.append(self._user_progress)
         if self.progressbar is True:
-            display = _display(sys.stderr)
+            from segdl.cli.display import stderr_display  # only a caller who asked
+
+            display = stderr_display()
             shown.append(_named(display, name))
             closers.append(display.close)
         elif self.progressbar:
@@ -224,13 +225,3 @@ class TqdmAdapter:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def _display(stream: IO[str]) -> Any:
-    """segdl's own display: the CLI's bar on a terminal, its plain lines elsewhere. Only a
-    caller who asked for a progress bar gets here; the library itself never prints."""
-    from segdl.cli import display
-
-    if stream.isatty():
-        return display.RichDisplay(stream)
-    return display.PlainDisplay(stream, quiet=False)
