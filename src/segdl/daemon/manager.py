@@ -441,7 +441,7 @@ class Manager:
         return item.gid
 
     def retry(self, gid: str) -> str:
-        """segdl.core.retry: a stopped item goes back to the end of the queue (same GID, same
+        """segdl.retry: a stopped item goes back to the end of the queue (same GID, same
         file: what it already has is resumed)."""
         item = self.find(gid)
         if item.status not in (Status.ERROR, Status.REMOVED):

@@ -91,7 +91,10 @@ def build(manager: Manager, shutdown: Callable[[bool], None]) -> dict[str, Calla
 
     def get_option(gid: object) -> dict[str, Any]:
         item: Item = manager.find(gid)
-        return {**manager.options, "dir": item.directory, **item.options}
+        merged = {**manager.options, "dir": item.directory, **item.options}
+        # aria2 shows neither the global-only options nor "pause" for a download.
+        hidden = {*ariaopts.GLOBAL_ONLY, "pause"}
+        return {key: value for key, value in merged.items() if key not in hidden}
 
     def remove_result(gid: object) -> str:
         manager.remove_result(manager.find(gid).gid)
@@ -172,7 +175,7 @@ def build(manager: Manager, shutdown: Callable[[bool], None]) -> dict[str, Calla
         "aria2.shutdown": finish(False),
         "aria2.forceShutdown": finish(True),
         "aria2.saveSession": lambda: "OK",  # every change is already committed
-        "segdl.core.retry": lambda gid: manager.retry(manager.find(gid).gid),
+        "segdl.retry": lambda gid: manager.retry(manager.find(gid).gid),
         "segdl.tellDetail": lambda gid: render.detail(manager.find(gid)),
     }
     table["system.listMethods"] = lambda: [*table, "system.multicall"]
