@@ -264,4 +264,4 @@ def test_batch_bar_display_runs_to_the_end(
     urls = [fault_server.url(f"/f{n}.bin") for n in range(3)]
     code, _, err = run_cli("--progress", "bar", "-d", str(tmp_path), *urls)
     assert code == ExitCode.OK, err
-    assert "all files" in err and "3 done, 0 skipped, 0 failed" in err
+    assert "3/3 files" in err and "3 done, 0 skipped, 0 failed" in err

@@ -105,9 +105,7 @@ def test_open_seek_read_uses_ranged_requests(
     assert fault_server.bytes_sent < 512 * KIB
 
 
-def test_fsspec_open_with_a_segdl_url(
-    fault_server: FaultServer, make_data: MakeData
-) -> None:
+def test_fsspec_open_with_a_segdl_url(fault_server: FaultServer, make_data: MakeData) -> None:
     """fsspec.open("segdl+http://...") reaches the segdl filesystem through the entry point
     and reads the right bytes; http:// stays fsspec's own HTTPFileSystem."""
     data = make_data(300 * KIB)

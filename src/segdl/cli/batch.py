@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from segdl.cli.display import live_terminal
 from segdl.cli.exitcodes import ExitCode, exit_code_for
+from segdl.cli.render import human_bytes, human_rate
 from segdl.core.errors import SegdlError, UsageError, shown
 from segdl.core.progress import Event
 from segdl.disk.storage import make_directory
@@ -38,21 +40,27 @@ def run_batch(
     lock = threading.Lock()
     as_json = args.progress == "json"
     bar = None
-    if (
-        not as_json
-        and not args.quiet
-        and (args.progress == "bar" or (args.progress == "auto" and stderr.isatty()))
-    ):
-        from segdl.cli.display import BatchRichDisplay
+    if not as_json and not args.quiet and live_terminal(args.progress, stderr):
+        from segdl.cli.screen import BatchScreen
 
-        bar = BatchRichDisplay(stderr, len(jobs))
+        bar = BatchScreen(stderr, len(jobs))
         kwargs["progress"] = bar
+
+    def say(line: str) -> None:
+        if bar is not None:
+            bar.print(line)  # above the live lines, never through them
+        else:
+            print(line, file=stderr)
 
     def on_item(item: ItemReport) -> None:
         with lock:
             if bar is not None:
-                bar.item_done()
-            _print_item(item, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
+                size = item.result.size_bytes if item.result is not None else 0
+                failed = item.outcome is Outcome.FAILED
+                bar.item_ended(failed=failed, size_bytes=size, complete_before=False)
+            line = _item_line(item, as_json=as_json, quiet=args.quiet)
+            if line is not None:
+                say(line)
 
     if as_json:
         kwargs["progress"] = _json_events(stdout, lock)
@@ -109,16 +117,16 @@ def _json_events(stdout: IO[str], lock: threading.Lock) -> Callable[[Event], Non
     return listener
 
 
-def _print_item(
-    item: ItemReport, *, as_json: bool, quiet: bool, stdout: IO[str], stderr: IO[str]
-) -> None:
+def _item_line(item: ItemReport, *, as_json: bool, quiet: bool) -> str | None:
+    """The line a file's end gets, if any."""
     if as_json:
-        return  # the per-file events already say it
+        return None  # the per-file events already say it
     if item.outcome is Outcome.FAILED:
-        print(f"segdl: failed: {printable(f'{shown(item.job.url)}: {item.error}')}", file=stderr)
-    elif not quiet and item.result is not None:
+        return f"segdl: failed: {printable(f'{shown(item.job.url)}: {item.error}')}"
+    if not quiet and item.result is not None:
         verb = "skipped" if item.outcome is Outcome.SKIPPED else "saved"
-        print(f"segdl: {verb} {printable(str(item.result.path))}", file=stderr)
+        return f"segdl: {verb} {printable(str(item.result.path))}"
+    return None
 
 
 def _finish(
@@ -141,8 +149,18 @@ def _finish(
         stdout.write(json_line(record) + "\n")
         stdout.flush()
     elif not quiet or failures:
-        from segdl.run.batch import summary_lines
-
         for line in summary_lines(report):
             print(f"segdl: {printable(line)}", file=stderr)
     return code
+
+
+def summary_lines(report: BatchReport) -> list[str]:
+    """The end of a batch: counts, size, time and rate (1024-based), then each failure."""
+    rate = report.bytes_done / report.elapsed_s if report.elapsed_s > 0 else 0.0
+    lines = [
+        f"{report.count(Outcome.DONE)} done, {report.count(Outcome.SKIPPED)} skipped, "
+        f"{report.count(Outcome.FAILED)} failed; {human_bytes(report.bytes_done)} in "
+        f"{report.elapsed_s:.2f} s ({human_rate(rate)})"
+    ]
+    lines += [f"failed: {shown(item.job.url)}: {item.error}" for item in report.failures]
+    return lines

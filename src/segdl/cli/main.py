@@ -312,7 +312,7 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
             print(f"segdl: skipped {printable(str(result.path))} (already there)", file=stderr)
     elif not args.quiet:
         rate = result.size_bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
-        from segdl.cli.display import human_bytes
+        from segdl.cli.render import human_bytes
 
         print(
             f"segdl: saved {printable(str(result.path))} ({human_bytes(result.size_bytes)} in "
@@ -475,8 +475,10 @@ def _make_display(mode: str, quiet: bool, stdout: IO[str], stderr: IO[str]) -> D
         return display.SilentDisplay(stderr, quiet=quiet)
     if mode == "plain":
         return display.PlainDisplay(stderr, quiet=quiet)
-    if mode == "bar" or (mode == "auto" and stderr.isatty()):
-        return display.RichDisplay(stderr)
+    if display.live_terminal(mode, stderr):
+        from segdl.cli.screen import SingleScreen
+
+        return SingleScreen(stderr)
     return display.PlainDisplay(stderr, quiet=quiet)
 
 

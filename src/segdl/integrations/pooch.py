@@ -79,9 +79,7 @@ class SegdlDownloader:
             raise TypeError(f"SegdlDownloader chooses {', '.join(own)} itself")
         self.progressbar = progressbar
         self.options = {"lock_wait_s": _LOCK_WAIT_S, **options}
-        self._user_progress: segdl.ProgressListener | None = self.options.pop(
-            "progress", None
-        )
+        self._user_progress: segdl.ProgressListener | None = self.options.pop("progress", None)
         self._requester = Requester(self.options)
 
     def __call__(

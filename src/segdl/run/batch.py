@@ -11,13 +11,13 @@ import concurrent.futures as cf
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from segdl.core.errors import SegdlError, UsageError, shown
+from segdl.core.errors import SegdlError, UsageError
 from segdl.core.models import Result
 from segdl.core.options import parse_size
 from segdl.core.progress import DownloadReceived, Event, ProgressListener, silent
@@ -465,15 +465,3 @@ class _FileTransport:
 def _transport_options(common: Mapping[str, Any]) -> dict[str, Any]:
     names = ("ca_bundle", "insecure", "proxy", "use_proxy_env")
     return {name: common[name] for name in names if name in common}
-
-
-def summary_lines(report: BatchReport) -> Sequence[str]:
-    """The end-of-batch report: counts, bytes, time, then one line per failure."""
-    lines = [
-        f"{report.count(Outcome.DONE)} done, {report.count(Outcome.SKIPPED)} skipped, "
-        f"{report.count(Outcome.FAILED)} failed; {report.bytes_done} bytes in "
-        f"{report.elapsed_s:.2f} s"
-    ]
-    for item in report.failures:
-        lines.append(f"failed: {shown(item.job.url)}: {item.error}")
-    return lines

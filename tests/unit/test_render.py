@@ -1,0 +1,76 @@
+"""The live displays' lines: within the width, 1024-based units, the map where bytes are."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.cells import cell_len
+
+from segdl.cli import render
+from segdl.cli.render import BatchView, FileView
+from segdl.core.models import ByteRange
+from segdl.core.progress import SegmentMap
+
+MIB = 1 << 20
+
+
+def _view(name: str = "ubuntu-24.04-desktop-amd64.iso") -> FileView:
+    segments = SegmentMap(
+        27 * MIB,
+        (ByteRange(0, 3 * MIB), ByteRange(9 * MIB, 12 * MIB)),
+        (ByteRange(3 * MIB, 9 * MIB),),
+    )
+    return FileView(name, 27 * MIB, 6 * MIB, 4.1 * MIB, 8, segments)
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (int(1.5 * MIB), "1.5 MiB"),
+        (5 << 30, "5.0 GiB"),
+    ],
+)
+def test_sizes_are_1024_based(n: int, text: str) -> None:
+    """human_bytes counts in KiB, MiB, GiB of 1024."""
+    assert render.human_bytes(n) == text
+
+
+def test_done_and_total_share_the_total_unit() -> None:
+    """The bytes pair reads 0.5/27.0 MiB, not 512.0 KiB/27.0 MiB."""
+    assert render.bytes_of(MIB // 2, 27 * MIB) == "0.5/27.0 MiB"
+    assert render.bytes_of(10, 100) == "10/100 B"
+
+
+@given(st.integers(10, 300), st.text(min_size=0, max_size=80))
+def test_every_line_fits_the_width(width: int, name: str) -> None:
+    """No live line reaches the last column, whatever the width and the name."""
+    view = _view(name)
+    lines = render.single_lines(view, width)
+    lines += render.batch_lines(BatchView(300, 157, 2), [view] * 20, width, 25)
+    assert all(cell_len(line) <= min(width, render.MAX_WIDTH) - 1 for line in lines), lines
+
+
+def test_narrow_lines_keep_bytes_and_rate_and_drop_connections_first() -> None:
+    """At 40 columns a file line keeps its bytes and rate; connections go before them."""
+    line = render.file_line(_view(), 40)
+    assert "6.0/27.0 MiB" in line and "4.1 MiB/s" in line and "conn" not in line
+    wide = render.file_line(_view(), 80)
+    assert wide.endswith("22% 6.0/27.0 MiB 4.1 MiB/s ETA 0:05 8 conn")
+
+
+def test_segment_map_marks_done_partial_empty_and_connections() -> None:
+    """The map shows done bytes as full cells, a connection's next byte as its head."""
+    line = render.map_line(_view().segments or SegmentMap(0, (), ()), 28)  # 27 cells, 1 MiB each
+    assert line == "███>░░░░░███" + "░" * 15
+
+
+def test_batch_shows_what_fits_and_counts_the_rest() -> None:
+    """With more files active than rows, the last row says how many more there are."""
+    active = [FileView(f"f{n}.bin", MIB, MIB // 2, MIB, 1) for n in range(12)]
+    lines = render.batch_lines(BatchView(50, 10, 1, 0, 12 * MIB, 3 * MIB, 10.0), active, 80, 12)
+    assert lines[0].startswith("10/50 files") and "1 failed" in lines[0] and "MiB/s" in lines[0]
+    assert lines[-1] == "  +8 more" and len(lines) == 1 + 4 + 1
