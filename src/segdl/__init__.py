@@ -88,6 +88,8 @@ if TYPE_CHECKING:
     from segdl.core.models import Resource as Resource
     from segdl.core.models import Result as Result
     from segdl.core.models import Validator as Validator
+    from segdl.core.options import DownloadOptions as DownloadOptions
+    from segdl.core.options import IfExists as IfExists
     from segdl.core.progress import (
         DownloadFailed as DownloadFailed,
     )
@@ -166,6 +168,7 @@ _EXPORTS = {
         ],
         "segdl.core.errors",
     ),
+    **dict.fromkeys(["DownloadOptions", "IfExists"], "segdl.core.options"),
     **dict.fromkeys(["ByteRange", "Resource", "Result", "Validator"], "segdl.core.models"),
     **dict.fromkeys(
         [

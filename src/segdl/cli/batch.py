@@ -7,12 +7,13 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from segdl.cli.display import live_terminal
 from segdl.cli.exitcodes import ExitCode, exit_code_for
 from segdl.cli.render import human_bytes, human_rate
 from segdl.core.errors import SegdlError, UsageError, shown
+from segdl.core.options import DownloadOptions
 from segdl.core.progress import Event
 from segdl.disk.storage import make_directory
 from segdl.printable import json_line, printable
@@ -21,7 +22,7 @@ from segdl.run.batch import BatchReport, ItemReport, Job, Outcome, download_many
 
 def run_batch(
     args: argparse.Namespace,
-    common: Callable[[argparse.Namespace], dict[str, Any]],
+    options: DownloadOptions,
     stdout: IO[str],
     stderr: IO[str],
     cancel: threading.Event,
@@ -29,7 +30,6 @@ def run_batch(
     """Run every URL given (and every file of ``-i``), ``-j`` at a time; report each."""
     try:
         jobs = _jobs(args)
-        kwargs = common(args)
         if args.output is not None:
             raise UsageError("-o names one file: use -d with several URLs or -i")
         for directory in _directories(jobs, args.dir):
@@ -40,11 +40,12 @@ def run_batch(
     lock = threading.Lock()
     as_json = args.progress == "json"
     bar = None
+    progress: Callable[[Event], None] | None = None
     if not as_json and not args.quiet and live_terminal(args.progress, stderr):
         from segdl.cli.screen import BatchScreen
 
         bar = BatchScreen(stderr, len(jobs))
-        kwargs["progress"] = bar
+        progress = bar
 
     def say(line: str) -> None:
         if bar is not None:
@@ -63,7 +64,7 @@ def run_batch(
                 say(line)
 
     if as_json:
-        kwargs["progress"] = _json_events(stdout, lock)
+        progress = _json_events(stdout, lock)
     try:
         report = download_many(
             jobs,
@@ -71,7 +72,9 @@ def run_batch(
             on_item=on_item,
             cancel=cancel,
             pipelining=not args.no_pipelining,
-            **kwargs,
+            options=options,
+            directory=args.dir,
+            progress=progress,
         )
     finally:
         if bar is not None:

@@ -21,6 +21,7 @@ from segdl.printable import printable
 
 if TYPE_CHECKING:
     from segdl.cli.display import Display
+    from segdl.core.options import DownloadOptions
 
 _EPILOG = """\
 exit codes: 0 ok, 1 generic, 2 usage, 3 local file, 4 network, 5 TLS, 6 auth,
@@ -32,6 +33,10 @@ exit codes: 0 ok, 1 generic, 2 usage, 3 local file, 4 network, 5 TLS, 6 auth,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options' defaults and descriptions are :class:`~segdl.core.options.DownloadOptions`'
+    (``_help``); only what is the command line's own is written here."""
+    from segdl.core.options import DEFAULTS, IfExists
+
     parser = argparse.ArgumentParser(
         prog="segdl",
         description="Download a file over many HTTP(S) connections at once.",
@@ -63,13 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         "connection has ended (default: pipeline one request deep, direct connections only)",
     )
     parser.add_argument(
-        "--remote-time", action="store_true", help="set the file's time from Last-Modified"
+        "--remote-time", action="store_true", help=_help("remote_time", default=False)
     )
     parser.add_argument(
         "--keep-cache",
         action="store_true",
-        help="leave a file of 256 MiB or more in the page cache (default: its pages are "
-        "dropped as they are synced)",
+        help=_help("keep_cache", default=False),
     )
     parser.add_argument(
         "--limit-rate",
@@ -79,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checksum",
         metavar="ALGO=HEX",
-        help="verify the file (md5, sha-1, sha-256, sha-512); a mismatch exits 10",
+        help=_help("checksum", default=None) + "; a mismatch exits 10",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="PATH", help="write to PATH")
@@ -93,16 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-x",
         "--connections",
         type=int,
-        default=8,
+        default=DEFAULTS.connections,
         metavar="N",
-        help="connections to use at most (default: 8)",
+        help=_help("connections"),
     )
     parser.add_argument(
         "--min-split-size",
-        default="1M",
         metavar="SIZE",
-        help="split ranges no smaller than SIZE bytes, except smaller tails in the end game; "
-        "K, M, G suffixes are 1024-based (default: 1M)",
+        help=_help("min_split_bytes", "K, M, G suffixes are 1024-based"),
     )
     parser.add_argument(
         "-H",
@@ -112,87 +114,97 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="extra request header, repeatable",
     )
-    parser.add_argument("--user-agent", metavar="TEXT", help=f"default: segdl/{__version__}")
+    parser.add_argument(
+        "--user-agent", metavar="TEXT", default=DEFAULTS.user_agent, help=_help("user_agent")
+    )
     parser.add_argument(
         "--timeout",
         type=float,
-        default=30.0,
+        default=DEFAULTS.timeout_s,
         metavar="SECONDS",
-        help="connect and idle-read timeout (default: 30)",
+        help=_help("timeout_s"),
     )
     parser.add_argument(
         "--retries",
         type=int,
-        default=5,
+        default=DEFAULTS.retries,
         metavar="N",
-        help="attempts in a row without progress per range (default: 5)",
+        help=_help("retries"),
     )
     parser.add_argument(
         "--retry-wait",
         type=float,
-        default=0.5,
+        default=DEFAULTS.retry_wait_s,
         metavar="SECONDS",
-        help="base of the exponential backoff between attempts (default: 0.5)",
+        help=_help("retry_wait_s"),
     )
     parser.add_argument(
         "--max-retry-after",
         type=float,
-        default=300.0,
+        default=DEFAULTS.max_retry_after_s,
         metavar="SECONDS",
-        help="longest Retry-After to honour (default: 300)",
+        help=_help("max_retry_after_s"),
     )
-    parser.add_argument("--max-redirects", type=int, default=10, metavar="N", help="default: 10")
+    parser.add_argument(
+        "--max-redirects",
+        type=int,
+        default=DEFAULTS.max_redirects,
+        metavar="N",
+        help=_help("max_redirects"),
+    )
     parser.add_argument(
         "--max-connections-per-host",
         type=int,
-        default=16,
+        default=DEFAULTS.max_connections_per_host,
         metavar="N",
-        help="never more connections than this to one host (default: 16)",
+        help=_help("max_connections_per_host"),
     )
     parser.add_argument(
         "--lowest-speed-limit",
         metavar="RATE",
-        help="replace a connection slower than RATE bytes/s (K, M suffixes) for 3 s",
+        help=_help("lowest_speed_bytes_per_s", "RATE in bytes/s, K, M suffixes", default=None),
     )
     parser.add_argument(
-        "--max-size", metavar="SIZE", help="refuse files larger than SIZE (K, M, G suffixes)"
+        "--max-size",
+        metavar="SIZE",
+        help=_help("max_size_bytes", "K, M, G suffixes", default=None),
     )
     parser.add_argument(
         "--if-exists",
-        choices=["error", "skip", "overwrite", "rename"],
-        default="error",
+        choices=[policy.value for policy in IfExists],
+        default=DEFAULTS.if_exists.value,
         help="when the output file exists: error (default, exit 9), skip it (exit 0), "
         "overwrite it, or rename (name.1.ext, ...; a partial one is resumed)",
     )
     parser.add_argument("--overwrite", action="store_true", help="same as --if-exists overwrite")
     security = parser.add_argument_group("security and identity")
-    security.add_argument("-u", "--user", metavar="USER:PASSWORD", help="HTTP Basic credentials")
-    security.add_argument("--netrc", action="store_true", help="take credentials from ~/.netrc")
-    security.add_argument("--netrc-file", metavar="PATH", help="take credentials from PATH")
+    security.add_argument("-u", "--user", metavar="USER:PASSWORD", help=_help("user", default=None))
+    security.add_argument("--netrc", action="store_true", help=_help("use_netrc", default=None))
+    security.add_argument("--netrc-file", metavar="PATH", help=_help("netrc_file", default=None))
     security.add_argument(
-        "--load-cookies", metavar="FILE", help="send cookies from a Netscape cookies.txt file"
+        "--load-cookies", metavar="FILE", help=_help("cookies_file", default=None)
     )
     security.add_argument(
         "--location-trusted",
         action="store_true",
-        help="send credentials to redirect targets on other hosts too (default: never)",
+        help=_help("location_trusted", default=None),
     )
     security.add_argument(
         "--allow-insecure-redirect",
         action="store_true",
-        help="follow a redirect from https to http (default: refuse)",
+        help=_help("allow_insecure_redirect", default="refuse"),
     )
-    security.add_argument("--ca-bundle", metavar="PATH", help="verify TLS against this CA file")
+    security.add_argument("--ca-bundle", metavar="PATH", help=_help("ca_bundle", default=None))
     security.add_argument(
         "-k",
         "--insecure",
         action="store_true",
-        help="do NOT verify TLS certificates for this download (warned about every time)",
+        help=_help("insecure", default=None),
     )
     security.add_argument(
         "--proxy",
         metavar="URL",
-        help="http://, https://, socks5:// or socks5h:// proxy, with user:password if needed",
+        help=_help("proxy", default=None),
     )
     security.add_argument(
         "--no-proxy-env",
@@ -207,9 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lock-wait",
         type=float,
-        default=0.0,
+        default=DEFAULTS.lock_wait_s,
         metavar="SECONDS",
-        help="wait this long for another segdl writing the same output (default: fail at once)",
+        help=_help("lock_wait_s"),
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument(
@@ -221,6 +233,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"segdl {__version__}")
     return parser
+
+
+_NO_DEFAULT = object()
+
+
+def _help(name: str, units: str = "", *, default: object = _NO_DEFAULT) -> str:
+    """Option ``name``'s description, ``units`` of the command line's spelling, and its
+    default (``DownloadOptions``' own unless told; None: none is shown)."""
+    from segdl.core.options import DEFAULTS, option_help
+
+    text = option_help(name) + (f"; {units}" if units else "")
+    shown = getattr(DEFAULTS, name) if default is _NO_DEFAULT else default
+    if shown is None or isinstance(shown, bool):
+        return text
+    if name.endswith("_bytes") and isinstance(shown, int):
+        shown = _size_text(shown)
+    elif isinstance(shown, float) and shown.is_integer():
+        shown = int(shown)
+    return f"{text} (default: {shown})"
+
+
+def _size_text(size_bytes: int) -> str:
+    """``1M`` for 1048576: a size as the command line spells it."""
+    for suffix, unit in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size_bytes % unit == 0:
+            return f"{size_bytes // unit}{suffix}"
+    return str(size_bytes)
 
 
 def main(
@@ -259,18 +298,27 @@ def _is_std(stream: IO[str]) -> bool:
 def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr: IO[str]) -> int:
     """Run the parsed command: one download or a batch."""
     # Imported here, not at the top: `segdl --version` and `--help` stay fast.
+    from segdl.core.errors import SegdlError
     from segdl.net import dial
 
+    try:
+        options = _download_options(args)
+    except SegdlError as exc:  # before anything is sent, even the early request
+        code = exit_code_for(exc)
+        print(f"segdl: error: {_one_line(exc)}", file=stderr)
+        if args.progress == "json":
+            _json_summary(stdout, code, error=_one_line(exc))
+        return int(code)
     single = args.input_file is None and len(args.urls) == 1
     if single:
-        _dial_early(args)
+        _dial_early(args.urls[0], options, _early_request(args))
     import segdl
 
     if not single:
         from segdl.cli.batch import run_batch
 
         with stop:
-            code = run_batch(args, _download_kwargs, stdout, stderr, stop.event)
+            code = run_batch(args, options, stdout, stderr, stop.event)
         if stop.signum is not None:
             return 128 + stop.signum
         return int(code)
@@ -280,9 +328,10 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
             result = segdl.download(
                 args.urls[0],
                 args.output,
+                options=options,
+                directory=args.dir,
                 progress=display,
                 cancel=stop.event,
-                **_download_kwargs(args),
             )
     except (segdl.SegdlError, OSError, KeyboardInterrupt) as exc:
         display.close()
@@ -375,7 +424,7 @@ class _StopOnSignals:
         self.event.set()
 
 
-def _dial_early(args: argparse.Namespace) -> None:
+def _dial_early(url: str, options: DownloadOptions, request: bytes | None) -> None:
     """Start the TCP connect to the URL's server now, while the engine is imported (50-80
     ms), and send the first request on it when it is segdl's plain one; the transport takes
     that socket for its first connection. Never when a proxy would carry the request:
@@ -383,14 +432,13 @@ def _dial_early(args: argparse.Namespace) -> None:
     from segdl.net import dial
     from segdl.net.proxies import proxy_for
 
-    url = args.urls[0]
-    use_env = not args.no_proxy_env
+    use_env = options.use_proxy_env
     try:
-        proxied = proxy_for(url, explicit=args.proxy, environ=os.environ, use_env=use_env)
+        proxied = proxy_for(url, explicit=options.proxy, environ=os.environ, use_env=use_env)
     except ValueError:  # an unparsable URL: the download says so
         return
     if proxied is None:
-        dial.dial(url, args.timeout, _early_request(args))
+        dial.dial(url, options.timeout_s, request)
 
 
 def _early_request(args: argparse.Namespace) -> bytes | None:
@@ -405,22 +453,19 @@ def _early_request(args: argparse.Namespace) -> bytes | None:
         os.path.lexists(args.output + suffix) for suffix in ("", ".part", ".segdl-state")
     ):
         return None
-    agent = args.user_agent if args.user_agent is not None else f"segdl/{__version__}"
-    return dial.first_request(args.urls[0], agent)
+    return dial.first_request(args.urls[0], args.user_agent)
 
 
-def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The download() keywords every file gets from the command line."""
-    from segdl.core.options import parse_size
+def _download_options(args: argparse.Namespace) -> DownloadOptions:
+    """The options every file gets from the command line."""
+    from segdl.core.options import with_overrides
 
-    return {
-        "directory": args.dir,
+    given: dict[str, object] = {
         "connections": args.connections,
-        "min_split_bytes": parse_size(args.min_split_size),
         "overwrite": args.overwrite,
         "if_exists": args.if_exists,
         "user": args.user,
-        "netrc": args.netrc,
+        "use_netrc": args.netrc,
         "netrc_file": args.netrc_file,
         "cookies_file": args.load_cookies,
         "location_trusted": args.location_trusted,
@@ -443,9 +488,12 @@ def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_size_bytes": _optional_size(args.max_size),
         "remote_time": args.remote_time,
         "keep_cache": args.keep_cache,
-        "limit_rate": args.limit_rate,
+        "limit_rate_bytes_per_s": _optional_size(args.limit_rate),
         "checksum": args.checksum,
     }
+    if args.min_split_size is not None:
+        given["min_split_bytes"] = _optional_size(args.min_split_size)
+    return with_overrides(None, given)
 
 
 def _optional_size(text: str | None) -> int | None:

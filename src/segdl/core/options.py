@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import os
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
+from typing import Any
 
 from segdl._version import __version__
 from segdl.core.errors import UsageError
@@ -29,66 +35,97 @@ class IfExists(Enum):
     """Write ``name.1.ext`` (or the next free name), resuming a partial one if found."""
 
 
+def _option(default: object, help: str, **kwargs: Any) -> Any:
+    """A field of :class:`DownloadOptions` with its one description (the CLI's help too)."""
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
 @dataclass(frozen=True, slots=True)
 class DownloadOptions:
-    """How to download one file. Sizes are in bytes, times in seconds."""
+    """How to download one file: every option, declared once. Sizes are in bytes, times in
+    seconds. Built by :func:`segdl.download`'s keywords, the CLI, a batch (its files share
+    one and override some) and the daemon; :func:`with_overrides` applies keywords to one.
+    Every value is checked here, its type too, so a bad one fails at the call."""
 
-    connections: int = 8
-    min_split_bytes: int = MIB
-    timeout_s: float = 30.0
-    if_exists: IfExists = IfExists.ERROR
-    user_agent: str = DEFAULT_USER_AGENT
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    buffer_bytes: int = 256 * 1024
-    max_redirects: int = 10
-    retries: int = 5
-    """Attempts in a row without a new byte, per range, before it counts as failed."""
-    retry_wait_s: float = 0.5
-    """Base of the exponential backoff (with full jitter) between attempts."""
-    max_retry_after_s: float = 300.0
-    """Longest ``Retry-After`` honoured; a server asking for more fails the attempt."""
-    max_connections_per_host: int = 16
-    lowest_speed_bytes_per_s: int | None = None
-    """A connection slower than this for a few seconds gives its range to a fresh one."""
-    max_size_bytes: int | None = None
-    """Refuse files larger than this before any byte is written."""
-    resume: bool = True
-    """Continue a partial download found at the output path, if it can be trusted."""
-    lock_wait_s: float = 0.0
-    """How long to wait for another process downloading to the same output."""
-    preconnect: bool = True
-    """Open the other connections while the first request is in flight (not in batches,
-    whose files share warm connections)."""
+    connections: int = _option(8, "connections to use at most")
+    min_split_bytes: int = _option(
+        MIB,
+        "split ranges no smaller than this, except smaller tails in the end game",
+    )
+    timeout_s: float = _option(30.0, "connect and idle-read timeout")
+    if_exists: IfExists = field(
+        default=IfExists.ERROR, metadata={"help": "what to do when the output file exists"}
+    )
+    user_agent: str = _option(DEFAULT_USER_AGENT, "the User-Agent header")
+    headers: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), metadata={"help": "extra request headers"}
+    )
+    buffer_bytes: int = _option(256 * 1024, "read buffer per connection")
+    max_redirects: int = _option(10, "redirects followed at most")
+    retries: int = _option(5, "attempts in a row without progress per range")
+    retry_wait_s: float = _option(
+        0.5, "base of the exponential backoff (with full jitter) between attempts"
+    )
+    max_retry_after_s: float = _option(
+        300.0, "longest Retry-After honoured; a server asking for more fails the attempt"
+    )
+    max_connections_per_host: int = _option(16, "never more connections than this to one host")
+    lowest_speed_bytes_per_s: int | None = _option(
+        None, "a connection slower than this for 3 s gives its range to a fresh one"
+    )
+    max_size_bytes: int | None = _option(
+        None, "refuse files larger than this before any byte is written"
+    )
+    resume: bool = _option(
+        True, "continue a partial download found at the output path, if it can be trusted"
+    )
+    lock_wait_s: float = _option(0.0, "how long to wait for another segdl writing the same output")
+    preconnect: bool = _option(
+        True,
+        "open the other connections while the first request is in flight (never in "
+        "batches, whose files share warm connections)",
+    )
 
-    user: str | None = field(default=None, repr=False)
-    """``USER:PASSWORD`` for HTTP Basic, sent to the URL's origin only."""
-    use_netrc: bool = False
-    netrc_file: str | None = None
-    cookies_file: str | None = None
-    location_trusted: bool = False
-    """Send credentials to redirect targets on other origins too (curl's --location-trusted)."""
-    allow_insecure_redirect: bool = False
-    """Follow a redirect from https to http."""
-    ca_bundle: str | None = None
-    insecure: bool = False
-    """Do not verify TLS certificates, for this download only (warned about every time)."""
-    proxy: str | None = field(default=None, repr=False)  # may hold a password
-    use_proxy_env: bool = True
-    remote_time: bool = False
-    """Give the finished file the server's Last-Modified as its modification time."""
-    keep_cache: bool = False
-    """Leave a large file's pages in the page cache (by default those of a file of 256 MiB
-    or more are dropped as they are synced; see ``segdl.disk.resume.DROP_CACHE_FROM_BYTES``)."""
-    limit_rate_bytes_per_s: int | None = None
-    """This download's own rate limit (a batch-wide one is passed as a shared bucket)."""
-    checksum: str | None = None
-    """``ALGO=HEX`` the finished file must match (md5, sha-1, sha-256, sha-512)."""
+    user: str | None = _option(
+        None, "USER:PASSWORD for HTTP Basic, sent to the URL's origin only", repr=False
+    )
+    use_netrc: bool = _option(False, "take credentials from ~/.netrc")
+    netrc_file: str | None = _option(None, "take credentials from this netrc file")
+    cookies_file: str | None = _option(None, "send cookies from a Netscape cookies.txt file")
+    location_trusted: bool = _option(
+        False,
+        "send credentials to redirect targets on other origins too (curl's --location-trusted)",
+    )
+    allow_insecure_redirect: bool = _option(False, "follow a redirect from https to http")
+    ca_bundle: str | None = _option(None, "verify TLS against this CA file")
+    insecure: bool = _option(
+        False, "do NOT verify TLS certificates, for this download only (warned about every time)"
+    )
+    proxy: str | None = _option(  # may hold a password
+        None,
+        "http://, https://, socks5:// or socks5h:// proxy, with user:password if needed",
+        repr=False,
+    )
+    use_proxy_env: bool = _option(True, "use HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY")
+    remote_time: bool = _option(False, "give the finished file the server's Last-Modified time")
+    keep_cache: bool = _option(  # the size: segdl.disk.resume.DROP_CACHE_FROM_BYTES
+        False,
+        "leave a file of 256 MiB or more in the page cache (by default its pages are dropped "
+        "as they are synced)",
+    )
+    limit_rate_bytes_per_s: int | None = _option(
+        None, "this download's own rate limit (a batch's is shared by its files)"
+    )
+    checksum: str | None = _option(
+        None, "ALGO=HEX the finished file must match (md5, sha-1, sha-256, sha-512)"
+    )
 
     @property
     def overwrite(self) -> bool:
         return self.if_exists is IfExists.OVERWRITE
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.connections < 1:
             raise UsageError(f"connections must be at least 1, not {self.connections}")
         if self.min_split_bytes < 1:
@@ -139,3 +176,124 @@ def parse_size(text: str) -> int:
     if suffix.upper() not in units or not number.isascii() or not number.isdigit():
         raise UsageError(f"invalid size {text!r} (examples: 1048576, 512K, 1M, 2G)")
     return int(number) * units[suffix]
+
+
+# Keywords download() has always accepted under another name than the option's.
+_ALIASES = {
+    "netrc": "use_netrc",
+    "limit_rate": "limit_rate_bytes_per_s",
+    "min_split_size": "min_split_bytes",
+}
+# Values given as a path or in a unit, turned into the option's own type.
+_PATHS = frozenset({"netrc_file", "cookies_file", "ca_bundle"})
+_SIZES = frozenset({"limit_rate_bytes_per_s", "min_split_bytes", "max_size_bytes"})
+
+
+def option_names() -> frozenset[str]:
+    """Every keyword :func:`with_overrides` accepts."""
+    names = {f.name for f in dataclasses.fields(DownloadOptions)}
+    return frozenset(names | set(_ALIASES) | {"overwrite"})
+
+
+def option_help(name: str) -> str:
+    """The one description of option ``name``."""
+    fields = {f.name: f for f in dataclasses.fields(DownloadOptions)}
+    return str(fields[name].metadata["help"])
+
+
+def with_overrides(
+    base: DownloadOptions | None, overrides: Mapping[str, object]
+) -> DownloadOptions:
+    """``base`` (default: :data:`DEFAULTS`) with ``overrides`` applied, checked as a whole.
+
+    Names are the fields of :class:`DownloadOptions`, plus the keywords :func:`segdl.download`
+    always took: ``netrc``, ``limit_rate`` and ``min_split_size`` (a size such as ``"10M"``
+    is accepted for every ``*_bytes*`` option), ``overwrite=True`` for
+    ``if_exists="overwrite"``, ``if_exists`` as a string, paths as :class:`~pathlib.Path`,
+    ``user_agent=None`` and ``headers=None`` for the default. Anything else is a
+    :class:`~segdl.core.errors.UsageError` naming the closest option."""
+    base = base if base is not None else DEFAULTS
+    if not overrides:
+        return base
+    changes: dict[str, Any] = {}
+    for given, value in overrides.items():
+        name = _ALIASES.get(given, given)
+        if given not in option_names():
+            raise UsageError(_unknown(given))
+        if name == "overwrite":
+            if not isinstance(value, bool):
+                raise UsageError(f"option overwrite must be True or False, not {value!r}")
+        elif value is None and name in ("user_agent", "headers"):
+            continue
+        else:
+            changes[name] = _converted(name, value)
+    if overrides.get("overwrite") is True:
+        changes["if_exists"] = IfExists.OVERWRITE  # wins over if_exists, as it always did
+    return dataclasses.replace(base, **changes)
+
+
+def _unknown(name: str) -> str:
+    import difflib  # only to explain a mistake
+
+    close = difflib.get_close_matches(name, sorted(option_names()), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown option {name!r}{hint}"
+
+
+def _converted(name: str, value: object) -> object:
+    if name == "if_exists" and isinstance(value, str):
+        try:
+            return IfExists(value)
+        except ValueError:
+            known = ", ".join(member.value for member in IfExists)
+            raise UsageError(f"if_exists must be one of {known}, not {value!r}") from None
+    if name in _PATHS and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if name in _SIZES and isinstance(value, str):
+        return parse_size(value)
+    return value
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(DownloadOptions)
+
+
+def _check_types(options: DownloadOptions) -> None:
+    """Every field holds a value of its declared type (a bool is not taken for a number)."""
+    for name, hint in _field_types().items():
+        value = getattr(options, name)
+        if not _conforms(value, hint):
+            raise UsageError(f"option {name} cannot be {value!r} ({_expected(hint)} expected)")
+
+
+def _conforms(value: object, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool) and hint is not bool:
+        return False
+    if hint is float:
+        return isinstance(value, (int, float))
+    if origin is not None and issubclass(origin, Mapping):
+        key_type, value_type = typing.get_args(hint)
+        return isinstance(value, Mapping) and all(
+            isinstance(k, key_type) and isinstance(v, value_type) for k, v in value.items()
+        )
+    return isinstance(value, hint)
+
+
+def _expected(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_expected(arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return "None"
+    if typing.get_origin(hint) is not None:
+        return "a mapping of str to str"
+    return str(hint.__name__)
+
+
+DEFAULTS = DownloadOptions()
+"""Every option at its default: the CLI's defaults and help come from here."""

@@ -12,14 +12,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from segdl.core.errors import SegdlError, UsageError
 from segdl.core.models import Result
-from segdl.core.options import parse_size
+from segdl.core.options import DownloadOptions, with_overrides
 from segdl.core.progress import DownloadReceived, Event, ProgressListener, silent
 from segdl.disk.storage import make_directory
 from segdl.net.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
@@ -44,10 +44,28 @@ class Job:
 
     urls: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
+    """``dest`` and ``directory`` (where the file goes), and any option of
+    :func:`segdl.download` for this file only (``checksum``, ``connections``, ``headers``...)."""
 
     @property
     def url(self) -> str:
         return self.urls[0]
+
+
+# Options of the transport every file of a batch shares: a file cannot set its own.
+_BATCH_WIDE = frozenset(
+    {"timeout_s", "max_connections_per_host", "ca_bundle", "insecure", "proxy", "use_proxy_env"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A job checked: its options applied to the batch's, and where its file goes."""
+
+    job: Job
+    options: DownloadOptions
+    dest: Path | None
+    directory: Path | None
 
 
 class Outcome(Enum):
@@ -140,28 +158,35 @@ class Downloader:
         self,
         *,
         parallel: int = 4,
-        max_connections_per_host: int = 16,
-        timeout_s: float = 30.0,
+        options: DownloadOptions | None = None,
+        directory: str | Path | None = None,
+        progress: ProgressListener | None = None,
         cancel: threading.Event | None = None,
         pipelining: bool = True,
-        **common: Any,
+        **overrides: object,
     ) -> None:
+        """``options`` and ``overrides`` (as for :func:`segdl.download`) are every file's,
+        checked here; a :class:`Job` may override some of them for its file."""
         if parallel < 1:
             raise UsageError("jobs must be at least 1")
+        settings = with_overrides(options, overrides)
         self.cancel = cancel or threading.Event()
-        self._cap = max_connections_per_host
-        self._timeout_s = timeout_s
-        if common.get("limit_rate") is not None:  # one bucket for everything
-            limit = common.pop("limit_rate")
-            rate = parse_size(limit) if isinstance(limit, str) else limit
-            common["rate_limiter"] = TokenBucket(rate)
-        self._common = common
+        self._directory = Path(directory) if directory is not None else None
+        self._progress = progress or silent
+        shared_rate = settings.limit_rate_bytes_per_s
+        self._rate_limiter = TokenBucket(shared_rate) if shared_rate is not None else None
+        # A file's own options: the batch's rate limit is the shared bucket, not one a file,
+        # and no file preconnects (the batch's pool keeps connections warm).
+        self._options = replace(settings, limit_rate_bytes_per_s=None, preconnect=False)
         self._transport = Urllib3Transport(
-            max_connections_per_host=max_connections_per_host,
-            timeout_s=timeout_s,
+            max_connections_per_host=settings.max_connections_per_host,
+            timeout_s=settings.timeout_s,
             block=True,  # the cap is shared by every download
             pipelining=pipelining,
-            **_transport_options(common),
+            ca_bundle=settings.ca_bundle,
+            insecure=settings.insecure,
+            proxy=settings.proxy,
+            use_proxy_env=settings.use_proxy_env,
         )
         # `parallel` files on the network at once, as many waiting with a request queued
         # behind them, and as many more finishing on disk (digest check, sync, rename): the
@@ -172,7 +197,7 @@ class Downloader:
         # A thread starts only when none is idle; past the cap, a file's extra connections
         # wait for one.
         self._workers = cf.ThreadPoolExecutor(
-            parallel * max(16, max_connections_per_host),
+            parallel * max(16, settings.max_connections_per_host),
             thread_name_prefix="segdl",
         )
         self._places = _Places(parallel)
@@ -180,14 +205,32 @@ class Downloader:
     def submit(
         self, job: Job | str, on_done: Callable[[ItemReport], None] | None = None
     ) -> cf.Future[ItemReport]:
-        """Queue one file; ``on_done(ItemReport)`` runs (in a worker thread) when it ends."""
-        item = job if isinstance(job, Job) else Job((job,))
+        """Queue one file; ``on_done(ItemReport)`` runs (in a worker thread) when it ends.
+        A bad option of ``job`` raises :class:`~segdl.core.errors.UsageError` here."""
+        return self._submit(self._prepare(job), on_done)
 
+    def _prepare(self, job: Job | str) -> _Prepared:
+        """``job`` with its options checked and applied to the batch's."""
+        item = job if isinstance(job, Job) else Job((job,))
+        own = dict(item.options)
+        dest, directory = own.pop("dest", None), own.pop("directory", None)
+        if shared := sorted(_BATCH_WIDE & own.keys()):
+            raise UsageError(f"option {shared[0]} is the whole batch's: it cannot be set per file")
+        options = with_overrides(self._options, own)
+        place = Path(directory) if directory is not None else self._directory
+        if dest is None:
+            return _Prepared(item, options, None, place)
+        # aria2: `out` is relative to `dir`
+        return _Prepared(item, options, (place or Path(".")) / dest, None)
+
+    def _submit(
+        self, prepared: _Prepared, on_done: Callable[[ItemReport], None] | None
+    ) -> cf.Future[ItemReport]:
         def run() -> ItemReport:
-            ticket = self._places.enter(item.url)
+            ticket = self._places.enter(prepared.job.url)
             try:
                 transport = _FileTransport(self._transport, ticket)
-                report = self._run_one(item, transport, ticket)
+                report = self._run_one(prepared, transport, ticket)
             finally:
                 ticket.give_back()
             if on_done is not None:
@@ -196,20 +239,15 @@ class Downloader:
 
         return self._pool.submit(run)
 
-    def _run_one(self, job: Job, transport: Transport, ticket: _Ticket) -> ItemReport:
+    def _run_one(self, prepared: _Prepared, transport: Transport, ticket: _Ticket) -> ItemReport:
         """Fetch the file from its first URL with the others as mirrors (ranges spread over all,
         a failing mirror dropped); if the first URL itself fails, the next one leads."""
-        options = {**self._common, **job.options}
-        options["progress"] = ticket.listener(options.get("progress") or silent)
-        if options.get("dest") is not None:
-            # aria2: `out` is relative to `dir`, and the directories it names are created
-            directory = options.pop("directory", None)
-            options["dest"] = Path(directory or ".") / options["dest"]
-            try:
-                make_directory(options["dest"].parent)
+        job = prepared.job
+        if prepared.dest is not None:
+            try:  # the directories `out` names are created, as aria2 does
+                make_directory(prepared.dest.parent)
             except SegdlError as exc:
                 return ItemReport(job, Outcome.FAILED, error=exc)
-        options.setdefault("preconnect", False)  # the batch's pool keeps connections warm
         error: BaseException | None = None
         for number, url in enumerate(job.urls):
             if number:  # the next URL: on the network again (the first took its place at entry)
@@ -219,13 +257,15 @@ class Downloader:
             try:
                 result = download(
                     url,
-                    mirrors=job.urls[number + 1 :],
+                    prepared.dest,
+                    options=prepared.options,
+                    directory=prepared.directory,
+                    progress=ticket.listener(self._progress),
                     transport=transport,
-                    workers=self._workers,
-                    timeout_s=self._timeout_s,
-                    max_connections_per_host=self._cap,
                     cancel=self.cancel,
-                    **options,
+                    mirrors=job.urls[number + 1 :],
+                    rate_limiter=self._rate_limiter,
+                    workers=self._workers,
                 )
             except SegdlError as exc:
                 error = exc
@@ -254,17 +294,20 @@ def download_many(
     *,
     parallel: int = 4,
     on_item: Callable[[ItemReport], None] | None = None,
-    **options: Any,
+    **keywords: Any,
 ) -> BatchReport:
     """Download every job, ``parallel`` at a time; never raises for a failed item.
 
-    Other keywords are :class:`Downloader`'s (``max_connections_per_host``, ``timeout_s``,
-    ``cancel``) and :func:`segdl.download`'s, which every file gets (its own options win).
+    Other keywords are :class:`Downloader`'s (``options``, ``directory``, ``progress``,
+    ``cancel``, ``pipelining``) and the options every file gets (a job's own win). Every
+    job's options are checked before the first file starts: a bad one raises
+    :class:`~segdl.core.errors.UsageError`, never half-way through the batch.
     ``on_item(ItemReport)`` is called as each item ends, from a worker thread.
     """
     started = time.monotonic()
-    with Downloader(parallel=parallel, **options) as downloader:
-        futures = [downloader.submit(job, on_item) for job in jobs]
+    with Downloader(parallel=parallel, **keywords) as downloader:
+        prepared = [downloader._prepare(job) for job in jobs]
+        futures = [downloader._submit(item, on_item) for item in prepared]
         reports = [future.result() for future in futures]
     return BatchReport(tuple(reports), time.monotonic() - started)
 
@@ -460,8 +503,3 @@ class _FileTransport:
 
     def close(self) -> None:
         """The shared transport outlives every file."""
-
-
-def _transport_options(common: Mapping[str, Any]) -> dict[str, Any]:
-    names = ("ca_bundle", "insecure", "proxy", "use_proxy_env")
-    return {name: common[name] for name in names if name in common}

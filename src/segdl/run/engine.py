@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ from segdl.core.errors import (
 )
 from segdl.core.models import Resource, Result, Validator
 from segdl.core.names import candidate_names, choose_filename, filename_from_url
-from segdl.core.options import MIB, DownloadOptions, IfExists
+from segdl.core.options import DownloadOptions, IfExists, with_overrides
 from segdl.core.progress import (
     DownloadFailed,
     DownloadFinished,
@@ -68,46 +68,23 @@ def download(
     url: str,
     dest: str | Path | None = None,
     *,
+    options: DownloadOptions | None = None,
     directory: str | Path | None = None,
-    connections: int = 8,
-    min_split_bytes: int = MIB,
-    overwrite: bool = False,
-    timeout_s: float = 30.0,
-    headers: Mapping[str, str] | None = None,
-    user_agent: str | None = None,
     progress: ProgressListener | None = None,
     transport: Transport | None = None,
     cancel: threading.Event | None = None,
-    resume: bool = True,
-    lock_wait_s: float = 0.0,
-    retries: int = 5,
-    retry_wait_s: float = 0.5,
-    max_retry_after_s: float = 300.0,
-    max_redirects: int = 10,
-    max_connections_per_host: int = 16,
-    lowest_speed_bytes_per_s: int | None = None,
-    max_size_bytes: int | None = None,
-    if_exists: IfExists | str = IfExists.ERROR,
-    user: str | None = None,
-    netrc: bool = False,
-    netrc_file: str | Path | None = None,
-    cookies_file: str | Path | None = None,
-    location_trusted: bool = False,
-    allow_insecure_redirect: bool = False,
-    ca_bundle: str | Path | None = None,
-    insecure: bool = False,
-    proxy: str | None = None,
-    use_proxy_env: bool = True,
-    remote_time: bool = False,
-    keep_cache: bool = False,
-    limit_rate: int | str | None = None,
-    rate_limiter: TokenBucket | None = None,
-    checksum: str | None = None,
     mirrors: Sequence[str] = (),
-    preconnect: bool = True,
+    rate_limiter: TokenBucket | None = None,
     workers: cf.Executor | None = None,
+    **overrides: object,
 ) -> Result:
     """Download ``url`` to ``dest`` (or ``directory``/name-from-URL) over many connections.
+
+    ``options`` (a :class:`~segdl.core.options.DownloadOptions`, default: every default) says
+    how; any of its fields may also be given as a keyword, which wins (``connections=16``,
+    ``limit_rate="10M"``, ``overwrite=True``: see :func:`~segdl.core.options.with_overrides`).
+    An unknown keyword or a bad value raises :class:`~segdl.core.errors.UsageError` before
+    anything is sent.
 
     ``progress`` receives :mod:`segdl.core.progress` events from the calling thread a few times a
     second (default: none). Returns a :class:`~segdl.core.models.Result`; raises a
@@ -135,86 +112,61 @@ def download(
     :data:`segdl.disk.resume.DROP_CACHE_FROM_BYTES`).
     ``preconnect``: open the other connections while the first request is in flight (their
     handshakes overlap its round trip; they stay idle if the file turns out to be small).
+    ``transport``: any object with the :class:`~segdl.net.transport.Transport` interface.
+    ``rate_limiter``: a bucket shared with other downloads (a batch's ``limit_rate``).
     ``workers``: threads to run the connections on, lent by a caller that downloads many
     files (a batch), so that threads are reused; default, the download starts its own.
     """
+    settings = with_overrides(options, overrides)
     _check_url(url)  # a bad mirror is dropped like a failing one
-    extra: dict[str, object] = {}
-    if user_agent is not None:
-        extra["user_agent"] = user_agent
-    policy = IfExists.OVERWRITE if overwrite else IfExists(if_exists)
     clean_url, plain_headers, identity = identity_for(
         url,
-        dict(headers or {}),
-        user=user,
-        use_netrc=netrc,
-        netrc_file=Path(netrc_file) if netrc_file is not None else None,
-        cookies_file=Path(cookies_file) if cookies_file is not None else None,
-        location_trusted=location_trusted,
+        dict(settings.headers),
+        user=settings.user,
+        use_netrc=settings.use_netrc,
+        netrc_file=_path(settings.netrc_file),
+        cookies_file=_path(settings.cookies_file),
+        location_trusted=settings.location_trusted,
     )
-    options = DownloadOptions(
-        connections=connections,
-        min_split_bytes=min_split_bytes,
-        if_exists=policy,
-        timeout_s=timeout_s,
-        headers=plain_headers,
-        allow_insecure_redirect=allow_insecure_redirect,
-        location_trusted=location_trusted,
-        ca_bundle=str(ca_bundle) if ca_bundle is not None else None,
-        insecure=insecure,
-        proxy=proxy,
-        use_proxy_env=use_proxy_env,
-        remote_time=remote_time,
-        keep_cache=keep_cache,
-        limit_rate_bytes_per_s=_rate(limit_rate),
-        checksum=checksum,
-        resume=resume,
-        lock_wait_s=lock_wait_s,
-        retries=retries,
-        retry_wait_s=retry_wait_s,
-        max_retry_after_s=max_retry_after_s,
-        max_redirects=max_redirects,
-        max_connections_per_host=max_connections_per_host,
-        lowest_speed_bytes_per_s=lowest_speed_bytes_per_s,
-        max_size_bytes=max_size_bytes,
-        preconnect=preconnect,
-        **extra,  # type: ignore[arg-type]
-    )
+    settings = replace(settings, headers=plain_headers)
     if dest is not None and directory is not None:
         raise UsageError("give an output path or a directory, not both")
     if dest is not None and Path(dest).is_dir():
         raise UsageError(f"output path {dest} is a directory (use -d/--dir for that)")
     owned = transport is None
     active = transport or Urllib3Transport(
-        max_connections_per_host=min(options.connections, options.max_connections_per_host) + 1,
-        timeout_s=timeout_s,
-        ca_bundle=options.ca_bundle,
-        insecure=options.insecure,
-        proxy=options.proxy,
-        use_proxy_env=options.use_proxy_env,
+        max_connections_per_host=min(settings.connections, settings.max_connections_per_host) + 1,
+        timeout_s=settings.timeout_s,
+        ca_bundle=settings.ca_bundle,
+        insecure=settings.insecure,
+        proxy=settings.proxy,
+        use_proxy_env=settings.use_proxy_env,
     )
+    limiters = [] if rate_limiter is None else [rate_limiter]
+    if settings.limit_rate_bytes_per_s is not None:
+        limiters.append(TokenBucket(settings.limit_rate_bytes_per_s))
     try:
-        listener = progress or silent
         runner = Download(
             clean_url,
             Path(dest) if dest is not None else None,
             Path(directory or "."),
-            options,
+            settings,
             active,
-            listener,
+            progress or silent,
             cancel or threading.Event(),
             identity,
+            mirrors=[_without_userinfo(m) for m in mirrors],
+            rate_limiters=limiters,
+            workers=workers,
         )
-        runner.mirror_urls = [_without_userinfo(m) for m in mirrors]
-        runner.workers = workers
-        if rate_limiter is not None:  # shared by a batch
-            runner.rate_limiters.append(rate_limiter)
-        if options.limit_rate_bytes_per_s is not None:
-            runner.rate_limiters.append(TokenBucket(options.limit_rate_bytes_per_s))
         return runner.run()
     finally:
         if owned:
             active.close()
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text is not None else None
 
 
 def _without_userinfo(url: str) -> str:
@@ -249,6 +201,10 @@ class Download:
         cancel: threading.Event,
         identity: Identity | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        mirrors: Sequence[str] = (),
+        rate_limiters: Sequence[TokenBucket] = (),
+        workers: cf.Executor | None = None,
     ) -> None:
         self.url = url
         self.shown_url = shown(url)  # what events, logs and messages may show
@@ -261,9 +217,9 @@ class Download:
         self.listener = listener
         self.clock = clock
         self.cancel = cancel
-        self.rate_limiters: list[TokenBucket] = []
-        self.mirror_urls: list[str] = []
-        self.workers: cf.Executor | None = None
+        self.rate_limiters = list(rate_limiters)
+        self.mirror_urls = list(mirrors)
+        self.workers = workers
         self._started_s = 0.0
         self._preconnected = False
 
@@ -606,14 +562,6 @@ def _set_remote_time(path: Path, last_modified: str | None) -> None:
         log.debug("unusable Last-Modified %r", last_modified)
         return
     os.utime(path, (time.time(), mtime))
-
-
-def _rate(limit: int | str | None) -> int | None:
-    if limit is None or isinstance(limit, int):
-        return limit
-    from segdl.core.options import parse_size
-
-    return parse_size(limit)
 
 
 def _mirror_mismatch(main: Resource, mirror: Resource) -> str | None:
