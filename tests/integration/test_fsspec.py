@@ -360,3 +360,44 @@ def _settle(server: FaultServer) -> None:
     deadline = time.monotonic() + 5
     while server.open_connections and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def test_a_body_too_large_for_a_page_of_links_is_not_read_whole(
+    fault_server: FaultServer, fs: SegdlFileSystem
+) -> None:
+    """ls() reads at most 16 MiB of a body looking for links (HTTPFileSystem reads it all):
+    a larger one has no links, and isdir() of it is False without holding it in memory."""
+    page = b'<a href="x.bin">x</a>' + b" " * (17 * MIB)
+    fault_server.add_file("/big/", page, content_type="text/html")
+    url = fault_server.url("/big/")
+    assert fs.ls(url) == [] and fs.isdir(url) is False
+    # The length says it is too large: the answers were closed, not read to their end.
+    sent = [r.body_bytes_sent for r in fault_server.requests]
+    assert sent and all(n < len(page) // 2 for n in sent), sent
+
+
+def test_a_recursive_get_of_an_index_writes_what_find_lists(
+    fault_server: FaultServer,
+    make_data: MakeData,
+    fs: SegdlFileSystem,
+    http_fs: HTTPFileSystem,
+    tmp_path: Path,
+) -> None:
+    """get(index_url, dir, recursive=True) writes each file find() lists (find() is the same
+    as HTTPFileSystem's) under its relative name, and makes the listed directories."""
+    base = fault_server.url("/tree/")
+    index = b'<a href="a.bin">a</a> <a href="sub/">s</a> <a href="c.bin">c</a>'
+    fault_server.add_file("/tree/", index, content_type="text/html")
+    fault_server.add_file("/tree/sub/", b'<a href="b.bin">b</a>', content_type="text/html")
+    files = {"a.bin": make_data(300 * KIB, seed=1), "c.bin": make_data(900 * KIB, seed=3)}
+    for name, data in files.items():
+        fault_server.add_file(f"/tree/{name}", data)
+    assert fs.find(base) == http_fs.find(base) == [base + "a.bin", base + "c.bin"]
+    fs.get(base, str(tmp_path / "out"), recursive=True)
+    written = {
+        str(p.relative_to(tmp_path / "out")): p.read_bytes()
+        for p in (tmp_path / "out").rglob("*")
+        if p.is_file()
+    }
+    assert written == files
+    assert (tmp_path / "out" / "sub").is_dir()

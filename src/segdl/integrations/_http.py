@@ -138,17 +138,24 @@ class Requester:
 
         return self._retried(attempt)
 
-    def read_all(self, url: str, *, only_types: frozenset[str | None] | None = None) -> Body:
-        """The whole body of ``url`` (for pages of links, not files: it is held in memory).
-        With ``only_types``, a body whose media type is not one of them is not read."""
+    def read_all(
+        self, url: str, *, only_types: frozenset[str | None], limit_bytes: int
+    ) -> Body | None:
+        """The body of ``url``, a page of links (held in memory): None when its media type is
+        not one of ``only_types`` or it is longer than ``limit_bytes`` (it is then left
+        unread, or read no further than the limit)."""
 
-        def attempt() -> Body:
+        def attempt() -> Body | None:
             contact = self._contact(url, ranged=False)
             try:
+                size = contact.resource.size_bytes
                 media = _media_type(contact.resource.content_type)
-                if contact.response is None or (only_types is not None and media not in only_types):
+                if contact.response is None:
                     return Body(b"", contact.resource)
-                return Body(_read_to_end(contact.response), contact.resource)
+                if media not in only_types or (size is not None and size > limit_bytes):
+                    return None
+                data = _read_to_end(contact.response, limit_bytes + 1)
+                return Body(data, contact.resource) if len(data) <= limit_bytes else None
             finally:
                 _finish(contact.response, abort=True)
 
@@ -255,12 +262,15 @@ def _read_exactly(url: str, response: Response, length: int) -> bytes:
     return bytes(data)
 
 
-def _read_to_end(response: Response) -> bytes:
+def _read_to_end(response: Response, limit_bytes: int) -> bytes:
+    """The body up to its end or ``limit_bytes``, whichever comes first."""
     chunks: list[bytes] = []
     buffer = bytearray(_READ_BYTES)
     view = memoryview(buffer)
-    while n := response.readinto(view):
+    left = limit_bytes
+    while left > 0 and (n := response.readinto(view[: min(left, _READ_BYTES)])):
         chunks.append(bytes(view[:n]))
+        left -= n
     return b"".join(chunks)
 
 

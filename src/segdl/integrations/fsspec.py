@@ -50,6 +50,10 @@ _FSSPEC_KEYS = frozenset(
 _HREF = re.compile(r"""<(a|A)\s+(?:[^>]*?\s+)?(href|HREF)=["'](?P<url>[^"']+)""")
 _BARE_URL = re.compile(r"""(?P<url>http[s]?://[-a-zA-Z0-9@:%_+.~#?&/=]+)""")
 _LISTED_TYPES: frozenset[str | None] = frozenset({"text/html", None})
+# A page of links is not larger than this. HTTPFileSystem reads any body without a type into
+# memory to look for links; that would make isdir() (which get() asks of a URL given as a
+# string) hold a whole large file in memory.
+_LISTING_MAX_BYTES = 16 * 2**20
 
 
 class SegdlFileSystem(AbstractFileSystem):
@@ -160,19 +164,25 @@ class SegdlFileSystem(AbstractFileSystem):
         links = self.dircache.get(url) if self.use_listings_cache else None
         if links is None:
             links = self._links(url)
-            if not links and url.endswith("/"):
-                links = self._links(url.rstrip("/"))
+            if links is not None and not links and url.endswith("/"):
+                links = self._links(url.rstrip("/"))  # as HTTPFileSystem: "d/" may be "d"
+            links = links or set()
             self.dircache[url] = links
         if not detail:
             return sorted(links)
         kind = {True: "directory", False: "file"}
         return [{"name": u, "size": None, "type": kind[u.endswith("/")]} for u in links]
 
-    def _links(self, url: str) -> set[str]:
+    def _links(self, url: str) -> set[str] | None:
+        """The links of the page at ``url``; None if it is not a page of links."""
         try:
-            body = self.requester.read_all(url, only_types=_LISTED_TYPES)
+            body = self.requester.read_all(
+                url, only_types=_LISTED_TYPES, limit_bytes=_LISTING_MAX_BYTES
+            )
         except segdl.SegdlError as exc:
             raise _fs_error(url, exc) from exc
+        if body is None:
+            return None
         text = body.data.decode(_charset(body.resource.content_type), errors="ignore")
         found: list[str] = [m[2] for m in _HREF.findall(text)]
         if self.simple_links:
@@ -218,7 +228,10 @@ class SegdlFileSystem(AbstractFileSystem):
         object) with segdl; an interrupted download to the same path is resumed."""
         plan: list[tuple[str, str]] | None = kwargs.get("_plan")
         if plan is not None:  # get() is only working out which file goes where
-            plan.append((self._url(rpath), os.fspath(lpath)))
+            if str(rpath).endswith("/"):  # a listing's directory (ls says so): no file
+                Path(os.fspath(lpath)).mkdir(parents=True, exist_ok=True)
+            else:
+                plan.append((self._url(rpath), os.fspath(lpath)))
             return
         url = self._url(rpath)
         if hasattr(lpath, "write"):
