@@ -82,6 +82,8 @@ class Dispatcher:
             raise
 
     def _multicall(self, params: list[Any]) -> list[Any]:
+        if params and isinstance(params[0], str) and params[0].startswith("token:"):
+            params = params[1:]  # aria2 drops it too; each inner call carries its own
         if len(params) != 1 or not isinstance(params[0], list):
             raise RpcError("system.multicall takes one array of calls", INVALID_PARAMS)
         answers: list[Any] = []
