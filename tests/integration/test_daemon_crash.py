@@ -29,7 +29,8 @@ def test_kill_9_during_five_downloads_loses_nothing(
                 f"/a{n}.bin", Faults(throttle_bytes_per_s=PER_CONNECTION_BYTES_PER_S)
             )
         queue_server.add_file("/w.bin", b"w" * 1000)
-        with Daemon(root, state, "-j", "5") as first:
+        # 5 x 4 connections: the shared per-host cap (16 by default) would hold some back.
+        with Daemon(root, state, "-j", "5", "--max-connections-per-host", "20") as first:
             calls = [
                 {"methodName": "aria2.addUri", "params": [token, [url], options]}
                 for token in [f"token:{first.secret}"]
@@ -54,7 +55,7 @@ def test_kill_9_during_five_downloads_loses_nothing(
             before += [s["gid"] for s in first.call("aria2.tellWaiting", 0, 1000, ["gid"])]
             assert before == active + waiting
             first.kill()
-        with Daemon(root, state, "-j", "5") as second:
+        with Daemon(root, state, "-j", "5", "--max-connections-per-host", "20") as second:
             now_active = second.call("aria2.tellActive", ["gid", "status"])
             now_waiting = second.call("aria2.tellWaiting", 0, 1000, ["gid", "status"])
             assert [s["gid"] for s in now_active + now_waiting] == active + waiting

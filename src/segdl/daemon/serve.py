@@ -33,6 +33,7 @@ async def serve(config: Config, report: Callable[[str], None]) -> int:
     )
     manager.load()
     manager.attach(loop)
+    manager.schedule()  # what was running continues, before any call can look
 
     def shutdown(forced: bool) -> None:
         nonlocal force
@@ -66,7 +67,6 @@ async def serve(config: Config, report: Callable[[str], None]) -> int:
         f"{len(manager.items)} items in the queue"
     )
     await manager.commit()
-    manager.schedule()
     ticker = asyncio.ensure_future(_tick(manager, stop))
     await stop.wait()
     ticker.cancel()
