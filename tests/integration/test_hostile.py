@@ -1,17 +1,25 @@
-"""Hostile servers: text a server chose never reaches a terminal raw."""
+"""Hostile servers: escapes in server text, trickled heads and bodies, ranges that close after
+their head, answers of the wrong class, twin outputs in a batch (issue 19)."""
 
 from __future__ import annotations
 
 import io
 import json
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from segdl.cli.exitcodes import ExitCode
 from segdl.cli.main import main
+from segdl.net.transport import _HeadReader, _HeadTimeout
 from tests.server import FaultServer
 from tests.server.faults import Faults
+from tests.server.records import RequestRecord
+
+MakeData = Callable[..., bytes]
 
 ATTACK = "\x1b]0;pwned\x07\x1b[2J\x1b[5;35mGone\x1b[0m"
 SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[5;35mGone\\x1b[0m"
@@ -81,3 +89,157 @@ def test_batch_failure_lines_escape_server_text(fault_server: FaultServer, tmp_p
     assert code == ExitCode.SERVER_ERROR
     assert_no_raw_controls(err)
     assert SHOWN in err
+
+
+def test_trickled_head_times_out(fault_server: FaultServer, tmp_path: Path) -> None:
+    """An endless head trickled at 20 bytes/s ends the download within 10 s with --timeout 2."""
+    fault_server.add_file("/f", b"x" * 1000)
+    fault_server.set_faults("/f", Faults(endless_head=True, head_bytes_per_s=20))
+    began = time.monotonic()
+    code, _, err = run_cli("--timeout", "2", "-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert time.monotonic() - began < 10
+    assert code == ExitCode.NETWORK, err
+    assert "response head not complete within 2 s" in err
+    assert not (tmp_path / "f").exists()
+
+
+def test_slow_head_within_the_timeout_is_fine(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A head that arrives slowly but whole within --timeout is believed as usual."""
+    data = make_data(300_000)
+    fault_server.add_file("/f", data)
+    fault_server.set_faults("/f", Faults(head_bytes_per_s=1000, times=1))
+    code, _, err = run_cli(
+        "-q", "--timeout", "3", "-o", str(tmp_path / "f"), fault_server.url("/f")
+    )
+    assert code == ExitCode.OK, err
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_trickled_body_counts_as_stalled(fault_server: FaultServer, tmp_path: Path) -> None:
+    """A body trickling under 1 KiB per --timeout fails as a stall: not progress, not forever."""
+    fault_server.add_file("/f", b"x" * 100_000)
+    fault_server.set_faults("/f", Faults(throttle_bytes_per_s=200))
+    argv = ["--timeout", "2", "--retries", "1", "--retry-wait", "0", "-x", "1"]
+    began = time.monotonic()
+    code, _, err = run_cli(*argv, "-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert time.monotonic() - began < 15
+    assert code == ExitCode.NETWORK, err
+    assert "body trickled" in err
+
+
+def test_lowest_speed_limit_raises_the_body_floor(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    """With --lowest-speed-limit, a body slower than it for --timeout counts as stalled too."""
+    fault_server.add_file("/f", b"x" * 1_000_000)
+    fault_server.set_faults("/f", Faults(throttle_bytes_per_s=8000))
+    argv = ["--timeout", "1", "--retries", "0", "-x", "1", "--lowest-speed-limit", "64K"]
+    code, _, err = run_cli(*argv, "-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert code == ExitCode.NETWORK, err
+    assert "body trickled" in err and "under 65536 per 1 s" in err
+
+
+def _range_past_zero(request: RequestRecord) -> bool:
+    return request.range is not None and not request.range.startswith("bytes=0-")
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_ranges_closed_after_their_head_still_give_the_file(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, run: int
+) -> None:
+    """Every 206 past byte 0 closing after its head: the file still comes, by one plain
+    stream that keeps the bytes already in, after a bounded number of requests; no traceback
+    (the abort of a released response once raised RuntimeError here)."""
+    data = make_data(8 * 1024 * 1024, seed=run)
+    fault_server.add_file("/f", data)
+    fault_server.set_faults("/f", Faults(truncate_after=0, when=_range_past_zero))
+    out = tmp_path / "f"
+    code, _, err = run_cli(
+        "-x", "8", "--retry-wait", "0.01", "-o", str(out), fault_server.url("/f")
+    )
+    assert code == ExitCode.OK, err
+    assert out.read_bytes() == data
+    assert "one plain stream" in err or "ranged answers keep ending" in err
+    assert len(fault_server.requests) <= 16
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(extra_headers=(("Content-Length", "8192"),)),  # a second field, another value
+        Faults(no_content_length=True, extra_headers=(("Content-Length", "4096, 8192"),)),
+    ],
+    ids=["two-fields", "one-list"],
+)
+def test_conflicting_content_length_exits_7(
+    fault_server: FaultServer, tmp_path: Path, faults: Faults
+) -> None:
+    """Two Content-Length values that differ are an answer that cannot be believed: exit 7."""
+    fault_server.add_file("/f", b"x" * 4096)
+    fault_server.set_faults("/f", faults)
+    code, _, err = run_cli("-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert code == ExitCode.PROTOCOL, err
+    assert "Content-Length" in err and err.count("\n") == 1
+    assert not (tmp_path / "f").exists()
+
+
+def test_proxy_407_without_credentials_exits_6(fault_server: FaultServer, tmp_path: Path) -> None:
+    """A forwarding proxy answering 407 when no proxy credentials were given: exit 6."""
+    challenge = (("Proxy-Authenticate", 'Basic realm="proxy"'),)
+    fault_server.set_faults("/f", Faults(status=407, extra_headers=challenge))
+    proxy = fault_server.base_url
+    url = "http://127.0.0.1:9/f"  # never dialled: the proxy answers for it
+    argv = ["--no-proxy-env", "--proxy", proxy, "--retries", "0", "-o", str(tmp_path / "f"), url]
+    code, _, err = run_cli(*argv)
+    assert code == ExitCode.AUTH, err
+    assert "requires authentication (407)" in err
+
+
+def test_twin_outputs_in_a_batch_are_named_as_such(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """Two entries of one batch naming the same output: the second fails saying so, not with
+    'another segdl (pid N)' where N is the batch's own pid; the first still completes."""
+    data = make_data(400_000)
+    fault_server.add_file("/a", data)
+    fault_server.set_faults("/a", Faults(throttle_bytes_per_s=400_000))
+    url = fault_server.url("/a")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{url}\n  out=same.bin\n{url}\n  out=same.bin\n")
+    code, _, err = run_cli("-j", "2", "-d", str(tmp_path), "-i", str(listing))
+    assert code == ExitCode.LOCKED, err
+    assert "two entries of this batch name the same file" in err
+    assert "pid" not in err
+    assert (tmp_path / "same.bin").read_bytes() == data
+
+
+def test_head_reader_raises_at_the_deadline() -> None:
+    """Past the deadline the next read that must wait raises, whatever arrived before."""
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(5.0)
+        fp = left.makefile("rb")
+        reader = _HeadReader(fp, left, 0.3)
+        right.sendall(b"HTTP/1.1 200 OK\r\nX: ")
+        assert reader.readline(100) == b"HTTP/1.1 200 OK\r\n"
+        with pytest.raises(_HeadTimeout):
+            reader.readline(100)
+        fp.close()
+
+
+def test_an_unexpected_exception_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Whatever escapes the library (a bug), the CLI prints one line and exits 1."""
+    import segdl
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Cannot shutdown as connection has already been released to the pool")
+
+    monkeypatch.setattr(segdl, "download", broken)
+    code, _, err = run_cli("-o", str(tmp_path / "f"), "http://127.0.0.1:9/f")
+    assert code == ExitCode.GENERIC
+    assert err.count("\n") == 1 and "unexpected RuntimeError" in err

@@ -411,10 +411,12 @@ class FaultServer:
         try:
             if plan.faults.informational and not _send_interim(conn, plan.faults.informational):
                 return False
-            ending = sender.send(
-                format_head(plan.status, plan.headers, plan.faults.reason),
-                plan.body_plan(connection_id),
-            )
+            head = format_head(plan.status, plan.headers, plan.faults.reason)
+            if plan.faults.head_bytes_per_s is not None or plan.faults.endless_head:
+                if not _trickle_head(conn, head, plan.faults, self._stop):
+                    return False
+                head = b""
+            ending = sender.send(head, plan.body_plan(connection_id))
         finally:  # log even if user code (a throttle callable) raised
             with self._changed:
                 final = replace(record, status=plan.status, body_bytes_sent=sender.sent)
@@ -448,6 +450,30 @@ def _send_interim(conn: socket.socket, count: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _trickle_head(conn: socket.socket, head: bytes, faults: Faults, stop: threading.Event) -> bool:
+    """Send ``head`` a few bytes at a time at ``faults.head_bytes_per_s``; an endless head
+    sends its status line and then padding lines until the client leaves or the server
+    stops. True when the whole (finite) head went out."""
+    rate = faults.head_bytes_per_s
+    piece = 4 if rate is None else max(1, min(64, int(rate / 10)))
+    if faults.endless_head:
+        status_line = head.split(b"\r\n", 1)[0] + b"\r\n"
+        head = status_line + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 20) for i in range(4096))
+    try:
+        while True:
+            for start in range(0, len(head), piece):
+                conn.sendall(head[start : start + piece])
+                if rate is not None and stop.wait(piece / rate):
+                    return False
+                if stop.is_set():
+                    return False
+            if not faults.endless_head:
+                return True
+            head = b"X-Pad: %s\r\n" % (b"q" * 20)
+    except OSError:
+        return False
 
 
 def _check_path(path: str) -> None:

@@ -34,6 +34,10 @@ class Faults:
     head_status: int | None = None
     throttle_bytes_per_s: float | None = None
     throttle_for_connection: Callable[[int], float | None] | None = None
+    head_bytes_per_s: float | None = None
+    """Send the response head at this rate (a few bytes at a time)."""
+    endless_head: bool = False
+    """After the status line, header lines that never end (at ``head_bytes_per_s``, if set)."""
     reason: str | None = None
     """The status line's reason phrase instead of the standard one, sent as UTF-8 bytes."""
     informational: int = 0

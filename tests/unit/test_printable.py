@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segdl.printable import json_line, printable
+from segdl.core.printable import json_line, printable
 
 ATTACK = "\x1b]0;pwned\x07\x1b[2J\x1b[5;35mGone\x1b[0m"
 

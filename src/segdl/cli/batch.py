@@ -14,9 +14,9 @@ from segdl.cli.exitcodes import ExitCode, exit_code_for
 from segdl.cli.render import human_bytes, human_rate
 from segdl.core.errors import SegdlError, UsageError, shown
 from segdl.core.options import DownloadOptions
+from segdl.core.printable import json_line, printable
 from segdl.core.progress import Event
 from segdl.disk.storage import make_directory
-from segdl.printable import json_line, printable
 from segdl.run.batch import BatchReport, ItemReport, Job, Outcome, download_many, parse_input_file
 
 

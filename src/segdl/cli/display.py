@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from segdl.cli.render import bytes_of, clock, eta_s, human_bytes, human_rate
+from segdl.core.printable import json_line, printable
 from segdl.core.progress import (
     DownloadProgress,
     Event,
@@ -21,7 +22,6 @@ from segdl.core.progress import (
     NoticeKind,
     SegmentMap,
 )
-from segdl.printable import json_line, printable
 
 _PLAIN_INTERVAL_S = 2.0
 

@@ -13,6 +13,7 @@ from segdl.core.errors import (
     OutputExists,
     OutputLocked,
     ProtocolError,
+    ProxyAuthError,
     ServerError,
     TLSError,
     UsageError,
@@ -64,6 +65,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
         return ExitCode.FILE_IO
     if isinstance(error, TLSError):
         return ExitCode.TLS
+    if isinstance(error, ProxyAuthError):
+        return ExitCode.AUTH  # 407: the proxy wants (other) credentials, as the README says
     if isinstance(error, NetworkError):
         return ExitCode.NETWORK
     if isinstance(error, HTTPStatusError) and error.status in (401, 407):

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from segdl._version import __version__
 from segdl.cli.exitcodes import ExitCode, exit_code_for
-from segdl.printable import printable
+from segdl.core.printable import printable
 
 if TYPE_CHECKING:
     from segdl.cli.display import Display
@@ -342,6 +342,13 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
         if args.progress == "json":
             _json_summary(stdout, code, error=_one_line(exc))
         return int(code)
+    except Exception as exc:  # a bug: still one line and exit 1, never a traceback
+        display.close()
+        text = f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in segdl)"
+        print(f"segdl: error: {text}", file=stderr)
+        if args.progress == "json":
+            _json_summary(stdout, ExitCode.GENERIC, error=text)
+        return int(ExitCode.GENERIC)
     finally:
         dial.discard()  # a socket dialled early that no connection took
     display.close()
@@ -374,7 +381,7 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
 
 def _json_summary(stdout: IO[str], code: ExitCode, **fields: object) -> None:
     """The last line of ``--progress json``: how the run ended, whatever happened."""
-    from segdl.printable import json_line
+    from segdl.core.printable import json_line
 
     record = {"event": "Summary", "ok": code is ExitCode.OK, "exit_code": int(code), **fields}
     stdout.write(json_line(record) + "\n")

@@ -117,7 +117,8 @@ def fitted(
 @dataclass(slots=True)
 class FileView:
     """What a display knows of one file, updated from its events. ``name`` is shown as is:
-    whoever makes the view passes server-chosen text through :func:`segdl.printable`."""
+    whoever makes the view passes server-chosen text through
+    :func:`segdl.core.printable.printable`."""
 
     name: str
     size_bytes: int | None

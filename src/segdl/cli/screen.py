@@ -23,6 +23,7 @@ from rich.text import Text
 from segdl.cli import render
 from segdl.cli.render import BatchView, FileView
 from segdl.core.models import ByteRange
+from segdl.core.printable import printable
 from segdl.core.progress import (
     DownloadFailed,
     DownloadFinished,
@@ -33,7 +34,6 @@ from segdl.core.progress import (
     NoticeKind,
     SegmentMap,
 )
-from segdl.printable import printable
 
 _REFRESH_PER_S = 4
 _RATE_WINDOW_S = 3.0

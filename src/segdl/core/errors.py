@@ -8,6 +8,8 @@
     │   ├── ConnectError                     refused, unreachable, DNS
     │   │   └── ProxyAuthError               the proxy wants other credentials
     │   ├── TimeoutError_                    no byte within the timeout
+    │   │   ├── SlowHead                     the response head took longer than the timeout
+    │   │   └── SlowBody                     the body trickled below the rate floor
     │   ├── TLSError                         certificate or handshake failure
     │   └── ConnectionBroken                 reset or closed mid-body
     ├── ServerError                          the server answered, but not with the file
@@ -82,6 +84,14 @@ class ProxyAuthError(ConnectError):
 
 class TimeoutError_(NetworkError):  # the builtin name is taken
     """No byte arrived within the timeout."""
+
+
+class SlowHead(TimeoutError_):
+    """The response head did not end within the read timeout, bytes trickling or not."""
+
+
+class SlowBody(TimeoutError_):
+    """The body trickled: fewer bytes per read timeout than a live transfer sends."""
 
 
 class TLSError(NetworkError):
@@ -213,10 +223,16 @@ class OutputExists(LocalFileError, FileExistsError):
 class OutputLocked(LocalFileError):
     """Another process (or download) owns this output; its bytes are never interleaved."""
 
-    def __init__(self, path: str, owner: str) -> None:
-        super().__init__(f"{path} is being downloaded by another segdl ({owner})")
+    def __init__(
+        self, path: str, owner: str, *, same_process: bool = False, message: str | None = None
+    ) -> None:
+        if message is None and same_process:  # two calls in one program chose the same output
+            message = f"{path} is being downloaded by another download of this process ({owner})"
+        super().__init__(message or f"{path} is being downloaded by another segdl ({owner})")
         self.path = path
         self.owner = owner
+        self.same_process = same_process
+        """The lock is held by this very process: not another segdl, a twin download."""
 
 
 class StateInvalid(LocalFileError):

@@ -20,6 +20,7 @@ from segdl.core.errors import (
     HTTPStatusError,
     ProxyAuthError,
     ShortBody,
+    SlowHead,
     TimeoutError_,
     TLSError,
 )
@@ -93,8 +94,12 @@ class RetryPolicy:
         return replace(self, failures=failures, history=(*self.history[-9:], str(error)))
 
     def may_retry(self, error: BaseException, now_epoch_s: float) -> bool:
-        """Transient, attempts left, and any Retry-After within the cap."""
+        """Transient, attempts left, and any Retry-After within the cap. A head that took
+        longer than the timeout is tried once more, not ``attempts`` times: a server that
+        trickles its head does it again, and each try costs a whole timeout (#19)."""
         if not is_transient(error) or self.exhausted:
+            return False
+        if isinstance(error, SlowHead) and self.failures > 1:
             return False
         asked = _retry_after_s(error, now_epoch_s)
         return asked is None or asked <= self.max_retry_after_s

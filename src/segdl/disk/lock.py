@@ -141,7 +141,7 @@ class OwnerLock:
                 return
             remaining_s = deadline - clock()
             if remaining_s <= 0:
-                raise OutputLocked(str(self.final_path), owner)
+                raise OutputLocked(str(self.final_path), owner, same_process=self._ours())
             sleep(min(poll_s, remaining_s))
 
     def still_held(self) -> bool:
@@ -193,6 +193,16 @@ class OwnerLock:
             log.warning("taking over stale lock %s (%s)", self.path, self._describe(seen))
             self._remove_if_unchanged(seen.raw)
         return f"{self.path} kept changing while segdl tried to take it over"
+
+    def _ours(self) -> bool:
+        """Whether the lock file names this very process as its owner (with another token)."""
+        seen = _read_lock(self.path)
+        record = None if seen is None else seen.record
+        return (
+            record is not None
+            and (record.host, record.boot_id, record.pid) == (self.host, self.boot_id, self.pid)
+            and record.token != self.token
+        )
 
     def _create(self) -> bytes | None:
         """Create the lock file holding our record, unless something is at the path; the

@@ -30,6 +30,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol
@@ -45,9 +46,12 @@ from segdl.core.errors import (
     NetworkError,
     ProtocolError,
     ShortBody,
+    SlowBody,
+    SlowHead,
     TimeoutError_,
     TLSError,
     UsageError,
+    shown,
 )
 from segdl.net import dial
 from segdl.net.pipelining import FOLLOW_MAX_BYTES, HEAD_WAIT_S, Handover, Lane, QueuedRequest
@@ -155,14 +159,99 @@ MAX_INTERIM_RESPONSES = 10
 _PROXY_CHOICES_KEPT = 4096
 
 
+# A body slower than this many bytes per read timeout counts as stalled, as silence does:
+# a server sending a byte every few seconds would otherwise never trip the idle timeout (#19).
+TRICKLE_FLOOR_BYTES = 1024
+
+
 class TooManyInterimResponses(http.client.HTTPException):
     """More 1xx responses than anyone needs before a final one."""
 
 
+class _HeadTimeout(TimeoutError):
+    """The response head (interim ones included) did not end within the head deadline."""
+
+
+class _HeadReader:
+    """The reader http.client parses a head from (``readline`` is all it uses), with one
+    deadline for the whole head: the idle timeout alone restarts on every byte, so a server
+    trickling its head at 20 bytes/s never trips it (#19).
+
+    A line is taken from what the buffered reader holds, so a head that arrived in one packet
+    costs no system call more; only a read that must wait gets the deadline as its timeout."""
+
+    def __init__(self, fp: Any, sock: socket.socket, budget_s: float) -> None:
+        self._fp = fp
+        self._sock = sock
+        self._idle_s = budget_s
+        self._budget_s = budget_s
+        self._deadline = time.monotonic() + budget_s
+        self._buffered = 0  # bytes the reader is known to hold: no recv needed for them
+        self.shortened = False  # the socket's timeout was lowered: restore it afterwards
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = bytearray()
+        while limit < 0 or len(line) < limit:
+            chunk = self._peek()
+            if not chunk:
+                break  # the peer closed: http.client says what that means
+            room = len(chunk) if limit < 0 else min(len(chunk), limit - len(line))
+            end = chunk.find(b"\n", 0, room)
+            take = end + 1 if end >= 0 else room
+            line += self._fp.read(take)
+            self._buffered = len(chunk) - take
+            if end >= 0:
+                break
+        return bytes(line)
+
+    def _peek(self) -> bytes:
+        if self._buffered:
+            return bytes(self._fp.peek(self._buffered))
+        remaining_s = self._deadline - time.monotonic()
+        if remaining_s <= 0:
+            raise _HeadTimeout(f"response head not complete within {self._budget_s:g} s")
+        if remaining_s < self._idle_s - 0.05:
+            self._sock.settimeout(remaining_s)
+            self.shortened = True
+        try:
+            return bytes(self._fp.peek(1))  # at most one recv, as much as it brings
+        except TimeoutError as exc:
+            if time.monotonic() >= self._deadline - 0.01:
+                raise _HeadTimeout(
+                    f"response head not complete within {self._budget_s:g} s"
+                ) from exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
 class _BoundedResponse(http.client.HTTPResponse):
-    """http.client's response, but skipping every 1xx (not only 100) and at most a few."""
+    """http.client's response, but skipping every 1xx (not only 100) and at most a few, and
+    the whole head (interim responses included) within the read timeout."""
 
     _interim = 0
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self._head_sock = sock
+
+    def begin(self) -> None:
+        sock = self._head_sock
+        budget_s = sock.gettimeout()
+        if budget_s is None or self.headers is not None:
+            return super().begin()
+        fp = self.fp
+        reader = _HeadReader(fp, sock, budget_s)
+        self.fp = reader
+        try:
+            super().begin()
+        finally:
+            if self.fp is reader:  # not closed meanwhile
+                self.fp = fp
+            if reader.shortened:
+                with suppress(OSError):
+                    sock.settimeout(budget_s)
 
     def _read_status(self) -> tuple[str, int, str]:
         while True:
@@ -295,8 +384,13 @@ class Urllib3Transport:
         environ: Mapping[str, str] | None = None,
         block: bool = False,
         pipelining: bool = False,
+        lowest_speed_bytes_per_s: int | None = None,
     ) -> None:
         self.timeout_s = timeout_s
+        # A body counts as stalled when, over one read timeout of waiting for the server, it
+        # brought fewer than TRICKLE_FLOOR_BYTES, or less than --lowest-speed-limit asks.
+        floor_bytes = max(TRICKLE_FLOOR_BYTES, int((lowest_speed_bytes_per_s or 0) * timeout_s))
+        self._trickle_floor = _Floor(timeout_s, floor_bytes)
         # follow() offers lanes only when asked for (a batch of files); see segdl.net.pipelining.
         self._pipelining = pipelining
         self._no_pipelining: set[tuple[str, str, int]] = set()  # origins that failed at it
@@ -341,7 +435,9 @@ class Urllib3Transport:
             raw.close()
             raw.release_conn()
             raise proxy_auth_failed(url, proxy, 407)
-        return _Urllib3Response(url, raw, method=method, direct=proxy is None)
+        return _Urllib3Response(
+            url, raw, method=method, direct=proxy is None, floor=self._trickle_floor
+        )
 
     def follow(self, response: Response) -> FollowOn | None:
         """Room for one more ``GET`` on the connection carrying ``response``, sent while its
@@ -377,7 +473,9 @@ class Urllib3Transport:
         else:
             raw._connection = conn  # released to the pool as urllib3 does
             raw._pool = pool
-            return _Urllib3Response(request.url, raw, method=request.method, direct=True)
+            return _Urllib3Response(
+                request.url, raw, method=request.method, direct=True, floor=self._trickle_floor
+            )
         if not benign:
             self._no_pipelining.add(follow.lane.origin)
         conn.close()
@@ -617,11 +715,32 @@ def _socks_pool_classes() -> dict[str, type[urllib3.HTTPConnectionPool]]:
     return {"http": _SOCKSHTTPConnectionPool, "https": _SOCKSHTTPSConnectionPool}
 
 
+class _Floor:
+    """The slowest a body may arrive: ``bytes`` per ``window_s`` of waiting on the server."""
+
+    __slots__ = ("bytes", "window_s")
+
+    def __init__(self, window_s: float, floor_bytes: int) -> None:
+        self.window_s = window_s
+        self.bytes = floor_bytes
+
+
 class _Urllib3Response:
     def __init__(
-        self, url: str, raw: urllib3.BaseHTTPResponse, *, method: str = "GET", direct: bool = False
+        self,
+        url: str,
+        raw: urllib3.BaseHTTPResponse,
+        *,
+        method: str = "GET",
+        direct: bool = False,
+        floor: _Floor | None = None,
     ) -> None:
         self._url = url
+        self._floor = floor
+        # Time spent inside reads (the server's share, not ours: a rate limit or a disk write
+        # between reads is not the server trickling) and the bytes they brought, per window.
+        self._window_waited_s = 0.0
+        self._window_bytes = 0
         self._raw = raw
         self._method = method
         self._direct = direct  # no proxy between us and the server
@@ -634,6 +753,8 @@ class _Urllib3Response:
         )
         self._received_bytes = 0
         self._aborted = False
+        self._closed = False
+        self._closing = threading.Lock()  # abort() and close() come from different threads
         # http.client's reader may hold body bytes read along with the head; only once a
         # read larger than its buffer has emptied it may bytes be taken from the socket.
         self._reader_empty = False
@@ -689,10 +810,29 @@ class _Urllib3Response:
     def readinto(self, buffer: memoryview) -> int:
         if self._lane is not None and self._lane.queued:
             self._send_queued()
+        began_s = time.monotonic()
         with _mapped_errors(self._url, self._received_bytes):
             n = self._readinto(buffer) if self._fp is not None else self._raw.readinto(buffer)
         self._received_bytes += n
+        self._check_floor(n, time.monotonic() - began_s)
         return n
+
+    def _check_floor(self, n_bytes: int, waited_s: float) -> None:
+        """Raise :class:`SlowBody` when a whole window of waiting brought too few bytes."""
+        floor = self._floor
+        if floor is None or n_bytes == 0:
+            return
+        self._window_waited_s += waited_s
+        self._window_bytes += n_bytes
+        if self._window_waited_s < floor.window_s:
+            return
+        if self._window_bytes < floor.bytes:
+            raise SlowBody(
+                self._url,
+                f"body trickled: {self._window_bytes} bytes in {self._window_waited_s:.0f} s "
+                f"(under {floor.bytes} per {floor.window_s:g} s)",
+            )
+        self._window_waited_s, self._window_bytes = 0.0, 0
 
     def _readinto(self, buffer: memoryview) -> int:
         """http.client's ``readinto``, but returning after one ``recv`` instead of waiting
@@ -749,6 +889,7 @@ class _Urllib3Response:
         length: int | None = fp.length
         count = max_bytes if length is None else min(max_bytes, length)
         n = 0
+        began_s = time.monotonic()
         if count > 0:
             with _mapped_errors(self._url, self._received_bytes):
                 try:
@@ -762,6 +903,7 @@ class _Urllib3Response:
                     raise ConnectionResetError(exc.errno, exc.strerror) from exc
         _consumed(fp, n)
         self._received_bytes += n
+        self._check_floor(n, time.monotonic() - began_s)
         return n
 
     def _splice_socket(self) -> socket.socket | None:
@@ -771,13 +913,35 @@ class _Urllib3Response:
         return sock if type(sock) is socket.socket else None  # not TLS, not SOCKS
 
     def abort(self) -> None:
-        self._aborted = True
-        shutdown = getattr(self._raw, "shutdown", None)  # urllib3 >= 2.3
-        if shutdown is not None:
-            with suppress(OSError, ValueError):  # ValueError: no socket (yet, or any more)
+        """Safe from any thread at any moment, even after :meth:`close` handed the connection
+        back to the pool (urllib3 then raises RuntimeError) or while it does."""
+        with self._closing:
+            self._aborted = True
+            if self._closed:
+                return  # released: the socket may already carry another request
+            shutdown = getattr(self._raw, "shutdown", None)  # urllib3 >= 2.3
+            if shutdown is None:
+                return
+            # ValueError: no socket (yet, or any more); RuntimeError, AttributeError: urllib3
+            # found the connection released or half torn down by a close in another thread.
+            with suppress(OSError, ValueError, RuntimeError, AttributeError):
                 shutdown()
 
     def close(self) -> None:
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._close()
+        except (OSError, ValueError, RuntimeError, AttributeError) as exc:
+            # Called from finally blocks: never mask the error that ended the body. A
+            # connection urllib3 could not put back is dropped, not reused.
+            log.debug("closing a response from %s: %r", _host(self._url), exc)
+            with suppress(Exception):
+                self._raw.close()
+
+    def _close(self) -> None:
         finished = self._fp is None or self._fp.isclosed()
         handover = Handover.RELEASE
         if self._lane is not None:
@@ -880,6 +1044,9 @@ def _mapped_errors(
             raise _proxy_error(url, proxy, exc) from exc
         raise ConnectError(url, _connect_reason(exc)) from exc
     except (TimeoutError, u3.ConnectTimeoutError, u3.ReadTimeoutError) as exc:
+        head = _in_chain(exc, _HeadTimeout)
+        if head is not None:
+            raise SlowHead(url, str(head)) from exc
         raise TimeoutError_(url, "timed out") from exc
     except (u3.LocationValueError, u3.URLSchemeUnknown) as exc:
         raise UsageError(f"invalid URL {url!r}: {exc}") from exc
@@ -888,10 +1055,18 @@ def _mapped_errors(
         # Oversized heads and endless 1xx are the server's fault, not the network's: final.
         oversized = "got more than" in str(root)  # http.client: over 100 header fields
         if oversized or isinstance(root, (TooManyInterimResponses, http.client.LineTooLong)):
-            raise ProtocolError(f"invalid response: {root} ({url})") from exc
+            raise ProtocolError(f"invalid response: {root} ({shown(url)})") from exc
         raise ConnectionBroken(url, f"connection broken: {_root_cause(exc)}") from exc
+    except u3.InvalidHeader as exc:  # two Content-Length values that differ: not believable
+        raise ProtocolError(f"invalid response: {exc} ({shown(url)})") from exc
     except u3.HTTPError as exc:
         raise NetworkError(url, str(exc)) from exc
+    except (RuntimeError, AttributeError) as exc:
+        # urllib3 and http.client on a connection another thread aborted or released (#19:
+        # "Cannot shutdown as connection has already been released to the pool"): the
+        # connection is unusable, which is what a broken connection means; retried as one.
+        log.debug("transport state error for %s", _host(url), exc_info=True)
+        raise ConnectionBroken(url, f"connection broken: {type(exc).__name__}: {exc}") from exc
 
 
 def _tls_reason(exc: BaseException) -> str:
@@ -916,6 +1091,16 @@ def _connect_reason(exc: BaseException) -> str:
     if isinstance(root, ConnectionRefusedError):
         return "connection refused"
     return f"cannot connect: {root}"
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of ``kind`` in ``exc``'s chain of causes, or None."""
+    seen: BaseException | None = exc
+    for _ in range(32):  # a chain is a few links long; never loop on a cycle
+        if seen is None or isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _root_cause(exc: BaseException) -> BaseException:

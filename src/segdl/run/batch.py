@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from segdl.core.errors import SegdlError, UsageError
+from segdl.core.errors import OutputLocked, SegdlError, UsageError
 from segdl.core.models import Result
 from segdl.core.options import DownloadOptions, with_overrides
 from segdl.core.progress import DownloadReceived, Event, ProgressListener, silent
@@ -187,6 +187,7 @@ class Downloader:
             insecure=settings.insecure,
             proxy=settings.proxy,
             use_proxy_env=settings.use_proxy_env,
+            lowest_speed_bytes_per_s=settings.lowest_speed_bytes_per_s,
         )
         # `parallel` files on the network at once, as many waiting with a request queued
         # behind them, and as many more finishing on disk (digest check, sync, rename): the
@@ -267,6 +268,14 @@ class Downloader:
                     rate_limiter=self._rate_limiter,
                     workers=self._workers,
                 )
+            except OutputLocked as exc:
+                if not exc.same_process:
+                    error = exc
+                    continue
+                # The lock names the batch's own pid, which says nothing to the user.
+                why = "two entries of this batch name the same file"
+                error = OutputLocked(exc.path, why, same_process=True, message=f"{why} {exc.path}")
+                break  # another URL of this entry would only name the same file again
             except SegdlError as exc:
                 error = exc
                 continue

@@ -141,6 +141,7 @@ def download(
         insecure=settings.insecure,
         proxy=settings.proxy,
         use_proxy_env=settings.use_proxy_env,
+        lowest_speed_bytes_per_s=settings.lowest_speed_bytes_per_s,
     )
     limiters = [] if rate_limiter is None else [rate_limiter]
     if settings.limit_rate_bytes_per_s is not None:

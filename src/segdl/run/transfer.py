@@ -23,6 +23,7 @@ from typing import Any
 
 from segdl.core.errors import (
     Cancelled,
+    ConnectionBroken,
     ContentRangeMismatch,
     HTTPStatusError,
     NetworkError,
@@ -31,6 +32,7 @@ from segdl.core.errors import (
     RemoteChanged,
     SegdlError,
     ShortBody,
+    SlowBody,
     UnexpectedEncoding,
     shown,
 )
@@ -66,12 +68,49 @@ _RATE_WINDOW_S = 3.0
 _EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
 
 
-class _SwitchToSingleStream(Exception):
-    """Ranges cannot be trusted on this server: start over with one plain stream."""
+# Ranged answers that end before their first body byte, in a row (no range delivering a
+# byte in between): after every FEWER_AFTER of them the connections are halved, and after
+# SINGLE_AFTER the rest comes in one plain stream (#19: a server whose 206 to any range past 0
+# closes right after its head, while the stream from byte 0 works, had every range retried to
+# exhaustion, about 40 requests, then exit 7).
+_FEWER_AFTER = 2
+_SINGLE_AFTER = 6
 
-    def __init__(self, reason: str) -> None:
+
+class _SwitchToSingleStream(Exception):
+    """Ranges cannot be used on this server: one plain stream instead. ``keep``: the bytes
+    already written are the file's (ranges were believed; they only kept breaking), so the
+    stream keeps them; otherwise (a range was not believable) it starts over."""
+
+    def __init__(self, reason: str, *, keep: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.keep = keep
+
+
+class _RangeBreaks:
+    """Counts ranged answers that broke before their first byte, and decides what now: go
+    on, go on with fewer connections, or stop using ranges. Thread-safe."""
+
+    def __init__(self, connections: int) -> None:
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+        self.cap = connections
+        """Workers with an index at or above this stop taking ranges."""
+
+    def delivered(self) -> None:
+        with self._lock:
+            self._in_a_row = 0
+
+    def broke(self) -> bool:
+        """One more break; True when ranges should be given up for one plain stream."""
+        with self._lock:
+            self._in_a_row += 1
+            if self._in_a_row >= _SINGLE_AFTER:
+                return True
+            if self._in_a_row % _FEWER_AFTER == 0:
+                self.cap = max(1, self.cap // 2)
+            return False
 
 
 class Transfer:
@@ -122,6 +161,8 @@ class Transfer:
         self._resolve_lock = threading.Lock()
         self._expired: set[str] = set()
         self._written_source: Callable[[], list[ByteRange]] = list
+        self._kept: list[ByteRange] = []  # written by ranges, kept by a plain stream
+        self._breaks = _RangeBreaks(options.connections)
 
     def written_ranges(self) -> list[ByteRange]:
         """What is written so far (pwrite returned), for the checkpointer."""
@@ -142,6 +183,7 @@ class Transfer:
                 return contact.resource, True, connections
             except _SwitchToSingleStream as switch:
                 self._notice(NoticeKind.FALLBACK_SINGLE_STREAM, switch.reason)
+                self._kept = self.written_ranges() if switch.keep else []
                 resource = self._fetch_single(None, contact.resource, part)
                 return resource, False, 1
         self._notice(NoticeKind.FALLBACK_SINGLE_STREAM, contact.reason)
@@ -256,12 +298,29 @@ class Transfer:
                     planner.release(claim, self.clock())
                     if self._halt.is_set():  # our own abort broke the connection
                         raise Cancelled("download stopped") from exc
+                    broke = response is not None and claim.received_bytes == received_before
+                    if broke and isinstance(exc, (ShortBody, ConnectionBroken)):
+                        if self._breaks.broke():
+                            raise _SwitchToSingleStream(
+                                f"ranged answers keep ending before their first byte ({exc})",
+                                keep=True,
+                            ) from exc
+                        if index >= self._breaks.cap:
+                            self._notice(
+                                NoticeKind.CONNECTIONS_LOWERED,
+                                f"ranged answers keep breaking ({exc}); "
+                                f"continuing with {self._breaks.cap}",
+                            )
+                            return
                     if resource is not self._resource and not is_transient(exc):
                         self._drop_mirror(resource, exc)
                         continue
                     if isinstance(exc, HTTPStatusError) and self._re_resolve(resource, exc):
                         continue  # an expired signed URL was renewed: retry at once
-                    progressed = claim.received_bytes > received_before
+                    # A trickle is a stall, whatever few bytes it brought (#19).
+                    progressed = claim.received_bytes > received_before and not isinstance(
+                        exc, SlowBody
+                    )
                     policy = policy.after(exc, progressed=progressed)
                     if not self._should_retry(planner, policy, exc):
                         return
@@ -277,6 +336,8 @@ class Transfer:
                         response.close()
                     with self._work_changed:  # a range ended: idle workers look again
                         self._work_changed.notify_all()
+                    if claim.received_bytes > received_before:
+                        self._breaks.delivered()
                     if claim.received_bytes and not streamed:
                         streamed = True
                         with self._open_lock:
@@ -318,16 +379,19 @@ class Transfer:
                 )
             response, resource = contact.response, contact.resource
             _check_same_file(known, resource)
-        # Bytes from earlier ranged responses are never mixed with this body: first the state
-        # stops claiming them, then the file forgets them.
+        # Bytes from ranged responses that could not be believed are never mixed with this
+        # body: first the state stops claiming them, then the file forgets them. Bytes of
+        # ranges that were believed but kept breaking (self._kept) are the same file's, by
+        # the same validator: they stay, and the stream writes the same bytes over them.
         self._single_done_bytes = 0
         self._written_source = self._single_written
-        if self.checkpointer is not None:
-            self.checkpointer.save()
-        if self.hasher is not None:  # what it hashed is about to be overwritten
-            self.hasher.close()
-            self.hasher = PrefixHasher(self.hash_algorithm, part.fileno)
-        part.allocate(0)
+        if not self._kept:
+            if self.checkpointer is not None:
+                self.checkpointer.save()
+            if self.hasher is not None:  # what it hashed is about to be overwritten
+                self.hasher.close()
+                self.hasher = PrefixHasher(self.hash_algorithm, part.fileno)
+            part.allocate(0)
         if resource.size_bytes is not None:
             part.allocate(resource.size_bytes)
         self._started(resource, ranged=False, connections=1)
@@ -553,7 +617,8 @@ class Transfer:
         return SegmentMap(size_bytes, merged([ByteRange(0, done)]), streams)
 
     def _single_written(self) -> list[ByteRange]:
-        return [ByteRange(0, self._single_done_bytes)]
+        streamed = ByteRange(0, self._single_done_bytes)
+        return list(merged([*self._kept, streamed])) if self._kept else [streamed]
 
     def _since(self, claim: Claim) -> float:
         return self.clock() - claim.started_s
