@@ -401,3 +401,27 @@ def test_a_recursive_get_of_an_index_writes_what_find_lists(
     }
     assert written == files
     assert (tmp_path / "out" / "sub").is_dir()
+
+
+def test_https_with_a_ca_bundle(
+    tls_server: FaultServer, ca_bundle: str, make_data: MakeData, tmp_path: Path
+) -> None:
+    """With ca_bundle the filesystem verifies the server for info, ranged reads and get;
+    without it the certificate is refused (info: FileNotFoundError, as HTTPFileSystem says
+    of any failure; get: segdl's TLSError)."""
+    data = make_data(2 * MIB)
+    tls_server.add_file("/f.bin", data)
+    url = tls_server.url("/f.bin")
+    fs = SegdlFileSystem(skip_instance_cache=True, ca_bundle=ca_bundle, **FAST)
+    assert fs.info(url)["size"] == len(data)
+    with fs.open("segdl+" + url, block_size=64 * KIB) as f:
+        f.seek(MIB)
+        assert f.read(100) == data[MIB : MIB + 100]
+    fs.get([url], str(tmp_path) + "/")
+    assert (tmp_path / "f.bin").read_bytes() == data
+    untrusting = SegdlFileSystem(skip_instance_cache=True)
+    with pytest.raises(FileNotFoundError) as caught:
+        untrusting.info(url)
+    assert isinstance(caught.value.__cause__, segdl.TLSError)
+    with pytest.raises(segdl.TLSError):
+        untrusting.get_file(url, str(tmp_path / "g.bin"))

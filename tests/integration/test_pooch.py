@@ -114,6 +114,63 @@ def test_an_interrupted_retrieve_resumes_on_the_next_call(
     assert leftovers(tmp_path) == []
 
 
+def test_a_retrieve_killed_with_sigkill_resumes_in_the_next_process(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A process killed (SIGKILL) in the middle of pooch.retrieve leaves a partial download
+    the next process's retrieve of the same URL trusts: it fetches only the missing bytes
+    and pooch's hash check passes."""
+    data = make_data(6 * MIB)
+    url = fault_server.url("/f.bin")
+    fault_server.add_file("/f.bin", data)
+    fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=MIB))
+    known = f"sha256:{sha256(data)}"
+    script = (
+        "import pooch\n"
+        "from segdl.integrations.pooch import SegdlDownloader\n"
+        f"pooch.retrieve({url!r}, known_hash={known!r}, fname='f.bin', path={str(tmp_path)!r},"
+        " downloader=SegdlDownloader(connections=2, min_split_bytes=1 << 20))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    partial = resume_path(tmp_path, url)
+    state = partial.with_name(partial.name + ".segdl-state")
+    deadline = time.monotonic() + 20
+    while not state.exists() and time.monotonic() < deadline:  # a checkpoint is on disk
+        time.sleep(0.05)
+    time.sleep(0.8)
+    child.kill()
+    assert child.wait(timeout=10) == -9
+    assert state.exists() and not (tmp_path / "f.bin").exists()
+
+    _settle(fault_server)
+    fault_server.set_faults("/f.bin", None)
+    fault_server.clear_log()
+    path = pooch.retrieve(url, known_hash=known, fname="f.bin", path=tmp_path,
+                          downloader=SegdlDownloader(connections=2))  # fmt: skip
+    assert Path(path).read_bytes() == data
+    assert fault_server.bytes_sent < len(data) - MIB
+    # Nothing of segdl's is left; the killed pooch's own (empty) temporary file is.
+    assert [n for n in leftovers(tmp_path) if n.startswith(".segdl-")] == []
+
+
+def test_https_with_a_ca_bundle(
+    tls_server: FaultServer, ca_bundle: str, make_data: MakeData, tmp_path: Path
+) -> None:
+    """Over HTTPS the downloader verifies the server against ca_bundle, for the download and
+    for check_only; without it the certificate is refused (requests' SSLError for pooch)."""
+    data = make_data(MIB)
+    tls_server.add_file("/data/f.bin", data)
+    store = pooch.create(path=tmp_path, base_url=tls_server.url("/data/"),
+                         registry={"f.bin": f"sha256:{sha256(data)}"})  # fmt: skip
+    trusted = SegdlDownloader(ca_bundle=ca_bundle, **FAST)
+    assert store.is_available("f.bin", downloader=trusted) is True
+    assert Path(store.fetch("f.bin", downloader=trusted)).read_bytes() == data
+    (tmp_path / "f.bin").unlink()
+    with pytest.raises(requests.exceptions.SSLError, match="certificate verify failed"):
+        store.fetch("f.bin", downloader=SegdlDownloader())
+    assert leftovers(tmp_path) == []
+
+
 def test_pooch_retries_resume_what_segdl_gave_up_on(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
