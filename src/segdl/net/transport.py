@@ -53,7 +53,9 @@ from segdl.core.errors import (
     UsageError,
     shown,
 )
+from segdl.core.retry import parse_retry_after
 from segdl.net import dial
+from segdl.net.gate import GatedConnection, GatedPool, HostGate, gate_key
 from segdl.net.pipelining import FOLLOW_MAX_BYTES, HEAD_WAIT_S, Handover, Lane, QueuedRequest
 from segdl.net.proxies import ProxyURL, parse_proxy, proxy_auth_failed, proxy_error, proxy_for
 
@@ -361,6 +363,26 @@ _POOL_CLASSES: dict[str, type[urllib3.HTTPConnectionPool]] = {
 }
 
 
+def _gated_pool_classes(gate: HostGate) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """Our pools, whose connections hold slots of ``gate`` (see :mod:`segdl.net.gate`)."""
+
+    class _GatedHTTPConnection(GatedConnection, _HTTPConnection):
+        pass
+
+    class _GatedHTTPSConnection(GatedConnection, _HTTPSConnection):
+        pass
+
+    class _GatedHTTPConnectionPool(GatedPool, _HTTPConnectionPool):
+        ConnectionCls = _GatedHTTPConnection
+        host_gate = gate
+
+    class _GatedHTTPSConnectionPool(GatedPool, _HTTPSConnectionPool):
+        ConnectionCls = _GatedHTTPSConnection
+        host_gate = gate
+
+    return {"http": _GatedHTTPConnectionPool, "https": _GatedHTTPSConnectionPool}
+
+
 class Urllib3Transport:
     """:class:`Transport` over urllib3 pool managers (thread-safe connection pools): one for
     direct connections, one per proxy in use.
@@ -370,6 +392,8 @@ class Urllib3Transport:
     for every URL (an empty string: never a proxy); without it and with ``use_proxy_env``,
     ``http_proxy``, ``https_proxy``, ``all_proxy`` and ``no_proxy`` from ``environ`` (default:
     ``os.environ``, read once here) decide per URL, as :func:`segdl.net.proxies.proxy_for` says.
+    ``host_gate``: consulted before each connection and request, told of each pause a server
+    asks for (:mod:`segdl.net.gate`; not for SOCKS proxies' connections); none by default.
     """
 
     def __init__(
@@ -385,12 +409,15 @@ class Urllib3Transport:
         block: bool = False,
         pipelining: bool = False,
         lowest_speed_bytes_per_s: int | None = None,
+        host_gate: HostGate | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         # A body counts as stalled when, over one read timeout of waiting for the server, it
         # brought fewer than TRICKLE_FLOOR_BYTES, or less than --lowest-speed-limit asks.
         floor_bytes = max(TRICKLE_FLOOR_BYTES, int((lowest_speed_bytes_per_s or 0) * timeout_s))
         self._trickle_floor = _Floor(timeout_s, floor_bytes)
+        self._gate = host_gate
+        self._pool_classes = _POOL_CLASSES if host_gate is None else _gated_pool_classes(host_gate)
         # follow() offers lanes only when asked for (a batch of files); see segdl.net.pipelining.
         self._pipelining = pipelining
         self._no_pipelining: set[tuple[str, str, int]] = set()  # origins that failed at it
@@ -411,7 +438,7 @@ class Urllib3Transport:
         # A snapshot: one transport sees one environment, whatever is changed meanwhile.
         self._environ = dict(os.environ if environ is None else environ)
         self._lock = threading.Lock()
-        self._direct = _manager(None, self._pool_kw)
+        self._direct = _manager(None, self._pool_kw, self._pool_classes)
         self._proxied: dict[str, tuple[ProxyURL, urllib3.PoolManager]] = {}
         # proxy_for of each URL, remembered: the environment is a snapshot, so the answer never
         # changes, and a batch asks it of every URL for each lane the URL's file may ride.
@@ -419,6 +446,8 @@ class Urllib3Transport:
 
     def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
         proxy, manager = self._route(url)
+        if self._gate is not None:
+            self._gate.before_request(_gate_key(url))
         with _mapped_errors(url, proxy=proxy):
             raw = manager.request(
                 method,
@@ -435,9 +464,18 @@ class Urllib3Transport:
             raw.close()
             raw.release_conn()
             raise proxy_auth_failed(url, proxy, 407)
+        if self._gate is not None and raw.status in (429, 503):
+            self._pause_asked(url, raw.headers.getlist("Retry-After"))
         return _Urllib3Response(
             url, raw, method=method, direct=proxy is None, floor=self._trickle_floor
         )
+
+    def _pause_asked(self, url: str, retry_after: list[str]) -> None:
+        """A server's "wait before asking again" holds for everyone sharing the gate."""
+        assert self._gate is not None
+        delay_s = parse_retry_after(retry_after[0], time.time()) if len(retry_after) == 1 else None
+        if delay_s is not None and delay_s > 0:
+            self._gate.retry_after(_gate_key(url), delay_s)
 
     def follow(self, response: Response) -> FollowOn | None:
         """Room for one more ``GET`` on the connection carrying ``response``, sent while its
@@ -473,6 +511,8 @@ class Urllib3Transport:
         else:
             raw._connection = conn  # released to the pool as urllib3 does
             raw._pool = pool
+            if self._gate is not None and raw.status in (429, 503):
+                self._pause_asked(request.url, raw.headers.getlist("Retry-After"))
             return _Urllib3Response(
                 request.url, raw, method=request.method, direct=True, floor=self._trickle_floor
             )
@@ -525,7 +565,8 @@ class Urllib3Transport:
             route = self._proxied.get(chosen)
             if route is None:
                 proxy = parse_proxy(chosen)
-                route = self._proxied[chosen] = (proxy, _manager(proxy, self._pool_kw))
+                manager = _manager(proxy, self._pool_kw, self._pool_classes)
+                route = self._proxied[chosen] = (proxy, manager)
         return route
 
     def _proxy_for(self, url: str) -> str | None:
@@ -567,6 +608,8 @@ class _FollowOn:
         if method != "GET" or not self.accepts(url):
             self.lane.give_up()
             return None
+        if self._transport._gate is not None:
+            self._transport._gate.before_request(_gate_key(url))
         queued = QueuedRequest(method, url, dict(headers))
         # A plain socket takes a write from this thread while another reads; TLS does not.
         plain = type(self.conn.sock) is socket.socket
@@ -640,6 +683,11 @@ def _origin(url: str) -> tuple[str, str, int]:
     return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
 
 
+def _gate_key(url: str) -> str:
+    scheme, host, port = _origin(url)
+    return gate_key(host, port, scheme)
+
+
 def _tls_options(ca_bundle: str | os.PathLike[str] | None, insecure: bool) -> dict[str, Any]:
     if insecure and ca_bundle is not None:
         raise UsageError("a CA bundle and insecure (no verification) exclude each other")
@@ -657,7 +705,11 @@ def _tls_options(ca_bundle: str | os.PathLike[str] | None, insecure: bool) -> di
     return {"cert_reqs": "CERT_REQUIRED", "ca_certs": path}
 
 
-def _manager(proxy: ProxyURL | None, pool_kw: Mapping[str, Any]) -> urllib3.PoolManager:
+def _manager(
+    proxy: ProxyURL | None,
+    pool_kw: Mapping[str, Any],
+    pool_classes: dict[str, type[urllib3.HTTPConnectionPool]] = _POOL_CLASSES,
+) -> urllib3.PoolManager:
     manager: urllib3.PoolManager
     if proxy is None:
         manager = urllib3.PoolManager(**pool_kw)
@@ -667,7 +719,7 @@ def _manager(proxy: ProxyURL | None, pool_kw: Mapping[str, Any]) -> urllib3.Pool
         # Only the redacted URL goes to urllib3, so no urllib3 message can show the password.
         auth = {"Proxy-Authorization": _basic_auth(proxy)} if proxy.username is not None else None
         manager = urllib3.ProxyManager(proxy.redacted, proxy_headers=auth, **pool_kw)
-    manager.pool_classes_by_scheme = _POOL_CLASSES
+    manager.pool_classes_by_scheme = pool_classes
     return manager
 
 

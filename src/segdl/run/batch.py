@@ -22,6 +22,7 @@ from segdl.core.models import Result
 from segdl.core.options import DownloadOptions, with_overrides
 from segdl.core.progress import DownloadReceived, Event, ProgressListener, silent
 from segdl.disk.storage import make_directory
+from segdl.net.gate import HostGate
 from segdl.net.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
 from segdl.run.engine import download
 from segdl.run.ratelimit import TokenBucket
@@ -150,8 +151,10 @@ class Downloader:
     bytes are in, while it is checked, synced and renamed. With ``pipelining`` (the default)
     the next file's request for the same server goes out on a connection while the previous
     file's last bytes arrive (HTTP/1.1 pipelining, direct connections only, see
-    :mod:`segdl.net.pipelining`), which saves a round trip per file. Use as a context manager, or
-    call :meth:`close`.
+    :mod:`segdl.net.pipelining`), which saves a round trip per file. ``host_gate``: who else
+    must agree before a connection opens or a request goes (:mod:`segdl.net.gate`; the
+    cluster runner's cap and pauses across machines). Use as a context manager, or call
+    :meth:`close`.
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class Downloader:
         progress: ProgressListener | None = None,
         cancel: threading.Event | None = None,
         pipelining: bool = True,
+        host_gate: HostGate | None = None,
         **overrides: object,
     ) -> None:
         """``options`` and ``overrides`` (as for :func:`segdl.download`) are every file's,
@@ -188,6 +192,7 @@ class Downloader:
             proxy=settings.proxy,
             use_proxy_env=settings.use_proxy_env,
             lowest_speed_bytes_per_s=settings.lowest_speed_bytes_per_s,
+            host_gate=host_gate,
         )
         # `parallel` files on the network at once, as many waiting with a request queued
         # behind them, and as many more finishing on disk (digest check, sync, rename): the

@@ -1,0 +1,283 @@
+"""A worker's host gate whose connection slots are leased from the cluster's one book.
+
+:class:`LeasedGate` is the :class:`segdl.net.gate.HostGate` a worker's batch consults. It keeps
+the slots it was granted and hands them to its own connections, asking the book (through a
+:class:`LeaseService`: the Ray actor, or :class:`LocalLeases` in one process) only when it
+has none to spare, and for a few at a time. A background thread long-polls the book: a
+pause reported anywhere reaches every worker within one round trip, and the same call is
+the heartbeat that keeps the worker's leases alive and tells it its fair share. Slots are
+given back when this worker holds more than its share while others wait, when they have
+been unused for ``idle_s``, and all of them when the gate closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from segdl.cluster.leases import HostView, LeaseBook
+
+log = logging.getLogger(__name__)
+
+
+class LeaseService(Protocol):
+    """The book as a worker reaches it (each call may cross the network)."""
+
+    def acquire(self, worker: str, host: str, want: int, wait_s: float) -> HostView:
+        """Up to ``want`` slots; waits up to ``wait_s`` for one to be freed before saying none."""
+        ...
+
+    def release(self, worker: str, host: str, count: int) -> None: ...
+
+    def pause(self, host: str, delay_s: float) -> None: ...
+
+    def watch(self, worker: str, since: int, timeout_s: float) -> tuple[int, dict[str, HostView]]:
+        """Wait until the pause epoch differs from ``since`` (or ``timeout_s``), then renew
+        ``worker``'s leases; the epoch and the worker's view of each host."""
+        ...
+
+    def take_requests(self, worker: str, host: str, want: int) -> tuple[int, float]: ...
+
+    def leave(self, worker: str) -> None: ...
+
+
+class LocalLeases:
+    """A :class:`LeaseService` over a :class:`LeaseBook` in this process (threads as
+    workers): for tests and simulations, and the reference for the actor."""
+
+    def __init__(self, book: LeaseBook, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.book = book
+        self._clock = clock
+        self._changed = threading.Condition()
+        self.calls = 0
+
+    def acquire(self, worker: str, host: str, want: int, wait_s: float) -> HostView:
+        deadline = self._clock() + wait_s
+        with self._changed:
+            while True:
+                self.calls += 1
+                self.book.expire(self._clock())
+                view = self.book.acquire(worker, host, want, self._clock())
+                left = deadline - self._clock()
+                if view.granted or left <= 0:
+                    return view
+                self._changed.wait(left)
+
+    def release(self, worker: str, host: str, count: int) -> None:
+        with self._changed:
+            self.calls += 1
+            self.book.release(worker, host, count, self._clock())
+            self._changed.notify_all()
+
+    def pause(self, host: str, delay_s: float) -> None:
+        with self._changed:
+            self.calls += 1
+            self.book.pause(host, delay_s, self._clock())
+            self._changed.notify_all()
+
+    def watch(self, worker: str, since: int, timeout_s: float) -> tuple[int, dict[str, HostView]]:
+        with self._changed:
+            self._changed.wait_for(lambda: self.book.pause_epoch != since, timeout_s)
+            self.calls += 1
+            return self.book.pause_epoch, self.book.renew(worker, self._clock())
+
+    def take_requests(self, worker: str, host: str, want: int) -> tuple[int, float]:
+        with self._changed:
+            self.calls += 1
+            return self.book.take_requests(worker, host, want, self._clock())
+
+    def leave(self, worker: str) -> None:
+        with self._changed:
+            self.calls += 1
+            self.book.leave(worker)
+            self._changed.notify_all()
+
+
+@dataclass(slots=True)
+class _Host:
+    held: int = 0  # slots granted to this worker
+    open: int = 0  # of which connections use this many
+    waiting: int = 0  # local threads waiting for a slot
+    asking: bool = False  # one of them is asking the book
+    returned: int = 0  # connections put back idle: waiters may take one of those
+    share: int = 1 << 30  # unknown until the book says: no reason to close anything
+    paused_until: float = 0.0
+    tokens: int = 0
+    last_busy: float = 0.0
+
+
+def worker_name() -> str:
+    """A name no other worker has: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class LeasedGate:
+    """A :class:`segdl.net.gate.HostGate` whose slots come from a :class:`LeaseService`."""
+
+    def __init__(
+        self,
+        service: LeaseService,
+        *,
+        worker: str | None = None,
+        lease_batch: int = 4,
+        idle_s: float = 0.5,
+        tick_s: float = 0.5,
+        rate_limited: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.worker = worker or worker_name()
+        self._service = service
+        self._batch = max(1, lease_batch)
+        self._idle_s = idle_s
+        self._tick_s = tick_s
+        self._rate_limited = rate_limited
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._hosts: dict[str, _Host] = {}
+        self._closed = threading.Event()
+        self._epoch = -1
+        self._watcher = threading.Thread(target=self._watch, name="segdl-leases", daemon=True)
+        self._watcher.start()
+
+    # -- HostGate ---------------------------------------------------------------------------
+
+    def connect(self, host: str, timeout_s: float | None = None) -> bool:
+        deadline = None if timeout_s is None else self._clock() + timeout_s
+        with self._changed:
+            state = self._host(host)
+            returned = state.returned
+            state.waiting += 1
+            try:
+                while True:
+                    if state.open < state.held:
+                        state.open += 1
+                        state.last_busy = self._clock()
+                        return True
+                    left = self._tick_s if deadline is None else deadline - self._clock()
+                    if left <= 0 or state.returned != returned:
+                        return False
+                    if state.asking:
+                        self._changed.wait(min(left, self._tick_s))
+                        continue
+                    state.asking = True
+                    want = min(self._batch, state.waiting)
+                    self._changed.release()
+                    try:
+                        view = self._service.acquire(self.worker, host, want, min(left, 0.5))
+                    finally:
+                        self._changed.acquire()
+                        state.asking = False
+                    state.held += view.granted
+                    self._learn(state, view)
+                    self._changed.notify_all()
+            finally:
+                state.waiting -= 1
+
+    def disconnected(self, host: str) -> None:
+        with self._changed:
+            state = self._host(host)
+            state.open -= 1
+            state.last_busy = self._clock()
+            give = 0
+            if state.held > state.share and state.waiting == 0:
+                give = min(state.held - state.open, state.held - state.share)
+                state.held -= give
+            self._changed.notify_all()
+        if give > 0:
+            self._service.release(self.worker, host, give)
+
+    def keep_idle(self, host: str) -> bool:
+        with self._changed:
+            state = self._host(host)
+            if state.open > state.share:
+                return False
+            state.returned += 1  # a thread waiting for a slot may take this one instead
+            self._changed.notify_all()
+            return True
+
+    def before_request(self, host: str) -> None:
+        with self._changed:
+            state = self._host(host)
+            while (left := state.paused_until - self._clock()) > 0:
+                self._changed.wait(left)
+            if not self._rate_limited:
+                return
+        self._take_token(host)
+
+    def retry_after(self, host: str, delay_s: float) -> None:
+        with self._changed:
+            state = self._host(host)
+            state.paused_until = max(state.paused_until, self._clock() + delay_s)
+            self._changed.notify_all()
+        self._service.pause(host, delay_s)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Give every slot back and stop the heartbeat (the connections are closed first)."""
+        self._closed.set()
+        self._watcher.join(timeout=self._tick_s + 5.0)
+        self._service.leave(self.worker)
+
+    def __enter__(self) -> LeasedGate:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- inside -----------------------------------------------------------------------------
+
+    def _host(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host(last_busy=self._clock())
+        return state
+
+    def _learn(self, state: _Host, view: HostView) -> None:
+        state.share = view.share
+        if view.pause_s > 0:
+            state.paused_until = max(state.paused_until, self._clock() + view.pause_s)
+
+    def _take_token(self, host: str) -> None:
+        while True:
+            with self._changed:
+                state = self._host(host)
+                if state.tokens > 0:
+                    state.tokens -= 1
+                    return
+            granted, wait_s = self._service.take_requests(self.worker, host, self._batch)
+            with self._changed:
+                state.tokens += granted
+            if not granted and self._closed.wait(wait_s):
+                return
+
+    def _watch(self) -> None:
+        """The heartbeat: long-polls the book for pauses and renews the leases."""
+        while not self._closed.is_set():
+            try:
+                epoch, views = self._service.watch(self.worker, self._epoch, self._tick_s)
+            except Exception as exc:  # the book unreachable for a moment: try again
+                log.warning("lease heartbeat failed: %s", exc)
+                self._closed.wait(self._tick_s)
+                continue
+            idle: list[tuple[str, int]] = []
+            with self._changed:
+                self._epoch = epoch
+                now = self._clock()
+                for host, view in views.items():
+                    self._learn(self._host(host), view)
+                for host, state in self._hosts.items():
+                    spare = state.held - state.open
+                    if spare > 0 and state.waiting == 0 and now - state.last_busy > self._idle_s:
+                        state.held -= spare
+                        idle.append((host, spare))
+                self._changed.notify_all()
+            for host, spare in idle:
+                self._service.release(self.worker, host, spare)
