@@ -106,9 +106,9 @@ class GatedPool:
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         """An idle connection if there is one; else a slot first, then the pool's next
-        connection object; either way, once no pause is in force. Waiting for a slot in the connection itself would deadlock:
-        connections put back idle meanwhile would stay unused behind threads that all wait
-        for new ones."""
+        connection object; either way, once no pause is in force. Waiting for a slot in the
+        connection itself would deadlock: connections put back idle meanwhile would stay
+        unused behind threads that all wait for new ones."""
         pool: Any = self
         key = gate_key(pool.host, pool.port, pool.scheme or "http")
         while True:
