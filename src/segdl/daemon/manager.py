@@ -309,7 +309,7 @@ class Manager:
             self._threadsafe(self._ended),
         )
         self._runners[item.gid] = runner
-        self._event(item, "aria2.onDownloadStart", "started", "started")
+        self._event(item, "aria2.onDownloadStart", "started", "download started")
         runner.start()
 
     def _target(self, item: Item) -> dict[str, Any]:
