@@ -425,3 +425,22 @@ def test_https_with_a_ca_bundle(
     assert isinstance(caught.value.__cause__, segdl.TLSError)
     with pytest.raises(segdl.TLSError):
         untrusting.get_file(url, str(tmp_path / "g.bin"))
+
+
+def test_chained_caches_and_pickling_work_as_with_any_filesystem(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """"simplecache::segdl+http://..." fills its cache with segdl's ranged download; the
+    filesystem survives pickling (as dask ships it to workers) and still reads."""
+    import pickle
+
+    data = make_data(3 * MIB)
+    fault_server.add_file("/f.bin", data)
+    url = "simplecache::segdl+" + fault_server.url("/f.bin")
+    with fsspec.open(url, simplecache={"cache_storage": str(tmp_path)}) as f:
+        assert f.read() == data
+    assert len(set(ranges_of(fault_server, "/f.bin"))) >= 3  # the cache was filled by ranges
+    fs = SegdlFileSystem(skip_instance_cache=True, **FAST)
+    again = pickle.loads(pickle.dumps(fs))
+    assert isinstance(again, SegdlFileSystem)
+    assert again.cat_file(fault_server.url("/f.bin"), 10, 20) == data[10:20]
