@@ -121,7 +121,7 @@ def test_rerunning_a_half_failed_batch_completes_it(
     fault_server.set_faults("/later.bin")
     code, _, err = run_cli("-d", str(tmp_path), "--if-exists", "skip", *urls)
     assert code == ExitCode.OK, err
-    assert "1 done, 1 skipped, 0 failed" in err
+    assert "1 done, 1 already complete, 0 skipped, 0 failed" in err
     assert (tmp_path / "later.bin").read_bytes() == later
 
 
@@ -146,7 +146,7 @@ def test_several_positional_urls_are_separate_downloads(
         "-d", str(tmp_path), fault_server.url("/x.bin"), fault_server.url("/y.bin")
     )
     assert code == ExitCode.OK, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin", "y.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".segdl-journal", "x.bin", "y.bin"]
     assert segdl.__version__
 
 

@@ -58,7 +58,7 @@ def run_batch(
             if bar is not None:
                 size = item.result.size_bytes if item.result is not None else 0
                 failed = item.outcome is Outcome.FAILED
-                bar.item_ended(failed=failed, size_bytes=size, complete_before=False)
+                bar.item_ended(failed=failed, size_bytes=size, complete_before=item.complete_before)
             line = _item_line(item, as_json=as_json, quiet=args.quiet)
             if line is not None:
                 say(line)
@@ -126,6 +126,8 @@ def _item_line(item: ItemReport, *, as_json: bool, quiet: bool) -> str | None:
         return None  # the per-file events already say it
     if item.outcome is Outcome.FAILED:
         return f"segdl: failed: {printable(f'{shown(item.job.url)}: {item.error}')}"
+    if item.complete_before:
+        return None  # the summary counts them: a rerun of 10,000 files is not 10,000 lines
     if not quiet and item.result is not None:
         verb = "skipped" if item.outcome is Outcome.SKIPPED else "saved"
         return f"segdl: {verb} {printable(str(item.result.path))}"
@@ -143,7 +145,8 @@ def _finish(
             "ok": report.ok,
             "exit_code": int(code),
             "done": report.count(Outcome.DONE),
-            "skipped": report.count(Outcome.SKIPPED),
+            "skipped": report.count(Outcome.SKIPPED) - report.already_complete,
+            "already_complete": report.already_complete,
             "failed": report.count(Outcome.FAILED),
             "bytes": report.bytes_done,
             "elapsed_s": report.elapsed_s,
@@ -160,9 +163,15 @@ def _finish(
 def summary_lines(report: BatchReport) -> list[str]:
     """The end of a batch: counts, size, time and rate (1024-based), then each failure."""
     rate = report.bytes_done / report.elapsed_s if report.elapsed_s > 0 else 0.0
+    complete = report.already_complete
+    counts = [
+        f"{report.count(Outcome.DONE)} done",
+        f"{complete} already complete" if complete else "",
+        f"{report.count(Outcome.SKIPPED) - complete} skipped",
+        f"{report.count(Outcome.FAILED)} failed",
+    ]
     lines = [
-        f"{report.count(Outcome.DONE)} done, {report.count(Outcome.SKIPPED)} skipped, "
-        f"{report.count(Outcome.FAILED)} failed; {human_bytes(report.bytes_done)} in "
+        f"{', '.join(c for c in counts if c)}; {human_bytes(report.bytes_done)} in "
         f"{report.elapsed_s:.2f} s ({human_rate(rate)})"
     ]
     lines += [f"failed: {shown(item.job.url)}: {item.error}" for item in report.failures]

@@ -220,6 +220,18 @@ class OutputExists(LocalFileError, FileExistsError):
         self.path = path
 
 
+class OutputChanged(OutputExists):
+    """A batch's output is at its name, but it is not the file segdl finished there."""
+
+    def __init__(self, path: str) -> None:
+        LocalFileError.__init__(
+            self,
+            f"{path} exists but is not the file segdl finished there (replaced or changed "
+            "since): left alone (--if-exists overwrite replaces it)",
+        )
+        self.path = path
+
+
 class OutputLocked(LocalFileError):
     """Another process (or download) owns this output; its bytes are never interleaved."""
 

@@ -285,7 +285,7 @@ class SegdlFileSystem(AbstractFileSystem):
         jobs = [segdl.Job((url,), {"dest": local}) for url, local in plan]
         report = segdl.download_many(
             jobs, parallel=self.parallel, on_item=one_done, if_exists="overwrite",
-            **self.download_options,
+            journal=False, **self.download_options,
         )  # fmt: skip
         for failed in report.failures:
             error = failed.error

@@ -8,6 +8,7 @@ per file. A failed item never stops the others; the report says what happened to
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import threading
 import time
 from collections import deque
@@ -17,15 +18,18 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from segdl.core.errors import OutputLocked, SegdlError, UsageError
+from segdl.core.errors import OutputChanged, OutputLocked, SegdlError, UsageError
 from segdl.core.models import Result
-from segdl.core.options import DownloadOptions, with_overrides
+from segdl.core.options import DownloadOptions, IfExists, with_overrides
 from segdl.core.progress import DownloadReceived, Event, ProgressListener, silent
+from segdl.disk.journal import Completion, Journals
 from segdl.disk.storage import make_directory
 from segdl.net.gate import HostGate
 from segdl.net.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
 from segdl.run.engine import download
 from segdl.run.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
 
 # Per-item options an input file may set (aria2's names), and the download() keyword for each.
 _ITEM_KEYS = {
@@ -81,6 +85,9 @@ class ItemReport:
     outcome: Outcome
     result: Result | None = None
     error: BaseException | None = None
+    complete_before: bool = False
+    """SKIPPED because an earlier run finished this very file (see :mod:`segdl.disk.journal`):
+    nothing was asked of any server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,11 @@ class BatchReport:
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for item in self.items if item.outcome is outcome)
+
+    @property
+    def already_complete(self) -> int:
+        """Items an earlier run had finished (counted in SKIPPED too)."""
+        return sum(1 for item in self.items if item.complete_before)
 
     @property
     def ok(self) -> bool:
@@ -153,8 +165,10 @@ class Downloader:
     file's last bytes arrive (HTTP/1.1 pipelining, direct connections only, see
     :mod:`segdl.net.pipelining`), which saves a round trip per file. ``host_gate``: who else
     must agree before a connection opens or a request goes (:mod:`segdl.net.gate`; the
-    cluster runner's cap and pauses across machines). Use as a context manager, or call
-    :meth:`close`.
+    cluster runner's cap and pauses across machines). With ``journal`` the directories keep a
+    journal of the files finished there, as :func:`download_many` does (off by default here:
+    work submitted over time is rarely "the same batch again"). Use as a context manager, or
+    call :meth:`close`.
     """
 
     def __init__(
@@ -167,6 +181,7 @@ class Downloader:
         cancel: threading.Event | None = None,
         pipelining: bool = True,
         host_gate: HostGate | None = None,
+        journal: bool = False,
         **overrides: object,
     ) -> None:
         """``options`` and ``overrides`` (as for :func:`segdl.download`) are every file's,
@@ -207,6 +222,7 @@ class Downloader:
             thread_name_prefix="segdl",
         )
         self._places = _Places(parallel)
+        self._journals = Journals() if journal else None
 
     def submit(
         self, job: Job | str, on_done: Callable[[ItemReport], None] | None = None
@@ -233,17 +249,48 @@ class Downloader:
         self, prepared: _Prepared, on_done: Callable[[ItemReport], None] | None
     ) -> cf.Future[ItemReport]:
         def run() -> ItemReport:
-            ticket = self._places.enter(prepared.job.url)
-            try:
-                transport = _FileTransport(self._transport, ticket)
-                report = self._run_one(prepared, transport, ticket)
-            finally:
-                ticket.give_back()
+            report = self._finished_before(prepared)
+            if report is None:
+                ticket = self._places.enter(prepared.job.url)
+                try:
+                    transport = _FileTransport(self._transport, ticket)
+                    report = self._run_one(prepared, transport, ticket)
+                finally:
+                    ticket.give_back()
+                self._record(report)
             if on_done is not None:
                 on_done(report)
             return report
 
         return self._pool.submit(run)
+
+    def _finished_before(self, prepared: _Prepared) -> ItemReport | None:
+        """An item the journal settles without the network: complete (skipped), or at its
+        name but not the file segdl finished (failed, left alone); else None, fetch it."""
+        policy = prepared.options.if_exists
+        if self._journals is None or policy is IfExists.OVERWRITE:
+            return None
+        job, dest = prepared.job, prepared.dest
+        if dest is not None:
+            found = self._journals.check(job.url, dest.parent, dest.name)
+        else:
+            found = self._journals.check(job.url, prepared.directory or Path("."))
+        if found.completion is Completion.COMPLETE and found.path is not None:
+            size = found.path.lstat().st_size
+            result = Result(job.url, found.path, size, 0.0, 0, False, skipped=True)
+            return ItemReport(job, Outcome.SKIPPED, result, complete_before=True)
+        if found.completion is Completion.CHANGED and policy is IfExists.ERROR:
+            return ItemReport(job, Outcome.FAILED, error=OutputChanged(str(found.path)))
+        return None
+
+    def _record(self, report: ItemReport) -> None:
+        """A file this batch finished goes in its directory's journal, for reruns."""
+        if self._journals is None or report.outcome is not Outcome.DONE or not report.result:
+            return
+        try:
+            self._journals.record(report.job.url, report.result.path)
+        except OSError as exc:  # the file is fine; a rerun will only not know it is ours
+            log.warning("cannot record %s in its journal: %s", report.result.path, exc)
 
     def _run_one(self, prepared: _Prepared, transport: Transport, ticket: _Ticket) -> ItemReport:
         """Fetch the file from its first URL with the others as mirrors (ranges spread over all,
@@ -308,6 +355,7 @@ def download_many(
     *,
     parallel: int = 4,
     on_item: Callable[[ItemReport], None] | None = None,
+    journal: bool = True,
     **keywords: Any,
 ) -> BatchReport:
     """Download every job, ``parallel`` at a time; never raises for a failed item.
@@ -317,9 +365,13 @@ def download_many(
     job's options are checked before the first file starts: a bad one raises
     :class:`~segdl.core.errors.UsageError`, never half-way through the batch.
     ``on_item(ItemReport)`` is called as each item ends, from a worker thread.
+    With ``journal`` (the default) each directory keeps ``.segdl-journal``, the files this
+    tool finished there (:mod:`segdl.disk.journal`): run the same batch again and those are
+    skipped without a request (``ItemReport.complete_before``), a file replaced since is left
+    alone and reported (unless ``if_exists="overwrite"``), and the rest is fetched.
     """
     started = time.monotonic()
-    with Downloader(parallel=parallel, **keywords) as downloader:
+    with Downloader(parallel=parallel, journal=journal, **keywords) as downloader:
         prepared = [downloader._prepare(job) for job in jobs]
         futures = [downloader._submit(item, on_item) for item in prepared]
         reports = [future.result() for future in futures]

@@ -1,0 +1,147 @@
+"""The journal of finished files: how a rerun of a batch knows what is already complete.
+
+Each directory a batch writes into gets ``.segdl-journal``, one JSON line appended per file
+segdl finished there: a SHA-256 of the URL (as the resume state keeps it), the file's name,
+its size and its modification time in nanoseconds as they were just after the rename (and
+after ``--remote-time`` set it). A rerun looks the URL up before any request:
+
+- the entry's file is there with that size and mtime: **complete**, nothing is asked of any
+  server (segdl renames a file into place only when it is complete and verified);
+- the file is there but differs (replaced, edited, truncated): **changed**, left alone and
+  reported, never overwritten unless asked (``--if-exists overwrite``);
+- no entry, or no file: fetched as usual (a ``.part`` left behind resumes).
+
+Size and mtime, not a digest: checking must cost a ``stat``, not a read of every file. A file
+copied with its times (``cp -p``, ``rsync -a``) stays complete; one written anew does not.
+The journal is not synced on every line: a power cut may lose the last lines, and those
+files then count as not segdl's (reported, not clobbered). A line that does not parse (a
+torn write) is ignored; the last line for a URL wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from segdl.disk.state import url_digest
+
+JOURNAL_NAME = ".segdl-journal"
+_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file segdl finished: where, how large, and when it was last written."""
+
+    url_digest: str
+    name: str
+    size_bytes: int
+    mtime_ns: int
+
+
+class Completion(Enum):
+    ABSENT = "absent"
+    """No record, or the recorded file is gone: fetch it."""
+    COMPLETE = "complete"
+    """The file segdl finished is there, unchanged: nothing to do."""
+    CHANGED = "changed"
+    """A file is at the recorded name but is not the one segdl finished: leave it alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    completion: Completion
+    path: Path | None = None
+
+
+class Journals:
+    """The journals of the directories of one batch, read once each; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[Path, dict[str, Entry]] = {}
+
+    def check(self, url: str, directory: Path, name: str | None = None) -> Found:
+        """Is the file of ``url`` in ``directory`` (as ``name``, if the job names it) one
+        this tool finished? Costs a read of the journal the first time, then a ``stat``."""
+        entry = self._load(directory).get(url_digest(url))
+        if entry is None or (name is not None and entry.name != name):
+            return Found(Completion.ABSENT)
+        path = directory / entry.name
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            return Found(Completion.ABSENT, path)
+        if info.st_size == entry.size_bytes and info.st_mtime_ns == entry.mtime_ns:
+            return Found(Completion.COMPLETE, path)
+        return Found(Completion.CHANGED, path)
+
+    def record(self, url: str, path: Path) -> None:
+        """``path`` was just finished for ``url``: append its line to its directory's journal."""
+        info = path.lstat()
+        entry = Entry(url_digest(url), path.name, info.st_size, info.st_mtime_ns)
+        line = json.dumps(
+            {
+                "v": _VERSION,
+                "url_sha256": entry.url_digest,
+                "name": entry.name,
+                "size": entry.size_bytes,
+                "mtime_ns": entry.mtime_ns,
+            }
+        )
+        directory = path.parent
+        with self._lock:
+            entries = self._load_locked(directory)
+            # One write of one line with O_APPEND: other writers' lines never interleave.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(directory / JOURNAL_NAME, flags, 0o666)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+            entries[entry.url_digest] = entry
+
+    def _load(self, directory: Path) -> dict[str, Entry]:
+        with self._lock:
+            return self._load_locked(directory)
+
+    def _load_locked(self, directory: Path) -> dict[str, Entry]:
+        key = directory.absolute()
+        if key not in self._entries:
+            self._entries[key] = read_journal(directory / JOURNAL_NAME)
+        return self._entries[key]
+
+
+def read_journal(path: Path) -> dict[str, Entry]:
+    """The entries of one journal by URL digest (the last line for a URL wins); a missing
+    journal is empty, a line that does not parse is skipped."""
+    entries: dict[str, Entry] = {}
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            for raw in handle:
+                entry = _parse(raw)
+                if entry is not None:
+                    entries[entry.url_digest] = entry
+    return entries
+
+
+def _parse(raw: bytes) -> Entry | None:
+    try:
+        record = json.loads(raw)
+        entry = Entry(
+            str(record["url_sha256"]),
+            str(record["name"]),
+            int(record["size"]),
+            int(record["mtime_ns"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    if record.get("v") != _VERSION or "/" in entry.name or entry.name in ("", ".", ".."):
+        return None  # a name is a plain name inside its directory, never a path
+    return entry

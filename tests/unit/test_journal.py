@@ -1,0 +1,39 @@
+"""The journal of finished files: complete only when size and mtime still match."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from segdl.disk.journal import JOURNAL_NAME, Completion, Journals, read_journal
+
+
+def test_a_recorded_file_is_complete_until_it_changes(tmp_path: Path) -> None:
+    """Recorded: complete; rewritten with other bytes: changed; removed: absent."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 10)
+    Journals().record("http://h/f.bin", path)
+    fresh = Journals()  # a rerun reads the journal from disk
+    assert fresh.check("http://h/f.bin", tmp_path).completion is Completion.COMPLETE
+    assert fresh.check("http://h/other", tmp_path).completion is Completion.ABSENT
+    assert fresh.check("http://h/f.bin", tmp_path, "g.bin").completion is Completion.ABSENT
+    path.write_bytes(b"y" * 10)
+    os.utime(path, ns=(1, 1))
+    assert fresh.check("http://h/f.bin", tmp_path).completion is Completion.CHANGED
+    path.unlink()
+    assert fresh.check("http://h/f.bin", tmp_path).completion is Completion.ABSENT
+
+
+def test_torn_or_hostile_lines_are_ignored_and_the_last_line_wins(tmp_path: Path) -> None:
+    """A line cut short, a name with a slash or another version never counts."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    journals = Journals()
+    journals.record("u1", path)
+    journals.record("u2", path)
+    with open(tmp_path / JOURNAL_NAME, "a") as handle:
+        handle.write('{"v": 1, "url_sha256": "aa", "name": "../etc/passwd", "size": 1, ')
+        handle.write('"mtime_ns": 1}\n{"v": 9, "url_sha256": "bb", "name": "x", "size": 1, ')
+        handle.write('"mtime_ns": 1}\n{"v": 1, "url_sha')
+    entries = read_journal(tmp_path / JOURNAL_NAME)
+    assert len(entries) == 2 and {e.name for e in entries.values()} == {"f.bin"}
