@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from segdl.core.errors import LocalFileError, OutputLocked, StateInvalid
-from segdl.core.models import ByteRange, Resource, Validator
+from segdl.core.models import ByteRange, Resource
 from segdl.disk.state import (
     DownloadState,
     OwnerLock,
@@ -70,27 +70,6 @@ def state_for(url: str, resource: Resource, done: list[ByteRange], owner: str) -
         done=merge_ranges(done),
         owner=owner,
     )
-
-
-def if_range_value(etag: str | None, last_modified: str | None) -> str | None:
-    """The ``If-Range`` to send (RFC 9110 §13.1.5): a strong ETag, else the date; never a
-    weak ETag, which the server must not match for a range."""
-    if etag is not None and not etag.startswith("W/"):
-        return etag
-    return last_modified
-
-
-def mismatch(state: DownloadState, resource: Resource) -> str | None:
-    """Why the partial data in ``state`` is not of ``resource``, or None if it is."""
-    if resource.size_bytes != state.size_bytes:
-        return f"size is now {resource.size_bytes}, was {state.size_bytes}"
-    now: Validator = resource.validator
-    if state.etag is not None:
-        if now.strong_etag != state.etag:
-            return f"ETag is now {now.etag}, was {state.etag}"
-    elif state.last_modified is not None and now.last_modified != state.last_modified:
-        return f"Last-Modified is now {now.last_modified}, was {state.last_modified}"
-    return None
 
 
 def load_resumable(final_path: Path, url: str) -> tuple[DownloadState | None, str | None]:

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from segdl.core.answers import Mode
 from segdl.core.errors import RangeNotHonoured, RemoteChanged, ShortBody, UsageError, shown
 from segdl.core.models import ByteRange, Resource, Validator
 from segdl.core.options import DownloadOptions
 from segdl.net.auth import Identity, identity_for
 from segdl.net.transport import Response, Transport, Urllib3Transport
-from segdl.run.probe import FirstContact, Mode, first_contact
+from segdl.run.probe import FirstContact, first_contact
 from segdl.run.retries import call_with_retries
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from segdl.core.answers import Mode, Witness, changed, if_range
 from segdl.core.errors import (
     Cancelled,
     IntegrityError,
@@ -53,7 +54,7 @@ from segdl.disk.storage import (
 )
 from segdl.net.auth import Identity, identity_for, origin, split_userinfo
 from segdl.net.transport import NoPreconnection, Preconnection, Transport, Urllib3Transport
-from segdl.run.probe import FirstContact, Mode, first_contact
+from segdl.run.probe import FirstContact, first_contact
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.retries import call_with_retries
 from segdl.run.transfer import Transfer
@@ -326,11 +327,11 @@ class Download:
         """One go at the file: resume ``state`` if given, else from scratch."""
         missing = state.missing() if state is not None else None
         if state is not None and missing:
-            if_range = resuming.if_range_value(state.etag, state.last_modified)
+            guard = if_range(_validator_of(state))
             # Bounded: an open-ended range would make the server push bytes we already have.
             first_missing = missing[0]
             contact = self._first_contact(
-                start=first_missing.start, end=first_missing.end, if_range=if_range
+                start=first_missing.start, end=first_missing.end, if_range=guard
             )
             self._check_resumable(state, contact)
         elif state is not None:  # every byte is there; only the final steps are missing
@@ -536,13 +537,19 @@ def mismatch_reason(state: DownloadState, contact: FirstContact) -> str | None:
     """Why a fresh first contact shows the partial data is not of the current file."""
     if contact.mode is not Mode.RANGED:
         return f"the server sent the whole file, not the missing part ({contact.reason})"
-    return resuming.mismatch(state, contact.resource)
+    fresh = contact.resource
+    return changed(
+        state.size_bytes, _validator_of(state), fresh.size_bytes, fresh.validator, Witness.STATE
+    )
+
+
+def _validator_of(state: DownloadState) -> Validator:
+    return Validator(etag=state.etag, last_modified=state.last_modified)
 
 
 def _resource_of(url: str, state: DownloadState) -> Resource:
     """The resource as a state file remembers it (for finishing without the network)."""
-    validator = Validator(etag=state.etag, last_modified=state.last_modified)
-    return Resource(url, url, state.size_bytes, True, validator)
+    return Resource(url, url, state.size_bytes, True, _validator_of(state))
 
 
 def _close(contact: FirstContact | None) -> None:
@@ -566,12 +573,7 @@ def _set_remote_time(path: Path, last_modified: str | None) -> None:
 
 
 def _mirror_mismatch(main: Resource, mirror: Resource) -> str | None:
-    """Why ``mirror`` is not the same file: size first; validators where both have one."""
-    if mirror.size_bytes != main.size_bytes:
-        return f"it reports {mirror.size_bytes} bytes, not {main.size_bytes}"
-    ours, theirs = main.validator, mirror.validator
-    if ours.strong_etag and theirs.strong_etag and ours.strong_etag != theirs.strong_etag:
-        return f"its ETag {theirs.etag} differs from {ours.etag}"
-    if ours.last_modified and theirs.last_modified and ours.last_modified != theirs.last_modified:
-        return f"its Last-Modified {theirs.last_modified} differs"
-    return None
+    """Why ``mirror`` is not the same file (size first; validators where both have one)."""
+    return changed(
+        main.size_bytes, main.validator, mirror.size_bytes, mirror.validator, Witness.MIRROR
+    )

@@ -10,26 +10,20 @@ it with another length than the ``GET``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from urllib.parse import urljoin, urlsplit
 
+from segdl.core.answers import REDIRECTS, Mode, judge_first
 from segdl.core.errors import (
-    HTTPStatusError,
     InsecureRedirect,
-    InvalidHeader,
     ProtocolError,
-    RemoteChanged,
     TooManyRedirects,
     shown,
 )
-from segdl.core.models import ByteRange, Resource, Validator
+from segdl.core.models import ByteRange, Resource
 from segdl.core.options import DownloadOptions
 from segdl.core.ranges import (
     open_range_header,
-    parse_content_length,
-    parse_content_range,
     range_header,
     single_header,
 )
@@ -38,17 +32,6 @@ from segdl.net.auth import Identity, split_userinfo
 from segdl.net.transport import Response, Transport
 
 log = logging.getLogger(__name__)
-
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-class Mode(Enum):
-    RANGED = "ranged"
-    """206 from byte 0 with a known total: split the rest across connections."""
-    SINGLE_STREAM = "single-stream"
-    """One body, read to its end: the server ignored the range or cannot do ranges."""
-    EMPTY = "empty"
-    """Nothing to fetch: a 0-byte file."""
 
 
 @dataclass(slots=True)
@@ -96,14 +79,8 @@ def first_contact(
     for _ in range(options.max_redirects + 1):
         credentials = identity.headers_for(current) if identity is not None else {}
         response = transport.request("GET", current, {**headers, **credentials})
-        if response.status not in _REDIRECTS:
-            contact = _classify(url, current, response, ranged=ranged, start=start)
-            contact.content_disposition = _content_disposition(response)
-            # Content-MD5 describes this body, so only a whole (200) body (RFC 1864).
-            contact.expected_digest = from_headers(
-                response.header_values, full_response=response.status == 200
-            )
-            return contact
+        if response.status not in REDIRECTS:
+            return _contact(url, current, response, ranged=ranged, start=start)
         location = single_header("Location", response.header_values("Location"))
         response.close()
         if location is None:
@@ -134,98 +111,26 @@ def _content_disposition(response: Response) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
-def _classify(
+def _contact(
     url: str, final_url: str, response: Response, *, ranged: bool, start: int
 ) -> FirstContact:
-    status = response.status
+    """The first contact as :func:`~segdl.core.answers.judge_first` judges its answer; the
+    response is closed unless its body is to be read."""
     try:
-        if status >= 400 and not (status == 416 and ranged):
-            retry_after = single_header("Retry-After", response.header_values("Retry-After"))
-            raise HTTPStatusError(final_url, status, response.reason, retry_after)
-        validator = Validator(
-            etag=single_header("ETag", response.header_values("ETag")),
-            last_modified=single_header("Last-Modified", response.header_values("Last-Modified")),
-        )
-        length = parse_content_length(response.header_values("Content-Length"))
-        chunked = any("chunked" in v.lower() for v in response.header_values("Transfer-Encoding"))
-        if chunked:
-            length = None  # RFC 9112 §6.3: Transfer-Encoding overrides Content-Length
-        encoded = _content_encoding(response)
-        content_type = single_header("Content-Type", response.header_values("Content-Type"))
+        answer = judge_first(response, url=url, final_url=final_url, ranged=ranged, start=start)
+        # Content-MD5 describes this body, so only a whole (200) body (RFC 1864).
+        digest = from_headers(response.header_values, full_response=response.status == 200)
     except BaseException:
         response.close()
         raise
-
-    def resource(size_bytes: int | None, accepts_ranges: bool) -> Resource:
-        return Resource(url, final_url, size_bytes, accepts_ranges, validator, content_type)
-
-    if status == 416:
-        content_range = parse_content_range(
-            single_header("Content-Range", response.header_values("Content-Range")) or ""
-        )
+    if not answer.use_body:
         response.close()
-        if content_range.total == 0 and start == 0:
-            return FirstContact(resource(0, True), Mode.EMPTY, None, reason="empty file")
-        if start > 0:  # resuming beyond the end: the file is not the one we had
-            raise RemoteChanged(final_url, f"size is now {content_range.total}")
-        raise ProtocolError(f"server refused 'Range: bytes=0-' for a non-empty file ({url})")
-    if status == 204 or (status in (200, 206) and length == 0 and not chunked):
-        response.close()
-        return FirstContact(resource(0, status == 206), Mode.EMPTY, None, reason="empty body")
-    if status == 206:
-        return _classify_partial(response, resource, length, encoded, start)
-    if status != 200:
-        response.close()
-        raise ProtocolError(f"unexpected status {status} {response.reason} from {final_url}")
-    reason = "server ignored Range" if ranged else "plain request"
-    if encoded:
-        reason = f"server sent Content-Encoding {encoded}"
-    return FirstContact(resource(length, False), Mode.SINGLE_STREAM, response, reason=reason)
-
-
-def _classify_partial(
-    response: Response,
-    resource: Callable[[int | None, bool], Resource],
-    length: int | None,
-    encoded: str | None,
-    start: int,
-) -> FirstContact:
-    try:
-        header = single_header("Content-Range", response.header_values("Content-Range"))
-        if header is None:
-            raise InvalidHeader("Content-Range", "", "missing on a 206 response")
-        content_range = parse_content_range(header)
-        if content_range.start != start or not content_range.satisfied:
-            raise InvalidHeader("Content-Range", header, f"does not start at byte {start}")
-        if length is not None and length != content_range.end - content_range.start:
-            raise InvalidHeader("Content-Length", str(length), f"disagrees with {header}")
-    except InvalidHeader as exc:
-        # Ranges from this server cannot be believed; a plain GET needs no range headers.
-        response.close()
-        return FirstContact(resource(None, False), Mode.SINGLE_STREAM, None, reason=str(exc))
-    except BaseException:
-        response.close()
-        raise
-    if encoded or content_range.total is None:
-        # Offsets in an encoded body are not the file's; a total of '*' gives nothing to
-        # split. Either way, ask again without Range and take the body as it comes.
-        why = f"server sent Content-Encoding {encoded}" if encoded else "unknown total size"
-        response.close()
-        return FirstContact(resource(None, False), Mode.SINGLE_STREAM, None, reason=why)
     return FirstContact(
-        resource(content_range.total, True),
-        Mode.RANGED,
-        response,
-        ByteRange(content_range.start, content_range.end),
-        reason="ranges supported",
+        answer.resource,
+        answer.mode,
+        response if answer.use_body else None,
+        answer.first_range,
+        answer.reason,
+        _content_disposition(response),
+        digest,
     )
-
-
-def _content_encoding(response: Response) -> str | None:
-    values = [
-        token.strip()
-        for line in response.header_values("Content-Encoding")
-        for token in line.split(",")
-        if token.strip() and token.strip().lower() != "identity"
-    ]
-    return ", ".join(values) or None

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from segdl.core.answers import Mode, Witness, changed
 from segdl.core.errors import (
     Cancelled,
     ConnectionBroken,
@@ -55,7 +56,7 @@ from segdl.disk.storage import PartFile, Pipe
 from segdl.net.auth import Identity
 from segdl.net.transport import Response, Transport
 from segdl.run.fetch import open_range, stream_claim, stream_to_end
-from segdl.run.probe import FirstContact, Mode, first_contact
+from segdl.run.probe import FirstContact, first_contact
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.retries import call_with_retries
 
@@ -655,11 +656,6 @@ def _check_same_file(known: Resource, fresh: Resource) -> None:
 
 
 def _resource_mismatch(known: Resource, fresh: Resource) -> str | None:
-    if known.size_bytes is not None and fresh.size_bytes not in (None, known.size_bytes):
-        return f"size {fresh.size_bytes} is not {known.size_bytes}"
-    old, new = known.validator, fresh.validator
-    if old.etag and new.etag and old.etag != new.etag:
-        return f"ETag {new.etag} is not {old.etag}"
-    if old.last_modified and new.last_modified and old.last_modified != new.last_modified:
-        return f"Last-Modified {new.last_modified} is not {old.last_modified}"
-    return None
+    return changed(
+        known.size_bytes, known.validator, fresh.size_bytes, fresh.validator, Witness.SAME_SERVER
+    )
