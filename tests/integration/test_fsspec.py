@@ -19,8 +19,7 @@ import pytest
 from fsspec.implementations.http import HTTPFileSystem
 
 import segdl
-from segdl.core.models import ByteRange
-from segdl.integrations.fsspec import SegdlFile, SegdlFileSystem, _limits, _within
+from segdl.integrations.fsspec import SegdlFile, SegdlFileSystem
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
@@ -103,6 +102,23 @@ def test_open_seek_read_uses_ranged_requests(
     # One request for the block at n (the read, and the read-ahead of one block size).
     assert f"bytes={n}-{n + k + 64 * KIB - 1}" in asked
     assert fault_server.bytes_sent < 512 * KIB
+
+
+def test_reading_a_whole_file_uses_many_connections(
+    fault_server: FaultServer, make_data: MakeData, fs: SegdlFileSystem
+) -> None:
+    """read() of a whole file larger than a block is one segdl download over several
+    connections (the server's log), not a block at a time; later seeks read from the cache
+    as before."""
+    data = make_data(4 * MIB)
+    fault_server.add_file("/f.bin", data)
+    with fs.open(fault_server.url("/f.bin"), block_size=MIB) as f:
+        assert f.read() == data
+        assert f.tell() == len(data)
+        f.seek(100)
+        assert f.read(10) == data[100:110]
+    asked = ranges_of(fault_server, "/f.bin")
+    assert "bytes=0-" in asked and len(set(asked)) >= 4, asked
 
 
 def test_fsspec_open_with_a_segdl_url(fault_server: FaultServer, make_data: MakeData) -> None:
@@ -316,44 +332,6 @@ def test_import_segdl_imports_neither_integration() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=True)  # fmt: skip
     assert done.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize(
-    ("start", "end", "size", "expected"),
-    [
-        (None, None, 100, (0, 100)),
-        (10, 20, 100, (10, 20)),
-        (-10, None, 100, (90, 100)),
-        (10, -10, 100, (10, 90)),
-        (-500, None, 100, (0, 100)),
-        (90, 500, 100, (90, 100)),
-        (500, 600, 100, (100, 100)),
-        (50, 10, 100, (50, 50)),
-        (0, 10, None, (0, 10)),
-    ],
-)
-def test_limits_follow_slice_rules(
-    start: int | None, end: int | None, size: int | None, expected: tuple[int, int]
-) -> None:
-    """cat_file's start/end become the half-open range Python slicing would take."""
-    assert _limits(start, end, size) == ByteRange(*expected)
-
-
-def test_limits_without_a_size_need_a_plain_range() -> None:
-    """Without the file's size only a range counted from byte 0 can be asked for."""
-    with pytest.raises(ValueError, match="how large"):
-        _limits(-10, None, None)
-
-
-def test_links_within_follow_http_filesystems_rules() -> None:
-    """Links below the URL are kept (made absolute), others and the parent are not; http
-    and https links are taken for each other, as HTTPFileSystem takes them."""
-    found = _within(
-        "http://h/d/",
-        ["a", "/d/b", "/other/c", "../", "https://h/d/e", "http://x/d/f"],
-        same_scheme=True,
-    )
-    assert found == {"http://h/d/a", "http://h/d/b", "https://h/d/e"}
 
 
 def _settle(server: FaultServer) -> None:

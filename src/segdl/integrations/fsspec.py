@@ -20,14 +20,11 @@ is ``https://host/f``); ``info``, ``ls``, ``cat_file`` and ``open`` answer as fs
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlparse
 
 from segdl.integrations._versions import require
 
@@ -39,6 +36,7 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem  # noqa: E402
 import segdl  # noqa: E402
 from segdl.core.models import ByteRange  # noqa: E402
 from segdl.integrations._http import Head, Requester, check_url  # noqa: E402
+from segdl.integrations._listing import charset, links_below, slice_range  # noqa: E402
 
 PROTOCOLS = ("segdl", "segdl+http", "segdl+https")
 _PREFIX = "segdl+"
@@ -46,9 +44,6 @@ _PREFIX = "segdl+"
 _FSSPEC_KEYS = frozenset(
     {"use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache"}
 )
-# Links in a page, as HTTPFileSystem finds them (fsspec/implementations/http.py).
-_HREF = re.compile(r"""<(a|A)\s+(?:[^>]*?\s+)?(href|HREF)=["'](?P<url>[^"']+)""")
-_BARE_URL = re.compile(r"""(?P<url>http[s]?://[-a-zA-Z0-9@:%_+.~#?&/=]+)""")
 _LISTED_TYPES: frozenset[str | None] = frozenset({"text/html", None})
 # A page of links is not larger than this. HTTPFileSystem reads any body without a type into
 # memory to look for links; that would make isdir() (which get() asks of a URL given as a
@@ -183,11 +178,8 @@ class SegdlFileSystem(AbstractFileSystem):
             raise _fs_error(url, exc) from exc
         if body is None:
             return None
-        text = body.data.decode(_charset(body.resource.content_type), errors="ignore")
-        found: list[str] = [m[2] for m in _HREF.findall(text)]
-        if self.simple_links:
-            found = _BARE_URL.findall(text) + found
-        return _within(url, found, same_scheme=self.same_scheme)
+        text = body.data.decode(charset(body.resource.content_type), errors="ignore")
+        return links_below(url, text, simple=self.simple_links, same_scheme=self.same_scheme)
 
     def isdir(self, path: Any) -> bool:
         """As ``HTTPFileSystem``: a URL is a directory when its page has links below it."""
@@ -212,7 +204,7 @@ class SegdlFileSystem(AbstractFileSystem):
         if start is not None and start == end:
             return b""
         head = self._head(url)
-        wanted = _limits(start, end, head.resource.size_bytes)
+        wanted = slice_range(start, end, head.resource.size_bytes)
         return self._read_range(url, wanted, head)
 
     def _read_range(self, url: str, wanted: ByteRange, head: Head) -> bytes:
@@ -335,6 +327,8 @@ class SegdlFile(AbstractBufferedFile):
     """A remote file read in blocks, each one range request checked against the size and
     validator the file had when it was opened (a changed file fails, it is never mixed)."""
 
+    loc: int  # AbstractBufferedFile's position
+
     def __init__(
         self,
         fs: SegdlFileSystem,
@@ -356,6 +350,21 @@ class SegdlFile(AbstractBufferedFile):
             cache_options=cache_options,
             size=head.resource.size_bytes,
         )
+
+    def read(self, length: int = -1) -> bytes:
+        """Read ``length`` bytes (all the rest if negative). All of a file larger than one
+        block, read from its start, is downloaded by segdl over many connections (where
+        ``HTTPFile`` makes one plain ``GET``); anything else goes through the block cache."""
+        size: int = self.size
+        if length < 0 and self.loc == 0 and size > self.blocksize:
+            fs: SegdlFileSystem = self.fs
+            data = fs.cat_file(self.path)
+            if len(data) != size:
+                raise segdl.RemoteChanged(self.path, f"size {len(data)}, was {size}")
+            self.loc = size
+            return data
+        data = super().read(length)
+        return bytes(data)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         size: int = self.size
@@ -386,47 +395,3 @@ def _fs_error(url: str, error: segdl.SegdlError) -> Exception:
     if isinstance(error, segdl.HTTPStatusError) and error.status == 404:
         return FileNotFoundError(url)
     return error
-
-
-def _limits(start: int | None, end: int | None, size: int | None) -> ByteRange:
-    """``[start, end)`` with Python's slice rules for negatives and ``None``, clamped to the
-    file (what ``HTTPFileSystem``'s ``Range`` header asks of the server)."""
-    if size is None:
-        if (start or 0) < 0 or end is None or end < 0:
-            raise ValueError("the server did not say how large the file is")
-        size = end
-    first = 0 if start is None else (start if start >= 0 else max(0, size + start))
-    last = size if end is None else (end if end >= 0 else size + end)
-    first, last = min(first, size), min(max(last, 0), size)
-    return ByteRange(first, max(first, last))
-
-
-def _charset(content_type: str | None) -> str:
-    for parameter in (content_type or "").split(";")[1:]:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip('"')
-            try:
-                "".encode(charset)
-            except LookupError:
-                break
-            return charset
-    return "utf-8"
-
-
-def _within(url: str, links: Iterable[str], *, same_scheme: bool) -> set[str]:
-    """The links that are below ``url``, made absolute, by ``HTTPFileSystem._ls_real``'s
-    rules (which also take a link that differs from ``url`` only in http/https)."""
-    out: set[str] = set()
-    parts = urlparse(url)
-    below = url.rstrip("/") + "/"
-    for link in links:
-        if link.startswith("/") and len(link) > 1:
-            link = f"{parts.scheme}://{parts.netloc}{link}"
-        if link.startswith("http"):
-            crossed = link.replace("https", "http").startswith(below.replace("https", "http"))
-            if (same_scheme and link.startswith(below)) or crossed:
-                out.add(link)
-        elif link not in ("..", "../"):
-            out.add("/".join([url.rstrip("/"), link.lstrip("/")]))
-    return out
