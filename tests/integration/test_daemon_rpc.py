@@ -279,3 +279,29 @@ def test_listening_beyond_loopback_needs_an_explicit_flag(tmp_path: Path) -> Non
         "segdl: error: --rpc-listen 0.0.0.0: not a loopback address; add --rpc-allow-remote "
         "to mean it"
     ]
+
+
+def test_a_large_multicall_is_read_whole_and_cached_answers_follow_changes(
+    daemon: Daemon,
+) -> None:
+    """2,000 addUri in one multicall (a body arriving in many reads) all land, in order;
+    tellWaiting's cached answers change as soon as an item does."""
+    calls = [
+        {
+            "methodName": "aria2.addUri",
+            "params": [f"token:{SECRET}", [f"http://127.0.0.1:9/f{n}"], {"pause": "true"}],
+        }
+        for n in range(2000)
+    ]
+    gids = [answer[0] for answer in daemon.raw("system.multicall", calls, token=False)["result"]]
+    assert len(set(gids)) == 2000
+    listed = daemon.call("aria2.tellWaiting", 0, 3000)
+    assert [item["gid"] for item in listed] == gids
+    assert daemon.call("aria2.tellWaiting", 0, 1)[0]["files"][0]["uris"][0]["uri"].endswith("/f0")
+    daemon.call("aria2.changeOption", gids[0], {"dir": "sub"})
+    daemon.call("aria2.changeUri", gids[1], 1, [], ["http://127.0.0.1:9/mirror"])
+    first, second = daemon.call("aria2.tellWaiting", 0, 2)
+    assert first["dir"] == str((daemon.root / "sub").resolve())
+    assert [u["uri"] for u in second["files"][0]["uris"]][-1] == "http://127.0.0.1:9/mirror"
+    daemon.call("aria2.unpause", gids[2])
+    assert daemon.call("aria2.tellStatus", gids[2], ["status"])["status"] != "paused"

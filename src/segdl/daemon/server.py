@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import WSMsgType, web
@@ -30,7 +29,6 @@ from segdl.daemon.rpc import Dispatcher
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PAGE_FILES = {
     "index.html": "text/html",
     "app.js": "text/javascript",
@@ -72,7 +70,9 @@ class RpcServer:
         self.max_request_bytes = max_request_bytes
         self.sockets: set[web.WebSocketResponse] = set()
         self._sending: set[asyncio.Future[None]] = set()
-        self.app = web.Application(middlewares=[self._guard], client_max_size=max_request_bytes)
+        self.app = web.Application(client_max_size=max_request_bytes)
+        self._own_origins = {f"http://{name}:{port}" for name in _LOOPBACK_NAMES}
+        self._own_hosts = {f"{name}:{port}" for name in _LOOPBACK_NAMES}
         self.app.router.add_post("/jsonrpc", self._post)
         self.app.router.add_get("/jsonrpc", self._websocket)
         self.app.router.add_route("OPTIONS", "/jsonrpc", self._preflight)
@@ -81,8 +81,14 @@ class RpcServer:
 
     # -- checks on every request -----------------------------------------------------------------
 
+    def listening_on(self, port: int) -> None:
+        """The port really bound (port 0 asks the system for one)."""
+        self.port = port
+        self._own_origins = {f"http://{name}:{port}" for name in _LOOPBACK_NAMES}
+        self._own_hosts = {f"{name}:{port}" for name in _LOOPBACK_NAMES}
+
     def own_origins(self) -> set[str]:
-        return {f"http://{name}:{self.port}" for name in _LOOPBACK_NAMES}
+        return self._own_origins
 
     def _origin_allowed(self, origin: str | None) -> bool:
         if origin is None:  # not a browser: the token decides
@@ -96,27 +102,34 @@ class RpcServer:
     def _host_allowed(self, host: str | None) -> bool:
         if not self.loopback:
             return True  # listening elsewhere was asked for explicitly
-        return host in {f"{name}:{self.port}" for name in _LOOPBACK_NAMES}
+        return host in self._own_hosts
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self._host_allowed(request.headers.get("Host")):
+    def _refused(self, request: web.Request) -> web.Response | None:
+        """The refusal for a request from a place it may not come from, else None."""
+        headers = request.headers
+        if not self._host_allowed(headers.get("Host")):
             return _refusal(403, "Host is not this daemon's loopback address")
-        origin = request.headers.get("Origin")
+        origin = headers.get("Origin")
         if origin is not None and not self._origin_allowed(origin):
             return _refusal(403, f"Origin {origin[:100]!r} is not allowed")
-        response = await handler(request)
-        if origin is not None and origin not in self.own_origins() and not response.prepared:
+        return None
+
+    def _cors(self, request: web.Request, response: web.StreamResponse) -> None:
+        """CORS headers only for an origin allowed with --rpc-allow-origin."""
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.own_origins():
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
-        return response
 
     # -- JSON-RPC --------------------------------------------------------------------------------
 
     async def _preflight(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         if request.headers.get("Origin") is None or not self.allowed_origins:
             return _refusal(403, "cross-origin requests are not allowed")
-        return web.Response(
+        response = web.Response(
             status=204,
             headers={
                 "Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -124,19 +137,30 @@ class RpcServer:
                 "Access-Control-Max-Age": "600",
             },
         )
+        self._cors(request, response)
+        return response
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         length = request.content_length
         limit = self.max_request_bytes
         if length is not None and length > limit:
             return _refusal(413, f"request larger than the limit of {limit} bytes")
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
+        try:
+            body = await request.read()  # at most client_max_size, the same limit
+        except web.HTTPRequestEntityTooLarge:
             return _refusal(413, f"request larger than the limit of {limit} bytes")
         answer = await self.dispatcher.handle(body)
-        return web.Response(text=answer, content_type="application/json")
+        response = web.Response(text=answer, content_type="application/json")
+        self._cors(request, response)
+        return response
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         socket = web.WebSocketResponse(max_msg_size=self.max_request_bytes, heartbeat=30)
         if not socket.can_prepare(request).ok:
             return _refusal(400, "GET /jsonrpc is for WebSocket (JSON-RPC over GET is not served)")
@@ -170,9 +194,12 @@ class RpcServer:
     # -- the page --------------------------------------------------------------------------------
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
-        return self._file("index.html")
+        return self._refused(request) or self._file("index.html")
 
     async def _page_file(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         name = request.match_info["name"]
         if name not in _PAGE_FILES:
             raise web.HTTPNotFound()
