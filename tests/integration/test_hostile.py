@@ -243,3 +243,77 @@ def test_an_unexpected_exception_is_one_line_not_a_traceback(
     code, _, err = run_cli("-o", str(tmp_path / "f"), "http://127.0.0.1:9/f")
     assert code == ExitCode.GENERIC
     assert err.count("\n") == 1 and "unexpected RuntimeError" in err
+
+
+def _disposition(name: str) -> Faults:
+    from urllib.parse import quote
+
+    value = f"attachment; filename*=UTF-8''{quote(name)}"
+    return Faults(extra_headers=(("Content-Disposition", value),))
+
+
+def _siblings_left(directory: Path) -> list[str]:
+    return sorted(
+        p.name for p in directory.iterdir() if p.name.startswith(".") or ".segdl" in p.name
+    )
+
+
+def test_a_230_byte_server_name_is_saved_whole(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A legal 230-byte name: saved under that name; its lock, state and temporary siblings fit."""
+    name = "B" * 226 + ".bin"
+    data = make_data(3 * 1024 * 1024)
+    fault_server.add_file("/f", data)
+    fault_server.set_faults("/f", _disposition(name))
+    code, _, err = run_cli("-x", "4", "-d", str(tmp_path), fault_server.url("/f"))
+    assert code == ExitCode.OK, err
+    assert (tmp_path / name).read_bytes() == data
+    assert _siblings_left(tmp_path) == []
+
+
+def test_a_250_byte_server_name_is_cut_on_a_character_keeping_its_extension(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A 250-byte UTF-8 name is shortened so its longest sibling fits NAME_MAX: whole
+    characters, extension kept, and the file is saved."""
+    name = "é" * 122 + "xx.bin"
+    assert len(name.encode()) == 250
+    data = make_data(100_000)
+    fault_server.add_file("/f", data)
+    fault_server.set_faults("/f", _disposition(name))
+    code, _, err = run_cli("-d", str(tmp_path), fault_server.url("/f"))
+    assert code == ExitCode.OK, err
+    (saved,) = list(tmp_path.iterdir())
+    assert saved.read_bytes() == data
+    assert saved.name.endswith(".bin") and saved.name.startswith("é" * 100)
+    encoded = saved.name.encode()
+    assert len(encoded) + len(".segdl-state") <= 255 and len(encoded) >= 230
+    assert encoded.decode() == saved.name
+
+
+def test_a_user_output_name_too_long_for_its_siblings_exits_3(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    """-o with a 250-byte name: exit 3 naming the limit, nothing fetched, nothing left."""
+    fault_server.add_file("/f", b"x" * 1000)
+    out = tmp_path / ("C" * 246 + ".bin")
+    code, _, err = run_cli("-o", str(out), fault_server.url("/f"))
+    assert code == ExitCode.FILE_IO, err
+    assert "250 bytes" in err and "255-byte name limit" in err and "at most 243" in err
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == [] and fault_server.requests == []
+
+
+def test_a_user_output_name_at_the_limit_is_saved(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """-o with the longest name whose siblings fit (243 bytes on a 255-byte file system) works,
+    resume state and lock included."""
+    data = make_data(2 * 1024 * 1024)
+    fault_server.add_file("/f", data)
+    out = tmp_path / ("D" * 239 + ".bin")
+    code, _, err = run_cli("-x", "4", "-o", str(out), fault_server.url("/f"))
+    assert code == ExitCode.OK, err
+    assert out.read_bytes() == data
+    assert _siblings_left(tmp_path) == []

@@ -59,9 +59,13 @@ def test_the_fsspec_example_runs_as_written(server: FaultServer, tmp_path: Path)
 def test_the_https_opt_in_line_of_the_readme_works(server: FaultServer, tmp_path: Path) -> None:
     """The README's opt-in lines make fsspec open plain URLs with segdl's filesystem."""
     opt_in = example("### fsspec: the `segdl` filesystem", 1).replace('"https"', '"http"')
-    code = "import fsspec\n" + opt_in + (
-        f"with fsspec.open({server.url('/file.bin')!r}) as f:\n"
-        "    print(type(f).__name__, f.read(4).hex())\n"
+    code = (
+        "import fsspec\n"
+        + opt_in
+        + (
+            f"with fsspec.open({server.url('/file.bin')!r}) as f:\n"
+            "    print(type(f).__name__, f.read(4).hex())\n"
+        )
     )
     done = run(code, server, tmp_path)
     assert done.stdout.split() == ["SegdlFile", DATA[:4].hex()]

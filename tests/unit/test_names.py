@@ -346,3 +346,14 @@ def test_content_disposition_never_raises(header: str) -> None:
 def test_filename_from_url_property(path: str) -> None:
     """Any URL path yields a harmless name."""
     assert_harmless(filename_from_url("http://h/" + path))
+
+
+def test_a_smaller_limit_cuts_on_a_character_and_keeps_the_extension() -> None:
+    """With a directory's own limit, names are cut to it: whole characters, extension kept."""
+    from segdl.core.names import choose_filename
+
+    name = choose_filename(
+        "http://h/x", "attachment; filename*=UTF-8''" + "%C3%A9" * 80 + ".tar.gz", limit_bytes=101
+    )
+    assert len(name.encode()) <= 101 and name.endswith(".tar.gz")
+    assert set(name.removesuffix(".tar.gz")) == {"é"}

@@ -460,6 +460,8 @@ def _early_request(args: argparse.Namespace) -> bytes | None:
         os.path.lexists(args.output + suffix) for suffix in ("", ".part", ".segdl-state")
     ):
         return None
+    if args.output is not None and len(os.fsencode(os.path.basename(args.output))) > 240:
+        return None  # it may not fit beside its siblings: the engine says so before any request
     return dial.first_request(args.urls[0], args.user_agent)
 
 

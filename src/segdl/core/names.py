@@ -29,7 +29,8 @@ __all__ = [
 MAX_NAME_BYTES = 240
 """Longest name, in UTF-8 bytes. NAME_MAX is 255 bytes on ext4 and APFS and 255 UTF-16 units on
 NTFS (never more units than UTF-8 bytes); 15 bytes are left for the sidecar suffixes segdl adds
-beside the output (``.part``, ``.segdl-lock``, ``.segdl-state``), which must fit too."""
+beside the output (``.part``, ``.segdl-lock``, ``.segdl-state``), which must fit too. Where a
+directory's NAME_MAX is smaller, names are shorter still (``segdl.disk.paths.name_limit_bytes``)."""
 
 DEFAULT_NAME = "index.html"  # what wget and curl call a URL whose path names no file
 
@@ -156,13 +157,16 @@ def _raw_utf8(text: str) -> str:
         return text
 
 
-def sanitise_filename(name: str, fallback: str = DEFAULT_NAME) -> str:
+def sanitise_filename(
+    name: str, fallback: str = DEFAULT_NAME, *, limit_bytes: int = MAX_NAME_BYTES
+) -> str:
     """A plain file name, harmless on POSIX and Windows alike; ``fallback`` (as is) if empty.
 
     The basename after ``/`` and ``\\``, NFC, unsafe characters replaced by ``_``, no leading
     dot, dash or space (hidden files, ``.``/``..``, options to a later shell command), no
     trailing dot or space (Windows drops them), a ``_`` before Windows device names, at most
-    :data:`MAX_NAME_BYTES` bytes of UTF-8. Percent-escapes stay literal.
+    ``limit_bytes`` (default :data:`MAX_NAME_BYTES`) bytes of UTF-8, the extension kept and
+    the cut on a character boundary. Percent-escapes stay literal.
     """
     name = _SURROGATE.sub(
         "\ufffd", name
@@ -175,7 +179,7 @@ def sanitise_filename(name: str, fallback: str = DEFAULT_NAME) -> str:
         return fallback
     if _RESERVED.fullmatch(name.split(".", 1)[0].rstrip(" ")):
         name = "_" + name
-    return _fit(name, MAX_NAME_BYTES)
+    return _fit(name, limit_bytes)
 
 
 def _split_extension(name: str) -> tuple[str, str]:
@@ -216,34 +220,36 @@ def _cut(text: str, limit_bytes: int) -> str:
     return text[: kept or end]
 
 
-def filename_from_url(url: str) -> str:
+def filename_from_url(url: str, *, limit_bytes: int = MAX_NAME_BYTES) -> str:
     """The percent-decoded last segment of the URL path (query and fragment ignored),
     invalid UTF-8 replaced, sanitised; ``index.html`` when nothing is left."""
     segment = posixpath.basename(urlsplit(url).path)
-    return sanitise_filename(unquote(segment, errors="replace"))
+    return sanitise_filename(unquote(segment, errors="replace"), limit_bytes=limit_bytes)
 
 
-def choose_filename(original_url: str, content_disposition: str | None) -> str:
+def choose_filename(
+    original_url: str, content_disposition: str | None, *, limit_bytes: int = MAX_NAME_BYTES
+) -> str:
     """The server's ``Content-Disposition`` name if it survives sanitising, else the name in
     the URL the user gave. Never a redirect target's: a redirect must not pick a local name
-    (CVE-2010-2252, wget)."""
+    (CVE-2010-2252, wget). At most ``limit_bytes`` (what the directory's NAME_MAX leaves)."""
     suggested = parse_content_disposition(content_disposition)
     if suggested is not None:
-        name = sanitise_filename(suggested, fallback="")
+        name = sanitise_filename(suggested, fallback="", limit_bytes=limit_bytes)
         if name:
             return name
-    return filename_from_url(original_url)
+    return filename_from_url(original_url, limit_bytes=limit_bytes)
 
 
-def candidate_names(name: str) -> Iterator[str]:
+def candidate_names(name: str, *, limit_bytes: int = MAX_NAME_BYTES) -> Iterator[str]:
     """``name``, then ``stem.1.ext``, ``stem.2.ext``, ... without end (``--if-exists rename``).
 
     ``a.tar.gz`` -> ``a.1.tar.gz``, ``README`` -> ``README.1``. The stem is shortened to keep
-    each name within :data:`MAX_NAME_BYTES`; for a sanitised ``name`` every result is sanitised
+    each name within ``limit_bytes``; for a sanitised ``name`` every result is sanitised
     too. Other names (a user's explicit output) keep their stem as given.
     """
     yield name
     stem, extension = _split_extension(name)
     for number in itertools.count(1):
         tail = f".{number}{extension}"
-        yield _cut(stem, MAX_NAME_BYTES - len(tail)) + tail
+        yield _cut(stem, limit_bytes - len(tail)) + tail

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from segdl.core.errors import OutputLocked
-from segdl.disk.storage import local_error
+from segdl.disk.storage import local_error, temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class OwnerLock:
         record |= {"token": self.token, "created": time.time()}
         data = json.dumps(record).encode("utf-8")
         # Readable by all: another user's segdl may then say who holds the output.
-        temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
+        temp = temp_sibling(self.path)
         fd = os.open(temp, CREATE_FLAGS, 0o644)
         try:
             try:
@@ -280,8 +280,10 @@ class OwnerLock:
         atomic-if-absent, one remover wins the claim, and while it exists no one else can
         remove that file. A remover whose judgment is out of date finds other content in
         its claim and leaves the lock alone."""
-        digest = hashlib.sha256(expected).hexdigest()[:16]
-        claim = self.path.with_name(f".{self.path.name}.{digest}.claim")
+        # Named by the lock and its content, not after the output: a long name must not
+        # give a claim name over NAME_MAX (#19).
+        digest = hashlib.sha256(self.path.name.encode() + b"\0" + expected).hexdigest()[:16]
+        claim = self.path.with_name(f".segdl-{digest}.claim")
         try:
             os.link(self.path, claim, follow_symlinks=False)
         except FileNotFoundError:
@@ -306,7 +308,7 @@ class OwnerLock:
     def _remove_by_rename(self, expected: bytes) -> None:
         """Without hard links: move the lock aside, check it, put it back if it changed.
         Racing removers can then, rarely, both win; still_held() tells the loser."""
-        aside = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.old")
+        aside = temp_sibling(self.path, "old")
         try:
             os.rename(self.path, aside)
         except FileNotFoundError:

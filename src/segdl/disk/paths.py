@@ -7,7 +7,16 @@ import os
 from pathlib import Path
 
 from segdl.core.errors import LocalFileError
-from segdl.core.names import sanitise_filename
+from segdl.core.names import MAX_NAME_BYTES, sanitise_filename
+from segdl.disk.lock import LOCK_SUFFIX
+from segdl.disk.state import STATE_SUFFIX
+from segdl.disk.storage import PART_SUFFIX
+
+# What segdl adds to an output's name for the files beside it; their temporary names have a
+# fixed length (disk.storage.temp_sibling), so the longest suffix is all a name must leave room for.
+SIBLING_SUFFIXES = (PART_SUFFIX, STATE_SUFFIX, LOCK_SUFFIX)
+_LONGEST_SUFFIX = max(SIBLING_SUFFIXES, key=len)
+_DEFAULT_NAME_MAX = 255  # ext4, XFS, btrfs, APFS; where pathconf cannot tell
 
 
 def path_inside(directory: Path, name: str) -> Path:
@@ -20,3 +29,31 @@ def path_inside(directory: Path, name: str) -> Path:
             errno.EINVAL, f"refusing file name {name!r}: not a plain name in {real}"
         )
     return path
+
+
+def name_max(directory: Path) -> int:
+    """The longest file name, in bytes, the file system of ``directory`` takes (NAME_MAX)."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError):  # no such directory yet, or a system without pathconf
+        return _DEFAULT_NAME_MAX
+
+
+def name_limit_bytes(directory: Path) -> int:
+    """The longest output name segdl gives a file in ``directory``: its longest sibling
+    (``<name>.segdl-state``) must fit NAME_MAX too, and never more than MAX_NAME_BYTES."""
+    return max(1, min(MAX_NAME_BYTES, name_max(directory) - len(_LONGEST_SUFFIX)))
+
+
+def check_name_fits(final_path: Path) -> None:
+    """An output name (``-o``) too long for its siblings: exit 3 naming the limit, before any
+    request, instead of a "File name too long" from the lock or the state halfway through."""
+    length = len(os.fsencode(final_path.name))
+    limit = name_max(final_path.parent)
+    if length + len(_LONGEST_SUFFIX) <= limit:
+        return
+    why = (
+        f"output name is {length} bytes; with {_LONGEST_SUFFIX} beside it that is over the "
+        f"{limit}-byte name limit of {final_path.parent}: at most {limit - len(_LONGEST_SUFFIX)}"
+    )
+    raise LocalFileError(errno.ENAMETOOLONG, why, str(final_path))

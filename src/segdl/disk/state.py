@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from segdl.disk.lock import (
     read_regular_file,
     write_all,
 )
-from segdl.disk.storage import local_error, sync_directory
+from segdl.disk.storage import local_error, sync_directory, temp_sibling
 
 __all__ = [
     "LOCK_SUFFIX",
@@ -275,7 +274,7 @@ def save_state(
 
     ``replace`` is the rename step, injectable so tests can make it fail."""
     data = encode_state(state)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    temp = temp_sibling(path)
     try:
         fd = os.open(temp, CREATE_FLAGS, 0o600)
     except OSError as exc:

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 import sys
 import threading
 from collections.abc import Callable
@@ -51,6 +52,14 @@ def make_directory(directory: Path) -> None:
     except OSError as exc:
         why = f"cannot create directory {directory}: {exc.strerror or exc}"
         raise LocalFileError(exc.errno or 0, why, str(directory)) from exc
+
+
+def temp_sibling(path: Path, extension: str = "tmp") -> Path:
+    """A fresh hidden name beside ``path`` for a file about to be renamed or linked into place:
+    ``.segdl-<16 hex>.<extension>``, whatever ``path``'s length, so that a name that fits the
+    file system's NAME_MAX never has a temporary sibling that does not (#19: the lock's
+    ``.{name}.segdl-lock.{hex}.tmp`` was 33 bytes longer than the name)."""
+    return path.with_name(f".segdl-{secrets.token_hex(8)}.{extension}")
 
 
 def check_parent_exists(final_path: Path) -> None:

@@ -41,7 +41,7 @@ from segdl.core.progress import (
 )
 from segdl.disk import resume as resuming
 from segdl.disk.digests import Expected, PrefixHasher, parse_checksum_option, verify
-from segdl.disk.paths import path_inside
+from segdl.disk.paths import check_name_fits, name_limit_bytes, path_inside
 from segdl.disk.state import DownloadState, OwnerLock, state_path
 from segdl.disk.storage import (
     PartFile,
@@ -236,10 +236,12 @@ class Download:
             if self.dest is None:  # the server may name the file: ask it first
                 make_directory(self.directory)
                 early = self._first_contact()
-                name = choose_filename(self.url, early.content_disposition)
+                limit = name_limit_bytes(self.directory)
+                name = choose_filename(self.url, early.content_disposition, limit_bytes=limit)
                 self.path = path_inside(self.directory, name)
             else:
                 check_parent_exists(self.dest)
+                check_name_fits(self.dest)
             chosen = self._apply_if_exists(self.path)
             if chosen is None:
                 _close(early)
@@ -268,7 +270,7 @@ class Download:
             return None if occupied else path
         if policy is not IfExists.RENAME:
             return path
-        for name in candidate_names(path.name):
+        for name in candidate_names(path.name, limit_bytes=name_limit_bytes(path.parent)):
             candidate = path.with_name(name)
             if resuming.free_for(candidate, self.url):
                 return candidate
