@@ -408,7 +408,7 @@ def test_https_with_a_ca_bundle(
 def test_chained_caches_and_pickling_work_as_with_any_filesystem(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
-    """"simplecache::segdl+http://..." fills its cache with segdl's ranged download; the
+    """ "simplecache::segdl+http://..." fills its cache with segdl's ranged download; the
     filesystem survives pickling (as dask ships it to workers) and still reads."""
     import pickle
 

@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=_help("max_size_bytes", "K, M, G suffixes", default=None),
     )
     parser.add_argument(
+        "--stream-buffer",
+        metavar="SIZE",
+        help=_help("stream_buffer_bytes", "K, M, G suffixes", default="64M"),
+    )
+    parser.add_argument(
         "--if-exists",
         choices=[policy.value for policy in IfExists],
         default=DEFAULTS.if_exists.value,
@@ -322,17 +327,32 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
         if stop.signum is not None:
             return 128 + stop.signum
         return int(code)
+    to_stdout = args.output == "-"
+    if to_stdout and args.progress == "json":
+        print("segdl: error: -o - writes the file to stdout: use --progress plain", file=stderr)
+        return int(ExitCode.USAGE)
     display = _make_display(args.progress, args.quiet, stdout, stderr)
     try:
         with stop:
-            result = segdl.download(
-                args.urls[0],
-                args.output,
-                options=options,
-                directory=args.dir,
-                progress=display,
-                cancel=stop.event,
-            )
+            if to_stdout:
+                from segdl.run.stream import stream_to
+
+                result = stream_to(
+                    args.urls[0], sys.stdout.fileno(), options=options, progress=display,
+                    cancel=stop.event,
+                )  # fmt: skip
+            else:
+                result = segdl.download(
+                    args.urls[0],
+                    args.output,
+                    options=options,
+                    directory=args.dir,
+                    progress=display,
+                    cancel=stop.event,
+                )
+    except BrokenPipeError:  # -o - into a pipe whose reader went away (| head -c)
+        display.close()
+        return int(ExitCode.PIPE_CLOSED)
     except (segdl.SegdlError, OSError, KeyboardInterrupt) as exc:
         display.close()
         code = exit_code_for(exc)
@@ -370,8 +390,10 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
         rate = result.size_bytes / result.elapsed_s if result.elapsed_s > 0 else 0.0
         from segdl.cli.render import human_bytes
 
+        where = "to stdout" if to_stdout else printable(str(result.path))
         print(
-            f"segdl: saved {printable(str(result.path))} ({human_bytes(result.size_bytes)} in "
+            f"segdl: {'streamed' if to_stdout else 'saved'} {where} "
+            f"({human_bytes(result.size_bytes)} in "
             f"{result.elapsed_s:.2f} s, {human_bytes(rate)}/s, "
             f"{result.connections_used} connection(s))",
             file=stderr,
@@ -500,6 +522,8 @@ def _download_options(args: argparse.Namespace) -> DownloadOptions:
         "limit_rate_bytes_per_s": _optional_size(args.limit_rate),
         "checksum": args.checksum,
     }
+    if args.stream_buffer is not None:
+        given["stream_buffer_bytes"] = _optional_size(args.stream_buffer)
     if args.min_split_size is not None:
         given["min_split_bytes"] = _optional_size(args.min_split_size)
     return with_overrides(None, given)

@@ -119,6 +119,11 @@ class DownloadOptions:
     checksum: str | None = _option(
         None, "ALGO=HEX the finished file must match (md5, sha-1, sha-256, sha-512)"
     )
+    stream_buffer_bytes: int = _option(
+        64 * MIB,
+        "with -o - (to stdout): bytes held at most to put the connections' pieces in order; "
+        "a connection that runs ahead waits rather than grow it",
+    )
 
     @property
     def overwrite(self) -> bool:
@@ -128,6 +133,8 @@ class DownloadOptions:
         _check_types(self)
         if self.connections < 1:
             raise UsageError(f"connections must be at least 1, not {self.connections}")
+        if self.stream_buffer_bytes < 64 * 1024:
+            raise UsageError("stream buffer must be at least 64 KiB")
         if self.min_split_bytes < 1:
             raise UsageError("the minimum split size must be at least 1 byte")
         if not self.timeout_s > 0:

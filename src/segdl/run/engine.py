@@ -119,7 +119,7 @@ def download(
     files (a batch), so that threads are reused; default, the download starts its own.
     """
     settings = with_overrides(options, overrides)
-    _check_url(url)  # a bad mirror is dropped like a failing one
+    check_url(url)  # a bad mirror is dropped like a failing one
     clean_url, plain_headers, identity = identity_for(
         url,
         dict(settings.headers),
@@ -178,7 +178,7 @@ def _without_userinfo(url: str) -> str:
         return url
 
 
-def _check_url(url: str) -> None:
+def check_url(url: str) -> None:
     """Refuse, before anything is sent, a URL that cannot be parsed or is not HTTP(S): no
     scheme is guessed (``example.org/f`` is not taken for ``http://example.org/f``)."""
     try:
@@ -469,7 +469,7 @@ class Download:
         size = resource.size_bytes or 0
         for url in self.mirror_urls:
             try:
-                _check_url(url)
+                check_url(url)
                 contact = first_contact(
                     self.transport,
                     url,

@@ -1,0 +1,395 @@
+"""``-o -``: one file to a stream (stdout) in order, while it is fetched over many connections.
+
+aria2c and axel cannot write to a pipe; curl can, over one connection. Here the file is cut
+into pieces handed out in order; each connection fetches the next piece into a buffer of its
+own, and the calling thread writes the pieces out as soon as every byte before them is out.
+A piece is handed out only when it ends within ``stream_buffer_bytes`` of the last byte
+written, so the memory held stays within that bound: a connection that runs ahead waits
+for the slowest instead of growing the buffer. There is no ``.part`` and no state, so
+nothing resumes: an interrupted stream is fetched again from its first byte.
+
+Every answer is checked as for a file (:func:`segdl.run.fetch.open_range`); a server that
+stops honouring ranges after bytes have gone out cannot be taken back, so the stream ends
+with that error rather than ever write a byte it cannot vouch for.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from segdl.core.errors import Cancelled, NetworkError, ShortBody, shown
+from segdl.core.models import ByteRange, Resource, Result
+from segdl.core.options import DownloadOptions, with_overrides
+from segdl.core.progress import (
+    DownloadFailed,
+    DownloadFinished,
+    DownloadProgress,
+    DownloadStarted,
+    Notice,
+    NoticeKind,
+    ProgressListener,
+    SegmentMap,
+    merged,
+    silent,
+)
+from segdl.net.auth import Identity, identity_for
+from segdl.net.transport import Response, Transport, Urllib3Transport
+from segdl.run.engine import check_url
+from segdl.run.fetch import open_range
+from segdl.run.probe import FirstContact, Mode, first_contact
+from segdl.run.ratelimit import TokenBucket
+from segdl.run.retries import call_with_retries
+
+STDOUT_PATH = Path("-")
+_MIN_PIECE_BYTES = 64 * 1024
+_MAX_PIECE_BYTES = 16 << 20
+_TICK_S = 0.25
+
+
+def piece_bytes(size_bytes: int, connections: int, window_bytes: int) -> int:
+    """Pieces small enough that every connection has two in the window (one to fetch, one
+    waiting to be written), and no more pieces than a file that size needs."""
+    piece = window_bytes // (2 * connections)
+    piece = min(piece, -(-size_bytes // connections), _MAX_PIECE_BYTES)
+    return max(_MIN_PIECE_BYTES, min(piece, window_bytes))
+
+
+class _Window:
+    """The reorder buffer: pieces handed out in order, and the ones done waiting their turn."""
+
+    def __init__(self, size_bytes: int, piece: int, window_bytes: int) -> None:
+        self.size_bytes = size_bytes
+        self.piece = piece
+        self.window_bytes = window_bytes
+        self.changed = threading.Condition()
+        self.next_start = 0
+        self.flushed = 0
+        self.ready: dict[int, bytearray] = {}
+        self.receiving: dict[int, tuple[int, int]] = {}  # piece start -> (received, end)
+        self.error: BaseException | None = None
+        self.stopped = False
+
+    def take(self) -> ByteRange | None:
+        """The next piece, once it fits in the window; None when there is none left."""
+        with self.changed:
+            while True:
+                if self.stopped or self.next_start >= self.size_bytes:
+                    return None
+                end = min(self.next_start + self.piece, self.size_bytes)
+                if end <= self.flushed + self.window_bytes:
+                    piece = ByteRange(self.next_start, end)
+                    self.next_start = end
+                    self.receiving[piece.start] = (0, end)
+                    return piece
+                self.changed.wait()
+
+    def received(self, piece: ByteRange, received_bytes: int) -> None:
+        with self.changed:
+            self.receiving[piece.start] = (received_bytes, piece.end)
+
+    def done(self, piece: ByteRange, data: bytearray) -> None:
+        with self.changed:
+            del self.receiving[piece.start]
+            self.ready[piece.start] = data
+            self.changed.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self.changed:
+            if self.error is None:
+                self.error = error
+            self.stopped = True
+            self.changed.notify_all()
+
+    def segment_map(self) -> SegmentMap:
+        with self.changed:
+            done = [ByteRange(0, self.flushed)]
+            done += [ByteRange(s, s + len(d)) for s, d in self.ready.items()]
+            done += [ByteRange(s, s + got) for s, (got, _) in self.receiving.items()]
+            streams = [ByteRange(s + got, e) for s, (got, e) in sorted(self.receiving.items())]
+        return SegmentMap(self.size_bytes, merged(done), tuple(streams))
+
+
+class Streamer:
+    """One file to ``out_fd`` in order; used once."""
+
+    def __init__(
+        self,
+        url: str,
+        out_fd: int,
+        options: DownloadOptions,
+        transport: Transport,
+        identity: Identity,
+        listener: ProgressListener,
+        cancel: threading.Event,
+        rate_limiters: list[TokenBucket],
+    ) -> None:
+        self.url = url
+        self.out_fd = out_fd
+        self.options = options
+        self.transport = transport
+        self.identity = identity
+        self.listener = listener
+        self.cancel = cancel
+        self.rate_limiters = rate_limiters
+        self._open: set[Response] = set()
+        self._open_lock = threading.Lock()
+        self.started_s = time.monotonic()
+
+    def run(self, contact: FirstContact) -> Result:
+        resource = contact.resource
+        size = resource.size_bytes
+        if contact.mode is Mode.EMPTY or size == 0:
+            self.listener(DownloadStarted(self.url, STDOUT_PATH, 0, False, 0))
+            return self._finished(0, 0, ranged=False)
+        if contact.mode is not Mode.RANGED or size is None:
+            return self._one_stream(contact)
+        return self._ranged(contact, size)
+
+    def _one_stream(self, contact: FirstContact) -> Result:
+        """No ranges (or no size): the body as it comes, on one connection."""
+        response = contact.response
+        assert response is not None
+        self.listener(DownloadStarted(self.url, STDOUT_PATH, contact.resource.size_bytes, False, 1))
+        buffer = memoryview(bytearray(self.options.buffer_bytes))
+        written = 0
+        last_s = 0.0
+        try:
+            self._register(response)
+            while n := response.readinto(buffer):
+                self._throttle(n)
+                self._write(buffer[:n])
+                written += n
+                if (now := time.monotonic()) - last_s >= _TICK_S:
+                    last_s = now
+                    self._progress(written, contact.resource.size_bytes, 1, None)
+                if self.cancel.is_set():
+                    raise Cancelled("download cancelled")
+        finally:
+            self._unregister(response)
+            response.close()
+        expected = contact.resource.size_bytes
+        if expected is not None and written != expected:
+            raise ShortBody(contact.resource.final_url, expected, written)
+        return self._finished(written, 1, ranged=False)
+
+    def _ranged(self, contact: FirstContact, size: int) -> Result:
+        options = self.options
+        connections = max(1, min(options.connections, options.max_connections_per_host))
+        window = _Window(size, piece_bytes(size, connections, options.stream_buffer_bytes),
+                         options.stream_buffer_bytes)  # fmt: skip
+        connections = min(connections, -(-size // window.piece))
+        self.listener(DownloadStarted(self.url, STDOUT_PATH, size, True, connections))
+        first = [contact.response]
+        threads = [
+            threading.Thread(
+                target=self._worker,
+                args=(window, contact.resource, first.pop() if index == 0 else None),
+                name=f"segdl-stream-{index}",
+                daemon=True,
+            )
+            for index in range(connections)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._write_in_order(window, threads)
+        except BaseException as exc:
+            window.fail(exc)
+            self._abort_all()
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+        return self._finished(size, connections, ranged=True)
+
+    def _write_in_order(self, window: _Window, threads: list[threading.Thread]) -> None:
+        """The calling thread: write each piece once its turn comes; report a few times a
+        second; the first error of any connection, or a cancel, ends it."""
+        last_s = 0.0
+        while window.flushed < window.size_bytes:
+            with window.changed:
+                while window.flushed not in window.ready and window.error is None:
+                    if self.cancel.is_set() or not window.changed.wait(_TICK_S):
+                        break
+                if window.error is not None:
+                    raise window.error
+                data = window.ready.pop(window.flushed, None)
+            if self.cancel.is_set():
+                raise Cancelled("download cancelled")
+            if data is not None:
+                self._write(memoryview(data))
+                with window.changed:
+                    window.flushed += len(data)
+                    window.changed.notify_all()
+                del data
+            if (now := time.monotonic()) - last_s >= _TICK_S:
+                last_s = now
+                active = sum(1 for t in threads if t.is_alive())
+                self._progress(window.flushed, window.size_bytes, active, window.segment_map())
+
+    def _worker(self, window: _Window, resource: Resource, response: Response | None) -> None:
+        try:
+            while (piece := window.take()) is not None:
+                window.done(piece, self._fetch(window, resource, piece, response))
+                response = None
+        except BaseException as exc:
+            window.fail(exc)
+        finally:
+            if response is not None:  # the first answer, never used: the window stopped
+                response.close()
+
+    def _fetch(
+        self, window: _Window, resource: Resource, piece: ByteRange, response: Response | None
+    ) -> bytearray:
+        """One piece into a buffer of its own, resuming a broken answer where it stopped."""
+        data = bytearray(piece.length)
+        view = memoryview(data)
+        got = 0
+        policy = self.options.retry_policy()
+        headers = {
+            **self.options.request_headers(),
+            **self.identity.headers_for(resource.final_url),
+        }
+        for response_or_none in self._answers(response):
+            before = got
+            try:
+                answer = response_or_none or open_range(
+                    self.transport, resource, ByteRange(piece.start + got, piece.end), headers
+                )
+                self._register(answer)
+                try:
+                    while got < piece.length:
+                        n = answer.readinto(view[got:])
+                        if n == 0:
+                            raise ShortBody(resource.final_url, piece.length, got)
+                        self._throttle(n)
+                        got += n
+                        window.received(piece, got)
+                finally:
+                    self._unregister(answer)
+                    answer.close()
+                return data
+            except (NetworkError, ShortBody) as exc:
+                if window.stopped:
+                    raise Cancelled("download stopped") from exc
+                policy = policy.after(exc, progressed=got > before)
+                if not policy.may_retry(exc, time.time()):
+                    raise
+                time.sleep(min(policy.wait_s(exc, time.time()), 5.0))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _answers(first: Response | None) -> Iterator[Response | None]:
+        """The first answer (if any), then None: ask again, for as long as retries allow."""
+        yield first
+        while True:
+            yield None
+
+    def _write(self, data: memoryview) -> None:
+        while data:
+            n = os.write(self.out_fd, data)
+            data = data[n:]
+
+    def _throttle(self, n_bytes: int) -> None:
+        for bucket in self.rate_limiters:
+            bucket.consume(n_bytes, stop=self.cancel)
+
+    def _progress(
+        self, done: int, size: int | None, connections: int, segments: SegmentMap | None
+    ) -> None:
+        elapsed_s = time.monotonic() - self.started_s
+        rate = done / elapsed_s if elapsed_s > 0 else 0.0
+        self.listener(
+            DownloadProgress(self.url, done, size, elapsed_s, rate, connections, segments)
+        )
+
+    def _finished(self, size: int, connections: int, *, ranged: bool) -> Result:
+        elapsed_s = time.monotonic() - self.started_s
+        self.listener(DownloadFinished(self.url, STDOUT_PATH, size, elapsed_s))
+        return Result(self.url, STDOUT_PATH, size, elapsed_s, connections, ranged)
+
+    def _register(self, response: Response) -> None:
+        with self._open_lock:
+            self._open.add(response)
+
+    def _unregister(self, response: Response) -> None:
+        with self._open_lock:
+            self._open.discard(response)
+
+    def _abort_all(self) -> None:
+        with self._open_lock:
+            responses = list(self._open)
+        for response in responses:
+            response.abort()
+
+
+def stream_to(
+    url: str,
+    out_fd: int,
+    *,
+    options: DownloadOptions | None = None,
+    progress: ProgressListener | None = None,
+    transport: Transport | None = None,
+    cancel: threading.Event | None = None,
+    **overrides: object,
+) -> Result:
+    """Write the file at ``url`` to the file descriptor ``out_fd`` (a pipe, stdout) in order,
+    fetched over ``connections`` connections with at most ``stream_buffer_bytes`` held to
+    put their pieces in order. No ``.part``, no state: nothing resumes. Options and errors
+    are :func:`segdl.download`'s; ``Result.path`` is ``Path("-")``."""
+    settings = with_overrides(options, overrides)
+    check_url(url)
+    clean_url, plain_headers, identity = identity_for(
+        url,
+        dict(settings.headers),
+        user=settings.user,
+        use_netrc=settings.use_netrc,
+        netrc_file=Path(settings.netrc_file) if settings.netrc_file else None,
+        cookies_file=Path(settings.cookies_file) if settings.cookies_file else None,
+        location_trusted=settings.location_trusted,
+    )
+    settings = replace(settings, headers=plain_headers)
+    stop = cancel or threading.Event()
+    listener = progress or silent
+    active = transport or Urllib3Transport(
+        max_connections_per_host=min(settings.connections, settings.max_connections_per_host) + 1,
+        timeout_s=settings.timeout_s,
+        ca_bundle=settings.ca_bundle,
+        insecure=settings.insecure,
+        proxy=settings.proxy,
+        use_proxy_env=settings.use_proxy_env,
+    )
+    limiters = []
+    if settings.limit_rate_bytes_per_s is not None:
+        limiters.append(TokenBucket(settings.limit_rate_bytes_per_s))
+    shown_url = shown(clean_url)
+    try:
+        if settings.insecure:
+            message = "TLS certificates are NOT verified for this download"
+            listener(Notice(shown_url, NoticeKind.INSECURE, message))
+
+        def on_retry(wait_s: float, error: BaseException) -> None:
+            message = f"retrying in {wait_s:.1f} s: {error}"
+            listener(Notice(shown_url, NoticeKind.CONNECTION_RETRY, message))
+
+        contact = call_with_retries(
+            lambda: first_contact(active, clean_url, settings, identity=identity),
+            settings.retry_policy(),
+            stop,
+            on_retry,
+        )
+        streamer = Streamer(shown_url, out_fd, settings, active, identity, listener, stop, limiters)
+        try:
+            return streamer.run(contact)
+        except BaseException as exc:
+            elapsed_s = time.monotonic() - streamer.started_s
+            listener(DownloadFailed(shown_url, exc, elapsed_s))
+            raise
+    finally:
+        if transport is None:
+            active.close()
