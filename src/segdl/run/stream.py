@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from segdl.core.answers import Mode
 from segdl.core.errors import Cancelled, NetworkError, ShortBody, shown
 from segdl.core.models import ByteRange, Resource, Result
 from segdl.core.options import DownloadOptions, with_overrides
@@ -41,7 +42,7 @@ from segdl.net.auth import Identity, identity_for
 from segdl.net.transport import Response, Transport, Urllib3Transport
 from segdl.run.engine import check_url
 from segdl.run.fetch import open_range
-from segdl.run.probe import FirstContact, Mode, first_contact
+from segdl.run.probe import FirstContact, first_contact
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.retries import call_with_retries
 
