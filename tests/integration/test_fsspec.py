@@ -422,3 +422,32 @@ def test_chained_caches_and_pickling_work_as_with_any_filesystem(
     again = pickle.loads(pickle.dumps(fs))
     assert isinstance(again, SegdlFileSystem)
     assert again.cat_file(fault_server.url("/f.bin"), 10, 20) == data[10:20]
+
+
+def test_credentials_go_to_the_urls_origin_only(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """An Authorization header given to the filesystem reaches the URL's origin on info,
+    ranged reads and get, and never the other origin a redirect leads to."""
+    data = make_data(2 * MIB)
+    with FaultServer() as elsewhere:
+        elsewhere.add_file("/f.bin", data)
+        fault_server.add_redirect("/f.bin", elsewhere.url("/f.bin"))
+        fs = SegdlFileSystem(skip_instance_cache=True, headers={"Authorization": "Bearer s3cret"},
+                             **FAST)  # fmt: skip
+        url = fault_server.url("/f.bin")
+        assert fs.info(url)["url"] == elsewhere.url("/f.bin")
+        with fs.open(url, block_size=64 * KIB) as f:
+            f.seek(MIB)
+            assert f.read(10) == data[MIB : MIB + 10]
+        fs.get_file(url, str(tmp_path / "f.bin"))
+        assert (tmp_path / "f.bin").read_bytes() == data
+        assert {r.header("Authorization") for r in fault_server.requests} == {"Bearer s3cret"}
+        assert elsewhere.requests and all(r.header("Authorization") is None
+                                          for r in elsewhere.requests)  # fmt: skip
+
+
+def test_an_unknown_option_fails_where_it_is_given() -> None:
+    """A misspelt option is a UsageError when the filesystem is made, naming the option."""
+    with pytest.raises(segdl.UsageError, match="did you mean 'connections'"):
+        SegdlFileSystem(skip_instance_cache=True, conections=4)

@@ -390,3 +390,12 @@ def _run_on_a_pty(argv: list[str]) -> str:
     os.close(main_fd)
     assert proc.wait(timeout=60) == 0
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_an_unknown_option_fails_where_it_is_given() -> None:
+    """A misspelt option is a UsageError (a ValueError) when the downloader is made, and
+    the downloader's own choices (the output path) cannot be given."""
+    with pytest.raises(segdl.UsageError, match="did you mean 'connections'"):
+        SegdlDownloader(conections=4)
+    with pytest.raises(TypeError, match="dest"):
+        SegdlDownloader(dest="x")

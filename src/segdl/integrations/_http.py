@@ -11,6 +11,7 @@ policy, the whole request again, since a few megabytes are cheaper to ask again 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 from segdl.core.answers import Mode
 from segdl.core.errors import RangeNotHonoured, RemoteChanged, ShortBody, UsageError, shown
 from segdl.core.models import ByteRange, Resource, Validator
-from segdl.core.options import DownloadOptions
+from segdl.core.options import with_overrides
 from segdl.net.auth import Identity, identity_for
 from segdl.net.transport import Response, Transport, Urllib3Transport
 from segdl.run.probe import FirstContact, first_contact
@@ -30,23 +31,11 @@ from segdl.run.retries import call_with_retries
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# download() keywords that shape a single request, and the DownloadOptions field of each; the
-# others (connections, split sizes, checksum...) are about whole files and ignored here.
-_OPTION_FIELDS = {
-    "user_agent": "user_agent",
-    "timeout_s": "timeout_s",
-    "retries": "retries",
-    "retry_wait_s": "retry_wait_s",
-    "max_retry_after_s": "max_retry_after_s",
-    "max_redirects": "max_redirects",
-    "allow_insecure_redirect": "allow_insecure_redirect",
-    "location_trusted": "location_trusted",
-    "ca_bundle": "ca_bundle",
-    "insecure": "insecure",
-    "proxy": "proxy",
-    "use_proxy_env": "use_proxy_env",
-}
-_IDENTITY_KEYS = ("user", "netrc", "netrc_file", "cookies_file", "location_trusted")
+# download() keywords that are not options (what to do, not how): the rest are options,
+# checked by with_overrides as download() checks them.
+_NOT_OPTIONS = frozenset(
+    {"progress", "transport", "cancel", "mirrors", "rate_limiter", "workers", "directory"}
+)
 _READ_BYTES = 256 * 1024
 
 
@@ -72,14 +61,11 @@ class Requester:
     """Makes the single requests of one integration; thread-safe, one connection pool."""
 
     def __init__(self, options: Mapping[str, Any], transport: Transport | None = None) -> None:
-        self._options = dict(options)
-        headers = dict(self._options.get("headers") or {})
-        fields = {f: self._options[k] for k, f in _OPTION_FIELDS.items() if k in self._options}
-        if fields.get("ca_bundle") is not None:
-            fields["ca_bundle"] = str(fields["ca_bundle"])
-        # Validated now: a bad option is an error where it was given, not at the first read.
-        self.options = DownloadOptions(headers=headers, **fields)
-        self._headers = headers
+        # Checked now, whole: an unknown or ill-typed option is a UsageError where it was
+        # given ("did you mean..."), not at the first read.
+        self.options = with_overrides(
+            None, {k: v for k, v in options.items() if k not in _NOT_OPTIONS}
+        )
         self._given_transport = transport
         self._transport: Transport | None = transport
         self._lock = threading.Lock()
@@ -171,11 +157,13 @@ class Requester:
         end: int | None = None,
         if_range: str | None = None,
     ) -> FirstContact:
-        clean, identity = self._identity(url)
+        clean, plain_headers, identity = self._identity(url)
         return first_contact(
             self.transport(),
             clean,
-            self.options,
+            # Credentials travel in the identity, bound to the URL's origin: never as plain
+            # headers, which every redirect target would get.
+            dataclasses.replace(self.options, headers=plain_headers),
             ranged=ranged,
             start=start,
             end=end,
@@ -183,20 +171,17 @@ class Requester:
             identity=identity,
         )
 
-    def _identity(self, url: str) -> tuple[str, Identity]:
-        o = self._options
-        netrc_file = o.get("netrc_file")
-        cookies_file = o.get("cookies_file")
-        clean, _, identity = identity_for(
+    def _identity(self, url: str) -> tuple[str, dict[str, str], Identity]:
+        o = self.options
+        return identity_for(
             url,
-            self._headers,
-            user=o.get("user"),
-            use_netrc=bool(o.get("netrc", False)),
-            netrc_file=Path(netrc_file) if netrc_file is not None else None,
-            cookies_file=Path(cookies_file) if cookies_file is not None else None,
-            location_trusted=bool(o.get("location_trusted", False)),
+            o.headers,
+            user=o.user,
+            use_netrc=o.use_netrc,
+            netrc_file=Path(o.netrc_file) if o.netrc_file is not None else None,
+            cookies_file=Path(o.cookies_file) if o.cookies_file is not None else None,
+            location_trusted=o.location_trusted,
         )
-        return clean, identity
 
     def _retried(self, attempt: Callable[[], T]) -> T:
         def told(wait_s: float, error: BaseException) -> None:
