@@ -14,6 +14,14 @@ from segdl.disk.storage import Pipe
 from tests.server import FaultServer
 
 
+@pytest.fixture(autouse=True)
+def no_user_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads the config file of whoever runs the tests (segdl's config.toml)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+
+
 @pytest.fixture
 def fault_server() -> Iterator[FaultServer]:
     """A started FaultServer on 127.0.0.1, stopped after the test."""

@@ -236,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default): a bar when stderr is a terminal, else plain lines every few "
         "seconds; json: one JSON object per line on stdout, ending with a summary",
     )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="read option defaults from PATH (default: $XDG_CONFIG_HOME/segdl/config.toml); "
+        "the command line wins",
+    )
+    parser.add_argument("--no-config", action="store_true", help="read no config file")
     parser.add_argument("--version", action="version", version=f"segdl {__version__}")
     return parser
 
@@ -279,10 +286,21 @@ def main(
 
         return daemon_main(words[1:], stderr or sys.stderr)
     parser = build_parser()
+    from segdl.cli.config import apply_config, chosen_path
+    from segdl.core.errors import UsageError
+
+    config, required = chosen_path(words, os.environ)
     try:
-        args = parser.parse_args(argv)
+        from_config = apply_config(parser, config, required=required) if config else set()
+    except UsageError as exc:
+        print(f"segdl: error: {printable(str(exc))}", file=stderr or sys.stderr)
+        return int(ExitCode.USAGE)
+    try:
+        args = parser.parse_args(words)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return int(exc.code or 0)
+    if args.output is not None and "dir" in from_config:
+        args.dir = None  # -o on the command line wins over a configured directory
     from segdl.cli.pipes import GuardedStream, PipeWatch, silence_closed
 
     stop = _StopOnSignals()
