@@ -451,3 +451,20 @@ def test_an_unknown_option_fails_where_it_is_given() -> None:
     """A misspelt option is a UsageError when the filesystem is made, naming the option."""
     with pytest.raises(segdl.UsageError, match="did you mean 'connections'"):
         SegdlFileSystem(skip_instance_cache=True, conections=4)
+
+
+def test_a_get_with_a_missing_url_raises_and_keeps_the_others(
+    fault_server: FaultServer, make_data: MakeData, fs: SegdlFileSystem, tmp_path: Path
+) -> None:
+    """get() of several URLs, one of them missing, writes the others and then raises
+    FileNotFoundError for the missing one (as HTTPFileSystem's get raises for it)."""
+    files = {f"f{i}.bin": make_data(50 * KIB, seed=i) for i in range(3)}
+    for name, data in files.items():
+        fault_server.add_file(f"/{name}", data)
+    urls = [fault_server.url(f"/{name}") for name in files] + [fault_server.url("/nope.bin")]
+    with pytest.raises(FileNotFoundError, match=r"nope\.bin"):
+        fs.get(urls, str(tmp_path) + "/")
+    assert {n: (tmp_path / n).read_bytes() for n in files} == files
+    assert not (tmp_path / "nope.bin").exists()
+    with pytest.raises(FileNotFoundError):
+        HTTPFileSystem(skip_instance_cache=True).get(urls, str(tmp_path / "http") + "/")
