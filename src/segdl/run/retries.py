@@ -1,5 +1,5 @@
 """Whole requests tried again under a :class:`~segdl.core.retry.RetryPolicy`, waiting between
-attempts (the policy decides; this loop sleeps)."""
+attempts (:func:`segdl.core.failures.decide_whole` decides; this loop sleeps)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from segdl.core.errors import Cancelled, HTTPStatusError, NetworkError, ShortBody
+from segdl.core.errors import Cancelled
+from segdl.core.failures import Action, decide_whole
 from segdl.core.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -27,13 +28,13 @@ def call_with_retries(
     while True:
         try:
             return attempt()
-        except (NetworkError, ShortBody, HTTPStatusError) as exc:
-            if cancel.is_set():
+        except BaseException as exc:
+            decision = decide_whole(exc, policy, stopping=cancel.is_set(), now_epoch_s=time.time())
+            if decision.action is Action.STOP:
                 raise Cancelled("download cancelled") from exc
-            policy = policy.after(exc, progressed=False)
-            if not policy.may_retry(exc, time.time()):
+            if decision.action is not Action.RETRY:
                 raise
-            wait_s = policy.wait_s(exc, time.time())
-            on_retry(wait_s, exc)
-            if cancel.wait(wait_s):
+            policy = decision.policy
+            on_retry(decision.wait_s, exc)
+            if cancel.wait(decision.wait_s):
                 raise Cancelled("download cancelled") from exc

@@ -24,19 +24,13 @@ from typing import Any
 from segdl.core.answers import Mode, Witness, changed
 from segdl.core.errors import (
     Cancelled,
-    ConnectionBroken,
-    ContentRangeMismatch,
     HTTPStatusError,
-    NetworkError,
     ProtocolError,
-    RangeNotHonoured,
     RemoteChanged,
-    SegdlError,
     ShortBody,
-    SlowBody,
-    UnexpectedEncoding,
     shown,
 )
+from segdl.core.failures import Action, Decision, RangeFailure, decide
 from segdl.core.models import ByteRange, Resource, Validator
 from segdl.core.options import DownloadOptions
 from segdl.core.planning import Claim, Planner
@@ -49,7 +43,7 @@ from segdl.core.progress import (
     SegmentMap,
     merged,
 )
-from segdl.core.retry import RetryPolicy, is_overload, is_transient
+from segdl.core.retry import RetryPolicy
 from segdl.disk.digests import PrefixHasher
 from segdl.disk.resume import Checkpointer
 from segdl.disk.storage import PartFile, Pipe
@@ -65,8 +59,6 @@ log = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 0.25
 _IDLE_POLL_S = 0.05
 _RATE_WINDOW_S = 3.0
-# A redirect target answering these after the download began is likely an expired signed URL.
-_EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
 
 
 # Ranged answers that end before their first body byte, in a row (no range delivering a
@@ -160,7 +152,7 @@ class Transfer:
         self._pending_notices: collections.deque[Notice] = collections.deque()
         self._resource = Resource(url, url, None, False, Validator())
         self._resolve_lock = threading.Lock()
-        self._expired: set[str] = set()
+        self._renewals: dict[str, threading.Event] = {}  # target -> its renewal is done
         self._written_source: Callable[[], list[ByteRange]] = list
         self._kept: list[ByteRange] = []  # written by ranges, kept by a plain stream
         self._breaks = _RangeBreaks(options.connections)
@@ -282,55 +274,13 @@ class Transfer:
                         claim.stream_pos,
                         self._since(claim),
                     )
-                except (
-                    RangeNotHonoured,
-                    ContentRangeMismatch,
-                    UnexpectedEncoding,
-                    RemoteChanged,
-                ) as exc:
+                except BaseException as exc:
                     planner.release(claim, self.clock())
-                    if resource is not self._resource:  # a mirror let us down: the others go on
-                        self._drop_mirror(resource, exc)
-                        continue
-                    if isinstance(exc, RemoteChanged):
-                        raise
-                    raise _SwitchToSingleStream(str(exc)) from exc
-                except (NetworkError, ShortBody, HTTPStatusError) as exc:
-                    planner.release(claim, self.clock())
-                    if self._halt.is_set():  # our own abort broke the connection
-                        raise Cancelled("download stopped") from exc
-                    broke = response is not None and claim.received_bytes == received_before
-                    if broke and isinstance(exc, (ShortBody, ConnectionBroken)):
-                        if self._breaks.broke():
-                            raise _SwitchToSingleStream(
-                                f"ranged answers keep ending before their first byte ({exc})",
-                                keep=True,
-                            ) from exc
-                        if index >= self._breaks.cap:
-                            self._notice(
-                                NoticeKind.CONNECTIONS_LOWERED,
-                                f"ranged answers keep breaking ({exc}); "
-                                f"continuing with {self._breaks.cap}",
-                            )
-                            return
-                    if resource is not self._resource and not is_transient(exc):
-                        self._drop_mirror(resource, exc)
-                        continue
-                    if isinstance(exc, HTTPStatusError) and self._re_resolve(resource, exc):
-                        continue  # an expired signed URL was renewed: retry at once
-                    # A trickle is a stall, whatever few bytes it brought (#19).
-                    progressed = claim.received_bytes > received_before and not isinstance(
-                        exc, SlowBody
-                    )
-                    policy = policy.after(exc, progressed=progressed)
-                    if not self._should_retry(planner, policy, exc):
+                    failure = self._failure(planner, policy, resource, claim, received_before)
+                    decision = decide(exc, failure)
+                    policy = decision.policy
+                    if not self._act(decision, exc, resource):
                         return
-                    wait_s = policy.wait_s(exc, time.time())
-                    self._notice(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {exc}")
-                    self._halt.wait(wait_s)
-                except BaseException:
-                    planner.release(claim, self.clock())
-                    raise
                 finally:
                     if response is not None:
                         self._unregister(response)
@@ -560,12 +510,43 @@ class Transfer:
             size = min(size, max(16 * 1024, int(bucket.rate_bytes_per_s / 20)))
         return size
 
-    def _should_retry(self, planner: Planner, policy: RetryPolicy, error: SegdlError) -> bool:
-        """After a failed range: retry (True), leave the work to the other connections
-        (False), or fail the download (raise). One refused extra connection never fails a
-        download that other connections are getting on with."""
-        others_working = planner.active_claims > 0
-        if others_working and is_overload(error):
+    def _failure(
+        self,
+        planner: Planner,
+        policy: RetryPolicy,
+        resource: Resource,
+        claim: Claim,
+        received_before: int,
+    ) -> RangeFailure:
+        """What :func:`~segdl.core.failures.decide` needs to know about a failed range."""
+        return RangeFailure(
+            policy=policy,
+            progressed=claim.received_bytes > received_before,
+            from_mirror=resource.url != self.url,
+            others_working=planner.active_claims > 0,
+            stopping=self._halt.is_set(),
+            renewable=self._renewable(resource),
+            now_epoch_s=time.time(),
+        )
+
+    def _act(self, decision: Decision, error: BaseException, resource: Resource) -> bool:
+        """Do what ``decision`` says after ``error``: True to go on taking work, False to
+        leave it to the other connections; otherwise raise."""
+        action = decision.action
+        if action is Action.RETRY:
+            self._notice(
+                NoticeKind.CONNECTION_RETRY, f"retrying in {decision.wait_s:.1f} s: {error}"
+            )
+            self._halt.wait(decision.wait_s)
+            return True
+        if action is Action.RENEW:
+            assert isinstance(error, HTTPStatusError)
+            self._renew(resource, error)
+            return True  # at once, against the renewed target
+        if action is Action.DROP_MIRROR:
+            self._drop_mirror(resource, error)
+            return True
+        if action is Action.SHED:
             with self._open_lock:
                 self._shed += 1
                 remaining = self._workers - self._shed
@@ -574,40 +555,67 @@ class Transfer:
                 f"server turned a connection away ({error}); continuing with {remaining}",
             )
             return False
-        if policy.may_retry(error, time.time()):
-            return True
-        if others_working and is_transient(error):
+        if action is Action.LEAVE:
             log.warning("giving up one connection: %s", error)
             return False
-        raise error
+        if action is Action.SINGLE_STREAM:
+            raise _SwitchToSingleStream(str(error)) from error
+        if action is Action.STOP:
+            raise Cancelled("download stopped") from error
+        raise error  # RESTART (the engine starts over) or FAIL
 
-    def _re_resolve(self, used: Resource, error: HTTPStatusError) -> bool:
-        """An expired signed URL? Ask the original URL again for a fresh target, once per
-        target. True if requests should go on against ``self._resource``."""
-        if error.status not in _EXPIRED_STATUSES or used.final_url == used.url:
+    def _renewable(self, used: Resource) -> bool:
+        """Bytes from a redirect target that another connection renewed meanwhile, or is
+        renewing, or that has not been renewed yet: once per target."""
+        if used.final_url == used.url or used.size_bytes is None:
             return False
         with self._resolve_lock:
             if self._resource.final_url != used.final_url:
-                return True  # another connection renewed it meanwhile
-            if used.final_url in self._expired or used.size_bytes is None:
-                return False
-            self._expired.add(used.final_url)
-            contact = first_contact(
-                self.transport,
-                self.url,
-                self.options,
-                start=max(0, used.size_bytes - 1),
-                identity=self.identity,
-            )
-            if contact.response is not None:
-                contact.response.close()
-            fresh = contact.resource
-            why = _resource_mismatch(used, fresh)
-            if why is not None:
-                raise RemoteChanged(fresh.final_url, why)
-            self._resource = replace(used, final_url=fresh.final_url)
+                return True
+            renewing = self._renewals.get(used.final_url)
+            return renewing is None or not renewing.is_set()
+
+    def _renew(self, used: Resource, error: HTTPStatusError) -> None:
+        """An expired signed URL: ask the original URL again for a fresh target. The first
+        connection to see it asks, outside the lock every worker takes (it is a round trip);
+        the others wait for its answer. A changed file raises RemoteChanged."""
+        with self._resolve_lock:
+            if self._resource.final_url != used.final_url:
+                return  # another connection renewed it meanwhile
+            renewing = self._renewals.get(used.final_url)
+            if renewing is None:
+                renewing = self._renewals[used.final_url] = threading.Event()
+                asking = True
+            else:
+                asking = False
+        if not asking:
+            while not renewing.wait(_IDLE_POLL_S) and not self._halt.is_set():
+                pass
+            return
+        try:
+            fresh = self._fresh_target(used)
+            with self._resolve_lock:
+                self._resource = replace(used, final_url=fresh.final_url)
+        finally:
+            renewing.set()
         self._notice(NoticeKind.URL_RENEWED, f"{error.status} from the redirect target: renewed")
-        return True
+
+    def _fresh_target(self, used: Resource) -> Resource:
+        assert used.size_bytes is not None
+        contact = first_contact(
+            self.transport,
+            self.url,
+            self.options,
+            start=max(0, used.size_bytes - 1),
+            identity=self.identity,
+        )
+        if contact.response is not None:
+            contact.response.close()
+        fresh = contact.resource
+        why = _resource_mismatch(used, fresh)
+        if why is not None:
+            raise RemoteChanged(fresh.final_url, why)
+        return fresh
 
     def _single_map(self, size_bytes: int | None) -> SegmentMap | None:
         """One stream from byte 0: what is in is a prefix, and the connection is at its end."""

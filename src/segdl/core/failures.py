@@ -1,0 +1,133 @@
+"""What now after a failure? One pure decision for every failed request of a download.
+
+A worker whose range failed, and the loop that retries a whole request, ask :func:`decide`
+(a range) or :func:`decide_whole` (a first contact, a plain stream) and do what the
+:class:`Decision` says; nothing here sleeps, locks or touches a socket, so
+``tests/unit/test_failures.py`` tests every branch as a table, without threads.
+
+The order matters, and is the reason this is one function: an answer that cannot be believed
+is never retried as it is (a mirror is dropped, the main URL falls back to one plain stream,
+a changed file restarts the download); our own stop is never counted as the server's fault;
+a mirror failing for good is dropped before anything is retried; an expired signed URL is
+renewed before the retry policy counts it; a server turning an extra connection away
+(``429``/``503``, a refused connection) while other connections get on costs that
+connection, not the download.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from segdl.core.errors import (
+    ContentRangeMismatch,
+    HTTPStatusError,
+    NetworkError,
+    RangeNotHonoured,
+    RemoteChanged,
+    ShortBody,
+    UnexpectedEncoding,
+)
+from segdl.core.retry import RetryPolicy, is_overload, is_transient
+
+# Answers that cannot be believed: asking the same way again would get the same answer.
+UNBELIEVABLE = (RangeNotHonoured, ContentRangeMismatch, UnexpectedEncoding, RemoteChanged)
+# Failures another attempt may not see.
+RETRIABLE = (NetworkError, ShortBody, HTTPStatusError)
+# A redirect target answering these after the download began is likely an expired signed URL.
+EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
+
+
+class Action(Enum):
+    RETRY = "retry after the wait"
+    RENEW = "ask the original URL for a fresh redirect target, then retry at once"
+    DROP_MIRROR = "drop the mirror; the other sources go on"
+    SHED = "give this connection's work to the others: the server turned it away"
+    LEAVE = "give up this connection; the others go on"
+    SINGLE_STREAM = "ranges cannot be believed: fetch the file in one plain stream"
+    RESTART = "the remote file changed: start the download over"
+    STOP = "our own stop broke the connection: cancelled"
+    FAIL = "the download fails with this error"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    policy: RetryPolicy
+    """The range's policy from now on (a failure counted, or as it was)."""
+    wait_s: float = 0.0
+    """For :attr:`Action.RETRY`: how long to wait first."""
+
+
+@dataclass(frozen=True, slots=True)
+class RangeFailure:
+    """What a worker knows when its range failed."""
+
+    policy: RetryPolicy
+    """The range's retry policy before this failure."""
+    progressed: bool
+    """Bytes arrived since the range's last failure (then it gets all its attempts back)."""
+    from_mirror: bool
+    """The range was asked of a mirror, not of the main URL."""
+    others_working: bool
+    """Other connections hold ranges: the file gets on without this one."""
+    stopping: bool
+    """The download is being stopped (by a cancel or another connection's fatal error)."""
+    renewable: bool
+    """The bytes came from a redirect target that may be renewed (a signed URL)."""
+    now_epoch_s: float
+
+
+def decide(
+    error: BaseException, failure: RangeFailure, rand: Callable[[], float] = random.random
+) -> Decision:
+    """What a worker does after ``error`` on a range."""
+    policy = failure.policy
+    if isinstance(error, UNBELIEVABLE):
+        if failure.from_mirror:
+            return Decision(Action.DROP_MIRROR, policy)
+        if isinstance(error, RemoteChanged):
+            return Decision(Action.RESTART, policy)
+        return Decision(Action.SINGLE_STREAM, policy)
+    if not isinstance(error, RETRIABLE):
+        return Decision(Action.FAIL, policy)
+    if failure.stopping:
+        return Decision(Action.STOP, policy)
+    if failure.from_mirror and not is_transient(error):
+        return Decision(Action.DROP_MIRROR, policy)
+    if failure.renewable and _expired(error):
+        return Decision(Action.RENEW, policy)
+    policy = policy.after(error, progressed=failure.progressed)
+    if failure.others_working and is_overload(error):
+        return Decision(Action.SHED, policy)
+    if policy.may_retry(error, failure.now_epoch_s):
+        return Decision(Action.RETRY, policy, policy.wait_s(error, failure.now_epoch_s, rand))
+    if failure.others_working and is_transient(error):
+        return Decision(Action.LEAVE, policy)
+    return Decision(Action.FAIL, policy)
+
+
+def decide_whole(
+    error: BaseException,
+    policy: RetryPolicy,
+    *,
+    stopping: bool,
+    now_epoch_s: float,
+    rand: Callable[[], float] = random.random,
+) -> Decision:
+    """What to do after ``error`` on a request that cannot resume part-way (a first
+    contact, a plain stream): retry it whole after a wait, or fail."""
+    if not isinstance(error, RETRIABLE):
+        return Decision(Action.FAIL, policy)
+    if stopping:
+        return Decision(Action.STOP, policy)
+    policy = policy.after(error, progressed=False)
+    if policy.may_retry(error, now_epoch_s):
+        return Decision(Action.RETRY, policy, policy.wait_s(error, now_epoch_s, rand))
+    return Decision(Action.FAIL, policy)
+
+
+def _expired(error: BaseException) -> bool:
+    return isinstance(error, HTTPStatusError) and error.status in EXPIRED_STATUSES

@@ -1,0 +1,138 @@
+"""What now after a failure? segdl.core.failures.decide tested as a table, without threads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from segdl.core.errors import (
+    ConnectError,
+    ConnectionBroken,
+    ContentRangeMismatch,
+    HTTPStatusError,
+    IntegrityError,
+    RangeNotHonoured,
+    RemoteChanged,
+    ShortBody,
+    TimeoutError_,
+    TLSError,
+    UnexpectedEncoding,
+)
+from segdl.core.failures import Action, RangeFailure, decide, decide_whole
+from segdl.core.models import ByteRange
+from segdl.core.retry import RetryPolicy
+
+URL = "http://h/f"
+R = ByteRange(0, 10)
+CALM = RangeFailure(
+    policy=RetryPolicy(attempts=2),
+    progressed=False,
+    from_mirror=False,
+    others_working=False,
+    stopping=False,
+    renewable=False,
+    now_epoch_s=0.0,
+)
+MIRROR = replace(CALM, from_mirror=True)
+OTHERS = replace(CALM, others_working=True)
+SIGNED = replace(CALM, renewable=True)
+STOPPING = replace(CALM, stopping=True)
+SPENT = replace(CALM, policy=RetryPolicy(attempts=2, failures=2))  # this failure is the 3rd
+SPENT_OTHERS = replace(SPENT, others_working=True)
+
+S503 = HTTPStatusError(URL, 503, "Busy")
+S403 = HTTPStatusError(URL, 403, "Forbidden")
+S404 = HTTPStatusError(URL, 404, "Not Found")
+RESET = ConnectionBroken(URL, "reset")
+REFUSED = ConnectError(URL, "refused")
+SHORT = ShortBody(URL, 10, 5)
+
+TABLE = [
+    # answers that cannot be believed are never retried as they are
+    (RangeNotHonoured(URL, R, 200), CALM, Action.SINGLE_STREAM),
+    (ContentRangeMismatch(URL, R, "bytes 1-9/10", "x"), CALM, Action.SINGLE_STREAM),
+    (UnexpectedEncoding(URL, "gzip"), CALM, Action.SINGLE_STREAM),
+    (RemoteChanged(URL, "ETag"), CALM, Action.RESTART),
+    (RangeNotHonoured(URL, R, 200), MIRROR, Action.DROP_MIRROR),
+    (RemoteChanged(URL, "ETag"), MIRROR, Action.DROP_MIRROR),  # a mirror's file is not ours
+    (RemoteChanged(URL, "ETag"), STOPPING, Action.RESTART),
+    # our own stop is not the server's fault
+    (RESET, STOPPING, Action.STOP),
+    (S503, STOPPING, Action.STOP),
+    # mirrors: dropped for good failures, retried for passing ones
+    (S404, MIRROR, Action.DROP_MIRROR),
+    (TLSError(URL, "bad cert"), MIRROR, Action.DROP_MIRROR),
+    (RESET, MIRROR, Action.RETRY),
+    # an expired signed URL is renewed before the policy counts it
+    (S403, SIGNED, Action.RENEW),
+    (S404, SIGNED, Action.RENEW),
+    (HTTPStatusError(URL, 410, "Gone"), SIGNED, Action.RENEW),
+    (S503, SIGNED, Action.RETRY),
+    (S403, CALM, Action.FAIL),
+    # a connection turned away while others get on costs that connection only
+    (S503, OTHERS, Action.SHED),
+    (HTTPStatusError(URL, 429, "Slow down"), OTHERS, Action.SHED),
+    (REFUSED, OTHERS, Action.SHED),
+    (TimeoutError_(URL, "idle"), OTHERS, Action.RETRY),  # slow is not a refusal
+    # the policy: transient failures retried while attempts last
+    (S503, CALM, Action.RETRY),
+    (RESET, CALM, Action.RETRY),
+    (SHORT, CALM, Action.RETRY),
+    (S404, CALM, Action.FAIL),
+    (TLSError(URL, "bad cert"), CALM, Action.FAIL),
+    (RESET, SPENT, Action.FAIL),
+    (RESET, replace(SPENT, progressed=True), Action.RETRY),  # bytes came: attempts back
+    (SHORT, SPENT_OTHERS, Action.LEAVE),  # out of attempts, the others finish the file
+    (RESET, OTHERS, Action.SHED),  # a reset while others get on: turned away
+    (S404, OTHERS, Action.FAIL),
+    # anything else is not this module's to forgive
+    (IntegrityError("digest"), CALM, Action.FAIL),
+    (ValueError("a bug"), OTHERS, Action.FAIL),
+]
+
+
+@pytest.mark.parametrize(("error", "failure", "action"), TABLE)
+def test_range_failure_table(error: BaseException, failure: RangeFailure, action: Action) -> None:
+    """Each failure of a range, in each situation, gets the action the table says."""
+    assert decide(error, failure).action is action
+
+
+def test_a_retry_counts_the_failure_and_waits_with_jitter() -> None:
+    """RETRY carries the policy with the failure counted and the jittered backoff; a
+    Retry-After within the cap is the wait instead."""
+    decision = decide(RESET, CALM, rand=lambda: 0.5)
+    assert decision.policy.failures == 1
+    assert decision.wait_s == pytest.approx(0.25)  # base 0.5 s * 2**0, half the jitter range
+    asked = decide(HTTPStatusError(URL, 503, "Busy", "7"), CALM, rand=lambda: 0.5)
+    assert asked.action is Action.RETRY and asked.wait_s == 7.0
+
+
+def test_a_retry_after_beyond_the_cap_fails_the_attempt() -> None:
+    """A server asking for a longer pause than max_retry_after_s is not waited for."""
+    capped = replace(CALM, policy=RetryPolicy(max_retry_after_s=60))
+    assert decide(HTTPStatusError(URL, 503, "Busy", "3600"), capped).action is Action.FAIL
+
+
+def test_decisions_that_do_not_retry_leave_the_policy_alone() -> None:
+    """Only a counted failure changes the range's policy (a renewal or a fallback is not
+    an attempt used up)."""
+    for error, failure in [(S403, SIGNED), (RangeNotHonoured(URL, R, 200), CALM), (S404, MIRROR)]:
+        assert decide(error, failure).policy is failure.policy
+
+
+@pytest.mark.parametrize(
+    ("error", "policy", "stopping", "action"),
+    [
+        (S503, RetryPolicy(attempts=1), False, Action.RETRY),
+        (S503, RetryPolicy(attempts=1, failures=1), False, Action.FAIL),
+        (RESET, RetryPolicy(), True, Action.STOP),
+        (S404, RetryPolicy(), False, Action.FAIL),
+        (RangeNotHonoured(URL, R, 200), RetryPolicy(), False, Action.FAIL),
+    ],
+)
+def test_whole_request_table(
+    error: BaseException, policy: RetryPolicy, stopping: bool, action: Action
+) -> None:
+    """A first contact or a plain stream is retried whole while the policy allows."""
+    assert decide_whole(error, policy, stopping=stopping, now_epoch_s=0.0).action is action
