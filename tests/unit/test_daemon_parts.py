@@ -199,3 +199,68 @@ def test_spliced_answers_are_the_json_they_stand_for() -> None:
     answer = {"result": [Raw(encode(p)) for p in pieces] + ["segdl-raw-0"]}
     assert json.loads(splicer.dumps(answer)) == {"result": [*pieces, "segdl-raw-0"]}
     assert splicer.dumps({"plain": 1}) == '{"plain":1}'
+
+
+@pytest.mark.parametrize(
+    ("current", "pos", "how", "target"),
+    [
+        (3, 0, "POS_SET", 0),
+        (3, -1, "POS_CUR", 2),
+        (3, 1, "POS_CUR", 4),
+        (0, -5, "POS_CUR", 0),
+        (2, 0, "POS_END", 9),
+        (2, -2, "POS_END", 7),
+        (2, 40, "POS_SET", 9),
+        (2, 5, "POS_END", 9),
+    ],
+)
+def test_change_position_targets_follow_aria2(
+    current: int, pos: int, how: str, target: int
+) -> None:
+    """changePosition relative to the start, the item itself or the end, clamped to the queue."""
+    from segdl.daemon.order import target_index
+
+    assert target_index(current, 10, pos, how) == target
+
+
+def test_insert_positions_and_the_order_after_a_restart() -> None:
+    """An insert at either end needs no renumbering, one in between does; after a restart the
+    running downloads come first, then the queue, each by position; stopped ones are not in it."""
+    from segdl.daemon.order import position_between, restored
+
+    assert position_between(None, None) == 0.0
+    assert position_between(4.0, None) == 5.0 and position_between(None, -2.0) == -3.0
+    assert position_between(1.0, 2.0) is None
+    with pytest.raises(RpcError):
+        from segdl.daemon.order import target_index
+
+        target_index(0, 3, 1, "SIDEWAYS")
+    items = [
+        _item("a" * 16, status=Status.WAITING, position=0.0),
+        _item("b" * 16, status=Status.ACTIVE, position=5.0),
+        _item("c" * 16, status=Status.PAUSED, position=-1.0),
+        _item("d" * 16, status=Status.COMPLETE, position=-9.0),
+        _item("e" * 16, status=Status.ACTIVE, position=2.0),
+    ]
+    assert [i.gid[0] for i in restored(items)] == ["e", "b", "c", "a"]
+
+
+def test_the_journal_hands_over_each_change_once() -> None:
+    """take() returns what changed since the last take (rows as they are then), and a
+    deleted item is not also written."""
+    from segdl.daemon.journal import Journal
+
+    journal = Journal()
+    item = _item("f" * 16)
+    journal.changed(item)
+    item.position = 7.0
+    journal.note(item.gid, 1.0, "k", "m")
+    journal.notify("aria2.onDownloadStart", item.gid)
+    batch, notifications = journal.take()
+    assert [row[2] for row in batch.puts] == [7.0] and batch.notes == [(item.gid, 1.0, "k", "m")]
+    assert notifications == [("aria2.onDownloadStart", item.gid)]
+    assert not journal.take()[0]
+    journal.changed(item)
+    journal.deleted(item.gid)
+    batch, _ = journal.take()
+    assert batch.puts == [] and batch.deletes == [item.gid]

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from segdl.daemon import ariaopts
+from segdl.daemon import ariaopts, order
 from segdl.daemon.ariaopts import Options
 from segdl.daemon.confine import check_still_inside, confined_dir, confined_output
 from segdl.daemon.errors import RpcError
+from segdl.daemon.journal import Journal
 from segdl.daemon.model import Item, Status, is_gid, new_gid
 from segdl.daemon.runner import Ended, Runner, error_code
-from segdl.daemon.store import Batch, Store, row_of
+from segdl.daemon.store import Store
 from segdl.net.transport import Urllib3Transport
 from segdl.run.ratelimit import TokenBucket
 
@@ -63,11 +65,7 @@ class Manager:
         self._runners: dict[str, Runner] = {}  # threads alive, winding down ones too
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db = cf.ThreadPoolExecutor(1, thread_name_prefix="segdl-daemon-db")
-        self._dirty: dict[str, Item] = {}
-        self._deleted: set[str] = set()
-        self._notes: list[tuple[str, float, str, str]] = []
-        self._settings: dict[str, str] = {}
-        self._pending_notifications: list[tuple[str, str]] = []
+        self._journal = Journal()
         self._stop_seq = 0
         self._last_hint_s = 0.0
         self._schedule_wanted = False
@@ -84,30 +82,24 @@ class Manager:
     # -- start-up and shut-down -------------------------------------------------------------
 
     def load(self) -> None:
-        """Take the queue from the store: active items first (they continue from their durable
-        bytes), then the waiting and paused ones, each in their saved order."""
+        """Take the queue from the store (see :func:`segdl.daemon.order.restored`)."""
         items, notes, settings = self.store.load()
         if "global" in settings:
-            import json
-
             self.options.update(json.loads(settings["global"]))
             self.jobs = ariaopts.concurrency(self.options)
             limit = ariaopts.overall_limit(self.options)
             self._bucket = TokenBucket(limit) if limit else None
-        restarting = sorted((i for i in items if i.status is Status.ACTIVE), key=_by_position)
-        queued = sorted((i for i in items if i.status.queued), key=_by_position)
         for item in items:
             self.items[item.gid] = item
             if item.status.stopped:
                 self.stopped.append(item.gid)
                 self._stop_seq = max(self._stop_seq, item.stopped_seq)
-        for item in restarting:
-            item.status = Status.WAITING
-        for number, item in enumerate([*restarting, *queued]):
+        for number, item in enumerate(order.restored(items)):
+            item.status = Status.PAUSED if item.status is Status.PAUSED else Status.WAITING
             self.queue.append(item.gid)
             if item.position != number:
                 item.position = float(number)
-                self._dirty[item.gid] = item
+                self._journal.changed(item)
         for gid, at_s, kind, message in notes:
             if gid in self.items:
                 self.items[gid].notices.append((at_s, kind, message))
@@ -136,24 +128,13 @@ class Manager:
 
     # -- durability ----------------------------------------------------------------------------
 
-    def _take(self) -> tuple[Batch, list[tuple[str, str]]]:
-        batch = Batch(
-            puts=[row_of(item) for item in self._dirty.values()],
-            deletes=list(self._deleted),
-            notes=self._notes,
-            settings=self._settings,
-        )
-        self._dirty, self._deleted, self._notes, self._settings = {}, set(), [], {}
-        notifications, self._pending_notifications = self._pending_notifications, []
-        return batch, notifications
-
     async def commit(self) -> None:
         """Start what may start, write every change so far (one transaction), then send the
         notifications."""
         if self._schedule_wanted:  # once per request, not once per call of a multicall
             self._schedule_wanted = False
             self.schedule()
-        batch, notifications = self._take()
+        batch, notifications = self._journal.take()
         if batch:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._db, self.store.write, batch)
@@ -161,7 +142,7 @@ class Manager:
             self.notify(method, gid)
 
     def changed(self, item: Item) -> None:
-        self._dirty[item.gid] = item
+        self._journal.changed(item)
         self.rendered.pop(item.gid, None)
 
     def _commit_soon(self) -> None:
@@ -173,9 +154,9 @@ class Manager:
     def _event(self, item: Item, method: str | None, kind: str, message: str) -> None:
         now_s = time.time()
         item.notices.append((now_s, kind, message))
-        self._notes.append((item.gid, now_s, kind, message))
+        self._journal.note(item.gid, now_s, kind, message)
         if method is not None:
-            self._pending_notifications.append((method, item.gid))
+            self._journal.notify(method, item.gid)
 
     def _mark_hints(self, force: bool = False) -> None:
         now_s = time.monotonic()
@@ -243,15 +224,14 @@ class Manager:
         """Into the queue at ``index`` (clamped); positions renumbered only when needed."""
         queue = self.queue
         index = max(0, min(index, len(queue)))
+        before = self.items[queue[index - 1]].position if index > 0 else None
+        after = self.items[queue[index]].position if index < len(queue) else None
         queue.insert(index, item.gid)
-        if len(queue) == 1:
-            item.position = 0.0
-        elif index == len(queue) - 1:
-            item.position = self.items[queue[index - 1]].position + 1
-        elif index == 0:
-            item.position = self.items[queue[1]].position - 1
-        else:
+        position = order.position_between(before, after)
+        if position is None:
             self._renumber(index)
+        else:
+            item.position = position
 
     def _renumber(self, start: int = 0) -> None:
         for number in range(start, len(self.queue)):
@@ -269,15 +249,7 @@ class Manager:
         if not item.status.queued:
             raise RpcError(f"GID {item.gid} is not in the waiting queue")
         current = self.queue.index(item.gid)
-        if how == "POS_SET":
-            target = pos
-        elif how == "POS_CUR":
-            target = current + pos
-        elif how == "POS_END":
-            target = len(self.queue) - 1 + pos
-        else:
-            raise RpcError(f"how must be POS_SET, POS_CUR or POS_END, not {how!r}")
-        target = max(0, min(target, len(self.queue) - 1))
+        target = order.target_index(current, len(self.queue), pos, how)
         self.queue.pop(current)
         self.queue.insert(target, item.gid)
         self._renumber()
@@ -488,8 +460,8 @@ class Manager:
     def _forget(self, item: Item) -> None:
         self.stopped.remove(item.gid)
         del self.items[item.gid]
-        self._dirty.pop(item.gid, None)
-        self._deleted.add(item.gid)
+        self.rendered.pop(item.gid, None)
+        self._journal.deleted(item.gid)
 
     # -- options ----------------------------------------------------------------------------------
 
@@ -523,11 +495,8 @@ class Manager:
         self.options.update(options)
         self.jobs = jobs
         self._apply_limit(limit)
-        import json
-
-        self._settings["global"] = json.dumps(
-            {k: v for k, v in self.options.items() if k != "dir"}, sort_keys=True
-        )
+        saved = {k: v for k, v in self.options.items() if k != "dir"}
+        self._journal.setting("global", json.dumps(saved, sort_keys=True))
         self._schedule_wanted = True
 
     def _apply_limit(self, limit: int) -> None:
@@ -543,10 +512,6 @@ class Manager:
 
     def global_speed(self) -> int:
         return int(sum(self.items[g].live.rate_bytes_per_s for g in self.active))
-
-
-def _by_position(item: Item) -> float:
-    return item.position
 
 
 def _text(value: object) -> str | None:
