@@ -243,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the command line wins",
     )
     parser.add_argument("--no-config", action="store_true", help="read no config file")
+    parser.add_argument(
+        "--print-completion",
+        choices=["bash", "zsh"],
+        metavar="{bash,zsh}",
+        help="print a completion script for the shell and exit (see the README for where it goes)",
+    )
     parser.add_argument("--version", action="version", version=f"segdl {__version__}")
     return parser
 
@@ -299,6 +305,11 @@ def main(
         args = parser.parse_args(words)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return int(exc.code or 0)
+    if args.print_completion is not None:
+        from segdl.cli.completion import completion_script
+
+        (stdout or sys.stdout).write(completion_script(parser, args.print_completion))
+        return int(ExitCode.OK)
     if args.output is not None and "dir" in from_config:
         args.dir = None  # -o on the command line wins over a configured directory
     from segdl.cli.pipes import GuardedStream, PipeWatch, silence_closed
