@@ -468,3 +468,28 @@ def test_a_get_with_a_missing_url_raises_and_keeps_the_others(
     assert not (tmp_path / "nope.bin").exists()
     with pytest.raises(FileNotFoundError):
         HTTPFileSystem(skip_instance_cache=True).get(urls, str(tmp_path / "http") + "/")
+
+
+def test_files_of_one_filesystem_read_from_many_threads(
+    fault_server: FaultServer, make_data: MakeData, fs: SegdlFileSystem
+) -> None:
+    """Eight threads, each with its own file of one filesystem (as dask's threads read),
+    get the right bytes at their own offsets."""
+    data = make_data(4 * MIB)
+    fault_server.add_file("/f.bin", data)
+    url = fault_server.url("/f.bin")
+    wrong: list[int] = []
+
+    def reader(index: int) -> None:
+        offset = index * 500 * KIB + index
+        with fs.open(url, block_size=128 * KIB) as f:
+            f.seek(offset)
+            if f.read(200 * KIB) != data[offset : offset + 200 * KIB]:
+                wrong.append(index)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert wrong == [] and not any(t.is_alive() for t in threads)

@@ -171,6 +171,37 @@ def test_https_with_a_ca_bundle(
     assert leftovers(tmp_path) == []
 
 
+def test_two_processes_retrieving_one_file_into_one_cache_both_succeed(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """Two processes (pytest-xdist workers, say) retrieving the same URL into the same cache
+    at once both return the file, hash checked: the second waits for the first's partial
+    download instead of failing on its lock or mixing bytes into it."""
+    data = make_data(2 * MIB)
+    url = fault_server.url("/f.bin")
+    fault_server.add_file("/f.bin", data)
+    # Slow enough (about a second) that the two overlap whatever their start-up times.
+    fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=MIB))
+    script = (
+        "import pooch\n"
+        "from segdl.integrations.pooch import SegdlDownloader\n"
+        f"print(pooch.retrieve({url!r}, known_hash='sha256:{sha256(data)}', fname='f.bin',"
+        f" path={str(tmp_path)!r}, downloader=SegdlDownloader(connections=2)))\n"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [child.communicate(timeout=60) for child in children]
+    assert [child.returncode for child in children] == [0, 0], outcomes
+    assert [out.strip() for out, _ in outcomes] == [str(tmp_path / "f.bin")] * 2
+    assert (tmp_path / "f.bin").read_bytes() == data
+    assert leftovers(tmp_path) == []
+
+
 def test_pooch_retries_resume_what_segdl_gave_up_on(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
