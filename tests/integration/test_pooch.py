@@ -190,7 +190,9 @@ def test_two_processes_retrieving_one_file_into_one_cache_both_succeed(
     )
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)

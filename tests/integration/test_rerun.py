@@ -45,7 +45,7 @@ def test_the_same_batch_again_asks_nothing_and_exits_0(
     code, _, err = run_cli(*argv)
     assert code == ExitCode.OK, err
     assert fault_server.requests == []
-    assert f"0 done, {_FILES} already complete, 0 skipped, 0 failed" in err
+    assert f"0 done, {_FILES} already complete, 0 skipped, 0 failed; nothing fetched" in err
     assert err.count("\n") == 1, err  # only the summary
 
 

@@ -36,4 +36,16 @@ def test_torn_or_hostile_lines_are_ignored_and_the_last_line_wins(tmp_path: Path
         handle.write('"mtime_ns": 1}\n{"v": 9, "url_sha256": "bb", "name": "x", "size": 1, ')
         handle.write('"mtime_ns": 1}\n{"v": 1, "url_sha')
     entries = read_journal(tmp_path / JOURNAL_NAME)
-    assert len(entries) == 2 and {e.name for e in entries.values()} == {"f.bin"}
+    assert len(entries) == 2 and {n for e in entries.values() for n in e} == {"f.bin"}
+
+
+def test_one_url_saved_under_several_names_is_complete_under_each(tmp_path: Path) -> None:
+    """The same URL written as a.bin and b.bin (out=): each name is looked up on its own."""
+    for name in ("a.bin", "b.bin"):
+        (tmp_path / name).write_bytes(name.encode())
+        Journals().record("http://h/same", tmp_path / name)
+    fresh = Journals()
+    for name in ("a.bin", "b.bin"):
+        assert fresh.check("http://h/same", tmp_path, name).completion is Completion.COMPLETE
+    latest = fresh.check("http://h/same", tmp_path)
+    assert latest.completion is Completion.COMPLETE and latest.path == tmp_path / "b.bin"

@@ -170,9 +170,11 @@ def summary_lines(report: BatchReport) -> list[str]:
         f"{report.count(Outcome.SKIPPED) - complete} skipped",
         f"{report.count(Outcome.FAILED)} failed",
     ]
-    lines = [
-        f"{', '.join(c for c in counts if c)}; {human_bytes(report.bytes_done)} in "
-        f"{report.elapsed_s:.2f} s ({human_rate(rate)})"
-    ]
+    fetched = (
+        f"{human_bytes(report.bytes_done)} in {report.elapsed_s:.2f} s ({human_rate(rate)})"
+        if report.count(Outcome.DONE)
+        else "nothing fetched"
+    )
+    lines = [f"{', '.join(c for c in counts if c)}; {fetched}"]
     lines += [f"failed: {shown(item.job.url)}: {item.error}" for item in report.failures]
     return lines

@@ -15,7 +15,7 @@ Size and mtime, not a digest: checking must cost a ``stat``, not a read of every
 copied with its times (``cp -p``, ``rsync -a``) stays complete; one written anew does not.
 The journal is not synced on every line: a power cut may lose the last lines, and those
 files then count as not segdl's (reported, not clobbered). A line that does not parse (a
-torn write) is ignored; the last line for a URL wins.
+torn write) is ignored; the last line for a URL and name wins.
 """
 
 from __future__ import annotations
@@ -64,13 +64,16 @@ class Journals:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[Path, dict[str, Entry]] = {}
+        self._entries: dict[Path, dict[str, dict[str, Entry]]] = {}
 
     def check(self, url: str, directory: Path, name: str | None = None) -> Found:
         """Is the file of ``url`` in ``directory`` (as ``name``, if the job names it) one
         this tool finished? Costs a read of the journal the first time, then a ``stat``."""
-        entry = self._load(directory).get(url_digest(url))
-        if entry is None or (name is not None and entry.name != name):
+        by_name = self._load(directory).get(url_digest(url), {})
+        # One URL may be saved under several names (aria2's out=): the name decides; a job
+        # named by the server takes the URL's latest file.
+        entry = by_name.get(name) if name is not None else _latest(by_name)
+        if entry is None:
             return Found(Completion.ABSENT)
         path = directory / entry.name
         try:
@@ -104,30 +107,40 @@ class Journals:
                 os.write(fd, (line + "\n").encode())
             finally:
                 os.close(fd)
-            entries[entry.url_digest] = entry
+            _add(entries, entry)
 
-    def _load(self, directory: Path) -> dict[str, Entry]:
+    def _load(self, directory: Path) -> dict[str, dict[str, Entry]]:
         with self._lock:
             return self._load_locked(directory)
 
-    def _load_locked(self, directory: Path) -> dict[str, Entry]:
+    def _load_locked(self, directory: Path) -> dict[str, dict[str, Entry]]:
         key = directory.absolute()
         if key not in self._entries:
             self._entries[key] = read_journal(directory / JOURNAL_NAME)
         return self._entries[key]
 
 
-def read_journal(path: Path) -> dict[str, Entry]:
-    """The entries of one journal by URL digest (the last line for a URL wins); a missing
-    journal is empty, a line that does not parse is skipped."""
-    entries: dict[str, Entry] = {}
+def _add(entries: dict[str, dict[str, Entry]], entry: Entry) -> None:
+    by_name = entries.setdefault(entry.url_digest, {})
+    by_name.pop(entry.name, None)  # re-inserted last: the latest file of its URL
+    by_name[entry.name] = entry
+
+
+def _latest(by_name: dict[str, Entry]) -> Entry | None:
+    return next(reversed(by_name.values()), None)
+
+
+def read_journal(path: Path) -> dict[str, dict[str, Entry]]:
+    """The entries of one journal by URL digest, then name (the last line for a URL and a
+    name wins); a missing journal is empty, a line that does not parse is skipped."""
+    entries: dict[str, dict[str, Entry]] = {}
     with contextlib.suppress(FileNotFoundError):
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as handle:
             for raw in handle:
                 entry = _parse(raw)
                 if entry is not None:
-                    entries[entry.url_digest] = entry
+                    _add(entries, entry)
     return entries
 
 
