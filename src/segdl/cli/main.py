@@ -249,6 +249,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="{bash,zsh}",
         help="print a completion script for the shell and exit (see the README for where it goes)",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run -i's list on a Ray cluster (segdl[cluster]): 'auto' or host:port joins one, "
+        "none starts Ray here; -d must be a directory every worker sees",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="with --ray: files per shard, the unit of work and of reruns (default: 1000)",
+    )
     parser.add_argument("--version", action="version", version=f"segdl {__version__}")
     return parser
 
@@ -343,6 +358,12 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
         if args.progress == "json":
             _json_summary(stdout, code, error=_one_line(exc))
         return int(code)
+    if args.ray is not None:  # the batch on a Ray cluster (segdl.cluster)
+        from segdl.cli.cluster import run_cluster
+
+        with stop:
+            code = run_cluster(args, options, stdout, stderr, stop.event)
+        return 128 + stop.signum if stop.signum is not None else int(code)
     single = args.input_file is None and len(args.urls) == 1
     if single:
         _dial_early(args.urls[0], options, _early_request(args))

@@ -16,7 +16,14 @@ for a connection's pool and for a request's URL.
 
 from __future__ import annotations
 
+import select
+import socket
+import time
 from typing import Any, Protocol
+
+# How long a closing connection waits for the server to close its side before its slot is
+# given to someone else (see _linger).
+LINGER_S = 1.0
 
 
 class HostGate(Protocol):
@@ -76,6 +83,9 @@ class GatedConnection:
 
     def close(self) -> None:
         try:
+            sock = getattr(self, "sock", None)
+            if self.holds_slot and sock is not None:
+                _linger(sock)
             super().close()  # type: ignore[misc]
         finally:
             self.free_slot()
@@ -150,3 +160,19 @@ class GatedPool:
         if conn is not None and conn.holds_slot and not self.host_gate.keep_idle(conn.gate_key):
             conn.close()  # back in the pool unconnected: reconnected (with a slot) on use
         super()._put_conn(conn)  # type: ignore[misc]
+
+
+def _linger(sock: socket.socket) -> None:
+    """Close our side and wait (briefly) until the server has closed its own: until then the
+    server still counts the connection, and a slot handed on at once could put one more
+    connection on it than the cap allows. The raw socket is used under TLS too: what is left
+    to read is discarded unread."""
+    deadline = time.monotonic() + LINGER_S
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([sock], [], [], left)
+            if not readable or not socket.socket.recv(sock, 65536):
+                return
+    except (OSError, ValueError):  # already closed or reset: the server has let go
+        return

@@ -1,0 +1,339 @@
+"""``segdl.cluster.run``: a batch's shards as Ray tasks, one report that is their exact sum.
+
+The driver streams the input into shards, skips those whose completion marker says they are
+done (no task, no request), and keeps a bounded number of shard tasks in flight, so a list
+of millions of lines never sits whole in memory or in Ray's queue. A task lost with its
+node is retried by Ray elsewhere (``max_retries``); the retry finds the files its
+predecessor finished and skips them, resumes the partial ones, and its report replaces the
+lost attempt's figures, so nothing is counted twice. A shard whose every attempt was lost
+is counted failed (kind ``lost``), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from segdl.cluster.actor import Counts, RayLeases, start_book
+from segdl.cluster.gate import LeasedGate
+from segdl.core.options import DownloadOptions, with_overrides
+from segdl.core.progress import DownloadProgress, Event
+from segdl.run.batch import ItemReport, Outcome
+from segdl.run.shards import (
+    Failure,
+    Shard,
+    ShardReport,
+    Totals,
+    count_files,
+    download_shard,
+    iter_shards,
+    read_marker,
+)
+
+log = logging.getLogger(__name__)
+
+_TICK_S = 0.5
+_NODES_EVERY_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """The driver's view a few times a second: the live sum over every shard."""
+
+    files: int | None
+    """Files in the input (None while it is read from a pipe)."""
+    done: int
+    skipped: int
+    failed: int
+    bytes: int
+    shards_finished: int
+    workers: int
+    nodes: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    totals: Totals
+    elapsed_s: float
+    shards_from_markers: int
+    """Shards a marker said were complete: no task ran for them."""
+    shards_lost: int
+    """Shards whose every attempt was lost (their files counted failed, kind ``lost``)."""
+    leases_granted: int
+    nodes_used: tuple[str, ...] = ()
+    """Ray node ids that ran a shard attempt (lost ones included)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.totals.failed_count == 0
+
+
+def run(
+    source: str | os.PathLike[str] | Iterable[str],
+    dest: str | os.PathLike[str],
+    *,
+    address: str | None = None,
+    shard_size: int = 1000,
+    parallel: int = 4,
+    options: DownloadOptions | None = None,
+    pipelining: bool = True,
+    rate_per_host: float | None = None,
+    lease_ttl_s: float = 30.0,
+    max_retries: int = 3,
+    task_cpus: float = 1.0,
+    in_flight: int | None = None,
+    on_progress: Callable[[RunProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    **overrides: object,
+) -> RunReport:
+    """Download every file of ``source`` into ``dest`` on a Ray cluster.
+
+    ``address``: ``"auto"`` (or ``host:port``, ``ray://...``) joins an existing cluster;
+    None starts a local Ray for the run (or uses the one this process already started).
+    ``max_connections_per_host`` (an option) is the cap over the whole cluster; with
+    ``rate_per_host`` requests per second per host are capped too. Each shard of
+    ``shard_size`` files runs as a task taking ``task_cpus`` CPUs, ``parallel`` files at a
+    time; at most ``in_flight`` tasks are queued at once (default: twice the cluster's
+    CPUs over ``task_cpus``). ``on_progress`` is called from this thread twice a second.
+    """
+    settings = with_overrides(options, overrides)
+    started = time.monotonic()
+    files = count_files(source) if isinstance(source, (str, os.PathLike)) else None
+    with _ray_session(address):
+        book = start_book(
+            settings.max_connections_per_host,
+            ttl_s=lease_ttl_s,
+            max_pause_s=settings.max_retry_after_s,
+            rate_per_s=rate_per_host,
+        )
+        task = ray.remote(_run_shard).options(
+            num_cpus=task_cpus, max_retries=max_retries, retry_exceptions=False
+        )
+        cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
+        window = in_flight or max(2, int(2 * cpus / task_cpus))
+        context = _Context(
+            task=task,
+            dest=os.fspath(dest),
+            batch={"parallel": parallel, "pipelining": pipelining},
+            options=_fields(settings),
+            book=book,
+            rate_limited=rate_per_host is not None,
+            window=window,
+            files=files,
+            started=started,
+            on_progress=on_progress,
+            cancel=cancel or threading.Event(),
+        )
+        reports, from_markers, lost = context.drive(iter_shards(source, shard_size))
+        last = ray.get(book.snapshot.remote())
+        ray.kill(book)
+    return RunReport(
+        Totals.of(reports),
+        time.monotonic() - started,
+        from_markers,
+        lost,
+        last["granted"],
+        tuple(last["nodes"]),
+    )
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None) -> Iterator[None]:
+    """Ray for the run: the session this process has, else one joined or started now (and
+    shut down after)."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(
+        address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _fields(options: DownloadOptions) -> dict[str, object]:
+    """The options as plain values a task can carry (the options object holds a read-only
+    mapping, which does not pickle)."""
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    values["headers"] = dict(options.headers)
+    return values
+
+
+@dataclass
+class _Context:
+    task: Any
+    dest: str
+    batch: Mapping[str, object]
+    options: Mapping[str, object]
+    book: Any
+    rate_limited: bool
+    window: int
+    files: int | None
+    started: float
+    on_progress: Callable[[RunProgress], None] | None
+    cancel: threading.Event
+
+    def drive(self, shards: Iterator[Shard]) -> tuple[list[ShardReport], int, int]:
+        """Submit every shard not yet complete, collect every report."""
+        pending: dict[Any, Shard] = {}
+        finished: dict[str, ShardReport] = {}
+        from_markers = lost = 0
+        self._nodes, self._nodes_at = 0, 0.0
+        for shard in shards:
+            earlier = read_marker(self.dest, shard)
+            if earlier is not None and earlier.complete:
+                items = len(shard.jobs)
+                finished[shard.id] = ShardReport(shard.id, items, skipped=items, from_marker=True)
+                from_markers += 1
+                continue
+            while len(pending) >= self.window and not self.cancel.is_set():
+                lost += self._collect(pending, finished)
+            if self.cancel.is_set():
+                break
+            ref = self.task.remote(
+                shard, self.dest, self.batch, self.options, self.book, self.rate_limited
+            )
+            pending[ref] = shard
+        while pending:
+            if self.cancel.is_set():
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                break
+            lost += self._collect(pending, finished)
+        self._show(finished)
+        return list(finished.values()), from_markers, lost
+
+    def _collect(self, pending: dict[Any, Shard], finished: dict[str, ShardReport]) -> int:
+        """Wait up to a tick for a shard to end; show progress. How many were lost."""
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=_TICK_S)
+        lost = 0
+        for ref in ready:
+            shard = pending.pop(ref)
+            try:
+                finished[shard.id] = ray.get(ref)
+            except Exception as exc:  # every attempt lost (node gone, worker killed)
+                log.warning("shard %s lost: %s", shard.id, exc)
+                finished[shard.id] = _lost(shard, exc)
+                lost += 1
+        self._show(finished)
+        return lost
+
+    def _show(self, finished: Mapping[str, ShardReport]) -> None:
+        if self.on_progress is None:
+            return
+        snapshot = ray.get(self.book.snapshot.remote())
+        done = skipped = failed = size = 0
+        for report in finished.values():
+            done, skipped = done + report.done, skipped + report.skipped
+            failed, size = failed + report.failed_count, size + report.bytes
+        workers: set[str] = set()
+        for shard_id, (counts, worker, age_s) in snapshot["shards"].items():
+            if shard_id not in finished:  # a running shard's latest attempt
+                more_done, more_skipped, more_failed, more_bytes = counts
+                done, skipped = done + more_done, skipped + more_skipped
+                failed, size = failed + more_failed, size + more_bytes
+                if age_s < 3 * _TICK_S:
+                    workers.add(worker)
+        now = time.monotonic()
+        if now - self._nodes_at > _NODES_EVERY_S:
+            nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+            self._nodes = sum(1 for node in nodes if node.get("Alive"))
+            self._nodes_at = now
+        self.on_progress(
+            RunProgress(
+                self.files,
+                done,
+                skipped,
+                failed,
+                size,
+                len(finished),
+                len(workers),
+                self._nodes,
+                now - self.started,
+            )
+        )
+
+
+def _lost(shard: Shard, error: BaseException) -> ShardReport:
+    items = len(shard.jobs)
+    failures = tuple(Failure(job.url, "lost", str(error).splitlines()[0]) for job in shard.jobs[:1])
+    return ShardReport(shard.id, items, failed={"lost": items}, failures=failures)
+
+
+class _Tally:
+    """A shard attempt's figures so far, from its batch's events (any thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.done = self.skipped = self.failed = self.bytes = 0
+        self._receiving: dict[str, int] = {}
+
+    def event(self, event: Event) -> None:
+        if isinstance(event, DownloadProgress):
+            with self._lock:
+                self._receiving[event.url] = event.done_bytes
+
+    def item(self, item: ItemReport) -> None:
+        with self._lock:
+            self._receiving.pop(item.job.url, None)
+            if item.outcome is Outcome.FAILED:
+                self.failed += 1
+            elif item.outcome is Outcome.SKIPPED:
+                self.skipped += 1
+            else:
+                self.done += 1
+                self.bytes += item.result.size_bytes if item.result is not None else 0
+
+    def counts(self) -> Counts:
+        with self._lock:
+            return self.done, self.skipped, self.failed, self.bytes + sum(self._receiving.values())
+
+
+def _run_shard(
+    shard: Shard,
+    dest: str,
+    batch: Mapping[str, object],
+    options: Mapping[str, object],
+    book: Any,
+    rate_limited: bool,
+) -> ShardReport:
+    """One attempt at a shard, on a worker: its batch behind the cluster's gate."""
+    attempt = secrets.token_hex(4)
+    node = ray.get_runtime_context().get_node_id()
+    tally = _Tally()
+    stop = threading.Event()
+    gate = LeasedGate(RayLeases(book), rate_limited=rate_limited)
+
+    def report_progress() -> None:
+        while True:  # at once (the node took part), then every tick
+            book.tally.remote(shard.id, attempt, tally.counts(), gate.worker, node)
+            if stop.wait(_TICK_S):
+                return
+
+    reporter = threading.Thread(target=report_progress, name="segdl-tally", daemon=True)
+    reporter.start()
+    try:
+        settings = {
+            **batch,
+            "options": with_overrides(None, options),
+            "host_gate": gate,
+            "progress": tally.event,
+        }
+        return download_shard(shard, dest, settings, on_item=tally.item)
+    finally:
+        stop.set()
+        reporter.join()
+        gate.close()
