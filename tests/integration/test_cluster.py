@@ -26,6 +26,7 @@ from ray.cluster_utils import Cluster
 
 from segdl.cli.main import main
 from segdl.cluster import RunProgress, run
+from segdl.disk.journal import JOURNAL_NAME
 from segdl.run.shards import MARKER_DIR
 from tests.server import FaultServer
 from tests.server.faults import Faults
@@ -79,8 +80,13 @@ def _same(dest: Path, files: dict[str, bytes]) -> bool:
 
 
 def _leftovers(dest: Path) -> list[str]:
-    """Anything beside the files: parts, states, locks (markers are expected)."""
-    return sorted(p.name for p in dest.iterdir() if not p.name.endswith(".bin") and p.is_file())
+    """Anything beside the files: parts, states, locks (markers and the journal of finished
+    files are expected)."""
+    return sorted(
+        p.name
+        for p in dest.iterdir()
+        if p.is_file() and not p.name.endswith(".bin") and p.name != JOURNAL_NAME
+    )
 
 
 def test_3000_files_over_3_nodes_exact(
