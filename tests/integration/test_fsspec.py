@@ -20,6 +20,7 @@ from fsspec.implementations.http import HTTPFileSystem
 
 import segdl
 from segdl.integrations.fsspec import SegdlFile, SegdlFileSystem
+from tests.integration.test_pooch import stop_after
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
@@ -218,14 +219,13 @@ def test_an_interrupted_get_file_resumes(
     data = make_data(4 * MIB)
     fault_server.add_file("/f.bin", data)
     fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=MIB))
-    cancel = threading.Event()
-    stopping = SegdlFileSystem(skip_instance_cache=True, cancel=cancel, connections=2)
-    timer = threading.Timer(0.6, cancel.set)
-    timer.start()
+    cancel = stop_after(2 * MIB)
+    stopping = SegdlFileSystem(
+        skip_instance_cache=True, cancel=cancel, progress=cancel.listener, connections=2
+    )
     target = tmp_path / "f.bin"
     with pytest.raises(segdl.Cancelled):
         stopping.get_file(fault_server.url("/f.bin"), str(target))
-    timer.cancel()
     assert not target.exists() and (tmp_path / "f.bin.part").exists()
     _settle(fault_server)
     fault_server.set_faults("/f.bin", None)

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import segdl
 from segdl.integrations.pooch import SegdlDownloader, resume_path
 from tests.server import FaultServer
 from tests.server.faults import Faults
+from tests.stopping import stop_after
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -87,19 +87,17 @@ def test_an_interrupted_retrieve_resumes_on_the_next_call(
     url = fault_server.url("/f.bin")
     fault_server.add_file("/f.bin", data)
     fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=MIB))
-    cancel = threading.Event()
-    timer = threading.Timer(0.6, cancel.set)
-    timer.start()
+    cancel = stop_after(2 * MIB)
     with pytest.raises(segdl.Cancelled):
         pooch.retrieve(
             url, known_hash=f"sha256:{sha256(data)}", fname="f.bin", path=tmp_path,
-            downloader=SegdlDownloader(cancel=cancel, connections=2, min_split_bytes=MIB),
+            downloader=SegdlDownloader(cancel=cancel, progress=cancel.listener, connections=2,
+                                       min_split_bytes=MIB),
         )  # fmt: skip
-    timer.cancel()
     partial = resume_path(tmp_path, url)
     assert partial.with_name(partial.name + ".part").exists()
     assert not (tmp_path / "f.bin").exists()
-    assert 0 < fault_server.bytes_sent < len(data) // 2
+    assert 0 < fault_server.bytes_sent < len(data)
 
     _settle(fault_server)
     fault_server.set_faults("/f.bin", None)
@@ -137,7 +135,7 @@ def test_a_retrieve_killed_with_sigkill_resumes_in_the_next_process(
     deadline = time.monotonic() + 20
     while not state.exists() and time.monotonic() < deadline:  # a checkpoint is on disk
         time.sleep(0.05)
-    time.sleep(0.8)
+    time.sleep(1.5)  # a save at most every second: by then one covers a second of bytes
     child.kill()
     assert child.wait(timeout=10) == -9
     assert state.exists() and not (tmp_path / "f.bin").exists()

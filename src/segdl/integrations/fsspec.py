@@ -94,6 +94,8 @@ class SegdlFileSystem(AbstractFileSystem):
         self.parallel = parallel
         self.use_listings_cache = bool(options.get("use_listings_cache", False))
         self.download_options = {k: v for k, v in options.items() if k not in _FSSPEC_KEYS}
+        # A listener of the caller's hears every download, beside fsspec's callback.
+        self.progress: segdl.ProgressListener | None = self.download_options.pop("progress", None)
         self.requester = Requester(self.download_options)
 
     # -- names ---------------------------------------------------------------------------------
@@ -243,7 +245,7 @@ class SegdlFileSystem(AbstractFileSystem):
                 url,
                 target,
                 if_exists="overwrite",  # fsspec's get replaces what is there
-                progress=_CallbackListener(callback),
+                progress=_CallbackListener(callback, self.progress),
                 **self.download_options,
             )
         except segdl.SegdlError as exc:
@@ -277,7 +279,7 @@ class SegdlFileSystem(AbstractFileSystem):
         jobs = [segdl.Job((url,), {"dest": local}) for url, local in plan]
         report = segdl.download_many(
             jobs, parallel=self.parallel, on_item=one_done, if_exists="overwrite",
-            journal=False, **self.download_options,
+            journal=False, progress=self.progress, **self.download_options,
         )  # fmt: skip
         for failed in report.failures:
             error = failed.error
@@ -376,10 +378,12 @@ class SegdlFile(AbstractBufferedFile):
 
 
 class _CallbackListener:
-    """segdl's progress events into an fsspec callback (size, then bytes done)."""
+    """segdl's progress events into an fsspec callback (size, then bytes done), and to the
+    caller's own listener if there is one."""
 
-    def __init__(self, callback: Any) -> None:
+    def __init__(self, callback: Any, also: segdl.ProgressListener | None = None) -> None:
         self.callback = callback
+        self.also = also
 
     def __call__(self, event: segdl.Event) -> None:
         if isinstance(event, segdl.DownloadStarted) and event.size_bytes is not None:
@@ -388,6 +392,8 @@ class _CallbackListener:
             self.callback.absolute_update(event.done_bytes)
         elif isinstance(event, segdl.DownloadFinished):
             self.callback.absolute_update(event.size_bytes)
+        if self.also is not None:
+            self.also(event)
 
 
 def _fs_error(url: str, error: segdl.SegdlError) -> Exception:
