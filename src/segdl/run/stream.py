@@ -35,7 +35,6 @@ from segdl.core.progress import (
     NoticeKind,
     ProgressListener,
     SegmentMap,
-    merged,
     silent,
 )
 from segdl.net.auth import Identity, identity_for
@@ -44,75 +43,11 @@ from segdl.run.engine import check_url
 from segdl.run.fetch import open_range
 from segdl.run.probe import FirstContact, first_contact
 from segdl.run.ratelimit import TokenBucket
+from segdl.run.reorder import Piece, ReorderWindow, piece_bytes
 from segdl.run.retries import call_with_retries
 
 STDOUT_PATH = Path("-")
-_MIN_PIECE_BYTES = 64 * 1024
-_MAX_PIECE_BYTES = 16 << 20
 _TICK_S = 0.25
-
-
-def piece_bytes(size_bytes: int, connections: int, window_bytes: int) -> int:
-    """Pieces small enough that every connection has two in the window (one to fetch, one
-    waiting to be written), and no more pieces than a file that size needs."""
-    piece = window_bytes // (2 * connections)
-    piece = min(piece, -(-size_bytes // connections), _MAX_PIECE_BYTES)
-    return max(_MIN_PIECE_BYTES, min(piece, window_bytes))
-
-
-class _Window:
-    """The reorder buffer: pieces handed out in order, and the ones done waiting their turn."""
-
-    def __init__(self, size_bytes: int, piece: int, window_bytes: int) -> None:
-        self.size_bytes = size_bytes
-        self.piece = piece
-        self.window_bytes = window_bytes
-        self.changed = threading.Condition()
-        self.next_start = 0
-        self.flushed = 0
-        self.ready: dict[int, bytearray] = {}
-        self.receiving: dict[int, tuple[int, int]] = {}  # piece start -> (received, end)
-        self.error: BaseException | None = None
-        self.stopped = False
-
-    def take(self) -> ByteRange | None:
-        """The next piece, once it fits in the window; None when there is none left."""
-        with self.changed:
-            while True:
-                if self.stopped or self.next_start >= self.size_bytes:
-                    return None
-                end = min(self.next_start + self.piece, self.size_bytes)
-                if end <= self.flushed + self.window_bytes:
-                    piece = ByteRange(self.next_start, end)
-                    self.next_start = end
-                    self.receiving[piece.start] = (0, end)
-                    return piece
-                self.changed.wait()
-
-    def received(self, piece: ByteRange, received_bytes: int) -> None:
-        with self.changed:
-            self.receiving[piece.start] = (received_bytes, piece.end)
-
-    def done(self, piece: ByteRange, data: bytearray) -> None:
-        with self.changed:
-            del self.receiving[piece.start]
-            self.ready[piece.start] = data
-            self.changed.notify_all()
-
-    def fail(self, error: BaseException) -> None:
-        with self.changed:
-            if self.error is None:
-                self.error = error
-            self.stopped = True
-            self.changed.notify_all()
-
-    def segment_map(self) -> SegmentMap:
-        with self.changed:
-            done = [ByteRange(0, self.flushed)]
-            done += [ByteRange(s, s + len(d)) for s, d in self.ready.items()]
-            done += [ByteRange(s, s + got) for s, (got, _) in self.receiving.items()]
-            streams = [ByteRange(s + got, e) for s, (got, e) in sorted(self.receiving.items())]
-        return SegmentMap(self.size_bytes, merged(done), tuple(streams))
 
 
 class Streamer:
@@ -181,19 +116,21 @@ class Streamer:
     def _ranged(self, contact: FirstContact, size: int) -> Result:
         options = self.options
         connections = max(1, min(options.connections, options.max_connections_per_host))
-        window = _Window(size, piece_bytes(size, connections, options.stream_buffer_bytes),
-                         options.stream_buffer_bytes)  # fmt: skip
+        window = ReorderWindow(size, piece_bytes(size, connections, options.stream_buffer_bytes),
+                               options.stream_buffer_bytes)  # fmt: skip
         connections = min(connections, -(-size // window.piece))
         self.listener(DownloadStarted(self.url, STDOUT_PATH, size, True, connections))
-        first = [contact.response]
+        # Piece 0 is handed out here, so the first answer (from byte 0) serves it.
+        work = window.take()
+        assert work is not None
         threads = [
             threading.Thread(
                 target=self._worker,
-                args=(window, contact.resource, first.pop() if index == 0 else None),
-                name=f"segdl-stream-{index}",
+                args=(window, contact.resource, *((work[0], contact.response) if i == 0 else ())),
+                name=f"segdl-stream-{i}",
                 daemon=True,
             )
-            for index in range(connections)
+            for i in range(connections)
         ]
         for thread in threads:
             thread.start()
@@ -208,7 +145,7 @@ class Streamer:
                 thread.join()
         return self._finished(size, connections, ranged=True)
 
-    def _write_in_order(self, window: _Window, threads: list[threading.Thread]) -> None:
+    def _write_in_order(self, window: ReorderWindow, threads: list[threading.Thread]) -> None:
         """The calling thread: write each piece once its turn comes; report a few times a
         second; the first error of any connection, or a cancel, ends it."""
         last_s = 0.0
@@ -233,52 +170,82 @@ class Streamer:
                 active = sum(1 for t in threads if t.is_alive())
                 self._progress(window.flushed, window.size_bytes, active, window.segment_map())
 
-    def _worker(self, window: _Window, resource: Resource, response: Response | None) -> None:
+    def _worker(
+        self,
+        window: ReorderWindow,
+        resource: Resource,
+        piece: Piece | None = None,
+        first: Response | None = None,
+    ) -> None:
+        """Fetch pieces until none is left; ``first``, the first contact's answer (from
+        byte 0), serves ``piece``, the first piece."""
         try:
-            while (piece := window.take()) is not None:
-                window.done(piece, self._fetch(window, resource, piece, response))
-                response = None
+            while True:
+                if piece is None:
+                    work = window.take()
+                    if work is None:
+                        return
+                    piece, takeover = work
+                    if takeover:
+                        slow = piece.response
+                        if slow is not None:
+                            slow.abort()  # its owner's read returns at once and lets go
+                        if not window.adopt(piece):
+                            piece = None
+                            continue
+                if self._fetch(window, resource, piece, first):
+                    window.done(piece)
+                piece, first = None, None
         except BaseException as exc:
             window.fail(exc)
         finally:
-            if response is not None:  # the first answer, never used: the window stopped
-                response.close()
+            if first is not None:  # the first answer, never used: the window stopped
+                first.close()
 
     def _fetch(
-        self, window: _Window, resource: Resource, piece: ByteRange, response: Response | None
-    ) -> bytearray:
-        """One piece into a buffer of its own, resuming a broken answer where it stopped."""
-        data = bytearray(piece.length)
-        view = memoryview(data)
-        got = 0
+        self, window: ReorderWindow, resource: Resource, piece: Piece, first: Response | None
+    ) -> bool:
+        """The rest of ``piece`` into its buffer, resuming a broken answer where it stopped;
+        False if another connection took it over meanwhile (it goes on from ``piece.got``)."""
+        view = memoryview(piece.data)
+        length = piece.range.length
         policy = self.options.retry_policy()
         headers = {
             **self.options.request_headers(),
             **self.identity.headers_for(resource.final_url),
         }
-        for response_or_none in self._answers(response):
-            before = got
+        for answer_or_none in self._answers(first):
+            before = piece.got
             try:
-                answer = response_or_none or open_range(
-                    self.transport, resource, ByteRange(piece.start + got, piece.end), headers
-                )
+                asked = ByteRange(piece.range.start + piece.got, piece.range.end)
+                answer = answer_or_none or open_range(self.transport, resource, asked, headers)
                 self._register(answer)
                 try:
-                    while got < piece.length:
+                    piece.response = answer
+                    if not window.received(piece, piece.got):  # taken while we asked
+                        window.release(piece)
+                        return False
+                    got = piece.got
+                    while got < length:
                         n = answer.readinto(view[got:])
                         if n == 0:
-                            raise ShortBody(resource.final_url, piece.length, got)
+                            raise ShortBody(resource.final_url, length, got)
                         self._throttle(n)
                         got += n
-                        window.received(piece, got)
+                        if not window.received(piece, got):
+                            window.release(piece)
+                            return False
                 finally:
                     self._unregister(answer)
                     answer.close()
-                return data
+                return True
             except (NetworkError, ShortBody) as exc:
                 if window.stopped:
                     raise Cancelled("download stopped") from exc
-                policy = policy.after(exc, progressed=got > before)
+                if piece.taken:  # our answer was aborted: the piece has a new owner
+                    window.release(piece)
+                    return False
+                policy = policy.after(exc, progressed=piece.got > before)
                 if not policy.may_retry(exc, time.time()):
                     raise
                 time.sleep(min(policy.wait_s(exc, time.time()), 5.0))
