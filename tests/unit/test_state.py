@@ -549,8 +549,9 @@ def test_lock_works_without_hard_links(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_checkpointer_starts_its_thread_only_when_a_save_is_due(tmp_path: Path) -> None:
-    """Entering starts nothing; ticks start the saving thread once a MiB is written (or a
-    second has passed with bytes to save), and that thread then saves what is written."""
+    """Entering starts nothing; ticks start the saving thread once a save is due (256 KiB
+    written, or a second passed with bytes to save), never within 0.1 s of the start, and
+    that thread then saves what is written."""
     final = tmp_path / "out"
     now = [100.0]
     written: list[ByteRange] = []
@@ -567,11 +568,11 @@ def test_checkpointer_starts_its_thread_only_when_a_save_is_due(tmp_path: Path) 
                 final, part, template, lambda: list(written), lock, lambda: now[0]
             ) as saver:
                 saver.tick()
-                written.append(ByteRange(0, 1 << 19))  # half a MiB, 0.5 s in: not yet due
-                now[0] += 0.5
+                written.append(ByteRange(0, 1 << 20))  # a MiB, but 0.05 s in: not yet due
+                now[0] += 0.05
                 saver.tick()
                 assert checkpoint_threads() == 0 and not saver.saved
-                written.append(ByteRange(1 << 19, 1 << 20))  # a MiB: due
+                now[0] += 0.1  # 0.15 s in: due
                 saver.tick()
                 assert checkpoint_threads() == 1
                 deadline = time.monotonic() + 5.0
@@ -639,3 +640,26 @@ def test_a_lock_our_link_created_is_not_read_back(
             OwnerLock(tmp_path / "out").acquire()
         assert lock.path in reads
     assert not lock.path.exists()
+
+
+def test_the_first_save_needs_no_more_than_later_ones(tmp_path: Path) -> None:
+    """256 KiB (this file's threshold) 0.1 s in make the first save due; 128 KiB do not until
+    a second has passed."""
+    final = tmp_path / "out"
+    now = [100.0]
+    written: list[ByteRange] = []
+    template = dataclasses.replace(SAMPLE, size_bytes=8 << 20, done=())
+    with OwnerLock(final) as lock:
+        part = PartFile(final, overwrite=False)
+        try:
+            saver = Checkpointer(final, part, template, lambda: list(written), lock, lambda: now[0])
+            written.append(ByteRange(0, 1 << 17))
+            now[0] += 0.5
+            assert not saver._due()
+            written[-1] = ByteRange(0, 1 << 18)
+            assert saver._due()
+            written[-1] = ByteRange(0, 1 << 17)
+            now[0] += 0.5
+            assert saver._due()
+        finally:
+            part.close()

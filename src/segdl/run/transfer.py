@@ -57,6 +57,7 @@ from segdl.run.retries import call_with_retries
 log = logging.getLogger(__name__)
 
 _PROGRESS_INTERVAL_S = 0.25
+_EARLY_TICK_S = 0.05
 _IDLE_POLL_S = 0.05
 _RATE_WINDOW_S = 3.0
 
@@ -395,21 +396,30 @@ class Transfer:
                 for call in calls:
                     futures.append(pool.submit(call))
                 pending = set(futures)
+                progress_due_s = self.clock() + _PROGRESS_INTERVAL_S
                 while pending:
+                    checkpointer = self.checkpointer
+                    # Until the checkpointer's own thread runs, its first save waits for a
+                    # tick: tick often then, so a kill -9 early in a run loses little (#19).
+                    early = checkpointer is not None and not checkpointer.running
                     done, pending = cf.wait(
-                        pending, timeout=_PROGRESS_INTERVAL_S, return_when=cf.FIRST_EXCEPTION
+                        pending,
+                        timeout=_EARLY_TICK_S if early else _PROGRESS_INTERVAL_S,
+                        return_when=cf.FIRST_EXCEPTION,
                     )
                     for future in done:
                         if future.exception() is not None:
                             raise _first_error(futures)
                     self._flush_notices()
-                    self._advance_hasher()
-                    checkpointer = self.checkpointer
                     if checkpointer is not None:
                         if checkpointer.error is not None:
                             raise checkpointer.error
                         checkpointer.tick()
-                    self._progress(size_bytes, done_bytes(), len(pending), segment_map())
+                    now_s = self.clock()
+                    if now_s >= progress_due_s or not pending:
+                        progress_due_s = now_s + _PROGRESS_INTERVAL_S
+                        self._advance_hasher()
+                        self._progress(size_bytes, done_bytes(), len(pending), segment_map())
                     if self.cancel.is_set():
                         raise Cancelled("download cancelled")
             except BaseException:
