@@ -136,3 +136,14 @@ def test_whole_request_table(
 ) -> None:
     """A first contact or a plain stream is retried whole while the policy allows."""
     assert decide_whole(error, policy, stopping=stopping, now_epoch_s=0.0).action is action
+
+
+def test_a_trickle_is_never_progress() -> None:
+    """A SlowBody that brought a few bytes still uses up an attempt (#19): a range whose body
+    trickles fails when its attempts run out, where a real break with bytes gets them back."""
+    from segdl.core.errors import SlowBody
+
+    trickle = SlowBody(URL, "body trickled: 768 bytes in 2 s")
+    spent_but_progressed = replace(SPENT, progressed=True)
+    assert decide(trickle, spent_but_progressed).action is Action.FAIL
+    assert decide(RESET, spent_but_progressed).action is Action.RETRY

@@ -28,6 +28,7 @@ from segdl.core.errors import (
     RangeNotHonoured,
     RemoteChanged,
     ShortBody,
+    SlowBody,
     UnexpectedEncoding,
 )
 from segdl.core.retry import RetryPolicy, is_overload, is_transient
@@ -99,7 +100,10 @@ def decide(
         return Decision(Action.DROP_MIRROR, policy)
     if failure.renewable and _expired(error):
         return Decision(Action.RENEW, policy)
-    policy = policy.after(error, progressed=failure.progressed)
+    # A trickle is a stall, whatever few bytes it brought (#19): it must not earn the range
+    # all its attempts back, or a server sending 1 KiB per timeout keeps it going forever.
+    progressed = failure.progressed and not isinstance(error, SlowBody)
+    policy = policy.after(error, progressed=progressed)
     if failure.others_working and is_overload(error):
         return Decision(Action.SHED, policy)
     if policy.may_retry(error, failure.now_epoch_s):

@@ -24,6 +24,7 @@ from typing import Any
 from segdl.core.answers import Mode, Witness, changed
 from segdl.core.errors import (
     Cancelled,
+    ConnectionBroken,
     HTTPStatusError,
     ProtocolError,
     RemoteChanged,
@@ -277,6 +278,9 @@ class Transfer:
                     )
                 except BaseException as exc:
                     planner.release(claim, self.clock())
+                    broke = response is not None and claim.received_bytes == received_before
+                    if broke and self._range_broke(exc, index):
+                        return
                     failure = self._failure(planner, policy, resource, claim, received_before)
                     decision = decide(exc, failure)
                     policy = decision.policy
@@ -519,6 +523,24 @@ class Transfer:
         for bucket in self.rate_limiters:
             size = min(size, max(16 * 1024, int(bucket.rate_bytes_per_s / 20)))
         return size
+
+    def _range_broke(self, error: BaseException, index: int) -> bool:
+        """A believed ranged answer ended before its first byte: count it; True when this
+        worker is one too many now (its range stays in the plan for the others). Raises
+        :class:`_SwitchToSingleStream` once ranges have broken too often in a row."""
+        if not isinstance(error, (ShortBody, ConnectionBroken)) or self._halt.is_set():
+            return False
+        if self._breaks.broke():
+            raise _SwitchToSingleStream(
+                f"ranged answers keep ending before their first byte ({error})", keep=True
+            ) from error
+        if index < self._breaks.cap:
+            return False
+        self._notice(
+            NoticeKind.CONNECTIONS_LOWERED,
+            f"ranged answers keep breaking ({error}); continuing with {self._breaks.cap}",
+        )
+        return True
 
     def _failure(
         self,
