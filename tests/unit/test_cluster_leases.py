@@ -236,3 +236,42 @@ def test_request_rate_is_held_across_workers() -> None:
     for gate in gates:
         gate.close()
     assert count <= 5 + 50 * 1.2 + 3 * 2  # burst, rate over the second, tokens in hand
+
+
+def test_free_slots_go_to_the_longest_waiting() -> None:
+    """A slot given back goes to the worker waiting longest, not to whoever asks first."""
+    book = LeaseBook(1)
+    assert book.acquire("a", "h:80", 1, 0.0).granted == 1
+    assert book.acquire("old", "h:80", 1, 0.1).granted == 0
+    assert book.acquire("new", "h:80", 1, 0.2).granted == 0
+    book.release("a", "h:80", 1, 0.3)
+    assert book.acquire("a", "h:80", 1, 0.4).granted == 0  # back of the queue now
+    assert book.acquire("new", "h:80", 1, 0.5).granted == 0
+    assert book.acquire("old", "h:80", 1, 0.6).granted == 1
+
+
+def test_slots_go_round_between_busy_workers() -> None:
+    """A worker that keeps reusing its one slot gives it up after rotate_s when another
+    waits, so the other is served too."""
+    service = LocalLeases(LeaseBook(1))
+    busy = LeasedGate(service, lease_batch=1, tick_s=0.05, rotate_s=0.2)
+    other = LeasedGate(service, lease_batch=1, tick_s=0.05, rotate_s=0.2)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            if busy.connect("h:80", 0.1):
+                time.sleep(0.005)
+                busy.disconnected("h:80")
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    time.sleep(0.1)
+    try:
+        assert other.connect("h:80", 3.0)
+        other.disconnected("h:80")
+    finally:
+        stop.set()
+        thread.join()
+        busy.close()
+        other.close()

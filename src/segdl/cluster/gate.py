@@ -6,8 +6,10 @@ the slots it was granted and hands them to its own connections, asking the book 
 has none to spare, and for a few at a time. A background thread long-polls the book: a
 pause reported anywhere reaches every worker within one round trip, and the same call is
 the heartbeat that keeps the worker's leases alive and tells it its fair share. Slots are
-given back when this worker holds more than its share while others wait, when they have
-been unused for ``idle_s``, and all of them when the gate closes.
+given back when this worker holds more than its share while others wait, one at a time as
+connections close once it has had them ``rotate_s`` while others wait (so that slots go
+round and no worker starves), when they have been unused for ``idle_s``, and all of them
+when the gate closes.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class _Host:
     paused_until: float = 0.0
     tokens: int = 0
     last_busy: float = 0.0
+    others_waiting: int = 0  # other workers waiting for this host's slots
+    granted_at: float = 0.0  # when the book last granted this worker slots
 
 
 def worker_name() -> str:
@@ -129,6 +133,7 @@ class LeasedGate:
         lease_batch: int = 4,
         idle_s: float = 0.5,
         tick_s: float = 0.5,
+        rotate_s: float = 1.0,
         rate_limited: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -137,6 +142,7 @@ class LeasedGate:
         self._batch = max(1, lease_batch)
         self._idle_s = idle_s
         self._tick_s = tick_s
+        self._rotate_s = rotate_s
         self._rate_limited = rate_limited
         self._clock = clock
         self._changed = threading.Condition()
@@ -175,6 +181,8 @@ class LeasedGate:
                         self._changed.acquire()
                         state.asking = False
                     state.held += view.granted
+                    if view.granted:
+                        state.granted_at = self._clock()
                     self._learn(state, view)
                     self._changed.notify_all()
             finally:
@@ -188,7 +196,10 @@ class LeasedGate:
             give = 0
             if state.held > state.share and state.waiting == 0:
                 give = min(state.held - state.open, state.held - state.share)
-                state.held -= give
+            elif state.others_waiting and self._clock() - state.granted_at > self._rotate_s:
+                give = 1  # had it a while, others wait: let the slots go round
+                state.granted_at = self._clock()
+            state.held -= give
             self._changed.notify_all()
         if give > 0:
             self._service.release(self.worker, host, give)
@@ -242,6 +253,7 @@ class LeasedGate:
 
     def _learn(self, state: _Host, view: HostView) -> None:
         state.share = view.share
+        state.others_waiting = view.waiting
         if view.pause_s > 0:
             state.paused_until = max(state.paused_until, self._clock() + view.pause_s)
 

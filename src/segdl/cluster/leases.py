@@ -8,8 +8,9 @@ the whole run; :class:`segdl.cluster.gate.LeasedGate` is a worker's side of it.
   open connection. Workers ask for slots in batches and keep them while they use them, so
   the book is consulted per connection opened, not per request.
 - **Fair shares**: when several workers want a host's slots, each one's share is
-  ``cap // wanting``; a worker at its share gets no more while another is below its own,
-  and learns (``share``) that idle connections above it should be closed.
+  ``cap // wanting``; free slots go to the workers waiting longest first, as far as their
+  shares go; a worker learns its share (idle connections above it should be closed) and how
+  many others wait (it then gives a slot back now and then, so that slots go round).
 - **Expiry**: a worker not heard from for ``ttl_s`` (its node died) loses its slots.
 - **Pause**: a ``Retry-After`` reported by anyone pauses the host for everyone, at most
   ``max_pause_s``; ``pause_epoch`` changes, so watchers learn it at once.
@@ -39,6 +40,9 @@ class HostView:
     """Slots this worker may keep while others wait for one."""
     pause_s: float = 0.0
     """What is left of a pause every worker must keep."""
+    waiting: int = 0
+    """Other workers waiting for a slot of this host: a worker that has had its slots a
+    while gives one back as its connection closes, so that slots go round."""
 
 
 class LeaseBook:
@@ -64,7 +68,8 @@ class LeaseBook:
         self.granted_total = 0
         self.expired_workers = 0
         self._held: dict[str, dict[str, int]] = {}  # host -> worker -> slots
-        self._wanting: dict[str, dict[str, float]] = {}  # host -> worker -> when it asked
+        # host -> worker -> (since when it waits, when it last asked)
+        self._wanting: dict[str, dict[str, tuple[float, float]]] = {}
         self._seen: dict[str, float] = {}  # worker -> last heard from
         self._paused_until: dict[str, float] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # host -> (tokens, at)
@@ -78,12 +83,18 @@ class LeaseBook:
         held = self._held.setdefault(host, {})
         wanting = self._wanting.setdefault(host, {})
         mine = held.get(worker, 0)
-        wanting[worker] = now  # counted in the share while it is decided
+        since = wanting.get(worker, (now, now))[0]
+        wanting[worker] = (since, now)  # counted in the share while it is decided
         share = self._share(host, now)
         free = self.cap - sum(held.values())
-        others_need = sum(max(0, share - held.get(w, 0)) for w in wanting if w != worker)
-        room = max(min(free, share - mine), free - others_need, 0)
-        granted = max(0, min(want, room))
+        # First come, first served: free slots go to those waiting longer first, as far as
+        # their shares go; what is left, to this worker.
+        ahead = sum(
+            max(0, share - held.get(w, 0))
+            for w, (first, _) in wanting.items()
+            if w != worker and first < since
+        )
+        granted = max(0, min(want, free - ahead))
         if granted:
             held[worker] = mine + granted
             self.granted_total += granted
@@ -153,8 +164,8 @@ class LeaseBook:
 
     def _share(self, host: str, now: float) -> int:
         wanting = self._wanting.get(host, {})
-        for worker, since in list(wanting.items()):
-            if now - since > WANT_TTL_S:
+        for worker, (_, asked) in list(wanting.items()):
+            if now - asked > WANT_TTL_S:
                 del wanting[worker]
         workers = set(self._held.get(host, {})) | set(wanting)
         return max(1, self.cap // len(workers)) if workers else self.cap
@@ -163,11 +174,13 @@ class LeaseBook:
         until = self._paused_until.get(host, 0.0)
         if until and until <= now:
             del self._paused_until[host]
+        share = self._share(host, now)
         return HostView(
             granted=granted,
             held=self._held.get(host, {}).get(worker, 0),
-            share=self._share(host, now),
+            share=share,
             pause_s=max(0.0, until - now),
+            waiting=sum(1 for w in self._wanting.get(host, {}) if w != worker),
         )
 
     def _heard(self, worker: str, now: float) -> None:

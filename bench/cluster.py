@@ -1,0 +1,230 @@
+"""The cluster runner's costs: ``python -m bench.cluster`` (needs segdl[cluster]).
+
+1. Ray's overhead: N x 16 KiB files from a local nginx, ``segdl -i`` alone against
+   ``segdl -i --ray`` (a local Ray of one node started for the run, as a user without a
+   cluster gets it) and against ``segdl.cluster.run`` on a Ray already running (what a
+   cluster's users pay per run). Every file's sha256 is checked.
+2. The host actor alone: slots granted per second by the one actor of a run, to callers in
+   other processes (Ray tasks), in batches of ``--lease-batch``.
+3. Scale, simulated: 100 fake workers (threads, each with its own LeasedGate and heartbeat)
+   x 1 host behind a cap, each "request" holding its connection for a fixed time: the peak
+   of connections held at once must stay at the cap and throughput be the cap's share.
+
+Prints a markdown table with the targets of issue 24 beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on loopback
+
+from segdl.cluster.gate import LeasedGate, LocalLeases
+from segdl.cluster.leases import LeaseBook
+from tests.nginx import Nginx
+
+SIZE = 16 * 1024
+
+
+def _files(root: Path, count: int) -> dict[str, str]:
+    digests = {}
+    rand = random.Random(0)
+    for n in range(count):
+        data = rand.randbytes(SIZE)
+        name = f"f{n:05d}.bin"
+        (root / name).write_bytes(data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def _check(out: Path, digests: dict[str, str]) -> bool:
+    return all(
+        hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+        for name, digest in digests.items()
+    )
+
+
+def _timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def overhead(count: int, jobs: int, shard_size: int) -> dict[str, float]:
+    """Walls of the three ways to run the same list (fresh destinations each)."""
+    import ray
+
+    import segdl.cluster
+
+    walls: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="segdl-cluster-bench-") as tmp:
+        root = Path(tmp) / "www"
+        root.mkdir()
+        digests = _files(root, count)
+        with Nginx(root) as nginx:
+            listing = Path(tmp) / "urls.txt"
+            listing.write_text("".join(nginx.url(name) + "\n" for name in digests))
+            base = [sys.executable, "-m", "segdl", "-q", "-j", str(jobs), "-i", str(listing)]
+            out = Path(tmp) / "alone"
+            walls["segdl -i"] = _timed([*base, "-d", str(out)])
+            assert _check(out, digests), "segdl -i: a file differs"
+            out = Path(tmp) / "ray-cli"
+            ray_cli = [*base, "-d", str(out), "--ray", "--shard-size", str(shard_size)]
+            walls["segdl -i --ray (starts Ray)"] = _timed(ray_cli)
+            assert _check(out, digests), "segdl --ray: a file differs"
+            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.get(ray.remote(lambda: None).remote())  # a worker is up
+                out = Path(tmp) / "ray-running"
+                started = time.perf_counter()
+                report = segdl.cluster.run(
+                    listing, out, shard_size=shard_size, parallel=jobs, task_cpus=1
+                )
+                walls["cluster.run, Ray running"] = time.perf_counter() - started
+                assert report.totals.done == count and _check(out, digests)
+            finally:
+                ray.shutdown()
+    return walls
+
+
+def lease_rate(callers: int, batch: int, seconds: float) -> tuple[float, float]:
+    """(slots granted per second, actor calls per second) with ``callers`` Ray tasks each
+    acquiring ``batch`` slots and giving them back, as fast as the actor answers."""
+    import ray
+
+    from segdl.cluster.actor import start_book
+
+    ray.init(num_cpus=callers, include_dashboard=False, log_to_driver=False)
+    try:
+        book = start_book(callers * batch, ttl_s=30.0, max_pause_s=300.0, rate_per_s=None)
+
+        @ray.remote(num_cpus=1)
+        def caller(book: object, name: str, batch: int, seconds: float) -> int:
+            granted = 0
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                view = ray.get(book.acquire.remote(name, "h:80", batch, 0.0))  # type: ignore[attr-defined]
+                granted += view.granted
+                ray.get(book.release.remote(name, "h:80", view.granted))  # type: ignore[attr-defined]
+            return granted
+
+        ray.get([caller.remote(book, f"warm{n}", batch, 0.5) for n in range(callers)])
+        started = time.perf_counter()
+        granted = sum(
+            ray.get([caller.remote(book, f"w{n}", batch, seconds) for n in range(callers)])
+        )
+        elapsed = time.perf_counter() - started
+        calls = ray.get(book.snapshot.remote())["calls"]
+        return granted / elapsed, calls / (elapsed + 0.5)  # warm-up calls counted too: rough
+    finally:
+        ray.shutdown()
+
+
+def simulate(workers: int, cap: int, hold_s: float, seconds: float) -> dict[str, float]:
+    """Fake workers behind one host's cap: peak held at once, throughput vs the cap's share."""
+    service = LocalLeases(LeaseBook(cap, ttl_s=5.0))
+    lock = threading.Lock()
+    state = {"open": 0, "peak": 0}
+    counts = [0] * workers
+    stop = threading.Event()
+
+    def work(index: int, gate: LeasedGate) -> None:
+        while not stop.is_set():
+            if not gate.connect("h:80", 0.5):
+                continue
+            with lock:
+                state["open"] += 1
+                state["peak"] = max(state["peak"], state["open"])
+            time.sleep(hold_s)  # the connection carries one file
+            with lock:
+                state["open"] -= 1
+            counts[index] += 1
+            gate.disconnected("h:80")
+
+    gates = [LeasedGate(service, lease_batch=2, tick_s=0.5) for _ in range(workers)]
+    threads = [threading.Thread(target=work, args=(n, g)) for n, g in enumerate(gates)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # warm-up
+    before, started = sum(counts), time.perf_counter()
+    time.sleep(seconds)
+    done, elapsed = sum(counts) - before, time.perf_counter() - started
+    stop.set()
+    for thread in threads:
+        thread.join()
+    for gate in gates:
+        gate.close()
+    ideal = cap / hold_s
+    active = sorted(counts)
+    return {
+        "peak": state["peak"],
+        "rate": done / elapsed,
+        "ideal": ideal,
+        "min_share": active[0] / max(1, statistics.mean(active)),
+        "served": sum(1 for c in active if c) / workers,
+        "calls_per_s": service.calls / (elapsed + 1.0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__)
+    parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--jobs", type=int, default=16)
+    parser.add_argument("--shard-size", type=int, default=2000)
+    parser.add_argument("--callers", type=int, default=2)
+    parser.add_argument("--lease-batch", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=100)
+    parser.add_argument("--cap", type=int, default=16)
+    parser.add_argument("--hold-ms", type=float, default=20.0)
+    parser.add_argument("--skip", choices=["overhead", "leases", "simulation"], action="append")
+    args = parser.parse_args(argv)
+    skip = set(args.skip or ())
+    rows = ["| measure | figure | target | met |", "|---|---|---|---|"]
+    if "overhead" not in skip:
+        walls = overhead(args.files, args.jobs, args.shard_size)
+        alone = walls["segdl -i"]
+        for name, wall in walls.items():
+            ratio = wall / alone
+            target = "-" if name == "segdl -i" else "<= 1.2x"
+            met = "-" if name == "segdl -i" else ("yes" if ratio <= 1.2 else "no")
+            rows.append(
+                f"| {args.files} x 16 KiB, nginx, -j {args.jobs}: {name} | {wall:.2f} s "
+                f"({ratio:.2f}x) | {target} | {met} |"
+            )
+    if "leases" not in skip:
+        rate, calls = lease_rate(args.callers, args.lease_batch, 3.0)
+        rows.append(
+            f"| host actor alone: slots granted/s ({args.callers} callers, batches of "
+            f"{args.lease_batch}; {calls:.0f} calls/s) | {rate:,.0f} | >= 20,000 | "
+            f"{'yes' if rate >= 20_000 else 'no'} |"
+        )
+    if "simulation" not in skip:
+        sim = simulate(args.workers, args.cap, args.hold_ms / 1000, 8.0)
+        share = sim["rate"] / sim["ideal"]
+        rows.append(
+            f"| {args.workers} fake workers x 1 host, cap {args.cap}, {args.hold_ms:.0f} ms a "
+            f"file: peak held | {sim['peak']:.0f} | <= {args.cap} | "
+            f"{'yes' if sim['peak'] <= args.cap else 'no'} |"
+        )
+        rows.append(
+            f"| same, over 8 s: files/s vs the cap's share ({sim['ideal']:.0f}/s); "
+            f"{sim['served']:.0%} of workers served, the least {sim['min_share']:.2f} of the "
+            f"mean; {sim['calls_per_s']:.0f} book calls/s | "
+            f"{sim['rate']:.0f}/s ({share:.2f}x) | ~1.0x | {'yes' if share >= 0.9 else 'no'} |"
+        )
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
