@@ -221,7 +221,7 @@ def test_the_next_file_starts_while_the_last_one_syncs(
 
     monkeypatch.setattr(PartFile, "finalize", slow_finalize)
     urls = [fault_server.url(f"/f{n}.bin") for n in range(2)]
-    report = download_many(urls, parallel=1, directory=tmp_path)
+    report = download_many(urls, parallel=1, directory=tmp_path, lean=False)
     assert [item.outcome for item in report.items] == [Outcome.DONE] * 2
     assert overlapped == [True]
     assert (tmp_path / "f1.bin").read_bytes() == make_data(5000, seed=1)

@@ -1,5 +1,6 @@
 """HTTP/1.1 pipelining in batches: the next file's request rides behind the previous answer on
-its connection, and every way that can go wrong ends with the right bytes anyway."""
+its connection, and every way that can go wrong ends with the right bytes anyway. These are
+the full path's (``lean=False``); the lean path's pipelining is tested in test_lean.py."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_a_batch_pipelines_its_files_on_few_connections(
 ) -> None:
     sizes = [200 * KIB] * 10
     urls = _serve(fault_server, make_data, sizes, rate=2_000_000)
-    report = download_many(urls, parallel=2, connections=1, directory=tmp_path)
+    report = download_many(urls, parallel=2, connections=1, directory=tmp_path, lean=False)
     _check(report.ok, tmp_path, make_data, sizes)
     assert fault_server.peak_connections <= 2
     assert rides.count(True) >= 6, rides  # all but the first two could ride
@@ -67,7 +68,9 @@ def test_without_pipelining_nothing_rides(
 ) -> None:
     sizes = [100 * KIB] * 4
     urls = _serve(fault_server, make_data, sizes, rate=4_000_000)
-    report = download_many(urls, parallel=2, connections=1, directory=tmp_path, pipelining=False)
+    report = download_many(
+        urls, parallel=2, connections=1, directory=tmp_path, lean=False, pipelining=False
+    )
     _check(report.ok, tmp_path, make_data, sizes)
     assert rides == []
 
@@ -79,7 +82,7 @@ def test_small_bodies_are_read_to_their_last_byte_and_no_further(
     head of the answer pipelined behind it."""
     sizes = [1, 100, 5000, 8191, 8192, 8193, 12_000, 16_384, 20_000, 70_000] * 2
     urls = _serve(fault_server, make_data, sizes, rate=300_000)
-    report = download_many(urls, parallel=1, connections=1, directory=tmp_path)
+    report = download_many(urls, parallel=1, connections=1, directory=tmp_path, lean=False)
     _check(report.ok, tmp_path, make_data, sizes)
     assert True in rides
 
@@ -92,7 +95,7 @@ def test_a_server_closing_after_each_answer_costs_nothing_but_a_resend(
     fault_server.max_requests_per_connection = 1
     sizes = [64 * KIB] * 6
     urls = _serve(fault_server, make_data, sizes, rate=1_000_000)
-    report = download_many(urls, parallel=1, connections=1, directory=tmp_path)
+    report = download_many(urls, parallel=1, connections=1, directory=tmp_path, lean=False)
     _check(report.ok, tmp_path, make_data, sizes)
     assert rides and not any(rides)
     assert len(rides) >= 3  # it kept trying: a close is no reason to stop
@@ -109,7 +112,7 @@ def test_a_server_dropping_pipelined_requests_is_asked_again_then_no_more(
     monkeypatch.setattr(segdl.net.transport, "HEAD_WAIT_S", 0.3)
     sizes = [64 * KIB] * 6
     urls = _serve(fault_server, make_data, sizes, rate=500_000)
-    report = download_many(urls, parallel=1, connections=1, directory=tmp_path)
+    report = download_many(urls, parallel=1, connections=1, directory=tmp_path, lean=False)
     _check(report.ok, tmp_path, make_data, sizes)
     assert rides == [False]  # no answer: sent again alone, and the server asked no more
     assert len(fault_server.requests) == len(sizes)
@@ -123,7 +126,9 @@ def test_an_answer_cut_short_sends_the_queued_request_elsewhere(
     fault_server.set_faults(
         "/f0.bin", Faults(throttle_bytes_per_s=1_000_000, reset_after=100 * KIB, times=1)
     )
-    report = download_many(urls, parallel=1, connections=1, directory=tmp_path, retry_wait_s=0)
+    report = download_many(
+        urls, parallel=1, connections=1, directory=tmp_path, lean=False, retry_wait_s=0
+    )
     _check(report.ok, tmp_path, make_data, sizes)
     assert rides[0] is False  # the one queued behind the reset
     assert [item.outcome for item in report.items] == [Outcome.DONE] * 4
@@ -135,7 +140,7 @@ def test_no_lane_is_offered_behind_a_long_body(
     size = pipelining.FOLLOW_MAX_BYTES + 1
     sizes = [size, size]
     urls = _serve(fault_server, make_data, sizes, rate=50_000_000)
-    report = download_many(urls, parallel=1, connections=1, directory=tmp_path)
+    report = download_many(urls, parallel=1, connections=1, directory=tmp_path, lean=False)
     _check(report.ok, tmp_path, make_data, sizes)
     assert rides == []
 
@@ -150,7 +155,9 @@ def test_over_tls_the_reader_of_the_answer_ahead_writes_the_request(
     """One TLS connection must not be written and read by two threads at once."""
     sizes = [150 * KIB] * 6
     urls = _serve(tls_server, make_data, sizes, rate=2_000_000)
-    report = download_many(urls, parallel=1, connections=1, directory=tmp_path, ca_bundle=ca_bundle)
+    report = download_many(
+        urls, parallel=1, connections=1, directory=tmp_path, lean=False, ca_bundle=ca_bundle
+    )
     _check(report.ok, tmp_path, make_data, sizes)
     assert rides.count(True) >= 3, rides
     assert len({r.connection_id for r in tls_server.requests}) == 1
@@ -164,7 +171,7 @@ def test_a_file_of_another_server_does_not_ride(
             server.add_file(f"/{name}.bin", make_data(100 * KIB, seed=ord(name)))
             server.set_faults(f"/{name}.bin", Faults(throttle_bytes_per_s=1_000_000))
         urls = [one.url("/a.bin"), other.url("/b.bin")]
-        report = download_many(urls, parallel=1, connections=1, directory=tmp_path)
+        report = download_many(urls, parallel=1, connections=1, directory=tmp_path, lean=False)
     assert report.ok
     assert (tmp_path / "b.bin").read_bytes() == make_data(100 * KIB, seed=ord("b"))
     assert rides == []

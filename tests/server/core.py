@@ -59,6 +59,15 @@ class FaultServer:
         # "ignore": after each response, drop whatever the client already sent (a server
         # that reads one request at a time and throws pipelined ones away, staying open).
         self.pipelined_requests: Literal["serve", "ignore"] = "serve"
+        # Say `Connection: close` on this answer of each connection (1 = the first) and end
+        # the connection after it, whatever the client has pipelined behind it; None: never.
+        self.close_on_answer: int | None = None
+        # "swapped": when a second request has arrived behind the first, answer it first
+        # (a broken server or proxy answering pipelined requests out of order).
+        self.pipelined_order: Literal["in-order", "swapped"] = "in-order"
+        # The most requests a client had sent on one connection beyond the one being
+        # answered, seen as each answer ends: how deep it pipelines.
+        self.deepest_pipeline = 0
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -379,18 +388,51 @@ class FaultServer:
                 return
             except OSError:  # idle timeout, reset, or stop()
                 return
-            if not self._respond(conn, connection_id, request, started_s):
+            closing = self.close_on_answer is not None and served >= self.close_on_answer
+            if self.pipelined_order == "swapped" and not closing and reader.head_waiting(0.2):
+                if not self._swapped(conn, connection_id, reader, request, started_s):
+                    return
+                served += 1
+                continue
+            if not self._respond(conn, connection_id, request, started_s, closing):
                 return
+            waiting = reader.heads_waiting()
+            with self._lock:
+                self.deepest_pipeline = max(self.deepest_pipeline, waiting)
+
+    def _swapped(
+        self,
+        conn: socket.socket,
+        connection_id: int,
+        reader: RequestReader,
+        first: ParsedRequest,
+        started_s: float,
+    ) -> bool:
+        """Answer the request behind ``first`` before ``first`` itself."""
+        try:
+            second = parse_head(reader.read_head() or b"")
+            reader.discard_body(second)
+        except (BadRequest, OSError):
+            return False
+        return self._respond(conn, connection_id, second, started_s) and self._respond(
+            conn, connection_id, first, started_s
+        )
 
     def _respond(
-        self, conn: socket.socket, connection_id: int, request: ParsedRequest, started_s: float
+        self,
+        conn: socket.socket,
+        connection_id: int,
+        request: ParsedRequest,
+        started_s: float,
+        closing: bool = False,
     ) -> bool:
-        """Answer one request; True if the connection stays open for another."""
+        """Answer one request (with ``closing``: say Connection: close and end the
+        connection); True if the connection stays open for another."""
         record = request.record(connection_id, started_s)
         selection = self._faults.select(record)
         with self._lock:
             resource = self._resources.get(record.path)
-        plan = plan_response(record, resource, selection, request.wants_close)
+        plan = plan_response(record, resource, selection, request.wants_close or closing)
         return self._transmit(conn, connection_id, record, plan)
 
     def _transmit(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -123,6 +124,39 @@ class RequestReader:
                     raise BadRequest(400, "connection closed inside a request head")
                 return None
             self._buffer += received
+
+    def head_waiting(self, wait_s: float) -> bool:
+        """Whether a whole next request head has arrived (waiting up to ``wait_s`` for it)."""
+        deadline = time.monotonic() + wait_s
+        timeout = self._sock.gettimeout()
+        try:
+            while _HEAD_END.search(self._buffer.lstrip(b"\r\n")) is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._sock.settimeout(left)
+                received = self._sock.recv(_RECV_BYTES)
+                if not received:
+                    return False
+                self._buffer += received
+        except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            self._sock.settimeout(timeout)
+        return True
+
+    def heads_waiting(self) -> int:
+        """How many whole request heads have arrived and wait to be read (without waiting)."""
+        timeout = self._sock.gettimeout()
+        self._sock.setblocking(False)
+        try:
+            while received := self._sock.recv(_RECV_BYTES):
+                self._buffer += received
+        except (BlockingIOError, ssl.SSLWantReadError, OSError):
+            pass
+        finally:
+            self._sock.settimeout(timeout)
+        return len(_HEAD_END.findall(self._buffer))
 
     def drop_received(self) -> None:
         """Throw away every byte received so far, buffered or waiting in the socket."""

@@ -84,9 +84,12 @@ class Journals:
             return Found(Completion.COMPLETE, path)
         return Found(Completion.CHANGED, path)
 
-    def record(self, url: str, path: Path) -> None:
-        """``path`` was just finished for ``url``: append its line to its directory's journal."""
-        info = path.lstat()
+    def record(self, url: str, path: Path, info: os.stat_result | None = None) -> None:
+        """``path`` was just finished for ``url``: append its line to its directory's journal.
+        ``info``: the file's stat, when it is known before the file has its name (a batch's
+        lean path records a file just before linking it, so that a crash between the two
+        leaves an entry for a missing file, which counts as absent, never a file without one)."""
+        info = info or path.lstat()
         entry = Entry(url_digest(url), path.name, info.st_size, info.st_mtime_ns)
         line = json.dumps(
             {

@@ -22,7 +22,12 @@ _DEFAULT_NAME_MAX = 255  # ext4, XFS, btrfs, APFS; where pathconf cannot tell
 def path_inside(directory: Path, name: str) -> Path:
     """``name`` in the real ``directory``; LocalFileError (EINVAL) unless ``name`` is a sanitised
     basename whose path has exactly that directory as parent."""
-    real = Path(os.path.realpath(directory))
+    return name_inside(Path(os.path.realpath(directory)), name)
+
+
+def name_inside(real: Path, name: str) -> Path:
+    """As :func:`path_inside`, for a directory already resolved (``os.path.realpath``): a
+    batch resolves its directory once, not once per file."""
     path = real / name
     if not name or name != sanitise_filename(name, fallback="") or path.parent != real:
         raise LocalFileError(

@@ -27,6 +27,7 @@ from segdl.disk.storage import make_directory
 from segdl.net.gate import HostGate
 from segdl.net.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
 from segdl.run.engine import download
+from segdl.run.lean import LeanRun, lean_batch_usable
 from segdl.run.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,9 @@ class Downloader:
             thread_name_prefix="segdl",
         )
         self._places = _Places(parallel)
+        self._parallel = parallel
+        self._pipelining = pipelining
+        self._host_gate = host_gate
         self._journals = Journals() if journal else None
 
     def submit(
@@ -356,6 +360,7 @@ def download_many(
     parallel: int = 4,
     on_item: Callable[[ItemReport], None] | None = None,
     journal: bool = True,
+    lean: bool = True,
     **keywords: Any,
 ) -> BatchReport:
     """Download every job, ``parallel`` at a time; never raises for a failed item.
@@ -369,12 +374,18 @@ def download_many(
     tool finished there (:mod:`segdl.disk.journal`): run the same batch again and those are
     skipped without a request (``ItemReport.complete_before``), a file replaced since is left
     alone and reported (unless ``if_exists="overwrite"``), and the rest is fetched.
+    With ``lean`` (the default) small files over plain http are fetched by one loop on a
+    few pipelined connections and committed in groups (:mod:`segdl.run.lean`); the others,
+    and whatever that loop does not take whole, go the full way, as with ``lean=False``.
     """
     started = time.monotonic()
     with Downloader(parallel=parallel, journal=journal, **keywords) as downloader:
         prepared = [downloader._prepare(job) for job in jobs]
-        futures = [downloader._submit(item, on_item) for item in prepared]
-        reports = [future.result() for future in futures]
+        if lean and lean_batch_usable(downloader):  # small files: see segdl.run.lean
+            reports = LeanRun(downloader, prepared, on_item).run()
+        else:
+            futures = [downloader._submit(item, on_item) for item in prepared]
+            reports = [future.result() for future in futures]
     return BatchReport(tuple(reports), time.monotonic() - started)
 
 

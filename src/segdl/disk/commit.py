@@ -1,0 +1,191 @@
+"""Small files made durable in groups, and given their names only then.
+
+Syncing and renaming each small file on its own costs more than fetching it: an ``fsync``
+before every rename, a directory sync after it. Here each file is written whole into an
+unnamed file in its directory (Linux ``O_TMPFILE``: it has no name until it is linked, so a
+crash or ``kill -9`` leaves nothing behind, not even a temporary), and files are committed in
+groups: every file of the group is ``fdatasync``ed (a few at once, from a small pool), then
+each is linked to its final name, then each directory is synced once.
+
+The promise is the one of the single-file path (README, "Resume and crash safety"): nothing is
+ever at a final name that is not complete and on disk. The window is the group: a power cut or
+``kill -9`` loses at most the files received since the last commit (at most
+:data:`GROUP_FILES` files or :data:`GROUP_WAIT_S` seconds of them) and those in flight; a
+lost file is simply fetched again by the next run. A file is reported done only once its
+group's directory sync returned.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+GROUP_FILES = 64
+GROUP_WAIT_S = 0.25
+SYNC_THREADS = 4
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+# What open(O_TMPFILE) says where the file system (or kernel) cannot make unnamed files.
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT})
+
+
+def unnamed_files_work(directory: Path) -> bool:
+    """Whether ``directory`` takes unnamed files that can be linked in later (Linux, a
+    local file system, ``/proc`` mounted)."""
+    if not _O_TMPFILE or not os.path.isdir("/proc/self/fd"):
+        return False
+    try:
+        fd = os.open(directory, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+@dataclass(eq=False, slots=True)
+class Staged:
+    """A file written whole, unnamed, waiting for its group's commit."""
+
+    fd: int
+    directory_fd: int
+    final_path: Path
+    overwrite: bool
+    token: object
+
+
+class GroupCommit:
+    """Stages files from one thread and commits them in groups from its own.
+
+    ``on_done(staged, error)`` is called from the committing thread once a file is at its
+    final name and durable (``error`` None), or could not be committed (``error`` says why;
+    nothing is at the final name then, unless it was there before). ``before_link(staged,
+    stat)`` is called once its data is synced, just before it is linked."""
+
+    def __init__(
+        self,
+        on_done: Callable[[Staged, OSError | None], None],
+        *,
+        before_link: Callable[[Staged, os.stat_result], None] | None = None,
+        group_files: int = GROUP_FILES,
+        group_wait_s: float = GROUP_WAIT_S,
+        sync_threads: int = SYNC_THREADS,
+    ) -> None:
+        self._on_done = on_done
+        self._before_link = before_link
+        self._group_files = group_files
+        self._group_wait_s = group_wait_s
+        self._cond = threading.Condition()
+        self._pending: list[Staged] = []
+        self._closing = False
+        self._directories: dict[Path, int] = {}  # opened once each: names resolve from them
+        self._syncs = cf.ThreadPoolExecutor(sync_threads, thread_name_prefix="segdl-sync")
+        self._thread = threading.Thread(target=self._run, name="segdl-commit", daemon=True)
+        self._thread.start()
+
+    def stage(self, directory: Path, body: bytes, final_path: Path, *, overwrite: bool,
+              token: object) -> None:  # fmt: skip
+        """Write ``body`` into a new unnamed file in ``directory`` (which holds
+        ``final_path``), to be committed as ``final_path``; an OSError if it cannot be
+        written (nothing is left behind)."""
+        directory_fd = self._directories.get(directory)
+        if directory_fd is None:
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+            directory_fd = self._directories[directory] = os.open(directory, flags)
+        flags = _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
+        fd = os.open(".", flags, 0o666, dir_fd=directory_fd)  # the umask applies
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            raise
+        with self._cond:
+            self._pending.append(Staged(fd, directory_fd, final_path, overwrite, token))
+            if len(self._pending) >= self._group_files:
+                self._cond.notify()
+
+    def close(self) -> None:
+        """Commit what is staged and wait for it."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        self._syncs.shutdown(wait=True)
+        for fd in self._directories.values():
+            os.close(fd)
+        self._directories.clear()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                if len(self._pending) < self._group_files and not self._closing:
+                    self._cond.wait(self._group_wait_s)  # let the group fill a little
+                group, self._pending = self._pending, []
+            self._commit(group)
+
+    def _commit(self, group: list[Staged]) -> None:
+        synced = list(self._syncs.map(_sync, group))
+        results: list[OSError | None] = []
+        directories: dict[int, None] = {}
+        for staged, error in zip(group, synced, strict=True):
+            if error is None and self._before_link is not None:
+                try:
+                    self._before_link(staged, os.fstat(staged.fd))
+                except OSError as exc:
+                    error = exc
+            if error is None:
+                error = _link(staged)
+            with contextlib.suppress(OSError):
+                os.close(staged.fd)
+            if error is None:
+                directories[staged.directory_fd] = None
+            results.append(error)
+        for directory_fd in directories:
+            with contextlib.suppress(OSError):  # some file systems refuse it; nothing to do
+                os.fsync(directory_fd)  # the names are durable from here on
+        for staged, error in zip(group, results, strict=True):
+            self._on_done(staged, error)
+
+
+def _sync(staged: Staged) -> OSError | None:
+    try:
+        os.fdatasync(staged.fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _link(staged: Staged) -> OSError | None:
+    """Give the unnamed file its final name: never over an existing file unless
+    ``overwrite`` (then the old one is removed first: for a moment neither is there, which
+    a crash can make last, but nothing incomplete is ever at the name)."""
+    # A dir_fd makes os.link call linkat(AT_SYMLINK_FOLLOW), which links the file that
+    # /proc/self/fd/N stands for; plain link() would try to link that magic link itself.
+    source = f"/proc/self/fd/{staged.fd}"
+    name = staged.final_path.name
+    for _ in range(3):
+        try:
+            os.link(source, name, dst_dir_fd=staged.directory_fd, follow_symlinks=True)
+            return None
+        except FileExistsError as exc:
+            if not staged.overwrite:
+                return exc
+            try:
+                os.unlink(name, dir_fd=staged.directory_fd)
+            except FileNotFoundError:
+                continue
+            except OSError as unlink_error:
+                return unlink_error
+        except OSError as exc:
+            return exc
+    return OSError(errno.EEXIST, "the output kept reappearing", str(staged.final_path))

@@ -1,0 +1,134 @@
+"""The lean batch path for small files: pipelined deeper than one, and every way a server can
+get pipelining wrong still ends with every file right (tests/server and nginx)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from segdl.run import lean
+from segdl.run.batch import Job, Outcome, download_many
+from tests.nginx import Nginx
+from tests.server import FaultServer
+from tests.server.faults import Faults
+
+MakeData = Callable[..., bytes]
+KIB = 1024
+
+
+def _serve(server: FaultServer, make_data: MakeData, count: int, rate: float | None = None
+           ) -> list[str]:  # fmt: skip
+    for n in range(count):
+        server.add_file(f"/f{n}.bin", make_data(3 * KIB + 97 * n, seed=n))
+        if rate is not None:
+            server.set_faults(f"/f{n}.bin", Faults(throttle_bytes_per_s=rate))
+    return [server.url(f"/f{n}.bin") for n in range(count)]
+
+
+def _check(tmp_path: Path, make_data: MakeData, count: int) -> None:
+    for n in range(count):
+        assert (tmp_path / f"f{n}.bin").read_bytes() == make_data(3 * KIB + 97 * n, seed=n), n
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == sorted(
+        f"f{n}.bin" for n in range(count)
+    )
+
+
+def test_pipelines_deeper_than_one_and_every_file_is_right(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A kept-alive server gets several requests ahead of its answers on few connections."""
+    urls = _serve(fault_server, make_data, 24, rate=400_000)
+    report = download_many(urls, parallel=2, directory=tmp_path)
+    assert report.ok and report.count(Outcome.DONE) == 24
+    _check(tmp_path, make_data, 24)
+    assert fault_server.deepest_pipeline >= 2
+    assert fault_server.peak_connections <= 2
+    assert len(fault_server.requests) == 24  # nothing asked twice
+
+
+def test_a_server_closing_mid_pipeline_loses_no_file(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """Closed without a word after 3 answers, or in the middle of a body: the requests it
+    owed are asked again and every file is right."""
+    urls = _serve(fault_server, make_data, 20)
+    fault_server.max_requests_per_connection = 3
+    fault_server.set_faults("/f7.bin", Faults(truncate_after=1000, times=1))
+    report = download_many(urls, parallel=2, directory=tmp_path)
+    assert report.ok and report.count(Outcome.DONE) == 20
+    _check(tmp_path, make_data, 20)
+
+
+def test_connection_close_on_the_third_answer_is_honoured(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """The requests pipelined behind an answer saying Connection: close go on a new
+    connection; every file is right and none is asked for on a closed connection."""
+    urls = _serve(fault_server, make_data, 20, rate=2_000_000)
+    fault_server.close_on_answer = 3
+    report = download_many(urls, parallel=2, directory=tmp_path)
+    assert report.ok and report.count(Outcome.DONE) == 20
+    _check(tmp_path, make_data, 20)
+    per_connection: dict[int, int] = {}
+    for record in fault_server.requests:
+        per_connection[record.connection_id] = per_connection.get(record.connection_id, 0) + 1
+    assert max(per_connection.values()) <= 3
+
+
+def test_answers_out_of_order_are_caught_by_their_digests(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A server answering pipelined requests out of turn: a file whose digest is known is
+    never kept with another's bytes (it is fetched again without pipelining)."""
+    urls = _serve(fault_server, make_data, 16, rate=1_000_000)
+    fault_server.pipelined_order = "swapped"
+    digests = [hashlib.sha256(make_data(3 * KIB + 97 * n, seed=n)).hexdigest() for n in range(16)]
+    jobs = [Job((url,), {"checksum": f"sha256={digests[n]}"}) for n, url in enumerate(urls)]
+    report = download_many(jobs, parallel=2, directory=tmp_path)
+    assert report.ok, report.failures
+    _check(tmp_path, make_data, 16)
+
+
+def test_large_files_and_errors_go_the_full_way(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A file over the lean size, a redirect and a 404 in a batch of small files: the large
+    one and the redirect are fetched whole by the full path, the 404 fails with its status."""
+    urls = _serve(fault_server, make_data, 6)
+    big = make_data(lean.SMALL_BYTES + 5, seed=99)
+    fault_server.add_file("/big.bin", big)
+    fault_server.add_redirect("/moved.bin", "/f1.bin")
+    jobs: list[str | Job] = [*urls, fault_server.url("/big.bin"), fault_server.url("/nothing")]
+    jobs.append(Job((fault_server.url("/moved.bin"),), {"dest": "moved.bin"}))
+    report = download_many(jobs, parallel=3, directory=tmp_path)
+    assert report.count(Outcome.DONE) == 8
+    [failure] = report.failures
+    assert "404" in str(failure.error)
+    assert (tmp_path / "big.bin").read_bytes() == big
+    assert (tmp_path / "moved.bin").read_bytes() == make_data(3 * KIB + 97, seed=1)
+
+
+@pytest.mark.nginx
+def test_against_nginx_every_file_is_right_on_few_connections(tmp_path: Path) -> None:
+    """nginx serves 300 small files to a batch of 4: at most 4 connections, each reused for
+    many files, every byte right, no temporary or lock left in the directory."""
+    www = tmp_path / "www"
+    www.mkdir()
+    data = {f"n{n:03d}.bin": os.urandom(1 + 61 * n) for n in range(300)}
+    for name, body in data.items():
+        (www / name).write_bytes(body)
+    out = tmp_path / "out"
+    with Nginx(www) as nginx:
+        urls = [f"http://127.0.0.1:{nginx.port}/{name}" for name in data]
+        report = download_many(urls, parallel=4, directory=out)
+        log = nginx.access_log()
+    assert report.ok and report.count(Outcome.DONE) == 300
+    for name, body in data.items():
+        assert (out / name).read_bytes() == body
+    assert sorted(p.name for p in out.iterdir()) == sorted([*data, ".segdl-journal"])
+    assert len({entry["connection"] for entry in log}) <= 4
+    assert len(log) == 300
