@@ -113,15 +113,18 @@ def test_urllib3_invalid_header_is_a_protocol_error() -> None:
 
 
 def test_a_body_under_the_floor_counts_as_stalled() -> None:
-    """A window of waiting that brings fewer bytes than the floor raises SlowBody."""
-    response = _response(_RawResponse(), floor=_Floor(0.0, 1024))
+    """A window of waiting that brought fewer bytes than the floor raises SlowBody at the next
+    read, never after a read that took bytes (they are the caller's: in its buffer or pipe)."""
+    response = _response(_RawResponse(), floor=_Floor(1e-9, 1024))
+    buffer = memoryview(bytearray(64))
+    assert response.readinto(buffer) == 10 and bytes(buffer[:10]) == b"x" * 10
     with pytest.raises(SlowBody, match="body trickled: 10 bytes"):
-        response.readinto(memoryview(bytearray(64)))
+        response.readinto(buffer)
 
 
 def test_a_body_over_the_floor_reads_on() -> None:
     """Enough bytes per window: every read returns its bytes, the window starts again."""
-    response = _response(_RawResponse(), floor=_Floor(0.0, 10))
+    response = _response(_RawResponse(), floor=_Floor(1e-9, 10))
     buffer = memoryview(bytearray(64))
     assert [response.readinto(buffer) for _ in range(3)] == [10, 10, 0]
 

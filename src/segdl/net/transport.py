@@ -862,21 +862,24 @@ class _Urllib3Response:
     def readinto(self, buffer: memoryview) -> int:
         if self._lane is not None and self._lane.queued:
             self._send_queued()
+        self._check_floor()
         began_s = time.monotonic()
         with _mapped_errors(self._url, self._received_bytes):
             n = self._readinto(buffer) if self._fp is not None else self._raw.readinto(buffer)
         self._received_bytes += n
-        self._check_floor(n, time.monotonic() - began_s)
+        self._count_window(n, time.monotonic() - began_s)
         return n
 
-    def _check_floor(self, n_bytes: int, waited_s: float) -> None:
-        """Raise :class:`SlowBody` when a whole window of waiting brought too few bytes."""
+    def _count_window(self, n_bytes: int, waited_s: float) -> None:
+        if self._floor is not None and n_bytes:
+            self._window_waited_s += waited_s
+            self._window_bytes += n_bytes
+
+    def _check_floor(self) -> None:
+        """Before a read (never after one: its bytes are the caller's, in its buffer or its
+        pipe): raise :class:`SlowBody` when a whole window of waiting brought too few bytes."""
         floor = self._floor
-        if floor is None or n_bytes == 0:
-            return
-        self._window_waited_s += waited_s
-        self._window_bytes += n_bytes
-        if self._window_waited_s < floor.window_s:
+        if floor is None or not self._window_bytes or self._window_waited_s < floor.window_s:
             return
         if self._window_bytes < floor.bytes:
             raise SlowBody(
@@ -941,6 +944,7 @@ class _Urllib3Response:
         length: int | None = fp.length
         count = max_bytes if length is None else min(max_bytes, length)
         n = 0
+        self._check_floor()
         began_s = time.monotonic()
         if count > 0:
             with _mapped_errors(self._url, self._received_bytes):
@@ -955,7 +959,7 @@ class _Urllib3Response:
                     raise ConnectionResetError(exc.errno, exc.strerror) from exc
         _consumed(fp, n)
         self._received_bytes += n
-        self._check_floor(n, time.monotonic() - began_s)
+        self._count_window(n, time.monotonic() - began_s)
         return n
 
     def _splice_socket(self) -> socket.socket | None:
