@@ -12,6 +12,7 @@ the whole stream to its pace.
 
 from __future__ import annotations
 
+import mmap
 import threading
 import time
 from collections import deque
@@ -44,7 +45,9 @@ class Piece:
     """One piece being received: its buffer, the bytes in it, and who owns it now."""
 
     range: ByteRange
-    data: bytearray
+    data: mmap.mmap
+    """Anonymous pages of its own: given back to the system the moment it is closed (a
+    heap buffer's pages stay with the allocator, and the resident set outgrows the window)."""
     started_s: float
     got: int = 0
     response: Response | None = None
@@ -71,7 +74,7 @@ class ReorderWindow:
         self.changed = threading.Condition()
         self.next_start = 0
         self.flushed = 0
-        self.ready: dict[int, bytearray] = {}
+        self.ready: dict[int, mmap.mmap] = {}
         self.receiving: dict[int, Piece] = {}
         self.error: BaseException | None = None
         self.stopped = False
@@ -87,7 +90,8 @@ class ReorderWindow:
                     end = min(self.next_start + self.piece, self.size_bytes)
                     if end <= self.flushed + self.window_bytes:
                         start, self.next_start = self.next_start, end
-                        piece = Piece(ByteRange(start, end), bytearray(end - start), self.clock())
+                        buffer = mmap.mmap(-1, end - start)
+                        piece = Piece(ByteRange(start, end), buffer, self.clock())
                         self.receiving[start] = piece
                         return piece, False
                 elif not self.receiving:

@@ -15,6 +15,7 @@ with that error rather than ever write a byte it cannot vouch for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -123,17 +124,22 @@ class Streamer:
         # Piece 0 is handed out here, so the first answer (from byte 0) serves it.
         work = window.take()
         assert work is not None
+        first_piece, _ = work
+        del work
+        first_work: tuple[Piece | None, Response | None] = (first_piece, contact.response)
         threads = [
             threading.Thread(
                 target=self._worker,
-                args=(window, contact.resource, *((work[0], contact.response) if i == 0 else ())),
+                args=(window, contact.resource, *(first_work if i == 0 else (None, None))),
                 name=f"segdl-stream-{i}",
                 daemon=True,
             )
             for i in range(connections)
         ]
+        del first_work
         for thread in threads:
             thread.start()
+        del first_piece  # its worker holds it now, and lets go of it when it is written
         try:
             self._write_in_order(window, threads)
         except BaseException as exc:
@@ -160,11 +166,13 @@ class Streamer:
             if self.cancel.is_set():
                 raise Cancelled("download cancelled")
             if data is not None:
-                self._write(memoryview(data))
+                with memoryview(data) as view:
+                    self._write(view)
                 with window.changed:
                     window.flushed += len(data)
                     window.changed.notify_all()
-                del data
+                with contextlib.suppress(BufferError):  # a former owner's view, just leaving
+                    data.close()  # its pages go back now, before the next piece goes out
             if (now := time.monotonic()) - last_s >= _TICK_S:
                 last_s = now
                 active = sum(1 for t in threads if t.is_alive())
@@ -207,7 +215,17 @@ class Streamer:
     ) -> bool:
         """The rest of ``piece`` into its buffer, resuming a broken answer where it stopped;
         False if another connection took it over meanwhile (it goes on from ``piece.got``)."""
-        view = memoryview(piece.data)
+        with memoryview(piece.data) as view:
+            return self._fetch_into(window, resource, piece, first, view)
+
+    def _fetch_into(
+        self,
+        window: ReorderWindow,
+        resource: Resource,
+        piece: Piece,
+        first: Response | None,
+        view: memoryview,
+    ) -> bool:
         length = piece.range.length
         policy = self.options.retry_policy()
         headers = {
