@@ -231,7 +231,7 @@ def test_cli_ray_with_json_and_plain_progress(
 ) -> None:
     """`segdl -i LIST -d DEST --ray` runs on the cluster this process is connected to:
     JSON progress lines and an exact Summary on stdout, exit 0; plain progress and the summary
-    line on stderr; a missing -d is a usage error before Ray is asked anything."""
+    line on stderr; a missing -d or an empty list is a usage error (exit 2)."""
     files = _serve(server, 200)
     listing = tmp_path / "urls.txt"
     listing.write_text("".join(server.url(path) + "\n" for path in files))
@@ -254,6 +254,10 @@ def test_cli_ray_with_json_and_plain_progress(
     assert "4 shards (0 complete before, 0 lost)" in last
     code = main(["-i", str(listing), "--ray"], stdout=io.StringIO(), stderr=stderr)
     assert code == 2 and "needs -d DIR" in stderr.getvalue()
+    (tmp_path / "empty.txt").write_text("# nothing here\n")
+    argv = ["-i", str(tmp_path / "empty.txt"), "-d", str(tmp_path / "c"), "--ray"]
+    code = main(argv, stdout=io.StringIO(), stderr=stderr)
+    assert code == 2 and "no URL in" in stderr.getvalue()
 
 
 def test_rate_per_host_holds_across_workers(

@@ -9,6 +9,7 @@ or with ``--progress json`` one ``ClusterProgress`` object per line on stdout an
 from __future__ import annotations
 
 import argparse
+import collections
 import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
@@ -77,12 +78,31 @@ def run_cluster(
     )
 
 
-def progress_line(progress: RunProgress) -> str:
+class Recent:
+    """Rates over the last few seconds (Ray's start-up and a shard's tail do not drag them)."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self._window_s = window_s
+        self._samples: collections.deque[tuple[float, int, int]] = collections.deque()
+
+    def rates(self, progress: RunProgress) -> tuple[float, float]:
+        """(bytes/s, files/s) including this sample."""
+        ended = progress.done + progress.skipped + progress.failed
+        now = progress.elapsed_s
+        self._samples.append((now, progress.bytes, ended))
+        while len(self._samples) > 2 and now - self._samples[0][0] > self._window_s:
+            self._samples.popleft()
+        then, then_bytes, then_files = self._samples[0]
+        if now <= then:
+            return 0.0, 0.0
+        return (progress.bytes - then_bytes) / (now - then), (ended - then_files) / (now - then)
+
+
+def progress_line(progress: RunProgress, recent: Recent | None = None) -> str:
     """``42% 1260/3000 files, 3 failed, 19.7 MiB, 4.1 MiB/s, ETA 0:05, 6 workers, 3 nodes``."""
     ended = progress.done + progress.skipped + progress.failed
     total = f"/{progress.files}" if progress.files is not None else ""
-    rate = progress.bytes / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
-    files_per_s = ended / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
+    rate, files_per_s = (recent or Recent()).rates(progress)
     eta = eta_s(ended, progress.files, files_per_s)
     head = percent(ended, progress.files)
     return (
@@ -108,12 +128,14 @@ class _Plain:
     def __init__(self, stderr: IO[str]) -> None:
         self._stderr = stderr
         self._last_s = 0.0
+        self._recent = Recent()
 
     def __call__(self, progress: RunProgress) -> None:
+        line = progress_line(progress, self._recent)
         now = time.monotonic()
         if now - self._last_s >= _PLAIN_INTERVAL_S:
             self._last_s = now
-            print(f"segdl: {progress_line(progress)}", file=self._stderr, flush=True)
+            print(f"segdl: {line}", file=self._stderr, flush=True)
 
 
 class _JsonLines:
@@ -136,10 +158,11 @@ class _Bar:
 
         self._text = Text
         self._line = "starting Ray..."
+        self._recent = Recent()
         self._screen = Screen(stderr, lambda width, height: [self._text(self._line[:width])])
 
     def __call__(self, progress: RunProgress) -> None:
-        self._line = progress_line(progress)
+        self._line = progress_line(progress, self._recent)
 
     def close(self) -> None:
         self._screen.stop()

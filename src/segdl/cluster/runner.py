@@ -26,6 +26,7 @@ import ray
 
 from segdl.cluster.actor import Counts, RayLeases, start_book
 from segdl.cluster.gate import LeasedGate
+from segdl.core.errors import UsageError
 from segdl.core.options import DownloadOptions, with_overrides
 from segdl.core.progress import DownloadProgress, Event
 from segdl.run.batch import ItemReport, Outcome
@@ -110,6 +111,8 @@ def run(
     settings = with_overrides(options, overrides)
     started = time.monotonic()
     files = count_files(source) if isinstance(source, (str, os.PathLike)) else None
+    if files == 0:
+        raise UsageError(f"no URL in {os.fspath(source)}")  # type: ignore[arg-type]
     with _ray_session(address):
         book = start_book(
             settings.max_connections_per_host,
@@ -156,7 +159,7 @@ def _ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     ray.init(
-        address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+        address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
     )
     try:
         yield
