@@ -43,7 +43,7 @@ def cluster() -> Iterator[Cluster]:
     )
     for _ in range(2):
         nodes.add_node(num_cpus=1)
-    nodes.wait_for_nodes()
+    nodes.wait_for_nodes(timeout=120)  # a loaded machine starts raylets slowly
     assert nodes.address.startswith("127.0.0.1:")
     ray.init(address=nodes.address, include_dashboard=False, log_to_driver=False)
     try:
@@ -171,7 +171,7 @@ def test_a_node_removed_mid_run(cluster: Cluster, server: FaultServer, tmp_path:
     """A fourth node is removed while it runs a shard: its shard finishes elsewhere, nothing
     is missing, nothing counted twice, no partial file at a final name."""
     doomed = cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    cluster.wait_for_nodes(timeout=120)
     files = _serve(server, 400, size=16 * 1024)
     for path in files:
         server.set_faults(path, Faults(throttle_bytes_per_s=64 * 1024))
