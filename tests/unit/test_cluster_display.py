@@ -1,10 +1,10 @@
-"""The cluster driver's line and exit codes: pure functions of the run's figures."""
+"""The cluster driver's line and exit codes: pure functions of the run's figures (no Ray)."""
 
 from __future__ import annotations
 
 from segdl.cli.cluster import Recent, exit_code_for_kind, progress_line
 from segdl.cli.exitcodes import ExitCode
-from segdl.cluster.runner import RunProgress
+from segdl.cluster.report import RunProgress
 
 
 def _at(elapsed_s: float, done: int, size: int, files: int | None = 3000) -> RunProgress:

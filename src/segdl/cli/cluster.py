@@ -25,7 +25,7 @@ from segdl.core.printable import json_line, printable
 if TYPE_CHECKING:
     import threading
 
-    from segdl.cluster.runner import RunProgress, RunReport
+    from segdl.cluster.report import RunProgress, RunReport
 
 _PLAIN_INTERVAL_S = 2.0
 _FAILURES_SHOWN = 20

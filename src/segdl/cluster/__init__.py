@@ -14,16 +14,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from segdl.cluster.runner import RunProgress as RunProgress
-    from segdl.cluster.runner import RunReport as RunReport
+    from segdl.cluster.report import RunProgress as RunProgress
+    from segdl.cluster.report import RunReport as RunReport
     from segdl.cluster.runner import run as run
 
 __all__ = ["RunProgress", "RunReport", "run"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:  # Ray is imported only when the runner is used
+    if name in ("RunProgress", "RunReport"):
+        from segdl.cluster import report
+
+        return getattr(report, name)
+    if name == "run":  # Ray is imported only when the runner is used
         from segdl.cluster import runner
 
-        return getattr(runner, name)
+        return runner.run
     raise AttributeError(f"module 'segdl.cluster' has no attribute {name!r}")

@@ -26,6 +26,7 @@ import ray
 
 from segdl.cluster.actor import Counts, RayLeases, start_book
 from segdl.cluster.gate import LeasedGate
+from segdl.cluster.report import RunProgress, RunReport
 from segdl.core.errors import UsageError
 from segdl.core.options import DownloadOptions, with_overrides
 from segdl.core.progress import DownloadProgress, Event
@@ -45,39 +46,6 @@ log = logging.getLogger(__name__)
 
 _TICK_S = 0.5
 _NODES_EVERY_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class RunProgress:
-    """The driver's view a few times a second: the live sum over every shard."""
-
-    files: int | None
-    """Files in the input (None while it is read from a pipe)."""
-    done: int
-    skipped: int
-    failed: int
-    bytes: int
-    shards_finished: int
-    workers: int
-    nodes: int
-    elapsed_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    totals: Totals
-    elapsed_s: float
-    shards_from_markers: int
-    """Shards a marker said were complete: no task ran for them."""
-    shards_lost: int
-    """Shards whose every attempt was lost (their files counted failed, kind ``lost``)."""
-    leases_granted: int
-    nodes_used: tuple[str, ...] = ()
-    """Ray node ids that ran a shard attempt (lost ones included)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.totals.failed_count == 0
 
 
 def run(
