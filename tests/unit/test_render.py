@@ -74,3 +74,29 @@ def test_batch_shows_what_fits_and_counts_the_rest() -> None:
     lines = render.batch_lines(BatchView(50, 10, 1, 0, 12 * MIB, 3 * MIB, 10.0), active, 80, 12)
     assert lines[0].startswith("10/50 files") and "1 failed" in lines[0] and "MiB/s" in lines[0]
     assert lines[-1] == "  +8 more" and len(lines) == 1 + 4 + 1
+
+
+def test_batch_screen_ends_a_file_whose_end_comes_from_another_thread() -> None:
+    """A file started on one thread and finished on another leaves no line behind."""
+    import io
+    import threading
+    from pathlib import Path
+
+    from segdl.cli.screen import BatchScreen
+    from segdl.core.progress import DownloadFinished, DownloadProgress, DownloadStarted
+
+    screen = BatchScreen(io.StringIO(), 2)
+    url = "http://h/a.bin"
+    screen(DownloadStarted(url, Path("a.bin"), MIB, True, 1))
+    screen(DownloadStarted("http://h/b.bin", Path("b.bin"), MIB, True, 1))
+    screen(DownloadProgress(url, MIB // 2, MIB, 0.5, float(MIB), 1))
+    lines = [t.plain for t in screen._lines(80, 25)]
+    assert any(line.startswith("  a.bin") and "0.5/1.0 MiB" in line for line in lines), lines
+    finisher = threading.Thread(
+        target=screen, args=(DownloadFinished(url, Path("a.bin"), MIB, 1.0),)
+    )
+    finisher.start()
+    finisher.join()
+    lines = [t.plain for t in screen._lines(80, 25)]
+    assert not any(line.startswith("  a.bin") for line in lines) and len(lines) == 2, lines
+    screen.close()

@@ -180,7 +180,7 @@ class BatchScreen:
         self._clock = clock
         self._started_s = clock()
         self._batch = BatchView(files)
-        self._active: dict[int, FileView] = {}
+        self._active: dict[str, list[FileView]] = {}
         self._finished_bytes = 0
         self._rate = _Rate(clock)
         self.screen = Screen(stderr, self._lines)
@@ -188,7 +188,7 @@ class BatchScreen:
     def _lines(self, width: int, height: int) -> list[Text]:
         with self._lock:
             batch = self._batch
-            active = list(self._active.values())
+            active = [view for views in self._active.values() for view in views]
             batch.bytes_done = self._finished_bytes + sum(v.done_bytes for v in active)
             batch.rate_bytes_per_s = self._rate.update(batch.bytes_done)
             batch.elapsed_s = self._clock() - self._started_s
@@ -196,18 +196,22 @@ class BatchScreen:
         return [_styled(line) for line in lines]
 
     def __call__(self, event: Event) -> None:
-        # Each file of a batch runs in a thread of its own, which calls its listener: that
-        # tells files apart even when two have the same URL.
-        key = threading.get_ident()
+        # Files are told apart by URL: the events of one file may come from more than one
+        # thread (a batch's lean path reports a file's end from the thread committing it).
+        # Several files of one URL (out= names) are kept in the order they started.
         with self._lock:
-            view = self._active.get(key)
+            views = self._active.setdefault(event.url, [])
             if isinstance(event, DownloadStarted):
                 name = printable(event.path.name)
-                self._active[key] = FileView(name, event.size_bytes, connections=event.connections)
-            elif isinstance(event, DownloadProgress) and view is not None:
-                _update(view, event)
-            elif isinstance(event, (DownloadFinished, DownloadFailed)) and view is not None:
-                del self._active[key]
+                views.append(FileView(name, event.size_bytes, connections=event.connections))
+            elif isinstance(event, DownloadProgress) and views:
+                _update(views[-1], event)
+            elif isinstance(event, (DownloadFinished, DownloadFailed)) and views:
+                name = printable(event.path.name) if isinstance(event, DownloadFinished) else ""
+                ended = next((v for v in views if v.name == name), views[0])
+                views.remove(ended)
+            if not views:
+                del self._active[event.url]
         if isinstance(event, Notice) and event.kind is NoticeKind.INSECURE:
             self.screen.print(_notice_text(event))
 
