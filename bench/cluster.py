@@ -1,9 +1,10 @@
 """The cluster runner's costs: ``python -m bench.cluster`` (needs segdl[cluster]).
 
-1. Ray's overhead: N x 16 KiB files from a local nginx, ``segdl -i`` alone against
-   ``segdl -i --ray`` (a local Ray of one node started for the run, as a user without a
-   cluster gets it) and against ``segdl.cluster.run`` on a Ray already running (what a
-   cluster's users pay per run). Every file's sha256 is checked.
+1. Ray's overhead: N x 16 KiB files from a local nginx, ``segdl -i`` alone (which takes
+   the lean path for small files) against ``download_many(lean=False)`` (the full path, the
+   one a batch behind a host gate takes), ``segdl -i --ray`` (a local Ray of one node
+   started for the run, as a user without a cluster gets it) and ``segdl.cluster.run`` on a
+   Ray already running (what a cluster's users pay per run). Every file's sha256 is checked.
 2. The host actor alone: slots granted per second by the one actor of a run, to callers in
    other processes (Ray tasks), in batches of ``--lease-batch``.
 3. Scale, simulated: 100 fake workers (threads, each with its own LeasedGate and heartbeat)
@@ -64,6 +65,7 @@ def overhead(count: int, jobs: int, shard_size: int) -> dict[str, float]:
     """Walls of the three ways to run the same list (fresh destinations each)."""
     import ray
 
+    import segdl
     import segdl.cluster
 
     walls: dict[str, float] = {}
@@ -78,6 +80,15 @@ def overhead(count: int, jobs: int, shard_size: int) -> dict[str, float]:
             out = Path(tmp) / "alone"
             walls["segdl -i"] = _timed([*base, "-d", str(out)])
             assert _check(out, digests), "segdl -i: a file differs"
+            out = Path(tmp) / "full-path"
+            started = time.perf_counter()
+            batch = segdl.download_many(
+                [nginx.url(name) for name in digests], parallel=jobs, directory=out, lean=False
+            )
+            walls["download_many, full path (what a gated worker runs)"] = (
+                time.perf_counter() - started
+            )
+            assert batch.ok and _check(out, digests), "download_many: a file differs"
             out = Path(tmp) / "ray-cli"
             ray_cli = [*base, "-d", str(out), "--ray", "--shard-size", str(shard_size)]
             walls["segdl -i --ray (starts Ray)"] = _timed(ray_cli)
