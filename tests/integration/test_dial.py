@@ -15,7 +15,8 @@ from segdl.core.errors import ConnectError, TLSError
 from segdl.disk.state import STATE_SUFFIX
 from segdl.disk.storage import PART_SUFFIX
 from segdl.net import dial
-from segdl.net.transport import Urllib3Transport, _HTTPConnection
+from segdl.net.transport import Urllib3Transport
+from segdl.net.urllib3_compat import DialledHTTPConnection
 from tests.client import get_body, wait_for
 from tests.integration.test_cli import run_cli
 from tests.server import FaultServer
@@ -294,7 +295,7 @@ def test_a_closed_connection_forgets_its_early_request(fault_server: FaultServer
     request = dial.first_request(url, "segdl/early")
     assert request is not None
     dial.dial(url, 5.0, request)
-    conn = _HTTPConnection("127.0.0.1", fault_server.port, timeout=5.0)
+    conn = DialledHTTPConnection("127.0.0.1", fault_server.port, timeout=5.0)
     conn.connect()
     assert conn._sent_early == request
     conn.close()

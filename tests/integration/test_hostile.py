@@ -14,7 +14,7 @@ import pytest
 
 from segdl.cli.exitcodes import ExitCode
 from segdl.cli.main import main
-from segdl.net.transport import _HeadReader, _HeadTimeout
+from segdl.net.head import HeadReader, HeadTimeout
 from tests.server import FaultServer
 from tests.server.faults import Faults
 from tests.server.records import RequestRecord
@@ -222,10 +222,10 @@ def test_head_reader_raises_at_the_deadline() -> None:
     with left, right:
         left.settimeout(5.0)
         fp = left.makefile("rb")
-        reader = _HeadReader(fp, left, 0.3)
+        reader = HeadReader(fp, left, 0.3)
         right.sendall(b"HTTP/1.1 200 OK\r\nX: ")
         assert reader.readline(100) == b"HTTP/1.1 200 OK\r\n"
-        with pytest.raises(_HeadTimeout):
+        with pytest.raises(HeadTimeout):
             reader.readline(100)
         fp.close()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pytest import MonkeyPatch
 
+import segdl.net.interfaces
 import segdl.net.transport
 from segdl.net import pipelining
 from segdl.run.batch import Outcome, download_many
@@ -28,7 +29,7 @@ def rides(monkeypatch: MonkeyPatch) -> list[bool]:
 
     def request(
         follow: segdl.net.transport._FollowOn, method: str, url: str, headers: Mapping[str, str]
-    ) -> segdl.net.transport.Response | None:
+    ) -> segdl.net.interfaces.Response | None:
         response = real_request(follow, method, url, headers)
         outcomes.append(response is not None)
         return response

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from segdl.net.transport import _more_records
+from segdl.net.body import more_records
 
 RECORD = 16 * 1024
 
@@ -41,7 +41,7 @@ class _FakeTLSSocket:
 def test_takes_the_waiting_records_until_none_is_left() -> None:
     sock = _FakeTLSSocket(b"a" * RECORD, b"b" * RECORD, ssl.SSLWantReadError())
     view = memoryview(bytearray(8 * RECORD))
-    assert _more_records(sock, view) == 2 * RECORD  # type: ignore[arg-type]
+    assert more_records(sock, view) == 2 * RECORD  # type: ignore[arg-type]
     assert bytes(view[: 2 * RECORD]) == b"a" * RECORD + b"b" * RECORD
     assert sock.timeouts_set == [0.0, 30.0]  # the socket's own timeout is back
 
@@ -50,7 +50,7 @@ def test_stops_with_room_for_less_than_a_record() -> None:
     """Never a read that could be cut short: a record is only read into room for a whole one."""
     sock = _FakeTLSSocket(*[b"x" * RECORD] * 4)
     view = memoryview(bytearray(3 * RECORD - 1))
-    assert _more_records(sock, view) == 2 * RECORD  # type: ignore[arg-type]
+    assert more_records(sock, view) == 2 * RECORD  # type: ignore[arg-type]
     assert len(sock._reads) == 2
 
 
@@ -59,14 +59,14 @@ def test_an_end_or_a_failure_is_left_for_the_next_read() -> None:
     for end in (b"", ConnectionResetError(104, "reset")):
         sock = _FakeTLSSocket(b"a" * RECORD, end)
         view = memoryview(bytearray(4 * RECORD))
-        assert _more_records(sock, view) == RECORD  # type: ignore[arg-type]
+        assert more_records(sock, view) == RECORD  # type: ignore[arg-type]
         assert sock.timeout == 30.0
 
 
 def test_nothing_without_a_tls_socket_or_room() -> None:
-    assert _more_records(None, memoryview(bytearray(4 * RECORD))) == 0
+    assert more_records(None, memoryview(bytearray(4 * RECORD))) == 0
     sock = _FakeTLSSocket(b"a" * RECORD)
-    assert _more_records(sock, memoryview(bytearray(RECORD - 1))) == 0  # type: ignore[arg-type]
+    assert more_records(sock, memoryview(bytearray(RECORD - 1))) == 0  # type: ignore[arg-type]
     assert sock.timeouts_set == []
 
 

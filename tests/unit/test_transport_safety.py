@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from segdl.core.errors import ConnectionBroken, ProtocolError, SlowBody, SlowHead
-from segdl.net.transport import _Floor, _HeadReader, _HeadTimeout, _mapped_errors, _Urllib3Response
+from segdl.net.body import Floor, Urllib3Response
+from segdl.net.error_map import mapped_errors
+from segdl.net.head import HeadReader, HeadTimeout
 
 
 class _RawResponse:
@@ -46,8 +48,8 @@ class _RawResponse:
         self.released = True
 
 
-def _response(raw: _RawResponse, floor: _Floor | None = None) -> _Urllib3Response:
-    return _Urllib3Response("http://127.0.0.1/f", raw, floor=floor)  # type: ignore[arg-type]
+def _response(raw: _RawResponse, floor: Floor | None = None) -> Urllib3Response:
+    return Urllib3Response("http://127.0.0.1/f", raw, floor=floor)  # type: ignore[arg-type]
 
 
 def test_abort_after_close_is_a_no_op() -> None:
@@ -108,14 +110,14 @@ def test_urllib3_invalid_header_is_a_protocol_error() -> None:
     """urllib3's InvalidHeader (Content-Length values that differ) is not believable: exit 7."""
     from urllib3.exceptions import InvalidHeader
 
-    with pytest.raises(ProtocolError, match="Content-Length"), _mapped_errors("http://h/f"):
+    with pytest.raises(ProtocolError, match="Content-Length"), mapped_errors("http://h/f"):
         raise InvalidHeader("Content-Length contained multiple unmatching values (4096, 8192)")
 
 
 def test_a_body_under_the_floor_counts_as_stalled() -> None:
     """A window of waiting that brought fewer bytes than the floor raises SlowBody at the next
     read, never after a read that took bytes (they are the caller's: in its buffer or pipe)."""
-    response = _response(_RawResponse(), floor=_Floor(1e-9, 1024))
+    response = _response(_RawResponse(), floor=Floor(1e-9, 1024))
     buffer = memoryview(bytearray(64))
     assert response.readinto(buffer) == 10 and bytes(buffer[:10]) == b"x" * 10
     with pytest.raises(SlowBody, match="body trickled: 10 bytes"):
@@ -124,7 +126,7 @@ def test_a_body_under_the_floor_counts_as_stalled() -> None:
 
 def test_a_body_over_the_floor_reads_on() -> None:
     """Enough bytes per window: every read returns its bytes, the window starts again."""
-    response = _response(_RawResponse(), floor=_Floor(1e-9, 10))
+    response = _response(_RawResponse(), floor=Floor(1e-9, 10))
     buffer = memoryview(bytearray(64))
     assert [response.readinto(buffer) for _ in range(3)] == [10, 10, 0]
 
@@ -142,7 +144,7 @@ def test_head_reader_reads_lines_from_the_buffer_without_touching_the_socket() -
     head = b"HTTP/1.1 200 OK\r\nA: 1\r\nLong: " + b"z" * 50 + b"\r\n\r\n"
     fp = io.BufferedReader(io.BytesIO(head))  # type: ignore[arg-type]
     sock = _Sock()
-    reader = _HeadReader(fp, sock, 30.0)  # type: ignore[arg-type]
+    reader = HeadReader(fp, sock, 30.0)  # type: ignore[arg-type]
     assert reader.readline(65537) == b"HTTP/1.1 200 OK\r\n"
     assert reader.readline(65537) == b"A: 1\r\n"
     assert reader.readline(10) == b"Long: zzzz"
@@ -154,8 +156,8 @@ def test_head_reader_reads_lines_from_the_buffer_without_touching_the_socket() -
 
 def test_head_timeout_maps_to_slow_head() -> None:
     """The head deadline reaches callers as SlowHead, a timeout (exit 4) with its message."""
-    with pytest.raises(SlowHead, match="within 2 s"), _mapped_errors("http://h/f"):
+    with pytest.raises(SlowHead, match="within 2 s"), mapped_errors("http://h/f"):
         try:
-            raise _HeadTimeout("response head not complete within 2 s")
-        except _HeadTimeout as exc:
+            raise HeadTimeout("response head not complete within 2 s")
+        except HeadTimeout as exc:
             raise TimeoutError("read timed out") from exc

@@ -26,6 +26,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from segdl.core.errors import IntegrityError, LocalFileError, NoSpace, OutputExists
 
@@ -349,12 +350,13 @@ def _libc_function(name: str) -> Callable[..., int] | None:
     try:
         import ctypes
 
-        function = getattr(ctypes.CDLL(None, use_errno=True), name)
+        loaded: Any = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (ImportError, OSError, AttributeError):
         return None
-    function.argtypes = [getattr(ctypes, t) for t in _LIBC_SIGNATURES[name]]
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+    loaded.argtypes = [getattr(ctypes, t) for t in _LIBC_SIGNATURES[name]]
+    loaded.restype = ctypes.c_int
+    function: Callable[..., int] = loaded  # ctypes functions are untyped: declared here
+    return function
 
 
 def _reserve(fd: int, size_bytes: int) -> None:

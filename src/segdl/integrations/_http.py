@@ -24,7 +24,8 @@ from segdl.core.errors import RangeNotHonoured, RemoteChanged, ShortBody, UsageE
 from segdl.core.models import ByteRange, Resource, Validator
 from segdl.core.options import with_overrides
 from segdl.net.auth import Identity, identity_for
-from segdl.net.transport import Response, Transport, Urllib3Transport
+from segdl.net.interfaces import Response, Transport
+from segdl.net.transport import Urllib3Transport
 from segdl.run.probe import FirstContact, first_contact
 from segdl.run.retries import call_with_retries
 

@@ -10,7 +10,8 @@ checks are unchanged.
 For a fresh plain-``http`` download the first request goes out on that socket at once
 (:func:`first_request`): its answer is on its way while the engine is imported. The
 connection that takes the socket writes nothing if its own first request is those very
-bytes, and connects again otherwise (:class:`segdl.net.transport._HTTPConnection`).
+bytes, and connects again otherwise
+(:class:`segdl.net.urllib3_compat.DialledHTTPConnection`).
 
 Only plain TCP happens here, and only to the URL's own host: whoever dials must not when a
 proxy would carry the request (the CLI asks :func:`segdl.net.proxies.proxy_for`). This module
@@ -127,8 +128,8 @@ def first_request(url: str, user_agent: str) -> bytes | None:
     its bytes (another scheme, userinfo, a target urllib3 would re-encode). Sent with
     :func:`dial`, it leaves while the engine is still being imported; a connection whose
     own request turns out different does not use that socket (see
-    :class:`segdl.net.transport._HTTPConnection`), so a wrong guess costs a connection, never a
-    wrong answer."""
+    :class:`segdl.net.urllib3_compat.DialledHTTPConnection`), so a wrong guess costs a
+    connection, never a wrong answer."""
     try:
         parts = urlsplit(url)
         port = parts.port

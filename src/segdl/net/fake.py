@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from segdl.core.errors import ConnectionBroken
-from segdl.net.transport import FollowOn, NoPreconnection, Preconnection, Response
+from segdl.net.interfaces import FollowOn, NoPreconnection, Preconnection, Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def serve(file: FakeFile) -> Route:
 
 
 class FakeResponse:
-    """A :class:`~segdl.net.transport.Response` over a body held in memory."""
+    """A :class:`~segdl.net.interfaces.Response` over a body held in memory."""
 
     def __init__(self, answer: FakeAnswer, url: str) -> None:
         self._answer = answer

@@ -25,7 +25,8 @@ from segdl.core.progress import DownloadReceived, Event, ProgressListener, silen
 from segdl.disk.journal import Completion, Journals
 from segdl.disk.storage import make_directory
 from segdl.net.gate import HostGate
-from segdl.net.transport import FollowOn, Preconnection, Response, Transport, Urllib3Transport
+from segdl.net.interfaces import FollowOn, Preconnection, Response, Transport
+from segdl.net.transport import Urllib3Transport
 from segdl.run.engine import download
 from segdl.run.lean import LeanRun, lean_batch_usable
 from segdl.run.ratelimit import TokenBucket
@@ -559,7 +560,7 @@ class _FileTransport:
     """The batch's transport as one file sees it: its first request may ride a lane, and
     its responses offer lanes to the files waiting."""
 
-    def __init__(self, shared: Urllib3Transport, ticket: _Ticket) -> None:
+    def __init__(self, shared: Transport, ticket: _Ticket) -> None:
         self._shared = shared
         self._ticket = ticket
 
@@ -577,6 +578,10 @@ class _FileTransport:
     def preconnect(self, url: str, count: int) -> Preconnection:
         self._ticket.take()
         return self._shared.preconnect(url, count)
+
+    def follow(self, response: Response) -> FollowOn | None:
+        """Lanes are offered by :meth:`request` itself, to the batch's waiting files."""
+        return None
 
     def close(self) -> None:
         """The shared transport outlives every file."""

@@ -53,7 +53,8 @@ from segdl.disk.storage import (
     room_needed,
 )
 from segdl.net.auth import Identity, identity_for, origin, split_userinfo
-from segdl.net.transport import NoPreconnection, Preconnection, Transport, Urllib3Transport
+from segdl.net.interfaces import NoPreconnection, Preconnection, Transport
+from segdl.net.transport import Urllib3Transport
 from segdl.run.probe import FirstContact, first_contact
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.retries import call_with_retries

@@ -23,7 +23,7 @@ from segdl.core.models import ByteRange, Resource
 from segdl.core.planning import Claim, Planner
 from segdl.core.ranges import range_header
 from segdl.disk.storage import PartFile, Pipe
-from segdl.net.transport import Response, Transport
+from segdl.net.interfaces import Response, Transport
 
 log = logging.getLogger(__name__)
 

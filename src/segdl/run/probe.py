@@ -29,7 +29,7 @@ from segdl.core.ranges import (
 )
 from segdl.disk.digests import Expected, from_headers
 from segdl.net.auth import Identity, split_userinfo
-from segdl.net.transport import Response, Transport
+from segdl.net.interfaces import Response, Transport
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from segdl.core.models import ByteRange
 from segdl.core.progress import SegmentMap, merged
-from segdl.net.transport import Response
+from segdl.net.interfaces import Response
 
 _MIN_PIECE_BYTES = 64 * 1024
 _MAX_PIECE_BYTES = 16 << 20

@@ -39,7 +39,8 @@ from segdl.core.progress import (
     silent,
 )
 from segdl.net.auth import Identity, identity_for
-from segdl.net.transport import Response, Transport, Urllib3Transport
+from segdl.net.interfaces import Response, Transport
+from segdl.net.transport import Urllib3Transport
 from segdl.run.engine import check_url
 from segdl.run.fetch import open_range
 from segdl.run.probe import FirstContact, first_contact

@@ -49,7 +49,7 @@ from segdl.disk.digests import PrefixHasher
 from segdl.disk.resume import Checkpointer
 from segdl.disk.storage import PartFile, Pipe
 from segdl.net.auth import Identity
-from segdl.net.transport import Response, Transport
+from segdl.net.interfaces import Response, Transport
 from segdl.run.fetch import open_range, stream_claim, stream_to_end
 from segdl.run.probe import FirstContact, first_contact
 from segdl.run.ratelimit import TokenBucket

@@ -1,0 +1,66 @@
+"""Reading a response head under one deadline: the idle timeout alone restarts on every
+byte, so a server trickling its head would never trip it (#19)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+
+class HeadTimeout(TimeoutError):
+    """The response head (interim ones included) did not end within the head deadline."""
+
+
+class HeadReader:
+    """The reader http.client parses a head from (``readline`` is all it uses), with one
+    deadline for the whole head: the idle timeout alone restarts on every byte, so a server
+    trickling its head at 20 bytes/s never trips it (#19).
+
+    A line is taken from what the buffered reader holds, so a head that arrived in one packet
+    costs no system call more; only a read that must wait gets the deadline as its timeout."""
+
+    def __init__(self, fp: Any, sock: socket.socket, budget_s: float) -> None:
+        self._fp = fp
+        self._sock = sock
+        self._idle_s = budget_s
+        self._budget_s = budget_s
+        self._deadline = time.monotonic() + budget_s
+        self._buffered = 0  # bytes the reader is known to hold: no recv needed for them
+        self.shortened = False  # the socket's timeout was lowered: restore it afterwards
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = bytearray()
+        while limit < 0 or len(line) < limit:
+            chunk = self._peek()
+            if not chunk:
+                break  # the peer closed: http.client says what that means
+            room = len(chunk) if limit < 0 else min(len(chunk), limit - len(line))
+            end = chunk.find(b"\n", 0, room)
+            take = end + 1 if end >= 0 else room
+            line += self._fp.read(take)
+            self._buffered = len(chunk) - take
+            if end >= 0:
+                break
+        return bytes(line)
+
+    def _peek(self) -> bytes:
+        if self._buffered:
+            return bytes(self._fp.peek(self._buffered))
+        remaining_s = self._deadline - time.monotonic()
+        if remaining_s <= 0:
+            raise HeadTimeout(f"response head not complete within {self._budget_s:g} s")
+        if remaining_s < self._idle_s - 0.05:
+            self._sock.settimeout(remaining_s)
+            self.shortened = True
+        try:
+            return bytes(self._fp.peek(1))  # at most one recv, as much as it brings
+        except TimeoutError as exc:
+            if time.monotonic() >= self._deadline - 0.01:
+                raise HeadTimeout(
+                    f"response head not complete within {self._budget_s:g} s"
+                ) from exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
