@@ -15,9 +15,10 @@ def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
     import shtab
 
     for action in parser._actions:
+        # shtab reads an attribute argparse.Action does not declare: set in its __dict__.
         if any(option in _FILES for option in action.option_strings):
-            action.complete = shtab.FILE  # type: ignore[attr-defined]
+            vars(action)["complete"] = shtab.FILE
         elif any(option in _DIRECTORIES for option in action.option_strings):
-            action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+            vars(action)["complete"] = shtab.DIRECTORY
     script: str = shtab.complete(parser, shell=shell)
     return script if script.endswith("\n") else script + "\n"
