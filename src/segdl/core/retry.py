@@ -78,7 +78,6 @@ class RetryPolicy:
     max_retry_after_s: float = 300.0
     """A server asking for a longer pause than this is not waited for: the failure stands."""
     failures: int = 0
-    history: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.attempts < 0 or self.base_wait_s < 0 or self.max_retry_after_s < 0:
@@ -91,7 +90,7 @@ class RetryPolicy:
     def after(self, error: BaseException, *, progressed: bool) -> RetryPolicy:
         """The policy after ``error``; ``progressed``: bytes arrived since the last failure."""
         failures = 1 if progressed else self.failures + 1
-        return replace(self, failures=failures, history=(*self.history[-9:], str(error)))
+        return replace(self, failures=failures)
 
     def may_retry(self, error: BaseException, now_epoch_s: float) -> bool:
         """Transient, attempts left, and any Retry-After within the cap. A head that took

@@ -398,3 +398,35 @@ class PrefixHasher:
                 raise IntegrityError(f"file ends at {self._hashed} bytes, before {end}")
             self._hash.update(data)
             self._hashed += len(data)
+
+
+class DigestCheck:
+    """The one owner of a download's digest check: the hasher reading the file's written
+    prefix in the background, begun again from byte 0 when those bytes are rewritten (one
+    plain stream after ranges), and the verdict on the whole file."""
+
+    def __init__(self, expected: Expected, fd: int) -> None:
+        self.expected = expected
+        self._fd = fd
+        self._hasher = PrefixHasher(expected.algorithm, fd)
+
+    @property
+    def hashed_bytes(self) -> int:
+        """Bytes [0, n) are hashed: a checkpoint may drop their pages from the cache."""
+        return self._hasher.hashed_bytes
+
+    def advance_to(self, offset: int) -> None:
+        self._hasher.advance_to(offset)
+
+    def restart(self) -> None:
+        """The file is written again from byte 0: hash it again from there."""
+        self._hasher.close()
+        self._hasher = PrefixHasher(self.expected.algorithm, self._fd)
+
+    def verify(self, size_bytes: int) -> None:
+        """Raise IntegrityError unless the file's ``size_bytes`` bytes match."""
+        verify(self.expected, self._hasher.finish(size_bytes))
+
+    def close(self) -> None:
+        """Stop hashing; safe after :meth:`verify` and more than once."""
+        self._hasher.close()

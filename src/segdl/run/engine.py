@@ -40,7 +40,7 @@ from segdl.core.progress import (
     silent,
 )
 from segdl.disk import resume as resuming
-from segdl.disk.digests import Expected, PrefixHasher, parse_checksum_option, verify
+from segdl.disk.digests import DigestCheck, Expected, parse_checksum_option
 from segdl.disk.paths import check_name_fits, name_limit_bytes, path_inside
 from segdl.disk.state import DownloadState, OwnerLock, state_path
 from segdl.disk.storage import (
@@ -347,6 +347,12 @@ class Download:
             if contact.response is not None:
                 contact.response.close()
             raise
+        mirrors: tuple[Resource, ...] = ()
+        if contact.mode is Mode.RANGED and self.mirror_urls:
+            mirrors = tuple(self._usable_mirrors(contact.resource))
+        part = PartFile(self.path, overwrite=self.options.overwrite, resume=state is not None)
+        expected = self._expected_digest(contact)
+        digest = DigestCheck(expected, part.fileno) if expected is not None else None
         transfer = Transfer(
             self.url,
             self.path,
@@ -357,28 +363,22 @@ class Download:
             self.clock,
             self._started_s,
             self.identity,
+            mirrors=mirrors,
+            rate_limiters=self.rate_limiters,
+            workers=self.workers,
+            digest=digest,
         )
-        transfer.rate_limiters = self.rate_limiters
-        transfer.workers = self.workers
-        if contact.mode is Mode.RANGED and self.mirror_urls:
-            transfer.mirrors = self._usable_mirrors(contact.resource)
-        part = PartFile(self.path, overwrite=self.options.overwrite, resume=state is not None)
-        expected = self._expected_digest(contact)
-        if expected is not None:
-            transfer.hash_algorithm = expected.algorithm
-            transfer.hasher = PrefixHasher(expected.algorithm, part.fileno)
         try:
             size = contact.resource.size_bytes
             checkpointer_saved = False
             if size is None or contact.mode is Mode.EMPTY:
                 resource, ranged, connections = transfer.fetch(contact, part, missing)
                 self._received(resource)
-                self._verify(transfer, expected, resource)
+                self._verify(digest, resource)
             else:
                 template = resuming.state_for(self.url, contact.resource, [], lock.token)
                 if state is not None:
                     template = replace(template, done=state.done)
-                hasher = transfer.hasher
                 with resuming.Checkpointer(
                     self.path,
                     part,
@@ -386,14 +386,15 @@ class Download:
                     transfer.written_ranges,
                     lock,
                     self.clock,
-                    hashed=(lambda: hasher.hashed_bytes) if hasher is not None else None,
+                    hashed=(lambda: digest.hashed_bytes) if digest is not None else None,
                     keep_cache=self.options.keep_cache,
                 ) as checkpointer:
-                    transfer.checkpointer = checkpointer
-                    resource, ranged, connections = transfer.fetch(contact, part, missing)
+                    resource, ranged, connections = transfer.fetch(
+                        contact, part, missing, checkpointer
+                    )
                     self._received(resource)
                     try:
-                        self._verify(transfer, expected, resource)
+                        self._verify(digest, resource)
                     except IntegrityError:
                         checkpointer.discarded = True  # wrong bytes are not worth resuming
                         raise
@@ -413,8 +414,8 @@ class Download:
             raise
         finally:
             part.close()
-            if transfer.hasher is not None:
-                transfer.hasher.close()
+            if digest is not None:
+                digest.close()
         elapsed_s = self.clock() - self._started_s
         log.debug("finalized after %.3f s", elapsed_s)
         size_bytes = resource.size_bytes or 0
@@ -496,13 +497,12 @@ class Download:
             return parse_checksum_option(self.options.checksum)
         return contact.expected_digest
 
-    def _verify(self, transfer: Transfer, expected: Expected | None, resource: Resource) -> None:
+    def _verify(self, digest: DigestCheck | None, resource: Resource) -> None:
         """The finished file against the expected digest: a mismatch is never finalized."""
-        if expected is None or transfer.hasher is None:
+        if digest is None:
             return
-        transfer_hasher = transfer.hasher
-        transfer.hasher = None
-        verify(expected, transfer_hasher.finish(resource.size_bytes or 0))
+        digest.verify(resource.size_bytes or 0)
+        expected = digest.expected
         self._notice(NoticeKind.VERIFIED, f"{expected.source} {expected.algorithm} verified")
 
     def _check_size(self, size_bytes: int | None, state: DownloadState | None) -> None:

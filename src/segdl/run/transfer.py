@@ -45,7 +45,7 @@ from segdl.core.progress import (
     merged,
 )
 from segdl.core.retry import RetryPolicy
-from segdl.disk.digests import PrefixHasher
+from segdl.disk.digests import DigestCheck
 from segdl.disk.resume import Checkpointer
 from segdl.disk.storage import PartFile, Pipe
 from segdl.net.auth import Identity
@@ -122,7 +122,14 @@ class Transfer:
         clock: Callable[[], float],
         started_s: float,
         identity: Identity,
+        *,
+        mirrors: Sequence[Resource] = (),
+        rate_limiters: Sequence[TokenBucket] = (),
+        workers: cf.Executor | None = None,
+        digest: DigestCheck | None = None,
     ) -> None:
+        """``mirrors``: other sources of the same file (checked already); ``workers``:
+        threads lent by a batch; ``digest``: the check the written prefix is fed to."""
         self.url = url
         self.shown_url = shown(url)  # what events, logs and messages may show
         self.path = path
@@ -131,14 +138,13 @@ class Transfer:
         self.listener = listener
         self.clock = clock
         self.cancel = cancel
-        self.checkpointer: Checkpointer | None = None
-        self.workers: cf.Executor | None = None  # threads lent by a batch
+        self.checkpointer: Checkpointer | None = None  # the current fetch's
+        self.workers = workers
         self.identity = identity
-        self.rate_limiters: list[TokenBucket] = []
-        self.hasher: PrefixHasher | None = None
-        self.mirrors: list[Resource] = []
+        self.rate_limiters = list(rate_limiters)
+        self.digest = digest
+        self.mirrors = list(mirrors)
         self._dead: set[str] = set()
-        self.hash_algorithm = "sha256"
         self._started_s = started_s
         self._halt = threading.Event()  # stops the workers of the current phase
         self._work_changed = threading.Condition()
@@ -164,9 +170,15 @@ class Transfer:
         return self._written_source()
 
     def fetch(
-        self, contact: FirstContact, part: PartFile, missing: list[ByteRange] | None
+        self,
+        contact: FirstContact,
+        part: PartFile,
+        missing: list[ByteRange] | None,
+        checkpointer: Checkpointer | None = None,
     ) -> tuple[Resource, bool, int]:
-        """Get every byte into ``part``; return the resource as finally known."""
+        """Get every byte into ``part``; return the resource as finally known.
+        ``checkpointer`` keeps the state file of this fetch durable (none: no state)."""
+        self.checkpointer = checkpointer
         self._resource = contact.resource
         if contact.mode is Mode.EMPTY:
             self._started(contact.resource, ranged=False, connections=0)
@@ -344,9 +356,8 @@ class Transfer:
         if not self._kept:
             if self.checkpointer is not None:
                 self.checkpointer.save()
-            if self.hasher is not None:  # what it hashed is about to be overwritten
-                self.hasher.close()
-                self.hasher = PrefixHasher(self.hash_algorithm, part.fileno)
+            if self.digest is not None:  # what it hashed is about to be overwritten
+                self.digest.restart()
             part.allocate(0)
         if resource.size_bytes is not None:
             part.allocate(resource.size_bytes)
@@ -507,11 +518,11 @@ class Transfer:
 
     def _advance_hasher(self) -> None:
         """Let the background hasher read the contiguous prefix written so far."""
-        if self.hasher is None:
+        if self.digest is None:
             return
         written = self._written_source()
         if written and written[0].start == 0:
-            self.hasher.advance_to(written[0].end)
+            self.digest.advance_to(written[0].end)
 
     def _throttle(self, n_bytes: int) -> None:
         for bucket in self.rate_limiters:
