@@ -19,7 +19,8 @@ import pytest
 import segdl
 import segdl.run.engine
 from segdl.core.progress import Notice, NoticeKind
-from segdl.disk.state import OwnerLock, load_state, save_state, state_path
+from segdl.disk.lock import OwnerLock
+from segdl.disk.state import load_state, save_state, state_path
 from tests.events import Recorder
 from tests.server import FaultServer
 from tests.server.faults import Faults

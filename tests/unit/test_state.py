@@ -25,15 +25,14 @@ import segdl.disk.lock
 from segdl.core.errors import LocalFileError, OutputLocked, StateInvalid
 from segdl.core.models import ByteRange
 from segdl.disk import storage
+from segdl.disk.lock import OwnerLock, lock_path
 from segdl.disk.resume import Checkpointer
 from segdl.disk.state import (
     MAX_STATE_BYTES,
     DownloadState,
-    OwnerLock,
     decode_state,
     encode_state,
     load_state,
-    lock_path,
     merge_ranges,
     redact_url,
     remove_state,

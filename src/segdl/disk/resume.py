@@ -20,9 +20,9 @@ from pathlib import Path
 
 from segdl.core.errors import LocalFileError, OutputLocked, StateInvalid
 from segdl.core.models import ByteRange, Resource
+from segdl.disk.lock import OwnerLock
 from segdl.disk.state import (
     DownloadState,
-    OwnerLock,
     load_state,
     merge_ranges,
     redact_url,

@@ -6,8 +6,7 @@ synced and renamed into place, and decoded strictly: anything doubtful is
 digest (to match) and with userinfo, query and fragment removed (to show), so a signed URL's
 token or a password never reaches the disk.
 
-The owner lock lives in :mod:`segdl.disk.lock`; its names are re-exported here, so
-``from segdl.disk.state import OwnerLock`` works.
+The owner lock is :mod:`segdl.disk.lock`'s.
 """
 
 from __future__ import annotations
@@ -26,25 +25,19 @@ from segdl.core.errors import StateInvalid
 from segdl.core.models import ByteRange
 from segdl.disk.lock import (
     CREATE_FLAGS,
-    LOCK_SUFFIX,
     NotRegularFile,
-    OwnerLock,
-    lock_path,
     read_regular_file,
     write_all,
 )
 from segdl.disk.storage import local_error, sync_directory, temp_sibling
 
 __all__ = [
-    "LOCK_SUFFIX",
     "MAX_STATE_BYTES",
     "STATE_SUFFIX",
     "DownloadState",
-    "OwnerLock",
     "decode_state",
     "encode_state",
     "load_state",
-    "lock_path",
     "merge_ranges",
     "redact_url",
     "remove_state",

@@ -41,8 +41,9 @@ from segdl.core.progress import (
 )
 from segdl.disk import resume as resuming
 from segdl.disk.digests import DigestCheck, Expected, parse_checksum_option
+from segdl.disk.lock import OwnerLock
 from segdl.disk.paths import check_name_fits, name_limit_bytes, path_inside
-from segdl.disk.state import DownloadState, OwnerLock, state_path
+from segdl.disk.state import DownloadState, state_path
 from segdl.disk.storage import (
     PartFile,
     check_free_space,
