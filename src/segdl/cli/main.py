@@ -464,7 +464,7 @@ def run() -> None:
     """Console-script entry point.
 
     After a normal return the interpreter's teardown is skipped: freeing every object and
-    module took 15-25 ms, a tenth of segdl's start-up cost. Nothing is left for it to do:
+    module was a tenth of segdl's start-up cost (bench/README.md). Nothing is left for it to do:
     every thread has been joined and every file closed; output and log handlers are flushed
     here. An exception still goes through the usual exit, traceback and all."""
     code = main()

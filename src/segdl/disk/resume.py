@@ -49,11 +49,9 @@ MIB = 1024 * 1024
 # file's pages in memory stay near what is written between two syncs (about 100 MiB at
 # 1 GiB/s), which the next writes reuse, instead of growing with the file. Gigabytes kept
 # cached would evict everything else; and fresh memory is slow on virtual machines whose
-# balloon hands free pages back to the host (each first touch is then a fault on the host).
-# On the machine measured, writing 1 GiB into the page cache took 0.22 s of CPU in recycled
-# pages against 1.04-2.0 s in pages freed a few seconds before, and segdl's raw 1 GiB went
-# from 0.89-2.68 s to a steady 0.94-1.05 s (bench/README.md). The cost: such a file, read
-# right after its download, comes from disk. Smaller files stay cached, as with other tools.
+# balloon hands free pages back to the host (each first touch is then a fault on the host;
+# measured: bench/README.md). The cost: such a file, read right after its download, comes
+# from disk. Smaller files stay cached, as with other tools.
 DROP_CACHE_FROM_BYTES = 256 << 20
 
 

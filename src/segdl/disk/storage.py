@@ -150,10 +150,9 @@ class PartFile:
         """Give the file its final size up front, so every offset is writable, and on ext4
         and XFS reserve its blocks (``fallocate``, as aria2c's ``falloc``).
 
-        Writing into reserved blocks costs the kernel less than filling a sparse file: on
-        ext4, 1 GiB over 16 connections took 0.77 s of CPU instead of 0.92 (the medians of 6
-        alternating runs). A disk that fills up meanwhile fails here, not at 97%. Blocks
-        already written (a resume) are kept."""
+        Writing into reserved blocks costs the kernel less than filling a sparse file
+        (measured: bench/README.md). A disk that fills up meanwhile fails here, not at 97%.
+        Blocks already written (a resume) are kept."""
         try:
             os.ftruncate(self._fd, size_bytes)
         except OSError as exc:
@@ -295,7 +294,7 @@ def sync_directory(directory: Path) -> None:
 
 def _current_umask() -> int:
     """The process umask, read without changing it where the OS allows."""
-    try:  # raw reads: a text file object here was 3-4% of py-spy samples (400 small files)
+    try:  # raw reads: a text file object here showed in a batch's profile (bench/README.md)
         fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
         try:
             status = os.read(fd, 1 << 16)

@@ -216,7 +216,7 @@ class Downloader:
         # next file's request need not wait for the last one's sync.
         self._pool = cf.ThreadPoolExecutor(3 * parallel, thread_name_prefix="segdl-job")
         # The connections' threads, shared by every file. A thread started per file waits on
-        # concurrent.futures' global lock (15% of py-spy samples with 400 files of 256 KiB).
+        # concurrent.futures' global lock (a batch of small files: bench/README.md).
         # A thread starts only when none is idle; past the cap, a file's extra connections
         # wait for one.
         self._workers = cf.ThreadPoolExecutor(
