@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from segdl.core.digests import Expected, from_headers, parse_checksum_option, verify
 from segdl.core.errors import IntegrityError, UsageError
-from segdl.disk.digests import (
-    Expected,
-    PrefixHasher,
-    from_headers,
-    parse_checksum_option,
-    verify,
-)
+from segdl.disk.hashing import PrefixHasher
 
 BODY = b"hello, segdl\n"
 MD5 = hashlib.md5(BODY).digest()

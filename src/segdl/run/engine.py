@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from segdl.core.answers import Mode, Witness, changed, if_range
+from segdl.core.digests import Expected, parse_checksum_option
 from segdl.core.errors import (
     Cancelled,
     IntegrityError,
@@ -40,7 +41,7 @@ from segdl.core.progress import (
     silent,
 )
 from segdl.disk import resume as resuming
-from segdl.disk.digests import DigestCheck, Expected, parse_checksum_option
+from segdl.disk.hashing import DigestCheck
 from segdl.disk.lock import OwnerLock
 from segdl.disk.paths import check_name_fits, name_limit_bytes, path_inside
 from segdl.disk.state import DownloadState, state_path

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from segdl.core.answers import REDIRECTS, Mode, judge_first
+from segdl.core.digests import Expected, from_headers
 from segdl.core.errors import (
     InsecureRedirect,
     ProtocolError,
@@ -27,7 +28,6 @@ from segdl.core.ranges import (
     range_header,
     single_header,
 )
-from segdl.disk.digests import Expected, from_headers
 from segdl.net.auth import Identity, split_userinfo
 from segdl.net.interfaces import Response, Transport
 

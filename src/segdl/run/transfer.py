@@ -45,7 +45,7 @@ from segdl.core.progress import (
     merged,
 )
 from segdl.core.retry import RetryPolicy
-from segdl.disk.digests import DigestCheck
+from segdl.disk.hashing import DigestCheck
 from segdl.disk.resume import Checkpointer
 from segdl.disk.storage import PartFile, Pipe
 from segdl.net.auth import Identity
