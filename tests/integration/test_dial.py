@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -109,14 +111,38 @@ def test_what_cannot_be_dialled_is_ignored(url: str) -> None:
     dial.discard()
 
 
+def test_a_held_request_goes_only_once_released(fault_server: FaultServer) -> None:
+    """A held early request waits for release(); discard() drops it unsent, so a command
+    line whose options turn out bad sends nothing."""
+    fault_server.add_file("/f.bin", b"x" * 100)
+    url = fault_server.url("/f.bin")
+    request = dial.first_request(url, "segdl/held")
+    assert request is not None
+    dial.dial(url, 5.0, request, hold=True)
+    time.sleep(0.2)  # connected by now: the request is still held
+    assert fault_server.requests == []
+    dial.discard()
+    time.sleep(0.2)
+    assert fault_server.requests == []
+    dial.dial(url, 5.0, request, hold=True)
+    dial.release()
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    assert host is not None and port is not None
+    dialled = dial.take(host, port)
+    assert dialled is not None and dialled.sent == request
+    dialled.sock.close()
+
+
 def _spy_dial(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bytes | None]]:
     """Every early dial the CLI makes, (URL, request sent with it), without proxy variables."""
     calls: list[tuple[str, bytes | None]] = []
     real_dial = dial.dial
 
-    def spy(target: str, timeout_s: float, request: bytes | None = None) -> None:
+    def spy(
+        target: str, timeout_s: float, request: bytes | None = None, *, hold: bool = False
+    ) -> None:
         calls.append((target, request))
-        real_dial(target, timeout_s, request)
+        real_dial(target, timeout_s, request, hold=hold)
 
     monkeypatch.setattr(dial, "dial", spy)
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):

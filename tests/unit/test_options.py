@@ -119,3 +119,16 @@ def test_every_option_has_one_description_and_a_valid_default() -> None:
     for option in dataclasses.fields(DownloadOptions):
         assert option.metadata["help"], option.name
     assert DownloadOptions() == DEFAULTS
+
+
+def test_the_table_and_the_options_agree() -> None:
+    """The light table the CLI reads first and DownloadOptions are one declaration: every
+    field has its entry (same default), and IfExists' values are the table's choices."""
+    from segdl.core.option_table import DEFAULTS_TABLE, IF_EXISTS_CHOICES
+
+    fields = {option.name for option in dataclasses.fields(DownloadOptions)}
+    assert fields == set(DEFAULTS_TABLE)
+    for name in fields - {"headers", "if_exists"}:
+        assert getattr(DEFAULTS, name) == DEFAULTS_TABLE[name][0], name
+    assert tuple(policy.value for policy in IfExists) == IF_EXISTS_CHOICES
+    assert DEFAULTS.if_exists.value == DEFAULTS_TABLE["if_exists"][0]

@@ -33,9 +33,11 @@ exit codes: 0 ok, 1 generic, 2 usage, 3 local file, 4 network, 5 TLS, 6 auth,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The options' defaults and descriptions are :class:`~segdl.core.options.DownloadOptions`'
-    (``_help``); only what is the command line's own is written here."""
-    from segdl.core.options import DEFAULTS, IfExists
+    """The options' defaults and descriptions are :mod:`segdl.core.option_table`'s (the
+    ones :class:`~segdl.core.options.DownloadOptions` has; ``_help``), read without importing
+    the rest; only what is the command line's own is written here."""
+    from segdl.core.option_table import IF_EXISTS_CHOICES
+    from segdl.core.option_table import default as option_default
 
     parser = argparse.ArgumentParser(
         prog="segdl",
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-x",
         "--connections",
         type=int,
-        default=DEFAULTS.connections,
+        default=option_default("connections"),
         metavar="N",
         help=_help("connections"),
     )
@@ -115,47 +117,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra request header, repeatable",
     )
     parser.add_argument(
-        "--user-agent", metavar="TEXT", default=DEFAULTS.user_agent, help=_help("user_agent")
+        "--user-agent",
+        metavar="TEXT",
+        default=option_default("user_agent"),
+        help=_help("user_agent"),
     )
     parser.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULTS.timeout_s,
+        default=option_default("timeout_s"),
         metavar="SECONDS",
         help=_help("timeout_s"),
     )
     parser.add_argument(
         "--retries",
         type=int,
-        default=DEFAULTS.retries,
+        default=option_default("retries"),
         metavar="N",
         help=_help("retries"),
     )
     parser.add_argument(
         "--retry-wait",
         type=float,
-        default=DEFAULTS.retry_wait_s,
+        default=option_default("retry_wait_s"),
         metavar="SECONDS",
         help=_help("retry_wait_s"),
     )
     parser.add_argument(
         "--max-retry-after",
         type=float,
-        default=DEFAULTS.max_retry_after_s,
+        default=option_default("max_retry_after_s"),
         metavar="SECONDS",
         help=_help("max_retry_after_s"),
     )
     parser.add_argument(
         "--max-redirects",
         type=int,
-        default=DEFAULTS.max_redirects,
+        default=option_default("max_redirects"),
         metavar="N",
         help=_help("max_redirects"),
     )
     parser.add_argument(
         "--max-connections-per-host",
         type=int,
-        default=DEFAULTS.max_connections_per_host,
+        default=option_default("max_connections_per_host"),
         metavar="N",
         help=_help("max_connections_per_host"),
     )
@@ -176,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--if-exists",
-        choices=[policy.value for policy in IfExists],
-        default=DEFAULTS.if_exists.value,
+        choices=IF_EXISTS_CHOICES,
+        default=option_default("if_exists"),
         help="when the output file exists: error (default, exit 9), skip it (exit 0), "
         "overwrite it, or rename (name.1.ext, ...; a partial one is resumed)",
     )
@@ -224,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lock-wait",
         type=float,
-        default=DEFAULTS.lock_wait_s,
+        default=option_default("lock_wait_s"),
         metavar="SECONDS",
         help=_help("lock_wait_s"),
     )
@@ -274,10 +279,11 @@ _NO_DEFAULT = object()
 def _help(name: str, units: str = "", *, default: object = _NO_DEFAULT) -> str:
     """Option ``name``'s description, ``units`` of the command line's spelling, and its
     default (``DownloadOptions``' own unless told; None: none is shown)."""
-    from segdl.core.options import DEFAULTS, option_help
+    from segdl.core.option_table import default as option_default
+    from segdl.core.option_table import description
 
-    text = option_help(name) + (f"; {units}" if units else "")
-    shown = getattr(DEFAULTS, name) if default is _NO_DEFAULT else default
+    text = description(name) + (f"; {units}" if units else "")
+    shown = option_default(name) if default is _NO_DEFAULT else default
     if shown is None or isinstance(shown, bool):
         return text
     if name.endswith("_bytes") and isinstance(shown, int):
@@ -350,9 +356,13 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
     from segdl.core.errors import SegdlError
     from segdl.net import dial
 
+    single = args.input_file is None and len(args.urls) == 1
+    if single and args.ray is None:  # the connect starts now; its request waits below
+        _dial_early(args)
     try:
         options = _download_options(args)
     except SegdlError as exc:  # before anything is sent, even the early request
+        dial.discard()
         code = exit_code_for(exc)
         print(f"segdl: error: {_one_line(exc)}", file=stderr)
         if args.progress == "json":
@@ -364,9 +374,7 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
         with stop:
             code = run_cluster(args, options, stdout, stderr, stop.event)
         return 128 + stop.signum if stop.signum is not None else int(code)
-    single = args.input_file is None and len(args.urls) == 1
-    if single:
-        _dial_early(args.urls[0], options, _early_request(args))
+    dial.release()  # the options are good: the early request may go
     import segdl
 
     if not single:
@@ -503,7 +511,7 @@ class _StopOnSignals:
         self.event.set()
 
 
-def _dial_early(url: str, options: DownloadOptions, request: bytes | None) -> None:
+def _dial_early(args: argparse.Namespace) -> None:
     """Start the TCP connect to the URL's server now, while the engine is imported (50-80
     ms), and send the first request on it when it is segdl's plain one; the transport takes
     that socket for its first connection. Never when a proxy would carry the request:
@@ -511,13 +519,14 @@ def _dial_early(url: str, options: DownloadOptions, request: bytes | None) -> No
     from segdl.net import dial
     from segdl.net.proxies import proxy_for
 
-    use_env = options.use_proxy_env
+    url = args.urls[0]
+    use_env = not args.no_proxy_env
     try:
-        proxied = proxy_for(url, explicit=options.proxy, environ=os.environ, use_env=use_env)
+        proxied = proxy_for(url, explicit=args.proxy, environ=os.environ, use_env=use_env)
     except ValueError:  # an unparsable URL: the download says so
         return
     if proxied is None:
-        dial.dial(url, options.timeout_s, request)
+        dial.dial(url, args.timeout, _early_request(args), hold=True)
 
 
 def _early_request(args: argparse.Namespace) -> bytes | None:

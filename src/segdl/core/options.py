@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from segdl._version import __version__
+if TYPE_CHECKING:
+    from segdl.core.retry import RetryPolicy
+
 from segdl.core.errors import UsageError
-from segdl.core.retry import RetryPolicy
+from segdl.core.option_table import DEFAULTS_TABLE, MIB
 
-MIB = 1024 * 1024
-DEFAULT_USER_AGENT = f"segdl/{__version__}"
 # Headers segdl owns: a user value would break range validation or the fallback logic.
 _RESERVED_HEADERS = frozenset({"range", "if-range", "accept-encoding", "host", "content-length"})
 
@@ -35,8 +35,10 @@ class IfExists(Enum):
     """Write ``name.1.ext`` (or the next free name), resuming a partial one if found."""
 
 
-def _option(default: object, help: str, **kwargs: Any) -> Any:
-    """A field of :class:`DownloadOptions` with its one description (the CLI's help too)."""
+def _option(name: str, **kwargs: Any) -> Any:
+    """A field of :class:`DownloadOptions` with the default and description
+    :mod:`segdl.core.option_table` declares for it."""
+    default, help = DEFAULTS_TABLE[name]
     return field(default=default, metadata={"help": help}, **kwargs)
 
 
@@ -47,83 +49,45 @@ class DownloadOptions:
     one and override some) and the daemon; :func:`with_overrides` applies keywords to one.
     Every value is checked here, its type too, so a bad one fails at the call."""
 
-    connections: int = _option(8, "connections to use at most")
-    min_split_bytes: int = _option(
-        MIB,
-        "split ranges no smaller than this, except smaller tails in the end game",
-    )
-    timeout_s: float = _option(30.0, "connect and idle-read timeout")
+    connections: int = _option("connections")
+    min_split_bytes: int = _option("min_split_bytes")
+    timeout_s: float = _option("timeout_s")
     if_exists: IfExists = field(
-        default=IfExists.ERROR, metadata={"help": "what to do when the output file exists"}
+        default=IfExists(DEFAULTS_TABLE["if_exists"][0]),
+        metadata={"help": DEFAULTS_TABLE["if_exists"][1]},
     )
-    user_agent: str = _option(DEFAULT_USER_AGENT, "the User-Agent header")
+    user_agent: str = _option("user_agent")
     headers: Mapping[str, str] = field(
-        default_factory=lambda: MappingProxyType({}), metadata={"help": "extra request headers"}
+        default_factory=lambda: MappingProxyType({}),
+        metadata={"help": DEFAULTS_TABLE["headers"][1]},
     )
-    buffer_bytes: int = _option(256 * 1024, "read buffer per connection")
-    max_redirects: int = _option(10, "redirects followed at most")
-    retries: int = _option(5, "attempts in a row without progress per range")
-    retry_wait_s: float = _option(
-        0.5, "base of the exponential backoff (with full jitter) between attempts"
-    )
-    max_retry_after_s: float = _option(
-        300.0, "longest Retry-After honoured; a server asking for more fails the attempt"
-    )
-    max_connections_per_host: int = _option(16, "never more connections than this to one host")
-    lowest_speed_bytes_per_s: int | None = _option(
-        None, "a connection slower than this for 3 s gives its range to a fresh one"
-    )
-    max_size_bytes: int | None = _option(
-        None, "refuse files larger than this before any byte is written"
-    )
-    resume: bool = _option(
-        True, "continue a partial download found at the output path, if it can be trusted"
-    )
-    lock_wait_s: float = _option(0.0, "how long to wait for another segdl writing the same output")
-    preconnect: bool = _option(
-        True,
-        "open the other connections while the first request is in flight (never in "
-        "batches, whose files share warm connections)",
-    )
+    buffer_bytes: int = _option("buffer_bytes")
+    max_redirects: int = _option("max_redirects")
+    retries: int = _option("retries")
+    retry_wait_s: float = _option("retry_wait_s")
+    max_retry_after_s: float = _option("max_retry_after_s")
+    max_connections_per_host: int = _option("max_connections_per_host")
+    lowest_speed_bytes_per_s: int | None = _option("lowest_speed_bytes_per_s")
+    max_size_bytes: int | None = _option("max_size_bytes")
+    resume: bool = _option("resume")
+    lock_wait_s: float = _option("lock_wait_s")
+    preconnect: bool = _option("preconnect")
 
-    user: str | None = _option(
-        None, "USER:PASSWORD for HTTP Basic, sent to the URL's origin only", repr=False
-    )
-    use_netrc: bool = _option(False, "take credentials from ~/.netrc")
-    netrc_file: str | None = _option(None, "take credentials from this netrc file")
-    cookies_file: str | None = _option(None, "send cookies from a Netscape cookies.txt file")
-    location_trusted: bool = _option(
-        False,
-        "send credentials to redirect targets on other origins too (curl's --location-trusted)",
-    )
-    allow_insecure_redirect: bool = _option(False, "follow a redirect from https to http")
-    ca_bundle: str | None = _option(None, "verify TLS against this CA file")
-    insecure: bool = _option(
-        False, "do NOT verify TLS certificates, for this download only (warned about every time)"
-    )
-    proxy: str | None = _option(  # may hold a password
-        None,
-        "http://, https://, socks5:// or socks5h:// proxy, with user:password if needed",
-        repr=False,
-    )
-    use_proxy_env: bool = _option(True, "use HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY")
-    remote_time: bool = _option(False, "give the finished file the server's Last-Modified time")
-    keep_cache: bool = _option(  # the size: segdl.disk.resume.DROP_CACHE_FROM_BYTES
-        False,
-        "leave a file of 256 MiB or more in the page cache (by default its pages are dropped "
-        "as they are synced)",
-    )
-    limit_rate_bytes_per_s: int | None = _option(
-        None, "this download's own rate limit (a batch's is shared by its files)"
-    )
-    checksum: str | None = _option(
-        None, "ALGO=HEX the finished file must match (md5, sha-1, sha-256, sha-512)"
-    )
-    stream_buffer_bytes: int = _option(
-        64 * MIB,
-        "with -o - (to stdout): bytes held at most to put the connections' pieces in order; "
-        "a connection that runs ahead waits rather than grow it",
-    )
+    user: str | None = _option("user", repr=False)
+    use_netrc: bool = _option("use_netrc")
+    netrc_file: str | None = _option("netrc_file")
+    cookies_file: str | None = _option("cookies_file")
+    location_trusted: bool = _option("location_trusted")
+    allow_insecure_redirect: bool = _option("allow_insecure_redirect")
+    ca_bundle: str | None = _option("ca_bundle")
+    insecure: bool = _option("insecure")
+    proxy: str | None = _option("proxy", repr=False)  # may hold a password
+    use_proxy_env: bool = _option("use_proxy_env")
+    remote_time: bool = _option("remote_time")
+    keep_cache: bool = _option("keep_cache")  # the size: segdl.disk.resume.DROP_CACHE_FROM_BYTES
+    limit_rate_bytes_per_s: int | None = _option("limit_rate_bytes_per_s")
+    checksum: str | None = _option("checksum")
+    stream_buffer_bytes: int = _option("stream_buffer_bytes")
 
     @property
     def overwrite(self) -> bool:
@@ -157,6 +121,8 @@ class DownloadOptions:
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
 
     def retry_policy(self) -> RetryPolicy:
+        from segdl.core.retry import RetryPolicy
+
         return RetryPolicy(
             attempts=self.retries,
             base_wait_s=self.retry_wait_s,

@@ -42,13 +42,19 @@ class Dialled(NamedTuple):
 
 
 class _Dial:
-    """One connect in flight, in a daemon thread, then the early request if there is one;
-    its socket, or None if either failed."""
+    """One connect in flight, in a daemon thread, then the early request if there is one
+    (held, when asked, until :meth:`release`); its socket, or None if either failed."""
 
-    def __init__(self, host: str, port: int, timeout_s: float, request: bytes | None) -> None:
+    def __init__(
+        self, host: str, port: int, timeout_s: float, request: bytes | None, hold: bool
+    ) -> None:
         self.host, self.port = host, port
         self._dialled: Dialled | None = None
         self._done = threading.Event()
+        self._go = threading.Event()  # the request may be written
+        self._dropped = False
+        if not hold:
+            self._go.set()
         thread = threading.Thread(
             target=self._connect, args=(timeout_s, request), name="segdl-dial", daemon=True
         )
@@ -63,6 +69,10 @@ class _Dial:
             return
         try:
             if request is not None:
+                self._go.wait(timeout_s)
+                if self._dropped or not self._go.is_set():
+                    sock.close()  # held back, then not wanted: nothing was sent
+                    return
                 sock.sendall(request)
             self._dialled = Dialled(sock, request)
         except OSError as exc:  # a connection that fails already is no use
@@ -71,15 +81,26 @@ class _Dial:
         finally:
             self._done.set()
 
+    def release(self) -> None:
+        self._go.set()
+
+    def drop(self) -> None:
+        """Never write the request; the socket, if any, is closed by the dial or by
+        :func:`discard`."""
+        self._dropped = True
+        self._go.set()
+
     def wait(self) -> Dialled | None:
         """The socket once the connect (and the request) is over, bounded by its timeout."""
         self._done.wait()
         return self._dialled
 
 
-def dial(url: str, timeout_s: float, request: bytes | None = None) -> None:
+def dial(url: str, timeout_s: float, request: bytes | None = None, *, hold: bool = False) -> None:
     """Start connecting to ``url``'s host and port, then write ``request`` on the socket if
-    given (see :func:`first_request`); nothing else is sent. Never raises."""
+    given (see :func:`first_request`); nothing else is sent. With ``hold``, the request waits
+    for :func:`release` (the caller is still checking its options; :func:`discard` drops
+    it unsent). Never raises."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -91,7 +112,15 @@ def dial(url: str, timeout_s: float, request: bytes | None = None) -> None:
     key = (parts.hostname.rstrip("."), port or _DEFAULT_PORTS[scheme])  # as urllib3 names it
     with _lock:
         if key not in _dials:
-            _dials[key] = _Dial(*key, timeout_s, request)
+            _dials[key] = _Dial(*key, timeout_s, request, hold)
+
+
+def release() -> None:
+    """Let the held early requests go (see :func:`dial`)."""
+    with _lock:
+        pending = list(_dials.values())
+    for one in pending:
+        one.release()
 
 
 def take(host: str, port: int) -> Dialled | None:
@@ -109,6 +138,7 @@ def discard() -> None:
         pending = list(_dials.values())
         _dials.clear()
     for one in pending:
+        one.drop()
         dialled = one.wait()
         if dialled is not None:
             dialled.sock.close()
