@@ -1,4 +1,4 @@
-"""What the finished file's digest should be, and hashing it while it is still being written.
+"""What the finished file's digest should be (pure: :mod:`segdl.disk.hashing` hashes the file).
 
 Where an expected digest comes from, in order of trust:
 
@@ -11,8 +11,9 @@ Where an expected digest comes from, in order of trust:
 
 ``Content-Digest`` (RFC 9530 §2) is never used: for a 206 it describes the part, not the file.
 A server's malformed digest header is ignored, never raised: a wrong hint should cost the check,
-not the download. :class:`PrefixHasher` hashes the written prefix in a background thread so that
-verifying a large file costs almost nothing after the last byte arrives.
+not the download. :class:`segdl.disk.hashing.PrefixHasher` hashes the written prefix in a
+background thread so that verifying a large file costs almost nothing after the last byte
+arrives.
 """
 
 from __future__ import annotations
