@@ -28,9 +28,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from segdl.core.digests import Expected, from_headers, parse_checksum_option, verify
 from segdl.core.errors import Cancelled, IntegrityError, OutputLocked, SegdlError, shown
 from segdl.core.models import Result
 from segdl.core.names import choose_filename
@@ -47,7 +48,6 @@ from segdl.core.progress import (
 from segdl.core.ranges import single_header
 from segdl.core.wholebody import Headers, judge, larger_size, larger_than_asked
 from segdl.disk.commit import GroupCommit, Staged, unnamed_files_work
-from segdl.disk.digests import Expected, from_headers, parse_checksum_option, verify
 from segdl.disk.lock import LOCK_SUFFIX
 from segdl.disk.paths import name_inside
 from segdl.disk.state import state_path
@@ -196,7 +196,7 @@ class LeanRun:
             if report is None:
                 future = self._deferred.get(index)
                 if future is not None:
-                    report = future.result()  # type: ignore[attr-defined]
+                    report = cast(Any, future).result()  # a Future of the full path's report
                 else:  # stopped before it was answered
                     job = self._prepared[index].job
                     report = ItemReport(job, Outcome.FAILED, error=Cancelled("interrupted"))
@@ -287,7 +287,7 @@ class LeanRun:
         return False
 
     def _deliver(self, request: LeanRequest, answer: Answer) -> None:
-        item: _Item = request.token  # type: ignore[assignment]
+        item = cast(_Item, request.token)
         verdict = judge(answer.status, answer.header_values, len(answer.body))
         if not verdict.whole:
             self._defer(item, verdict.why)
@@ -352,7 +352,7 @@ class LeanRun:
     def _report_commit(self, staged: Staged, error: OSError | None) -> None:
         from segdl.run.batch import ItemReport, Outcome
 
-        item: _Item = staged.token  # type: ignore[assignment]
+        item = cast(_Item, staged.token)
         if error is not None:
             self._defer(item, f"cannot commit: {error}")
             return
@@ -367,7 +367,7 @@ class LeanRun:
         """The batch's journal learns of a file just before it gets its name (see
         :meth:`segdl.disk.journal.Journals.record`)."""
         journals = self._downloader._journals
-        item: _Item = staged.token  # type: ignore[assignment]
+        item = cast(_Item, staged.token)
         if journals is not None and item.final is not None:
             journals.record(item.prepared.job.url, item.final, info)
 
@@ -382,7 +382,7 @@ class LeanRun:
 
     def _watch(self, request: LeanRequest, status: int, headers: Headers, done: int) -> None:
         """Events for displays while an answer arrives: started at its head, then progress."""
-        item: _Item = request.token  # type: ignore[assignment]
+        item = cast(_Item, request.token)
         url = shown(item.prepared.job.url)
         if not done:
             size = larger_size(status, headers)
@@ -413,7 +413,7 @@ class LeanRun:
             self._large[origin] = self._large.get(origin, 0) + 1
             if self._large[origin] >= _LARGE_IN_A_ROW:
                 self._origins_full.add(origin)
-        self._defer(request.token, why)  # type: ignore[arg-type]
+        self._defer(cast(_Item, request.token), why)
 
     def _defer(self, item: _Item, why: str) -> None:
         self._defer_index(item.index, why)
