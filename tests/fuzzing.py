@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from segdl.core.answers import StaticHead, judge_first
+from segdl.core.digests import from_headers
 from segdl.core.errors import InvalidHeader, SegdlError, StateInvalid, UsageError
 from segdl.core.names import (
     MAX_NAME_BYTES,
@@ -23,10 +24,9 @@ from segdl.core.names import (
 )
 from segdl.core.ranges import parse_content_length, parse_content_range
 from segdl.core.retry import parse_retry_after
-from segdl.disk.digests import from_headers
 from segdl.disk.state import decode_state
 from segdl.net.proxies import bypass, parse_proxy, proxy_for
-from segdl.net.transport import _BoundedResponse
+from segdl.net.urllib3_compat import BoundedResponse
 from segdl.run.batch import parse_input_file
 
 
@@ -61,7 +61,7 @@ class _Socket:
 def head(data: bytes) -> None:
     """A response head as read off the wire (1xx interim heads skipped, a deadline on the
     whole), then judged as a first answer: status, length, range, encoding, validators."""
-    response = _BoundedResponse(_Socket(data), method="GET")  # type: ignore[arg-type]
+    response = BoundedResponse(_Socket(data), method="GET")  # type: ignore[arg-type]
     response.begin()
     fields: dict[str, list[str]] = {}
     for key, value in response.msg.items():
