@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import importlib.util
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -92,10 +93,15 @@ def _argv(tool: str, urls: list[str], listing: Path, out: Path) -> list[str]:
         return ["aria2c", "-q", f"-j{PARALLEL}", "-x1", "--file-allocation=none",
                 "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(out),
                 "-i", str(listing)]  # fmt: skip
+    if tool == "wget2":
+        return ["wget2", "-q", f"--max-threads={PARALLEL}", "--no-robots", "-P", str(out),
+                "-i", str(listing)]  # fmt: skip
     return [sys.executable, "-c", _PARFIVE, " ".join(urls), str(out)]
 
 
 def _missing(tool: str) -> str | None:
+    if tool == "wget2" and shutil.which("wget2") is None:
+        return "wget2 is not installed"
     if tool == "parfive" and importlib.util.find_spec("parfive") is None:
         return "parfive is not installed (pip install parfive)"
     return None

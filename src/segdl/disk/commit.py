@@ -63,14 +63,15 @@ class GroupCommit:
 
     ``on_done(staged, error)`` is called from the committing thread once a file is at its
     final name and durable (``error`` None), or could not be committed (``error`` says why;
-    nothing is at the final name then, unless it was there before). ``before_link(staged,
-    stat)`` is called once its data is synced, just before it is linked."""
+    nothing is at the final name then, unless it was there before). ``before_link(files)``
+    is called with the group's synced files and their stat, just before they are linked (an
+    OSError from it: none of them is)."""
 
     def __init__(
         self,
         on_done: Callable[[Staged, OSError | None], None],
         *,
-        before_link: Callable[[Staged, os.stat_result], None] | None = None,
+        before_link: Callable[[list[tuple[Staged, os.stat_result]]], None] | None = None,
         group_files: int = GROUP_FILES,
         group_wait_s: float = GROUP_WAIT_S,
         sync_threads: int = SYNC_THREADS,
@@ -134,15 +135,22 @@ class GroupCommit:
             self._commit(group)
 
     def _commit(self, group: list[Staged]) -> None:
-        synced = list(self._syncs.map(_sync, group))
+        # A slice of the group per sync thread, not a task per file: handing each file to a
+        # thread and back cost more futex calls than the files' own system calls.
+        slices = [group[n::SYNC_THREADS] for n in range(SYNC_THREADS)]
+        errors: dict[int, OSError] = {}
+        for found in self._syncs.map(_sync_all, slices):
+            errors.update(found)
+        synced = [errors.get(id(staged)) for staged in group]
+        if self._before_link is not None:
+            ok = [(s, os.fstat(s.fd)) for s, e in zip(group, synced, strict=True) if e is None]
+            try:
+                self._before_link(ok)
+            except OSError as exc:
+                synced = [exc] * len(group)
         results: list[OSError | None] = []
         directories: dict[int, None] = {}
         for staged, error in zip(group, synced, strict=True):
-            if error is None and self._before_link is not None:
-                try:
-                    self._before_link(staged, os.fstat(staged.fd))
-                except OSError as exc:
-                    error = exc
             if error is None:
                 error = _link(staged)
             with contextlib.suppress(OSError):
@@ -157,12 +165,15 @@ class GroupCommit:
             self._on_done(staged, error)
 
 
-def _sync(staged: Staged) -> OSError | None:
-    try:
-        os.fdatasync(staged.fd)
-    except OSError as exc:
-        return exc
-    return None
+def _sync_all(group: list[Staged]) -> dict[int, OSError]:
+    """``fdatasync`` each file; the failures, by ``id`` of their :class:`Staged`."""
+    errors = {}
+    for staged in group:
+        try:
+            os.fdatasync(staged.fd)
+        except OSError as exc:
+            errors[id(staged)] = exc
+    return errors
 
 
 def _link(staged: Staged) -> OSError | None:

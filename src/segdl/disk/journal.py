@@ -89,28 +89,28 @@ class Journals:
         ``info``: the file's stat, when it is known before the file has its name (a batch's
         lean path records a file just before linking it, so that a crash between the two
         leaves an entry for a missing file, which counts as absent, never a file without one)."""
-        info = info or path.lstat()
-        entry = Entry(url_digest(url), path.name, info.st_size, info.st_mtime_ns)
-        line = json.dumps(
-            {
-                "v": _VERSION,
-                "url_sha256": entry.url_digest,
-                "name": entry.name,
-                "size": entry.size_bytes,
-                "mtime_ns": entry.mtime_ns,
-            }
-        )
-        directory = path.parent
+        self.record_many([(url, path, info or path.lstat())])
+
+    def record_many(self, files: list[tuple[str, Path, os.stat_result]]) -> None:
+        """Append the lines of several files (url, path, stat) at once: one write per
+        directory (a batch's lean path records its files a group at a time)."""
+        by_directory: dict[Path, list[Entry]] = {}
+        for url, path, info in files:
+            entry = Entry(url_digest(url), path.name, info.st_size, info.st_mtime_ns)
+            by_directory.setdefault(path.parent, []).append(entry)
         with self._lock:
-            entries = self._load_locked(directory)
-            # One write of one line with O_APPEND: other writers' lines never interleave.
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(directory / JOURNAL_NAME, flags, 0o666)
-            try:
-                os.write(fd, (line + "\n").encode())
-            finally:
-                os.close(fd)
-            _add(entries, entry)
+            for directory, entries in by_directory.items():
+                known = self._load_locked(directory)
+                lines = "".join(_line(entry) + "\n" for entry in entries).encode()
+                # One write with O_APPEND: other writers' lines never interleave with these.
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(directory / JOURNAL_NAME, flags, 0o666)
+                try:
+                    os.write(fd, lines)
+                finally:
+                    os.close(fd)
+                for entry in entries:
+                    _add(known, entry)
 
     def _load(self, directory: Path) -> dict[str, dict[str, Entry]]:
         with self._lock:
@@ -121,6 +121,11 @@ class Journals:
         if key not in self._entries:
             self._entries[key] = read_journal(directory / JOURNAL_NAME)
         return self._entries[key]
+
+
+def _line(entry: Entry) -> str:
+    record = {"v": _VERSION, "url_sha256": entry.url_digest, "name": entry.name}
+    return json.dumps(record | {"size": entry.size_bytes, "mtime_ns": entry.mtime_ns})
 
 
 def _add(entries: dict[str, dict[str, Entry]], entry: Entry) -> None:

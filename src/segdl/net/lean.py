@@ -259,15 +259,19 @@ class LeanLoop:
             mine = [c for c in self._conns if c.origin == origin]
             for conn in mine:
                 room = conn.depth - len(conn.owed)
-                while queue and room > 0 and not conn.closing:
+                if not queue or room <= 0 or conn.closing:
+                    continue
+                while queue and room > 0:
                     self._send(conn, queue.popleft())
                     room -= 1
+                if conn.connected:
+                    self._flush(conn)  # the requests written together: one send for all
             while queue and len(mine) < self.per_host and len(self._conns) < self.slots:
                 fresh = self._open(origin, defer)
                 if fresh is None:
                     break
                 mine.append(fresh)
-                self._send(fresh, queue.popleft())
+                self._send(fresh, queue.popleft())  # written once connected
                 if fresh.failure:
                     self._end(fresh, fresh.failure, defer)
         if len(self._conns) >= self.slots and self._waiting_count:
@@ -287,8 +291,6 @@ class LeanLoop:
             conn.last_s = self.clock()  # the timeout counts from now, not from idle time
         conn.owed.append(request)
         conn.outgoing += request.wire
-        if conn.connected:
-            self._flush(conn)
 
     def _open(
         self, origin: tuple[str, int], defer: Callable[[LeanRequest, str], None]

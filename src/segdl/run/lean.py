@@ -363,13 +363,18 @@ class LeanRun:
         result = Result(url, item.final, item.size_bytes, elapsed_s, 1, item.ranged)
         self._report(item.index, ItemReport(item.prepared.job, Outcome.DONE, result))
 
-    def _journal(self, staged: Staged, info: os.stat_result) -> None:
-        """The batch's journal learns of a file just before it gets its name (see
-        :meth:`segdl.disk.journal.Journals.record`)."""
+    def _journal(self, files: list[tuple[Staged, os.stat_result]]) -> None:
+        """The batch's journal learns of a group's files just before they get their names
+        (see :meth:`segdl.disk.journal.Journals.record_many`)."""
         journals = self._downloader._journals
-        item = cast(_Item, staged.token)
-        if journals is not None and item.final is not None:
-            journals.record(item.prepared.job.url, item.final, info)
+        if journals is None:
+            return
+        entries = []
+        for staged, info in files:
+            item = cast(_Item, staged.token)
+            if item.final is not None:
+                entries.append((item.prepared.job.url, item.final, info))
+        journals.record_many(entries)
 
     def _twin(self, item: _Item, path: Path) -> None:
         """Another entry of this batch names the same file: this one fails, saying so (as

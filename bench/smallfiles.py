@@ -1,0 +1,185 @@
+"""Many small files from local nginx, segdl beside the C tools: ``python -m bench.smallfiles``.
+
+Issue 22's table, from one run: ``--files`` (default 5000) files of ``--size-kib`` (16) KiB
+served by a private nginx on loopback, ``--parallel`` (32) at once, each tool ``--repeat``
+(3) times, interleaved (the tools take turns going first), every file's sha256 checked:
+
+- segdl ``-q -j 32 -x 1 -d OUT -i LIST``
+- curl ``-s --parallel --parallel-max 32 --remote-name-all --output-dir OUT -K LIST``
+- wget2 ``-q --max-threads=32 -P OUT -i LIST``
+- aria2c ``-q -j32 -x1 --file-allocation=none ... -d OUT -i LIST``
+
+Columns: median wall s, median CPU s (user + system, os.wait4), CPU per file (ms) and peak
+RSS (MiB). ``--one-file`` adds the end-to-end row: one 16 KiB file with ``segdl -q -o OUT
+URL`` against ``python -c 'import urllib3'`` on the same interpreter (medians of 15).
+Each run writes into a fresh directory (see bench/README.md, "Many small files").
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.measure import rotated, run_child
+from tests.nginx import Nginx
+
+TOOLS = ("segdl", "curl", "wget2", "aria2c")
+
+
+@dataclass(slots=True)
+class Row:
+    """One tool's runs: (wall s, CPU s, peak RSS bytes) each, or why it failed."""
+
+    runs: list[tuple[float, float, int]] = field(default_factory=list)
+    error: str | None = None
+
+    def median(self, index: int) -> float:
+        return statistics.median(run[index] for run in self.runs)
+
+
+def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int) -> list[str]:
+    if tool == "segdl":
+        return [sys.executable, "-m", "segdl", "-q", "-j", str(parallel), "-x", "1",
+                "-d", str(out), "-i", str(listing)]  # fmt: skip
+    if tool == "curl":
+        return ["curl", "-s", "--parallel", "--parallel-max", str(parallel), "--remote-name-all",
+                "--output-dir", str(out), "-K", str(curl_config)]  # fmt: skip
+    if tool == "wget2":
+        return ["wget2", "-q", f"--max-threads={parallel}", "--no-robots", "-P", str(out),
+                "-i", str(listing)]  # fmt: skip
+    return ["aria2c", "-q", f"-j{parallel}", "-x1", "--file-allocation=none",
+            "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(out),
+            "-i", str(listing)]  # fmt: skip
+
+
+def _check(out: Path, expected: Mapping[str, str]) -> str | None:
+    for name, digest in expected.items():
+        path = out / name
+        if not path.is_file():
+            return f"{name} missing"
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            return f"{name} differs"
+    return None
+
+
+def measure(
+    files: int, size_bytes: int, parallel: int, repeat: int, tools: Sequence[str],
+    env: Mapping[str, str], workdir: Path | None,
+) -> dict[str, Row]:  # fmt: skip
+    """Serve the files and run each tool ``repeat`` times, interleaved."""
+    rows = {tool: Row() for tool in tools}
+    with tempfile.TemporaryDirectory(prefix="segdl-small-", dir=workdir) as tmp:
+        root = Path(tmp) / "www"
+        root.mkdir()
+        expected = {}
+        for n in range(files):
+            data = os.urandom(size_bytes)
+            (root / f"f{n:06d}.bin").write_bytes(data)
+            expected[f"f{n:06d}.bin"] = hashlib.sha256(data).hexdigest()
+        with Nginx(root) as nginx:
+            urls = [f"http://127.0.0.1:{nginx.port}/{name}" for name in expected]
+            listing = Path(tmp) / "list.txt"
+            listing.write_text("".join(url + "\n" for url in urls))
+            curl_config = Path(tmp) / "curl.cfg"
+            curl_config.write_text("".join(f'url = "{url}"\n' for url in urls))
+            for round_ in range(repeat):
+                for tool in rotated(list(tools), round_):
+                    if shutil.which(tool) is None and tool != "segdl":
+                        rows[tool].error = f"{tool} is not installed"
+                        continue
+                    out = Path(tmp) / f"out-{round_}-{tool}"
+                    out.mkdir()
+                    os.sync()
+                    usage = run_child(_argv(tool, listing, curl_config, out, parallel), env, 600)
+                    error = (f"exit {usage.exit_code}: {usage.stderr_tail}"
+                             if usage.exit_code != 0 else _check(out, expected))  # fmt: skip
+                    if error:
+                        rows[tool].error = error
+                    rows[tool].runs.append((usage.wall_s, usage.cpu_s, usage.max_rss_bytes or 0))
+                    print(f"  {files} x {size_bytes >> 10} KiB {tool:7} {usage.wall_s:.2f} s "
+                          f"{usage.cpu_s:.2f} s CPU", file=sys.stderr, flush=True)  # fmt: skip
+                    shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def render(files: int, size_bytes: int, parallel: int, rows: Mapping[str, Row]) -> str:
+    curl = rows.get("curl")
+    curl_wall = curl.median(0) if curl and curl.runs and not curl.error else None
+    lines = [
+        f"{files} files x {size_bytes >> 10} KiB, local nginx, {parallel} at once",
+        "",
+        "| tool | wall s | CPU s | CPU per file | peak RSS MiB | vs curl (wall) | ok |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for tool, row in rows.items():
+        if not row.runs:
+            lines.append(f"| {tool} | - | - | - | - | - | {row.error} |")
+            continue
+        wall, cpu = row.median(0), row.median(1)
+        rss = max(run[2] for run in row.runs) / 2**20
+        ratio = f"{wall / curl_wall:.2f}x" if curl_wall else "-"
+        spread = f"{min(r[0] for r in row.runs):.2f}-{max(r[0] for r in row.runs):.2f}"
+        ok = "ok" if row.error is None else f"FAIL: {row.error}"
+        lines.append(f"| {tool} | {wall:.2f} ({spread}) | {cpu:.2f} | "
+                     f"{cpu / files * 1000:.2f} ms | {rss:.0f} | {ratio} | {ok} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def one_file(env: Mapping[str, str], workdir: Path | None, repeat: int = 15) -> str:
+    """One 16 KiB file end to end with segdl, beside ``python -c 'import urllib3'``."""
+    with tempfile.TemporaryDirectory(prefix="segdl-one-", dir=workdir) as tmp:
+        root = Path(tmp) / "www"
+        root.mkdir()
+        (root / "one.bin").write_bytes(os.urandom(16 * 1024))
+        segdl_s, urllib3_s = [], []
+        with Nginx(root) as nginx:
+            url = f"http://127.0.0.1:{nginx.port}/one.bin"
+            for n in range(repeat + 1):
+                out = Path(tmp) / f"one-{n}.bin"
+                a = run_child([sys.executable, "-m", "segdl", "-q", "-o", str(out), url], env, 60)
+                b = run_child([sys.executable, "-c", "import urllib3"], env, 60)
+                if n:  # the first pair warms the page cache
+                    segdl_s.append(a.wall_s)
+                    urllib3_s.append(b.wall_s)
+        s, u = statistics.median(segdl_s), statistics.median(urllib3_s)
+        return (
+            "| one 16 KiB file, end to end | segdl s | `python -c 'import urllib3'` s | ratio |\n"
+            "|---|---|---|---|\n"
+            f"| median of {repeat} | {s:.3f} | {u:.3f} | {s / u:.2f}x |"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench.run import _compile_segdl, child_env
+
+    parser = argparse.ArgumentParser(prog="python -m bench.smallfiles", description=__doc__)
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--size-kib", type=int, default=16)
+    parser.add_argument("--parallel", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--one-file", action="store_true", help="add the end-to-end row")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    _compile_segdl()
+    env = child_env()
+    size = args.size_kib * 1024
+    rows = measure(args.files, size, args.parallel, args.repeat, args.tools.split(","), env,
+                   args.workdir)  # fmt: skip
+    print(render(args.files, size, args.parallel, rows))
+    if args.one_file:
+        print()
+        print(one_file(env, args.workdir))
+    return 1 if any(row.error for row in rows.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
