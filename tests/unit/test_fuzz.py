@@ -131,3 +131,18 @@ def test_content_disposition_names_come_out_plain(name: str, quoted: bool) -> No
         else f"attachment; filename*=UTF-8''{quote(name)}"
     )
     check(BY_NAME["content_disposition"], b"\xff" + value.encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b", 21 Oct 2088888888888888888888888888888888888888888888888815 07:8:00 GMT",  # atheris
+        b"9" * 400,  # delay-seconds too large for a float
+        b"9" * 5000,  # past int()'s digit limit
+        b"Wed, 21 Oct 99999 07:28:00 GMT",
+    ],
+)
+def test_retry_after_found_crashes(value: bytes) -> None:
+    """Inputs bench/fuzz.py and review found: an HTTP-date whose year overflows a C long
+    (OverflowError from email.utils), delay-seconds too large for a float."""
+    check(BY_NAME["retry_after"], value)

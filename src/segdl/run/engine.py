@@ -571,7 +571,7 @@ def _set_remote_time(path: Path, last_modified: str | None) -> None:
         return
     try:
         mtime = parsedate_to_datetime(last_modified).timestamp()
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a huge year
         log.debug("unusable Last-Modified %r", last_modified)
         return
     os.utime(path, (time.time(), mtime))
