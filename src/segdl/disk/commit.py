@@ -146,8 +146,9 @@ class GroupCommit:
             ok = [(s, os.fstat(s.fd)) for s, e in zip(group, synced, strict=True) if e is None]
             try:
                 self._before_link(ok)
-            except OSError as exc:
-                synced = [exc] * len(group)
+            except Exception as exc:  # no file of the group is named; the thread goes on
+                failed = exc if isinstance(exc, OSError) else OSError(f"cannot record: {exc}")
+                synced = [failed] * len(group)
         results: list[OSError | None] = []
         directories: dict[int, None] = {}
         for staged, error in zip(group, synced, strict=True):
