@@ -146,3 +146,8 @@ def test_retry_after_found_crashes(value: bytes) -> None:
     """Inputs bench/fuzz.py and review found: an HTTP-date whose year overflows a C long
     (OverflowError from email.utils), delay-seconds too large for a float."""
     check(BY_NAME["retry_after"], value)
+
+
+def test_proxy_choice_for_an_unparsable_url_found_by_atheris() -> None:
+    """A URL urlsplit refuses ("Invalid IPv6 URL") gets no proxy, not a ValueError."""
+    check(BY_NAME["proxies"], b"http://p:1\x00\x00[")

@@ -128,7 +128,10 @@ def proxy_for(
         return explicit
     if not use_env:
         return None
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # "Invalid IPv6 URL" (say, a Location of "http://[x/"): no proxy to
+        return None  # choose; the request fails on the URL itself (found by bench/fuzz.py)
     if scheme not in _DEFAULT_TARGET_PORTS:
         return None
     return env_value(environ, f"{scheme}_proxy") or env_value(environ, "all_proxy")
