@@ -151,3 +151,4 @@ def test_retry_after_found_crashes(value: bytes) -> None:
 def test_proxy_choice_for_an_unparsable_url_found_by_atheris() -> None:
     """A URL urlsplit refuses ("Invalid IPv6 URL") gets no proxy, not a ValueError."""
     check(BY_NAME["proxies"], b"http://p:1\x00\x00[")
+    check(BY_NAME["proxies"], b"http://p:1\x00.example.org\x00[")

@@ -151,8 +151,11 @@ def bypass(url: str, no_proxy: str | None) -> bool:
     """Whether ``url`` matches an entry of ``no_proxy`` and so goes direct."""
     if not no_proxy:
         return False
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".")
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".")
+    except ValueError:  # "Invalid IPv6 URL": no host to match (found by bench/fuzz.py)
+        return False
     if not host:
         return False
     try:
