@@ -99,3 +99,19 @@ def test_a_remembered_proxy_choice_is_proxy_for_s_answer(monkeypatch: pytest.Mon
         assert transport._chosen_proxy.cache_info().currsize <= transport_module._PROXY_CHOICES_KEPT
     finally:
         transport.close()
+
+
+def test_a_transport_for_options_takes_every_network_option() -> None:
+    """The transport built for a download, a stream or a batch takes its timeout and stall
+    floor from the options (a stream's transport had dropped --lowest-speed-limit)."""
+    from segdl.core.options import DownloadOptions
+    from segdl.net.transport import Urllib3Transport
+
+    settings = DownloadOptions(timeout_s=7.0, lowest_speed_bytes_per_s=10_000)
+    transport = Urllib3Transport.for_options(settings, max_connections_per_host=3)
+    try:
+        assert transport.timeout_s == 7.0
+        assert transport._trickle_floor.window_s == 7.0
+        assert transport._trickle_floor.bytes == 70_000
+    finally:
+        transport.close()

@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 import urllib3.connection
@@ -52,6 +52,9 @@ from segdl.net.urllib3_compat import (
     take_idle,
 )
 
+if TYPE_CHECKING:
+    from segdl.core.options import DownloadOptions
+
 log = logging.getLogger(__name__)
 
 
@@ -71,6 +74,31 @@ class Urllib3Transport:
     ``host_gate``: consulted before each connection and request, told of each pause a server
     asks for (:mod:`segdl.net.gate`; not for SOCKS proxies' connections); none by default.
     """
+
+    @classmethod
+    def for_options(
+        cls,
+        settings: DownloadOptions,
+        *,
+        max_connections_per_host: int,
+        block: bool = False,
+        pipelining: bool = False,
+        host_gate: HostGate | None = None,
+    ) -> Urllib3Transport:
+        """A transport with a download's network options (timeout, TLS, proxy, stall floor):
+        the one place a download, a stream and a batch read them from."""
+        return cls(
+            max_connections_per_host=max_connections_per_host,
+            timeout_s=settings.timeout_s,
+            ca_bundle=settings.ca_bundle,
+            insecure=settings.insecure,
+            proxy=settings.proxy,
+            use_proxy_env=settings.use_proxy_env,
+            block=block,
+            pipelining=pipelining,
+            lowest_speed_bytes_per_s=settings.lowest_speed_bytes_per_s,
+            host_gate=host_gate,
+        )
 
     def __init__(
         self,

@@ -199,16 +199,11 @@ class Downloader:
         # A file's own options: the batch's rate limit is the shared bucket, not one a file,
         # and no file preconnects (the batch's pool keeps connections warm).
         self._options = replace(settings, limit_rate_bytes_per_s=None, preconnect=False)
-        self._transport = Urllib3Transport(
+        self._transport = Urllib3Transport.for_options(
+            settings,
             max_connections_per_host=settings.max_connections_per_host,
-            timeout_s=settings.timeout_s,
             block=True,  # the cap is shared by every download
             pipelining=pipelining,
-            ca_bundle=settings.ca_bundle,
-            insecure=settings.insecure,
-            proxy=settings.proxy,
-            use_proxy_env=settings.use_proxy_env,
-            lowest_speed_bytes_per_s=settings.lowest_speed_bytes_per_s,
             host_gate=host_gate,
         )
         # `parallel` files on the network at once, as many waiting with a request queued

@@ -138,14 +138,9 @@ def download(
     if dest is not None and Path(dest).is_dir():
         raise UsageError(f"output path {dest} is a directory (use -d/--dir for that)")
     owned = transport is None
-    active = transport or Urllib3Transport(
+    active = transport or Urllib3Transport.for_options(
+        settings,
         max_connections_per_host=min(settings.connections, settings.max_connections_per_host) + 1,
-        timeout_s=settings.timeout_s,
-        ca_bundle=settings.ca_bundle,
-        insecure=settings.insecure,
-        proxy=settings.proxy,
-        use_proxy_env=settings.use_proxy_env,
-        lowest_speed_bytes_per_s=settings.lowest_speed_bytes_per_s,
     )
     limiters = [] if rate_limiter is None else [rate_limiter]
     if settings.limit_rate_bytes_per_s is not None:

@@ -343,13 +343,9 @@ def stream_to(
     settings = replace(settings, headers=plain_headers)
     stop = cancel or threading.Event()
     listener = progress or silent
-    active = transport or Urllib3Transport(
+    active = transport or Urllib3Transport.for_options(
+        settings,
         max_connections_per_host=min(settings.connections, settings.max_connections_per_host) + 1,
-        timeout_s=settings.timeout_s,
-        ca_bundle=settings.ca_bundle,
-        insecure=settings.insecure,
-        proxy=settings.proxy,
-        use_proxy_env=settings.use_proxy_env,
     )
     limiters = []
     if settings.limit_rate_bytes_per_s is not None:
