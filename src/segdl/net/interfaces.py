@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -103,3 +104,26 @@ class NoPreconnection:
 
     def discard(self) -> None:
         pass
+
+
+class OpenResponses:
+    """The responses an attempt has open, so that a stop can abort them all from another
+    thread (a worker blocked in a read wakes at once instead of after its timeout)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[Response] = set()
+
+    def add(self, response: Response) -> None:
+        with self._lock:
+            self._open.add(response)
+
+    def discard(self, response: Response) -> None:
+        with self._lock:
+            self._open.discard(response)
+
+    def abort_all(self) -> None:
+        with self._lock:
+            responses = list(self._open)
+        for response in responses:  # outside the lock: an abort may wait on the socket
+            response.abort()

@@ -39,7 +39,7 @@ from segdl.core.progress import (
     silent,
 )
 from segdl.net.auth import Identity, identity_for
-from segdl.net.interfaces import Response, Transport
+from segdl.net.interfaces import OpenResponses, Response, Transport
 from segdl.net.transport import Urllib3Transport
 from segdl.run.engine import check_url
 from segdl.run.fetch import open_range
@@ -74,8 +74,7 @@ class Streamer:
         self.listener = listener
         self.cancel = cancel
         self.rate_limiters = rate_limiters
-        self._open: set[Response] = set()
-        self._open_lock = threading.Lock()
+        self._open = OpenResponses()
         self.started_s = time.monotonic()
 
     def run(self, contact: FirstContact) -> Result:
@@ -97,7 +96,7 @@ class Streamer:
         written = 0
         last_s = 0.0
         try:
-            self._register(response)
+            self._open.add(response)
             while n := response.readinto(buffer):
                 self._throttle(n)
                 self._write(buffer[:n])
@@ -108,7 +107,7 @@ class Streamer:
                 if self.cancel.is_set():
                     raise Cancelled("download cancelled")
         finally:
-            self._unregister(response)
+            self._open.discard(response)
             response.close()
         expected = contact.resource.size_bytes
         if expected is not None and written != expected:
@@ -145,7 +144,7 @@ class Streamer:
             self._write_in_order(window, threads)
         except BaseException as exc:
             window.fail(exc)
-            self._abort_all()
+            self._open.abort_all()
             raise
         finally:
             for thread in threads:
@@ -238,7 +237,7 @@ class Streamer:
             try:
                 asked = ByteRange(piece.range.start + piece.got, piece.range.end)
                 answer = answer_or_none or open_range(self.transport, resource, asked, headers)
-                self._register(answer)
+                self._open.add(answer)
                 try:
                     piece.response = answer
                     if not window.received(piece, piece.got):  # taken while we asked
@@ -255,7 +254,7 @@ class Streamer:
                             window.release(piece)
                             return False
                 finally:
-                    self._unregister(answer)
+                    self._open.discard(answer)
                     answer.close()
                 return True
             except (NetworkError, ShortBody) as exc:
@@ -299,20 +298,6 @@ class Streamer:
         elapsed_s = time.monotonic() - self.started_s
         self.listener(DownloadFinished(self.url, STDOUT_PATH, size, elapsed_s))
         return Result(self.url, STDOUT_PATH, size, elapsed_s, connections, ranged)
-
-    def _register(self, response: Response) -> None:
-        with self._open_lock:
-            self._open.add(response)
-
-    def _unregister(self, response: Response) -> None:
-        with self._open_lock:
-            self._open.discard(response)
-
-    def _abort_all(self) -> None:
-        with self._open_lock:
-            responses = list(self._open)
-        for response in responses:
-            response.abort()
 
 
 def stream_to(

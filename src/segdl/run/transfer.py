@@ -49,7 +49,7 @@ from segdl.disk.hashing import DigestCheck
 from segdl.disk.resume import Checkpointer
 from segdl.disk.storage import PartFile, Pipe
 from segdl.net.auth import Identity
-from segdl.net.interfaces import Response, Transport
+from segdl.net.interfaces import OpenResponses, Response, Transport
 from segdl.run.fetch import open_range, stream_claim, stream_to_end
 from segdl.run.probe import FirstContact, first_contact
 from segdl.run.ratelimit import TokenBucket
@@ -149,8 +149,8 @@ class Transfer:
         self._halt = threading.Event()  # stops the workers of the current phase
         self._work_changed = threading.Condition()
         self._headers = options.request_headers()
-        self._open_lock = threading.Lock()
-        self._open: set[Response] = set()
+        self._counts_lock = threading.Lock()
+        self._open = OpenResponses()
         self._streamed_workers = 0
         self._workers = 0
         self._shed = 0
@@ -217,7 +217,7 @@ class Transfer:
         if contact.response is not None and contact.first_range is not None:
             first_range = contact.first_range
             first = planner.claim_first(first_range.start, first_range.end, self.clock())
-            self._register(contact.response)
+            self._open.add(contact.response)
         options = self.options
         workers = min(planner.initial_connections, options.connections)
         workers = min(workers, options.max_connections_per_host)
@@ -266,7 +266,7 @@ class Transfer:
                     if response is None:
                         headers = {**self._headers, **self.identity.headers_for(resource.final_url)}
                         response = open_range(self.transport, resource, claim.request, headers)
-                        self._register(response)
+                        self._open.add(response)
                         log.debug(
                             "range %s answered after %.3f s", claim.request, self._since(claim)
                         )
@@ -300,7 +300,7 @@ class Transfer:
                         return
                 finally:
                     if response is not None:
-                        self._unregister(response)
+                        self._open.discard(response)
                         response.close()
                     with self._work_changed:  # a range ended: idle workers look again
                         self._work_changed.notify_all()
@@ -308,7 +308,7 @@ class Transfer:
                         self._breaks.delivered()
                     if claim.received_bytes and not streamed:
                         streamed = True
-                        with self._open_lock:
+                        with self._counts_lock:
                             self._streamed_workers += 1
                     claim, response = None, None
         finally:
@@ -362,7 +362,7 @@ class Transfer:
         if resource.size_bytes is not None:
             part.allocate(resource.size_bytes)
         self._started(resource, ranged=False, connections=1)
-        self._register(response)
+        self._open.add(response)
 
         def on_bytes(done_bytes: int) -> None:
             self._single_done_bytes = done_bytes
@@ -379,7 +379,7 @@ class Transfer:
                 functools.partial(self._single_map, resource.size_bytes),
             )
         finally:
-            self._unregister(response)
+            self._open.discard(response)
             response.close()
         received = future.result()
         expected = resource.size_bytes
@@ -441,7 +441,7 @@ class Transfer:
                 self._halt.set()
                 with self._work_changed:
                     self._work_changed.notify_all()
-                self._abort_all()
+                self._open.abort_all()
                 cf.wait(futures)
                 self._halt.clear()
                 self._flush_notices()
@@ -590,7 +590,7 @@ class Transfer:
             self._drop_mirror(resource, error)
             return True
         if action is Action.SHED:
-            with self._open_lock:
+            with self._counts_lock:
                 self._shed += 1
                 remaining = self._workers - self._shed
             self._notice(
@@ -674,20 +674,6 @@ class Transfer:
 
     def _since(self, claim: Claim) -> float:
         return self.clock() - claim.started_s
-
-    def _register(self, response: Response) -> None:
-        with self._open_lock:
-            self._open.add(response)
-
-    def _unregister(self, response: Response) -> None:
-        with self._open_lock:
-            self._open.discard(response)
-
-    def _abort_all(self) -> None:
-        with self._open_lock:
-            responses = list(self._open)
-        for response in responses:
-            response.abort()
 
 
 def _first_error(futures: Sequence[cf.Future[Any]]) -> BaseException:
