@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import segdl
-from segdl.cli.main import _download_options, build_parser, main
+from segdl.cli.main import main
+from segdl.cli.parser import build_parser, download_options
 from segdl.core.errors import UsageError
 from segdl.core.options import DEFAULTS, DownloadOptions
 from segdl.run.batch import Downloader, Job, download_many
@@ -81,7 +82,7 @@ def test_the_cli_defaults_are_the_options_defaults() -> None:
     """With no flags, the command line builds exactly DownloadOptions' defaults, and its
     help shows them: there is one place where a default is declared."""
     args = build_parser().parse_args(["http://example.org/f"])
-    assert _download_options(args) == DEFAULTS
+    assert download_options(args) == DEFAULTS
     help_text = " ".join(build_parser().format_help().split())
     assert f"the User-Agent header (default: {DEFAULTS.user_agent})" in help_text
     assert f"connections to use at most (default: {DEFAULTS.connections})" in help_text
@@ -104,7 +105,7 @@ def test_the_cli_flags_become_options() -> None:
             "--user-agent=ua/1",
         ]
     )
-    options = _download_options(args)
+    options = download_options(args)
     assert (options.connections, options.min_split_bytes) == (3, 2 << 20)
     assert options.limit_rate_bytes_per_s == 500 << 10
     assert not options.resume and not options.use_proxy_env

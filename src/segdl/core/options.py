@@ -7,7 +7,7 @@ import functools
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -149,6 +149,19 @@ def parse_size(text: str) -> int:
     if suffix.upper() not in units or not number.isascii() or not number.isdigit():
         raise UsageError(f"invalid size {text!r} (examples: 1048576, 512K, 1M, 2G)")
     return int(number) * units[suffix]
+
+
+def parse_headers(lines: Iterable[str], *, where: str = "") -> dict[str, str]:
+    """``Name: value`` lines (``-H``, an input list's ``header=``, aria2's ``header``) as
+    headers, the last of a name winning; UsageError, its text after ``where``, for a line
+    without a name or a colon."""
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, content = line.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"{where}header {line!r} is not 'Name: value'")
+        headers[name.strip()] = content.strip()
+    return headers
 
 
 # Keywords download() has always accepted under another name than the option's.

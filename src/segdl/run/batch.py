@@ -20,7 +20,7 @@ from typing import Any
 
 from segdl.core.errors import OutputChanged, OutputLocked, SegdlError, UsageError
 from segdl.core.models import Result
-from segdl.core.options import DownloadOptions, IfExists, with_overrides
+from segdl.core.options import DownloadOptions, IfExists, parse_headers, with_overrides
 from segdl.core.progress import DownloadReceived, Event, ProgressListener, silent
 from segdl.disk.journal import Completion, Journals
 from segdl.disk.storage import make_directory
@@ -145,10 +145,8 @@ def parse_input_file(text: str, *, first_line: int = 1) -> list[Job]:
 
 def _set_option(options: dict[str, Any], name: str, value: str, number: int) -> None:
     if name == "headers":
-        header, sep, content = value.partition(":")
-        if not sep:
-            raise UsageError(f"input line {number}: header {value!r} is not 'Name: value'")
-        options["headers"] = {**options.get("headers", {}), header.strip(): content.strip()}
+        header = parse_headers([value], where=f"input line {number}: ")
+        options["headers"] = {**options.get("headers", {}), **header}
     elif name == "connections":
         if not (value.isascii() and value.isdigit()):
             raise UsageError(f"input line {number}: connections must be a number")
