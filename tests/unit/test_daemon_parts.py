@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from segdl.core.options import DownloadOptions, IfExists
 from segdl.daemon import ariaopts, render
 from segdl.daemon.confine import confined_dir, confined_output
 from segdl.daemon.errors import RpcError
+from segdl.daemon.lists import Lists
 from segdl.daemon.methods import _window
 from segdl.daemon.model import Item, Live, Status, is_gid, new_gid
 from segdl.daemon.store import Batch, Store, row_of
@@ -57,11 +59,11 @@ def test_symlinks_out_of_the_root_are_not_followed(tmp_path: Path) -> None:
     assert confined_dir(root, str(root / "x")) == root / "x"
 
 
-def test_aria2_options_map_to_download_keywords() -> None:
+def test_aria2_options_map_to_download_options() -> None:
     """split/max-connection-per-server, header, limits, overwrite rules and tries map as aria2
-    means them; a value that is not a number is refused."""
+    means them; a value that is not a number, or one segdl refuses, fails the call."""
     defaults = ariaopts.defaults("/r", 5, 8, "0")
-    kwargs = ariaopts.download_kwargs(
+    options = ariaopts.download_options(
         {
             "split": "16",
             "header": ["X-A: 1", "User-Agent: ua"],
@@ -72,24 +74,28 @@ def test_aria2_options_map_to_download_keywords() -> None:
         },
         defaults,
     )
-    assert kwargs["connections"] == 16
-    assert kwargs["headers"] == {"X-A": "1"} and kwargs["user_agent"] == "ua"
-    assert kwargs["limit_rate"] == 500 * 1024 and kwargs["if_exists"] == "overwrite"
-    assert kwargs["retries"] == 1_000_000 and kwargs["checksum"] == "sha-256=ab"
-    plain = ariaopts.download_kwargs({}, defaults)
-    assert plain["connections"] == 8 and plain["if_exists"] == "rename"
-    assert plain["limit_rate"] is None
-    assert (
-        ariaopts.download_kwargs({"auto-file-renaming": "false"}, defaults)["if_exists"] == "error"
-    )
+    assert options.connections == 16
+    assert options.headers == {"X-A": "1"} and options.user_agent == "ua"
+    assert options.limit_rate_bytes_per_s == 500 * 1024
+    assert options.if_exists is IfExists.OVERWRITE
+    assert options.retries == 1_000_000 and options.checksum == "sha-256=ab"
+    plain = ariaopts.download_options({}, defaults)
+    assert plain.connections == 8 and plain.if_exists is IfExists.RENAME
+    assert plain.limit_rate_bytes_per_s is None
+    refusing = ariaopts.download_options({"auto-file-renaming": "false"}, defaults)
+    assert refusing.if_exists is IfExists.ERROR
+    base = DownloadOptions(max_connections_per_host=3, preconnect=False)
+    on_base = ariaopts.download_options({"split": "2"}, defaults, base)
+    assert on_base.max_connections_per_host == 3 and not on_base.preconnect
     for bad in (
         {"split": "x"},
         {"max-download-limit": "fast"},
         {"header": "nocolon"},
         {"allow-overwrite": "yes"},
+        {"header": "Range: bytes=0-"},
     ):
         with pytest.raises(RpcError):
-            ariaopts.download_kwargs(bad, defaults)
+            ariaopts.download_options(bad, defaults)
     assert ariaopts.normalized({"split": 4, "pause": True}) == {"split": "4", "pause": "true"}
     with pytest.raises(RpcError):
         ariaopts.normalized({"split": {"a": 1}})
@@ -264,3 +270,50 @@ def test_the_journal_hands_over_each_change_once() -> None:
     journal.deleted(item.gid)
     batch, _ = journal.take()
     assert batch.puts == [] and batch.deletes == [item.gid]
+
+
+def _queued(gid: str, status: Status = Status.WAITING, position: float = 0.0) -> Item:
+    return Item(gid=gid, uris=["http://h/f"], options={}, status=status, position=position,
+                directory="/r")  # fmt: skip
+
+
+def test_lists_keep_the_queue_order_and_each_item_in_one_list() -> None:
+    """Inserting at the front, moving, starting and stopping keep each item in exactly one
+    list, the queue ordered by position, and stopped ones numbered in the order they stopped."""
+    lists = Lists()
+    a, b, c = (_queued(g.ljust(16, "0")) for g in ("a", "b", "c"))
+    for item in (a, b):
+        assert lists.add(item, len(lists.queue)) == []
+    lists.add(c, 0)
+    assert lists.queue == [c.gid, a.gid, b.gid]
+    assert sorted(lists.queue, key=lambda g: lists.items[g].position) == lists.queue
+    target, _ = lists.move(b, 0, "POS_SET")
+    assert target == 0 and lists.queue == [b.gid, c.gid, a.gid]
+    assert lists.next_waiting(running={b.gid}) is c
+    lists.activate(c)
+    lists.stop(c, Status.COMPLETE)
+    lists.stop(a, Status.ERROR)
+    assert lists.queue == [b.gid] and lists.active == [] and lists.stopped == [c.gid, a.gid]
+    assert (c.stopped_seq, a.stopped_seq) == (1, 2)
+    assert lists.find("a") is a
+    with pytest.raises(RpcError, match="not in the waiting queue"):
+        lists.move(a, 0, "POS_SET")
+    lists.forget(a)
+    assert a.gid not in lists.items and lists.stopped == [c.gid]
+
+
+def test_restored_lists_put_running_items_first_and_renumber() -> None:
+    """After a restart the ones that were running lead the queue, then waiting and paused
+    ones in their order; a stopped one keeps its stop number for the next to follow."""
+    lists = Lists()
+    waiting = _queued("1" * 16, position=5.0)
+    paused = _queued("2" * 16, Status.PAUSED, position=7.0)
+    running = _queued("3" * 16, Status.ACTIVE, position=9.0)
+    done = _queued("4" * 16, Status.COMPLETE)
+    done.stopped_seq = 4
+    renumbered = lists.restore([waiting, paused, running, done])
+    assert lists.queue == [running.gid, waiting.gid, paused.gid]
+    assert {i.gid for i in renumbered} == {running.gid, waiting.gid, paused.gid}
+    assert running.status is Status.WAITING and paused.status is Status.PAUSED
+    lists.stop(waiting, Status.REMOVED)
+    assert waiting.stopped_seq == 5 and lists.stopped == [done.gid, waiting.gid]

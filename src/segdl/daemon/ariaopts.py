@@ -1,4 +1,5 @@
-"""aria2's option names and string values, turned into :func:`segdl.download` keywords.
+"""aria2's option names and string values, turned into a
+:class:`~segdl.core.options.DownloadOptions`.
 
 RPC clients send options the way aria2 takes them (``{"split": "8", "out": "f.iso"}``); the
 item keeps them as given, ``getOption`` shows them over the global defaults, and this module
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from segdl.core.errors import UsageError
-from segdl.core.options import parse_size
+from segdl.core.options import DownloadOptions, parse_headers, parse_size, with_overrides
 from segdl.daemon.errors import RpcError
 
 OptionValue = str | list[str]
@@ -121,56 +122,55 @@ def _flag(options: Mapping[str, OptionValue], name: str) -> bool | None:
 
 def headers_of(options: Mapping[str, OptionValue]) -> dict[str, str]:
     value = options.get("header")
-    lines = [value] if isinstance(value, str) else list(value or [])
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, sep, content = line.partition(":")
-        if not sep or not name.strip():
-            raise RpcError(f"header {line!r} is not 'Name: value'")
-        headers[name.strip()] = content.strip()
-    return headers
+    try:
+        return parse_headers([value] if isinstance(value, str) else list(value or []))
+    except UsageError as exc:
+        raise RpcError(str(exc)) from exc
 
 
-def download_kwargs(
-    item: Mapping[str, OptionValue], defaults: Mapping[str, OptionValue]
-) -> dict[str, Any]:
-    """The :func:`segdl.download` keywords for an item's options over the global ones
-    (``dir`` and ``out`` are resolved by :mod:`segdl.daemon.confine`, not here)."""
-    merged = {**defaults, **item}
+def download_options(
+    item: Mapping[str, OptionValue],
+    defaults: Mapping[str, OptionValue],
+    base: DownloadOptions | None = None,
+) -> DownloadOptions:
+    """An item's options over the global ones, as :class:`DownloadOptions` over ``base``
+    (``dir`` and ``out`` are resolved by :mod:`segdl.daemon.confine`, not here). Checked
+    whole, so what segdl refuses (a header it sets itself, say) fails the call that gave it."""
+    try:
+        return with_overrides(base, _given(item, {**defaults, **item}))
+    except UsageError as exc:
+        raise RpcError(str(exc)) from exc
+
+
+def _given(item: Mapping[str, OptionValue], merged: Mapping[str, OptionValue]) -> dict[str, Any]:
     split = _count(merged, "split") or 1
     per_server = _count(merged, "max-connection-per-server") or 1
     # aria2 uses min(split, max-connection-per-server x servers); only what the item itself
     # set counts, so a global default never lowers an explicit one.
     own = [n for n in (_count(item, "split"), _count(item, "max-connection-per-server")) if n]
     connections = min(own) if own else min(split, per_server)
-    kwargs: dict[str, Any] = {"connections": max(1, connections)}
-    kwargs["min_split_bytes"] = max(1, _size(merged, "min-split-size") or 1)
+    given: dict[str, Any] = {"connections": max(1, connections)}
+    given["min_split_bytes"] = max(1, _size(merged, "min-split-size") or 1)
     headers = headers_of(merged)
-    user_agent = headers.pop("User-Agent", None) or _text(merged, "user-agent")
-    if user_agent is not None:
-        kwargs["user_agent"] = user_agent
-    kwargs["headers"] = headers
-    checksum = _text(merged, "checksum")
-    if checksum:
-        kwargs["checksum"] = checksum
-    limit = _size(merged, "max-download-limit") or 0
-    kwargs["limit_rate"] = limit or None
+    given["user_agent"] = headers.pop("User-Agent", None) or _text(merged, "user-agent")
+    given["headers"] = headers
+    given["checksum"] = _text(merged, "checksum") or None
+    given["limit_rate_bytes_per_s"] = _size(merged, "max-download-limit") or None
     if _flag(merged, "allow-overwrite"):
-        kwargs["if_exists"] = "overwrite"
+        given["if_exists"] = "overwrite"
     elif _flag(merged, "auto-file-renaming") is False:
-        kwargs["if_exists"] = "error"
+        given["if_exists"] = "error"
     else:
-        kwargs["if_exists"] = "rename"
+        given["if_exists"] = "rename"
     timeout = _count(merged, "timeout")
     if timeout:
-        kwargs["timeout_s"] = float(timeout)
+        given["timeout_s"] = float(timeout)
     tries = _count(merged, "max-tries")
     if tries is not None:
-        kwargs["retries"] = tries if tries > 0 else 1_000_000  # aria2: 0 means unlimited
-    lowest = _size(merged, "lowest-speed-limit") or 0
-    kwargs["lowest_speed_bytes_per_s"] = lowest or None
-    kwargs["remote_time"] = bool(_flag(merged, "remote-time"))
-    return kwargs
+        given["retries"] = tries if tries > 0 else 1_000_000  # aria2: 0 means unlimited
+    given["lowest_speed_bytes_per_s"] = _size(merged, "lowest-speed-limit") or None
+    given["remote_time"] = bool(_flag(merged, "remote-time"))
+    return given
 
 
 def check_changeable(options: Mapping[str, OptionValue], started: bool) -> None:

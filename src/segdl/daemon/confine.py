@@ -11,9 +11,14 @@ and the start is caught then.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from segdl.daemon.errors import RpcError
+
+if TYPE_CHECKING:
+    from segdl.daemon.model import Item
 
 
 def _plain_parts(text: str, what: str) -> PurePosixPath:
@@ -63,3 +68,36 @@ def check_still_inside(root: Path, path: Path) -> None:
     _inside(root.resolve(), path.parent, "dir", str(path.parent))
     if os.path.islink(path):
         raise RpcError(f"{path} is a symlink; it is not followed")
+
+
+def confined_place(root: Path, options: Mapping[str, object], directory: Path) -> Path:
+    """The directory an item's options ask for (``dir``; else ``directory``), with its
+    ``out`` checked to stay inside it."""
+    if "dir" in options:
+        directory = confined_dir(root, _text(options["dir"]))
+    if "out" in options:
+        confined_output(root, directory, _text(options["out"]) or "")
+    return directory
+
+
+def run_target(root: Path, item: Item) -> dict[str, Path]:
+    """Where an item's run writes, checked again just before it starts: ``dest=`` (the known
+    or asked-for path) or ``directory=``, made if missing."""
+    directory = Path(item.directory)
+    if item.path is not None:
+        path = Path(item.path)
+    elif "out" in item.options:
+        path = confined_output(root, directory, _text(item.options["out"]) or "")
+    else:
+        check_still_inside(root, directory / "x")
+        directory.mkdir(parents=True, exist_ok=True)
+        return {"directory": directory}
+    check_still_inside(root, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return {"dest": path}
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise RpcError("a string is expected")

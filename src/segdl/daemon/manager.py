@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from segdl.daemon import ariaopts, order
+from segdl.daemon import ariaopts
 from segdl.daemon.ariaopts import Options
-from segdl.daemon.confine import check_still_inside, confined_dir, confined_output
+from segdl.daemon.confine import confined_place, run_target
 from segdl.daemon.errors import RpcError
 from segdl.daemon.journal import Journal
-from segdl.daemon.model import Item, Status, is_gid, new_gid
+from segdl.daemon.lists import Lists
+from segdl.daemon.model import Item, Status, new_gid, web_uri
 from segdl.daemon.runner import Ended, Runner, error_code
+from segdl.daemon.settings import Settings
 from segdl.daemon.store import Store
 from segdl.net.transport import Urllib3Transport
-from segdl.run.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,18 @@ class Manager:
     ) -> None:
         self.store = store
         self.root = root.resolve()
-        self.options = global_options
-        self.cap = max_connections_per_host
+        self.settings = Settings(global_options, max_connections_per_host=max_connections_per_host)
+        self.options = global_options  # the settings' own, read by the RPC methods
         self.notify = notify or (lambda method, gid: None)
-        self.items: dict[str, Item] = {}
-        self.queue: list[str] = []  # waiting and paused, in order
-        self.active: list[str] = []  # in the order they started
-        self.stopped: list[str] = []  # in the order they stopped
-        self.jobs = ariaopts.concurrency(global_options)
+        self.lists = Lists()
+        # The lists' own objects, read by the RPC methods.
+        self.items, self.queue = self.lists.items, self.lists.queue
+        self.active, self.stopped = self.lists.active, self.lists.stopped
+        self.find = self.lists.find
         self._runners: dict[str, Runner] = {}  # threads alive, winding down ones too
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db = cf.ThreadPoolExecutor(1, thread_name_prefix="segdl-daemon-db")
         self._journal = Journal()
-        self._stop_seq = 0
         self._last_hint_s = 0.0
         self._schedule_wanted = False
         self._committing: set[asyncio.Future[None]] = set()
@@ -76,8 +75,6 @@ class Manager:
         self._transport = Urllib3Transport(
             max_connections_per_host=max_connections_per_host, block=True
         )
-        limit = ariaopts.overall_limit(global_options)
-        self._bucket: TokenBucket | None = TokenBucket(limit) if limit else None
 
     # -- start-up and shut-down -------------------------------------------------------------
 
@@ -85,21 +82,9 @@ class Manager:
         """Take the queue from the store (see :func:`segdl.daemon.order.restored`)."""
         items, notes, settings = self.store.load()
         if "global" in settings:
-            self.options.update(json.loads(settings["global"]))
-            self.jobs = ariaopts.concurrency(self.options)
-            limit = ariaopts.overall_limit(self.options)
-            self._bucket = TokenBucket(limit) if limit else None
-        for item in items:
-            self.items[item.gid] = item
-            if item.status.stopped:
-                self.stopped.append(item.gid)
-                self._stop_seq = max(self._stop_seq, item.stopped_seq)
-        for number, item in enumerate(order.restored(items)):
-            item.status = Status.PAUSED if item.status is Status.PAUSED else Status.WAITING
-            self.queue.append(item.gid)
-            if item.position != number:
-                item.position = float(number)
-                self._journal.changed(item)
+            self.settings.restore(settings["global"])
+        for item in self.lists.restore(items):
+            self._journal.changed(item)
         for gid, at_s, kind, message in notes:
             if gid in self.items:
                 self.items[gid].notices.append((at_s, kind, message))
@@ -172,20 +157,6 @@ class Manager:
 
     # -- lookups ---------------------------------------------------------------------------------
 
-    def find(self, gid: object) -> Item:
-        """By GID, or by a unique prefix of one (as aria2 allows)."""
-        if not isinstance(gid, str) or not gid:
-            raise RpcError("a GID is a string of 16 hex digits")
-        item = self.items.get(gid)
-        if item is not None:
-            return item
-        if not is_gid(gid.ljust(16, "0")):
-            raise RpcError(f"Invalid GID {gid[:40]}")
-        found = [item for key, item in self.items.items() if key.startswith(gid)]
-        if len(found) != 1:
-            raise RpcError(f"GID {gid} is not found" if not found else f"GID {gid} is ambiguous")
-        return found[0]
-
     def cacheable(self, item: Item) -> bool:
         """Its tellStatus answer stays the same until :meth:`changed` is called for it."""
         return item.status is not Status.ACTIVE and item.gid not in self._runners
@@ -197,13 +168,10 @@ class Manager:
         if not uris or not all(isinstance(u, str) and u for u in uris):
             raise RpcError("uris must be a non-empty array of strings")
         for uri in uris:
-            if uri.split(":", 1)[0].lower() not in ("http", "https"):
+            if not web_uri(uri):
                 raise RpcError(f"only http:// and https:// URIs are supported, not {uri[:60]!r}")
-        asked = _text(options.get("dir"))
-        directory = self.root if asked is None else confined_dir(self.root, asked)
-        if "out" in options:
-            confined_output(self.root, directory, _text(options.get("out")) or "")
-        ariaopts.download_kwargs(options, self.options)  # refuses what it cannot read
+        directory = confined_place(self.root, options, self.root)
+        self.settings.run_options(options)  # refuses what it cannot take
         gid = new_gid(self.items)
         item = Item(
             gid=gid,
@@ -214,108 +182,55 @@ class Manager:
             directory=str(directory),
             added_s=time.time(),
         )
-        self.items[gid] = item
-        self._insert(item, len(self.queue) if position is None else position)
+        self._changed(self.lists.add(item, len(self.queue) if position is None else position))
         self.changed(item)
         self._schedule_wanted = True
         return gid
 
-    def _insert(self, item: Item, index: int) -> None:
-        """Into the queue at ``index`` (clamped); positions renumbered only when needed."""
-        queue = self.queue
-        index = max(0, min(index, len(queue)))
-        before = self.items[queue[index - 1]].position if index > 0 else None
-        after = self.items[queue[index]].position if index < len(queue) else None
-        queue.insert(index, item.gid)
-        position = order.position_between(before, after)
-        if position is None:
-            self._renumber(index)
-        else:
-            item.position = position
-
-    def _renumber(self, start: int = 0) -> None:
-        for number in range(start, len(self.queue)):
-            item = self.items[self.queue[number]]
-            item.position = float(number)
+    def _changed(self, items: list[Item]) -> None:
+        for item in items:
             self.changed(item)
-        for number in range(0, start):  # before start: keep them below
-            item = self.items[self.queue[number]]
-            if item.position >= start:
-                item.position = float(number)
-                self.changed(item)
 
     def change_position(self, gid: str, pos: int, how: str) -> int:
-        item = self.find(gid)
-        if not item.status.queued:
-            raise RpcError(f"GID {item.gid} is not in the waiting queue")
-        current = self.queue.index(item.gid)
-        target = order.target_index(current, len(self.queue), pos, how)
-        self.queue.pop(current)
-        self.queue.insert(target, item.gid)
-        self._renumber()
+        target, renumbered = self.lists.move(self.find(gid), pos, how)
+        self._changed(renumbered)
         return target
 
     # -- the scheduler -------------------------------------------------------------------------
 
     def schedule(self) -> None:
         """Start waiting items, first in the queue first, while fewer than -j are active."""
-        while len(self.active) < self.jobs:
-            gid = next(
-                (
-                    g
-                    for g in self.queue
-                    if self.items[g].status is Status.WAITING and g not in self._runners
-                ),
-                None,
-            )
-            if gid is None:
+        while len(self.active) < self.settings.jobs:
+            item = self.lists.next_waiting(self._runners)
+            if item is None:
                 return
-            self._start(self.items[gid])
+            self._start(item)
 
     def _start(self, item: Item) -> None:
-        self.queue.remove(item.gid)
-        item.status = Status.ACTIVE
+        self.lists.activate(item)
         item.error_code, item.error_message = 0, ""
-        self.active.append(item.gid)
         self.changed(item)
         try:
-            target = self._target(item)
-            kwargs = ariaopts.download_kwargs(item.options, self.options)
+            target = run_target(self.root, item)
+            options = self.settings.run_options(item.options)
         except RpcError as exc:
             self._stop(item, Status.ERROR, 1, str(exc))
             return
-        kwargs.update(transport=self._transport, max_connections_per_host=self.cap)
-        kwargs["preconnect"] = False  # the shared pool keeps connections warm
-        if self._bucket is not None:
-            kwargs["rate_limiter"] = self._bucket
         runner = Runner(
             item.gid,
             item.uris,
             target,
-            kwargs,
+            options,
             item.live,
             self._threadsafe(self._noticed),
             self._threadsafe(self._started),
             self._threadsafe(self._ended),
+            transport=self._transport,
+            rate_limiter=self.settings.bucket,
         )
         self._runners[item.gid] = runner
         self._event(item, "aria2.onDownloadStart", "started", "download started")
         runner.start()
-
-    def _target(self, item: Item) -> dict[str, Any]:
-        """``dest=`` (the known or asked-for path) or ``directory=``, checked again now."""
-        directory = Path(item.directory)
-        if item.path is not None:
-            path = Path(item.path)
-        elif "out" in item.options:
-            path = confined_output(self.root, directory, _text(item.options["out"]) or "")
-        else:
-            check_still_inside(self.root, directory / "x")
-            directory.mkdir(parents=True, exist_ok=True)
-            return {"directory": directory}
-        check_still_inside(self.root, path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return {"dest": path}
 
     def _threadsafe(self, function: Callable[..., None]) -> Callable[..., None]:
         loop = self._loop
@@ -349,7 +264,7 @@ class Manager:
             if runner.restart and ended.cancelled:
                 self.active.remove(gid)
                 item.status = Status.WAITING
-                self._insert(item, 0)
+                self._changed(self.lists.insert(item, 0))
                 self.changed(item)
             elif ended.result is not None:
                 item.path = str(ended.result.path)
@@ -365,15 +280,8 @@ class Manager:
 
     def _stop(self, item: Item, status: Status, code: int, message: str) -> None:
         """An item leaves the active list or the queue for the stopped list."""
-        if item.gid in self.active:
-            self.active.remove(item.gid)
-        elif item.gid in self.queue:
-            self.queue.remove(item.gid)
-        item.status = status
+        self.lists.stop(item, status)
         item.error_code, item.error_message = code, message
-        self._stop_seq += 1
-        item.stopped_seq = self._stop_seq
-        self.stopped.append(item.gid)
         self.changed(item)
         method = {
             Status.COMPLETE: "aria2.onDownloadComplete",
@@ -392,7 +300,7 @@ class Manager:
                 runner.stop()  # state saved; unpause resumes from the durable bytes
             self.active.remove(item.gid)
             item.status = Status.PAUSED
-            self._insert(item, 0)  # aria2: to the front of the waiting queue
+            self._changed(self.lists.insert(item, 0))  # aria2: to the front of the waiting queue
         elif item.status is Status.WAITING:
             item.status = Status.PAUSED
         else:
@@ -441,7 +349,7 @@ class Manager:
         self.stopped.remove(item.gid)
         item.status = Status.WAITING
         item.error_code, item.error_message = 0, ""
-        self._insert(item, len(self.queue))
+        self._changed(self.lists.insert(item, len(self.queue)))
         self.changed(item)
         self._event(item, None, "retried", "queued again")
         self._schedule_wanted = True
@@ -458,8 +366,7 @@ class Manager:
             self._forget(self.items[gid])
 
     def _forget(self, item: Item) -> None:
-        self.stopped.remove(item.gid)
-        del self.items[item.gid]
+        self.lists.forget(item)
         self.rendered.pop(item.gid, None)
         self._journal.deleted(item.gid)
 
@@ -469,11 +376,8 @@ class Manager:
         item = self.find(gid)
         ariaopts.check_changeable(options, started=item.path is not None or item.status.stopped)
         merged = {**item.options, **options}
-        ariaopts.download_kwargs(merged, self.options)
-        if "dir" in options:
-            item.directory = str(confined_dir(self.root, _text(options["dir"])))
-        if "out" in options:
-            confined_output(self.root, Path(item.directory), _text(options["out"]) or "")
+        self.settings.run_options(merged)
+        item.directory = str(confined_place(self.root, options, Path(item.directory)))
         item.options = merged
         self.changed(item)
         self._restart(item.gid)
@@ -486,35 +390,11 @@ class Manager:
             runner.stop()
 
     def change_global(self, options: Options) -> None:
-        merged = {**self.options, **options}
-        jobs = ariaopts.concurrency(merged)
-        limit = ariaopts.overall_limit(merged)
-        ariaopts.download_kwargs({}, merged)
-        if "dir" in options:
-            raise RpcError("dir is the daemon's download root; restart it with --dir")
-        self.options.update(options)
-        self.jobs = jobs
-        self._apply_limit(limit)
-        saved = {k: v for k, v in self.options.items() if k != "dir"}
-        self._journal.setting("global", json.dumps(saved, sort_keys=True))
-        self._schedule_wanted = True
-
-    def _apply_limit(self, limit: int) -> None:
-        if limit and self._bucket is not None:
-            self._bucket.set_rate(limit)
-        elif limit:  # running downloads have no bucket yet: restart them with one
-            self._bucket = TokenBucket(limit)
+        if self.settings.change(options):  # a limit where there was none
             for gid in list(self.active):
                 self._restart(gid)
-        elif self._bucket is not None:  # no limit: new downloads go without (and splice)
-            self._bucket.set_rate(float(1 << 50))
-            self._bucket = None
+        self._journal.setting("global", self.settings.saved())
+        self._schedule_wanted = True
 
     def global_speed(self) -> int:
         return int(sum(self.items[g].live.rate_bytes_per_s for g in self.active))
-
-
-def _text(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise RpcError("a string is expected")

@@ -15,7 +15,7 @@ from segdl._version import __version__
 from segdl.daemon import ariaopts, render
 from segdl.daemon.errors import INVALID_PARAMS, RpcError
 from segdl.daemon.manager import Manager
-from segdl.daemon.model import Item
+from segdl.daemon.model import Item, web_uri
 from segdl.daemon.rpc import Raw, encode
 
 NOTIFICATIONS = [
@@ -57,67 +57,64 @@ def _window(gids: list[str], offset: object, num: object) -> list[str]:
     return [gids[i] for i in range(first, max(-1, first - count), -1)]
 
 
-def build(manager: Manager, shutdown: Callable[[bool], None]) -> dict[str, Callable[..., Any]]:
-    """The method table: aria2's name -> function."""
-    session_id = secrets.token_hex(20)
-    items = manager.items
+class _Methods:
+    """The methods that are more than one call of the manager."""
 
-    def add_uri(uris: object, options: object = None, position: object = None) -> str:
+    def __init__(self, manager: Manager, shutdown: Callable[[bool], None]) -> None:
+        self.manager = manager
+        self.shutdown = shutdown
+        self.session_id = secrets.token_hex(20)
+
+    def add_uri(self, uris: object, options: object = None, position: object = None) -> str:
         if not isinstance(uris, list):
             raise RpcError("uris must be an array of strings", INVALID_PARAMS)
         place = None if position is None else _int(position, "position")
-        return manager.add(uris, ariaopts.normalized(options), place)
+        return self.manager.add(uris, ariaopts.normalized(options), place)
 
-    rendered = manager.rendered
-
-    def full_status(item: Item) -> Any:
+    def full_status(self, item: Item) -> Any:
         """Every key; from the cache when the item cannot have changed."""
+        manager = self.manager
         if not manager.cacheable(item):
             return render.status(item)
-        cached = rendered.get(item.gid)
+        cached = manager.rendered.get(item.gid)
         if cached is None:
-            cached = rendered[item.gid] = Raw(encode(render.status(item)))
+            cached = manager.rendered[item.gid] = Raw(encode(render.status(item)))
         return cached
 
-    def tell(gids: list[str], keys: object) -> list[Any]:
+    def tell(self, gids: list[str], keys: object) -> list[Any]:
         wanted = _keys(keys)
+        items = self.manager.items
         if not wanted:
-            return [full_status(items[g]) for g in gids]
+            return [self.full_status(items[g]) for g in gids]
         return [render.status(items[g], wanted) for g in gids]
 
-    def tell_status(gid: object, keys: object = None) -> dict[str, Any]:
-        return render.status(manager.find(gid), _keys(keys))
+    def tell_status(self, gid: object, keys: object = None) -> dict[str, Any]:
+        return render.status(self.manager.find(gid), _keys(keys))
 
-    def ok(action: Callable[[], None]) -> Callable[[], str]:
-        def run() -> str:
-            action()
-            return "OK"
-
-        return run
-
-    def change_option(gid: object, options: object) -> str:
-        manager.change_option(manager.find(gid).gid, ariaopts.normalized(options))
+    def change_option(self, gid: object, options: object) -> str:
+        self.manager.change_option(self.manager.find(gid).gid, ariaopts.normalized(options))
         return "OK"
 
-    def change_global(options: object) -> str:
-        manager.change_global(ariaopts.normalized(options))
+    def change_global(self, options: object) -> str:
+        self.manager.change_global(ariaopts.normalized(options))
         return "OK"
 
-    def get_option(gid: object) -> dict[str, Any]:
+    def get_option(self, gid: object) -> dict[str, Any]:
+        manager = self.manager
         item: Item = manager.find(gid)
         merged = {**manager.options, "dir": item.directory, **item.options}
         # aria2 shows neither the global-only options nor "pause" for a download.
         hidden = {*ariaopts.GLOBAL_ONLY, "pause"}
         return {key: value for key, value in merged.items() if key not in hidden}
 
-    def remove_result(gid: object) -> str:
-        manager.remove_result(manager.find(gid).gid)
+    def remove_result(self, gid: object) -> str:
+        self.manager.remove_result(self.manager.find(gid).gid)
         return "OK"
 
     def change_uri(
-        gid: object, index: object, delete: object, add: object, position: object = None
+        self, gid: object, index: object, delete: object, add: object, position: object = None
     ) -> list[int]:
-        item = manager.find(gid)
+        item = self.manager.find(gid)
         if _int(index, "fileIndex") != 1:
             raise RpcError("fileIndex: a download has one file, index 1")
         if not all(isinstance(x, list) for x in (delete, add)):
@@ -130,13 +127,14 @@ def build(manager: Manager, shutdown: Callable[[bool], None]) -> dict[str, Calla
                 deleted += 1
         place = len(item.uris) if position is None else _int(position, "position")
         for offset, uri in enumerate(add):
-            if not isinstance(uri, str) or uri.split(":", 1)[0] not in ("http", "https"):
+            if not web_uri(uri):
                 raise RpcError("addUris: http:// and https:// URIs only")
             item.uris.insert(place + offset, uri)
-        manager.changed(item)
+        self.manager.changed(item)
         return [deleted, len(add)]
 
-    def stat() -> dict[str, str]:
+    def stat(self) -> dict[str, str]:
+        manager = self.manager
         return {
             "downloadSpeed": str(manager.global_speed()),
             "uploadSpeed": "0",
@@ -146,51 +144,64 @@ def build(manager: Manager, shutdown: Callable[[bool], None]) -> dict[str, Calla
             "numStoppedTotal": str(len(manager.stopped)),
         }
 
-    def finish(force: bool) -> Callable[[], str]:
+    def finish(self, force: bool) -> Callable[[], str]:
         def run() -> str:
-            shutdown(force)
+            self.shutdown(force)
             return "OK"
 
         return run
 
+
+def _ok(action: Callable[[], None]) -> Callable[[], str]:
+    def run() -> str:
+        action()
+        return "OK"
+
+    return run
+
+
+def build(manager: Manager, shutdown: Callable[[bool], None]) -> dict[str, Callable[..., Any]]:
+    """The method table: aria2's name -> function."""
+    m = _Methods(manager, shutdown)
+    find = manager.find
     table: dict[str, Callable[..., Any]] = {
-        "aria2.addUri": add_uri,
-        "aria2.remove": lambda gid: manager.remove(manager.find(gid).gid),
-        "aria2.forceRemove": lambda gid: manager.remove(manager.find(gid).gid),
-        "aria2.pause": lambda gid: manager.pause(manager.find(gid).gid),
-        "aria2.forcePause": lambda gid: manager.pause(manager.find(gid).gid),
-        "aria2.pauseAll": ok(manager.pause_all),
-        "aria2.forcePauseAll": ok(manager.pause_all),
-        "aria2.unpause": lambda gid: manager.unpause(manager.find(gid).gid),
-        "aria2.unpauseAll": ok(manager.unpause_all),
-        "aria2.tellStatus": tell_status,
-        "aria2.getUris": lambda gid: render.uris(manager.find(gid)),
-        "aria2.getFiles": lambda gid: render.files(manager.find(gid)),
-        "aria2.getServers": lambda gid: render.servers(manager.find(gid)),
-        "aria2.tellActive": lambda keys=None: tell(manager.active, keys),
-        "aria2.tellWaiting": lambda o, n, keys=None: tell(_window(manager.queue, o, n), keys),
-        "aria2.tellStopped": lambda o, n, keys=None: tell(_window(manager.stopped, o, n), keys),
+        "aria2.addUri": m.add_uri,
+        "aria2.remove": lambda gid: manager.remove(find(gid).gid),
+        "aria2.forceRemove": lambda gid: manager.remove(find(gid).gid),
+        "aria2.pause": lambda gid: manager.pause(find(gid).gid),
+        "aria2.forcePause": lambda gid: manager.pause(find(gid).gid),
+        "aria2.pauseAll": _ok(manager.pause_all),
+        "aria2.forcePauseAll": _ok(manager.pause_all),
+        "aria2.unpause": lambda gid: manager.unpause(find(gid).gid),
+        "aria2.unpauseAll": _ok(manager.unpause_all),
+        "aria2.tellStatus": m.tell_status,
+        "aria2.getUris": lambda gid: render.uris(find(gid)),
+        "aria2.getFiles": lambda gid: render.files(find(gid)),
+        "aria2.getServers": lambda gid: render.servers(find(gid)),
+        "aria2.tellActive": lambda keys=None: m.tell(manager.active, keys),
+        "aria2.tellWaiting": lambda o, n, keys=None: m.tell(_window(manager.queue, o, n), keys),
+        "aria2.tellStopped": lambda o, n, keys=None: m.tell(_window(manager.stopped, o, n), keys),
         "aria2.changePosition": lambda gid, pos, how: manager.change_position(
-            manager.find(gid).gid, _int(pos, "pos"), how
+            find(gid).gid, _int(pos, "pos"), how
         ),
-        "aria2.changeUri": change_uri,
-        "aria2.getOption": get_option,
-        "aria2.changeOption": change_option,
+        "aria2.changeUri": m.change_uri,
+        "aria2.getOption": m.get_option,
+        "aria2.changeOption": m.change_option,
         "aria2.getGlobalOption": lambda: dict(manager.options),
-        "aria2.changeGlobalOption": change_global,
-        "aria2.getGlobalStat": stat,
-        "aria2.purgeDownloadResult": ok(manager.purge),
-        "aria2.removeDownloadResult": remove_result,
+        "aria2.changeGlobalOption": m.change_global,
+        "aria2.getGlobalStat": m.stat,
+        "aria2.purgeDownloadResult": _ok(manager.purge),
+        "aria2.removeDownloadResult": m.remove_result,
         "aria2.getVersion": lambda: {
             "version": __version__,
             "enabledFeatures": ["HTTPS", "Message Digest"],
         },
-        "aria2.getSessionInfo": lambda: {"sessionId": session_id},
-        "aria2.shutdown": finish(False),
-        "aria2.forceShutdown": finish(True),
+        "aria2.getSessionInfo": lambda: {"sessionId": m.session_id},
+        "aria2.shutdown": m.finish(False),
+        "aria2.forceShutdown": m.finish(True),
         "aria2.saveSession": lambda: "OK",  # every change is already committed
-        "segdl.retry": lambda gid: manager.retry(manager.find(gid).gid),
-        "segdl.tellDetail": lambda gid: render.detail(manager.find(gid)),
+        "segdl.retry": lambda gid: manager.retry(find(gid).gid),
+        "segdl.tellDetail": lambda gid: render.detail(find(gid)),
     }
     table["system.listMethods"] = lambda: [*table, "system.multicall"]
     table["system.listNotifications"] = lambda: list(NOTIFICATIONS)

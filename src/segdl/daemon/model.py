@@ -50,6 +50,11 @@ def new_gid(taken: set[str] | dict[str, Any]) -> str:
             return gid
 
 
+def web_uri(uri: object) -> bool:
+    """An http:// or https:// URI, the only kind a download may have."""
+    return isinstance(uri, str) and uri.split(":", 1)[0].lower() in ("http", "https")
+
+
 def is_gid(text: object) -> bool:
     return isinstance(text, str) and len(text) == 16 and all(c in "0123456789abcdef" for c in text)
 

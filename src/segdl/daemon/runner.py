@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import segdl
 from segdl.core.errors import shown
@@ -29,6 +29,11 @@ from segdl.daemon.model import (
     ERROR_UNKNOWN,
     Live,
 )
+
+if TYPE_CHECKING:
+    from segdl.core.options import DownloadOptions
+    from segdl.net.interfaces import Transport
+    from segdl.run.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +71,15 @@ class Runner:
         self,
         gid: str,
         uris: list[str],
-        target: dict[str, Any],
-        kwargs: dict[str, Any],
+        target: dict[str, Path],
+        options: DownloadOptions,
         live: Live,
         on_notice: Callable[[str, str, str], None],
         on_started: Callable[[str, Path], None],
         on_end: Callable[[str, Runner, Ended], None],
+        *,
+        transport: Transport,
+        rate_limiter: TokenBucket | None,
     ) -> None:
         self.gid = gid
         self.cancel = threading.Event()
@@ -79,7 +87,9 @@ class Runner:
         """Set when the run is stopped only to start again with new options."""
         self._uris = uris
         self._target = target  # dest= or directory=
-        self._kwargs = kwargs
+        self._options = options
+        self._transport = transport
+        self._rate_limiter = rate_limiter
         self._live = live
         self._on_notice = on_notice
         self._on_started = on_started
@@ -124,11 +134,14 @@ class Runner:
         try:
             result = segdl.download(
                 self._uris[0],
+                self._target.get("dest"),
+                directory=self._target.get("directory"),
+                options=self._options,
                 mirrors=self._uris[1:],
                 cancel=self.cancel,
                 progress=self._listen,
-                **self._target,
-                **self._kwargs,
+                transport=self._transport,
+                rate_limiter=self._rate_limiter,
             )
             ended = Ended(result=result)
         except segdl.Cancelled as exc:
