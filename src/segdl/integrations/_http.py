@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from segdl.core.answers import Mode
+from segdl.core.answers import Mode, Witness, changed
 from segdl.core.errors import RangeNotHonoured, RemoteChanged, ShortBody, UsageError, shown
-from segdl.core.models import ByteRange, Resource, Validator
-from segdl.core.options import with_overrides
+from segdl.core.models import ByteRange, Resource
+from segdl.core.options import DownloadOptions, with_overrides
 from segdl.net.auth import Identity, identity_for
 from segdl.net.interfaces import Response, Transport
 from segdl.net.transport import Urllib3Transport
@@ -58,15 +58,27 @@ class Body:
     resource: Resource
 
 
+@dataclass(frozen=True, slots=True)
+class Given:
+    """:func:`segdl.download`'s keywords as a caller gave them to an integration."""
+
+    options: DownloadOptions
+    keywords: Mapping[str, Any]
+    """The others: what to do, not how (``progress``, ``transport``, ``cancel``...)."""
+
+
+def split_given(keywords: Mapping[str, Any]) -> Given:
+    """The options, checked now and whole: an unknown or ill-typed one is a UsageError
+    where it was given ("did you mean..."), not at the first download."""
+    options = with_overrides(None, {k: v for k, v in keywords.items() if k not in _NOT_OPTIONS})
+    return Given(options, {k: v for k, v in keywords.items() if k in _NOT_OPTIONS})
+
+
 class Requester:
     """Makes the single requests of one integration; thread-safe, one connection pool."""
 
-    def __init__(self, options: Mapping[str, Any], transport: Transport | None = None) -> None:
-        # Checked now, whole: an unknown or ill-typed option is a UsageError where it was
-        # given ("did you mean..."), not at the first read.
-        self.options = with_overrides(
-            None, {k: v for k, v in options.items() if k not in _NOT_OPTIONS}
-        )
+    def __init__(self, options: DownloadOptions, transport: Transport | None = None) -> None:
+        self.options = options
         self._given_transport = transport
         self._transport: Transport | None = transport
         self._lock = threading.Lock()
@@ -74,14 +86,8 @@ class Requester:
     def transport(self) -> Transport:
         with self._lock:
             if self._transport is None:
-                o = self.options
-                self._transport = Urllib3Transport(
-                    max_connections_per_host=o.max_connections_per_host,
-                    timeout_s=o.timeout_s,
-                    ca_bundle=o.ca_bundle,
-                    insecure=o.insecure,
-                    proxy=o.proxy,
-                    use_proxy_env=o.use_proxy_env,
+                self._transport = Urllib3Transport.for_options(
+                    self.options, max_connections_per_host=self.options.max_connections_per_host
                 )
             return self._transport
 
@@ -219,18 +225,11 @@ def _head_of(contact: FirstContact) -> Head:
 
 
 def _check_same(url: str, now: Resource, then: Resource) -> None:
-    if then.size_bytes is not None and now.size_bytes not in (None, then.size_bytes):
-        raise RemoteChanged(url, f"size {now.size_bytes}, was {then.size_bytes}")
-    if not _same_version(now.validator, then.validator):
-        raise RemoteChanged(url, "its validator changed")
-
-
-def _same_version(now: Validator, then: Validator) -> bool:
-    if then.etag is not None and now.etag is not None:
-        return now.etag == then.etag
-    if then.last_modified is not None and now.last_modified is not None:
-        return now.last_modified == then.last_modified
-    return True
+    reason = changed(
+        then.size_bytes, then.validator, now.size_bytes, now.validator, Witness.SAME_SERVER
+    )
+    if reason is not None:
+        raise RemoteChanged(url, reason)
 
 
 def _media_type(content_type: str | None) -> str | None:

@@ -31,11 +31,13 @@ from segdl.integrations._versions import require
 FSSPEC_VERSION = require("fsspec", "2023.1.0", None, extra="fsspec")
 
 from fsspec.callbacks import DEFAULT_CALLBACK  # noqa: E402  (after the version check)
-from fsspec.spec import AbstractBufferedFile, AbstractFileSystem  # noqa: E402
+from fsspec.spec import AbstractFileSystem  # noqa: E402
 
 import segdl  # noqa: E402
 from segdl.core.models import ByteRange  # noqa: E402
-from segdl.integrations._http import Head, Requester, check_url  # noqa: E402
+from segdl.core.options import with_overrides  # noqa: E402
+from segdl.integrations._fsspec_file import CallbackListener, SegdlFile, fs_error  # noqa: E402
+from segdl.integrations._http import Head, Requester, check_url, split_given  # noqa: E402
 from segdl.integrations._listing import charset, links_below, slice_range  # noqa: E402
 
 PROTOCOLS = ("segdl", "segdl+http", "segdl+https")
@@ -93,10 +95,14 @@ class SegdlFileSystem(AbstractFileSystem):
         self.same_scheme = same_scheme
         self.parallel = parallel
         self.use_listings_cache = bool(options.get("use_listings_cache", False))
-        self.download_options = {k: v for k, v in options.items() if k not in _FSSPEC_KEYS}
+        given = split_given({k: v for k, v in options.items() if k not in _FSSPEC_KEYS})
+        self.download_options = given.options
+        # fsspec's get replaces what is there.
+        self._replacing = with_overrides(given.options, {"if_exists": "overwrite"})
+        self._keywords = dict(given.keywords)
         # A listener of the caller's hears every download, beside fsspec's callback.
-        self.progress: segdl.ProgressListener | None = self.download_options.pop("progress", None)
-        self.requester = Requester(self.download_options)
+        self.progress: segdl.ProgressListener | None = self._keywords.pop("progress", None)
+        self.requester = Requester(given.options)
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -177,7 +183,7 @@ class SegdlFileSystem(AbstractFileSystem):
                 url, only_types=_LISTED_TYPES, limit_bytes=_LISTING_MAX_BYTES
             )
         except segdl.SegdlError as exc:
-            raise _fs_error(url, exc) from exc
+            raise fs_error(url, exc) from exc
         if body is None:
             return None
         text = body.data.decode(charset(body.resource.content_type), errors="ignore")
@@ -213,7 +219,7 @@ class SegdlFileSystem(AbstractFileSystem):
         try:
             return self.requester.read_range(url, wanted, head)
         except segdl.SegdlError as exc:
-            raise _fs_error(url, exc) from exc
+            raise fs_error(url, exc) from exc
 
     def get_file(
         self, rpath: Any, lpath: Any, callback: Any = DEFAULT_CALLBACK, **kwargs: Any
@@ -244,12 +250,12 @@ class SegdlFileSystem(AbstractFileSystem):
             segdl.download(
                 url,
                 target,
-                if_exists="overwrite",  # fsspec's get replaces what is there
-                progress=_CallbackListener(callback, self.progress),
-                **self.download_options,
+                options=self._replacing,
+                progress=CallbackListener(callback, self.progress),
+                **self._keywords,
             )
         except segdl.SegdlError as exc:
-            raise _fs_error(url, exc) from exc
+            raise fs_error(url, exc) from exc
 
     def get(
         self,
@@ -278,13 +284,13 @@ class SegdlFileSystem(AbstractFileSystem):
 
         jobs = [segdl.Job((url,), {"dest": local}) for url, local in plan]
         report = segdl.download_many(
-            jobs, parallel=self.parallel, on_item=one_done, if_exists="overwrite",
-            journal=False, progress=self.progress, **self.download_options,
+            jobs, parallel=self.parallel, on_item=one_done, options=self._replacing,
+            journal=False, progress=self.progress, **self._keywords,
         )  # fmt: skip
         for failed in report.failures:
             error = failed.error
             if isinstance(error, segdl.SegdlError):
-                raise _fs_error(failed.job.url, error) from error
+                raise fs_error(failed.job.url, error) from error
             raise error or RuntimeError(f"download of {failed.job.url} failed")
 
     def _open(
@@ -323,81 +329,3 @@ class SegdlFileSystem(AbstractFileSystem):
         info = self.info(path)
         parts = (info["name"], info.get("size"), info.get("ETag"), info.get("Last-Modified"))
         return repr(parts)
-
-
-class SegdlFile(AbstractBufferedFile):
-    """A remote file read in blocks, each one range request checked against the size and
-    validator the file had when it was opened (a changed file fails, it is never mixed)."""
-
-    loc: int  # AbstractBufferedFile's position
-
-    def __init__(
-        self,
-        fs: SegdlFileSystem,
-        url: str,
-        head: Head,
-        *,
-        block_size: int,
-        cache_type: str,
-        cache_options: dict[str, Any] | None,
-    ) -> None:
-        self.head = head
-        self.details = {"name": url, "size": head.resource.size_bytes, "type": "file"}
-        super().__init__(
-            fs,
-            url,
-            mode="rb",
-            block_size=block_size,
-            cache_type=cache_type,
-            cache_options=cache_options,
-            size=head.resource.size_bytes,
-        )
-
-    def read(self, length: int = -1) -> bytes:
-        """Read ``length`` bytes (all the rest if negative). All of a file larger than one
-        block, read from its start, is downloaded by segdl over many connections (where
-        ``HTTPFile`` makes one plain ``GET``); anything else goes through the block cache."""
-        size: int = self.size
-        if length < 0 and self.loc == 0 and size > self.blocksize:
-            fs: SegdlFileSystem = self.fs
-            data = fs.cat_file(self.path)
-            if len(data) != size:
-                raise segdl.RemoteChanged(self.path, f"size {len(data)}, was {size}")
-            self.loc = size
-            return data
-        data = super().read(length)
-        return bytes(data)
-
-    def _fetch_range(self, start: int, end: int) -> bytes:
-        size: int = self.size
-        end = min(end, size)
-        if start >= end:
-            return b""
-        fs: SegdlFileSystem = self.fs
-        return fs._read_range(self.path, ByteRange(start, end), self.head)
-
-
-class _CallbackListener:
-    """segdl's progress events into an fsspec callback (size, then bytes done), and to the
-    caller's own listener if there is one."""
-
-    def __init__(self, callback: Any, also: segdl.ProgressListener | None = None) -> None:
-        self.callback = callback
-        self.also = also
-
-    def __call__(self, event: segdl.Event) -> None:
-        if isinstance(event, segdl.DownloadStarted) and event.size_bytes is not None:
-            self.callback.set_size(event.size_bytes)
-        elif isinstance(event, segdl.DownloadProgress):
-            self.callback.absolute_update(event.done_bytes)
-        elif isinstance(event, segdl.DownloadFinished):
-            self.callback.absolute_update(event.size_bytes)
-        if self.also is not None:
-            self.also(event)
-
-
-def _fs_error(url: str, error: segdl.SegdlError) -> Exception:
-    """As ``HTTPFileSystem``: a 404 is ``FileNotFoundError``; other errors are segdl's."""
-    if isinstance(error, segdl.HTTPStatusError) and error.status == 404:
-        return FileNotFoundError(url)
-    return error

@@ -41,7 +41,8 @@ import requests.exceptions  # noqa: E402  (pooch's own dependency, after the ver
 
 import segdl  # noqa: E402
 from segdl.core.names import filename_from_url  # noqa: E402
-from segdl.integrations._http import Requester, check_url  # noqa: E402
+from segdl.core.options import with_overrides  # noqa: E402
+from segdl.integrations._http import Requester, check_url, split_given  # noqa: E402
 
 # Keywords the downloader sets itself: where the file goes and what happens to an old one.
 _OWN_KEYWORDS = frozenset({"dest", "directory", "overwrite", "if_exists"})
@@ -78,9 +79,12 @@ class SegdlDownloader:
         if own:
             raise TypeError(f"SegdlDownloader chooses {', '.join(own)} itself")
         self.progressbar = progressbar
-        self.options = {"lock_wait_s": _LOCK_WAIT_S, **options}
-        self._user_progress: segdl.ProgressListener | None = self.options.pop("progress", None)
-        self._requester = Requester(self.options)
+        given = split_given({"lock_wait_s": _LOCK_WAIT_S, **options})
+        # The partial download under segdl's own name is replaced by a fresh one if stale.
+        self.options = with_overrides(given.options, {"if_exists": "overwrite"})
+        self._keywords = dict(given.keywords)
+        self._user_progress: segdl.ProgressListener | None = self._keywords.pop("progress", None)
+        self._requester = Requester(given.options)
 
     def __call__(
         self, url: str, output_file: str | os.PathLike[str] | IO[bytes] | None, pooch: Any,
@@ -127,7 +131,7 @@ class SegdlDownloader:
     def _download(self, url: str, path: Path) -> None:
         listener, done = self._listener(filename_from_url(url))
         try:
-            segdl.download(url, path, if_exists="overwrite", progress=listener, **self.options)
+            segdl.download(url, path, options=self.options, progress=listener, **self._keywords)
         except segdl.SegdlError as exc:
             raise as_pooch_error(exc) from exc
         finally:
