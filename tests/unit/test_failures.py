@@ -1,4 +1,5 @@
-"""What now after a failure? segdl.core.failures.decide tested as a table, without threads."""
+"""What now after a failure? segdl.core.failures.decide tested as a table, without threads;
+with it the counting of ranges that break before their first byte, and the restart bound."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ from segdl.core.errors import (
     TLSError,
     UnexpectedEncoding,
 )
-from segdl.core.failures import Action, RangeFailure, decide, decide_whole
+from segdl.core.failures import (
+    MAX_RESTARTS,
+    SINGLE_AFTER,
+    Action,
+    RangeBreaks,
+    RangeFailure,
+    count_break,
+    decide,
+    decide_restart,
+    decide_whole,
+)
 from segdl.core.models import ByteRange
 from segdl.core.retry import RetryPolicy
 
@@ -147,3 +158,82 @@ def test_a_trickle_is_never_progress() -> None:
     spent_but_progressed = replace(SPENT, progressed=True)
     assert decide(trickle, spent_but_progressed).action is Action.FAIL
     assert decide(RESET, spent_but_progressed).action is Action.RETRY
+
+
+def breaks_in_a_row(connections: int, count: int, index: int = 0) -> list[Action | None]:
+    """The actions of ``count`` breaks in a row, each on worker ``index``."""
+    breaks, actions = RangeBreaks(connections), []
+    for _ in range(count):
+        breaks, action = count_break(
+            breaks, RESET, index, answered=True, delivered=False, stopping=False
+        )
+        actions.append(action)
+    return actions
+
+
+def test_every_second_break_in_a_row_halves_the_connections() -> None:
+    """#19: after 2, 4 breaks in a row the connections halve (8 -> 4 -> 2); the 6th break
+    switches to one plain stream that keeps what came; the cap never goes below one."""
+    breaks = RangeBreaks(8)
+    caps = []
+    for _ in range(5):
+        breaks, _action = count_break(
+            breaks, SHORT, 0, answered=True, delivered=False, stopping=False
+        )
+        caps.append(breaks.connections)
+    assert caps == [8, 4, 4, 2, 2]
+    assert breaks_in_a_row(8, SINGLE_AFTER)[-1] is Action.STREAM_THE_REST
+    assert breaks_in_a_row(8, SINGLE_AFTER - 1) == [None] * (SINGLE_AFTER - 1)
+    one = RangeBreaks(1)
+    for _ in range(4):
+        one = one.broke()
+    assert one.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [(0, [None, None, None, None]), (3, [None, Action.FEWER, Action.FEWER, Action.FEWER])],
+)
+def test_a_worker_past_the_halved_cap_leaves(index: int, expected: list[Action | None]) -> None:
+    """Once halved (4 -> 2 after the 2nd break), a worker whose index is at or above the cap
+    stops taking ranges; the first workers go on to decide() like any failure."""
+    assert breaks_in_a_row(4, 4, index) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "answered", "delivered", "stopping"),
+    [
+        (RESET, False, False, False),  # no believed answer: a connect failure, not a break
+        (RESET, True, True, False),  # bytes came: not before the first byte
+        (RESET, True, False, True),  # our own stop broke it
+        (S503, True, False, False),  # a status is not a broken body
+        (RangeNotHonoured(URL, R, 200), True, False, False),
+    ],
+)
+def test_what_is_not_a_break_is_not_counted(
+    error: BaseException, answered: bool, delivered: bool, stopping: bool
+) -> None:
+    """Only a believed answer whose body ended before its first byte counts."""
+    breaks = RangeBreaks(4, in_a_row=5)
+    after, action = count_break(
+        breaks, error, 3, answered=answered, delivered=delivered, stopping=stopping
+    )
+    assert after is breaks and action is None
+
+
+def test_a_delivered_byte_ends_the_run_of_breaks() -> None:
+    """A range delivering a byte resets the count (the cap stays where it went)."""
+    breaks = RangeBreaks(4).broke().broke().delivered()
+    assert breaks == RangeBreaks(2, 0)
+    assert breaks.delivered() is breaks
+
+
+def test_the_restart_loop_is_bounded() -> None:
+    """A changed remote file restarts the download MAX_RESTARTS times, then fails; no other
+    error restarts it."""
+    changed = RemoteChanged(URL, "ETag")
+    assert [decide_restart(changed, n) for n in range(MAX_RESTARTS + 1)] == [
+        *[Action.RESTART] * MAX_RESTARTS,
+        Action.FAIL,
+    ]
+    assert decide_restart(RESET, 0) is Action.FAIL

@@ -12,16 +12,21 @@ a mirror failing for good is dropped before anything is retried; an expired sign
 renewed before the retry policy counts it; a server turning an extra connection away
 (``429``/``503``, a refused connection) while other connections get on costs that
 connection, not the download.
+
+Two counts live here too, as immutable values the run layer swaps under its own lock:
+:class:`RangeBreaks` (ranged answers that keep ending before their first byte, #19) and the
+bound on restarts of a file that keeps changing (:func:`decide_restart`).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from segdl.core.errors import (
+    ConnectionBroken,
     ContentRangeMismatch,
     HTTPStatusError,
     NetworkError,
@@ -39,6 +44,15 @@ UNBELIEVABLE = (RangeNotHonoured, ContentRangeMismatch, UnexpectedEncoding, Remo
 RETRIABLE = (NetworkError, ShortBody, HTTPStatusError)
 # A redirect target answering these after the download began is likely an expired signed URL.
 EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
+# Ranged answers that end before their first body byte, in a row (no range delivering a
+# byte in between): after every FEWER_AFTER of them the connections are halved, and after
+# SINGLE_AFTER the rest comes in one plain stream (#19: a server whose 206 to any range past 0
+# closes right after its head, while the stream from byte 0 works, had every range retried to
+# exhaustion, about 40 requests, then exit 7).
+FEWER_AFTER = 2
+SINGLE_AFTER = 6
+# A file that keeps changing under us is not downloaded forever: at most this many restarts.
+MAX_RESTARTS = 2
 
 
 class Action(Enum):
@@ -48,6 +62,8 @@ class Action(Enum):
     SHED = "give this connection's work to the others: the server turned it away"
     LEAVE = "give up this connection; the others go on"
     SINGLE_STREAM = "ranges cannot be believed: fetch the file in one plain stream"
+    FEWER = "ranged answers keep breaking: this connection stops, the others go on"
+    STREAM_THE_REST = "ranged answers keep breaking: one plain stream, keeping what came"
     RESTART = "the remote file changed: start the download over"
     STOP = "our own stop broke the connection: cancelled"
     FAIL = "the download fails with this error"
@@ -135,3 +151,59 @@ def decide_whole(
 
 def _expired(error: BaseException) -> bool:
     return isinstance(error, HTTPStatusError) and error.status in EXPIRED_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class RangeBreaks:
+    """Ranged answers that broke before their first byte, in a row, and how many
+    connections may still take ranges because of them. Immutable: each break or delivery
+    gives a new value, which the transfer swaps under its lock."""
+
+    connections: int
+    """Workers with an index at or above this stop taking ranges."""
+    in_a_row: int = 0
+
+    def delivered(self) -> RangeBreaks:
+        """A range delivered a byte: the breaks are no longer in a row."""
+        return replace(self, in_a_row=0) if self.in_a_row else self
+
+    def broke(self) -> RangeBreaks:
+        in_a_row = self.in_a_row + 1
+        connections = self.connections
+        if in_a_row < SINGLE_AFTER and in_a_row % FEWER_AFTER == 0:
+            connections = max(1, connections // 2)
+        return RangeBreaks(connections, in_a_row)
+
+
+def count_break(
+    breaks: RangeBreaks,
+    error: BaseException,
+    index: int,
+    *,
+    answered: bool,
+    delivered: bool,
+    stopping: bool,
+) -> tuple[RangeBreaks, Action | None]:
+    """Whether ``error`` on worker ``index``'s range is a break before the first byte (a
+    believed answer, no byte of it, not our own stop), counted into ``breaks``; and what
+    then: :attr:`Action.STREAM_THE_REST` once they came too often in a row, :attr:`Action.FEWER`
+    when this worker is one too many now (its range stays in the plan for the others), None
+    for :func:`decide` to judge as any failure."""
+    if not answered or delivered or stopping:
+        return breaks, None
+    if not isinstance(error, (ShortBody, ConnectionBroken)):
+        return breaks, None
+    breaks = breaks.broke()
+    if breaks.in_a_row >= SINGLE_AFTER:
+        return breaks, Action.STREAM_THE_REST
+    if index >= breaks.connections:
+        return breaks, Action.FEWER
+    return breaks, None
+
+
+def decide_restart(error: BaseException, restarts: int) -> Action:
+    """After an attempt at the whole file ended with ``error``, ``restarts`` restarts in:
+    start over (the remote file changed, and it has not done so too often), or fail."""
+    if isinstance(error, RemoteChanged) and restarts < MAX_RESTARTS:
+        return Action.RESTART
+    return Action.FAIL

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from segdl.core.answers import Mode, Witness, changed, if_range
 from segdl.core.digests import Expected, parse_checksum_option
@@ -24,10 +23,10 @@ from segdl.core.errors import (
     IntegrityError,
     NoSpace,
     RemoteChanged,
-    SegdlError,
     UsageError,
     shown,
 )
+from segdl.core.failures import Action, decide_restart
 from segdl.core.models import Resource, Result, Validator
 from segdl.core.names import candidate_names, choose_filename, filename_from_url
 from segdl.core.options import DownloadOptions, IfExists, with_overrides
@@ -57,15 +56,13 @@ from segdl.disk.storage import (
 from segdl.net.auth import Identity, identity_for, origin, split_userinfo
 from segdl.net.interfaces import NoPreconnection, Preconnection, Transport
 from segdl.net.transport import Urllib3Transport
-from segdl.run.probe import FirstContact, first_contact
+from segdl.run.probe import FirstContact, check_url, first_contact
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.retries import call_with_retries
+from segdl.run.sources import usable_mirrors
 from segdl.run.transfer import Transfer
 
 log = logging.getLogger(__name__)
-
-# A file that keeps changing under us is not downloaded forever.
-_MAX_RESTARTS = 2
 
 
 def download(
@@ -174,17 +171,6 @@ def _without_userinfo(url: str) -> str:
         return split_userinfo(url)[0]
     except ValueError:  # unparsable: _usable_mirrors drops it, with a notice
         return url
-
-
-def check_url(url: str) -> None:
-    """Refuse, before anything is sent, a URL that cannot be parsed or is not HTTP(S): no
-    scheme is guessed (``example.org/f`` is not taken for ``http://example.org/f``)."""
-    try:
-        scheme = urlsplit(url).scheme.lower()
-    except ValueError as exc:  # "Invalid IPv6 URL"
-        raise UsageError(f"invalid URL: {exc}") from exc
-    if scheme not in ("http", "https"):
-        raise UsageError(f"invalid URL {shown(url)!r}: only http:// and https:// are supported")
 
 
 class Download:
@@ -297,15 +283,18 @@ class Download:
         if state is not None:
             _close(early)  # resuming asks for the missing bytes instead
             early = None
-        for _ in range(_MAX_RESTARTS + 1):
+        restarts = 0
+        while True:
             try:
                 return self._attempt(state, lock, early)
             except RemoteChanged as exc:
+                resuming.discard(self.path)  # bytes of another version are not resumable
+                if decide_restart(exc, restarts) is not Action.RESTART:
+                    why = f"changed {restarts + 1} times while downloading"
+                    raise RemoteChanged(self.url, why) from exc
                 self._notice(NoticeKind.REMOTE_CHANGED, f"{exc}; starting over")
-                resuming.discard(self.path)
-                state = None
-            early = None
-        raise RemoteChanged(self.url, f"changed {_MAX_RESTARTS + 1} times while downloading")
+                restarts += 1
+                state, early = None, None
 
     def _recover_finished(self, state: DownloadState) -> Result | None:
         """A previous run synced every byte but stopped around the rename: finish its job."""
@@ -346,7 +335,16 @@ class Download:
             raise
         mirrors: tuple[Resource, ...] = ()
         if contact.mode is Mode.RANGED and self.mirror_urls:
-            mirrors = tuple(self._usable_mirrors(contact.resource))
+            mirrors = tuple(
+                usable_mirrors(
+                    self.mirror_urls,
+                    contact.resource,
+                    self.transport,
+                    self.options,
+                    self.identity,
+                    self._notice,
+                )
+            )
         part = PartFile(self.path, overwrite=self.options.overwrite, resume=state is not None)
         expected = self._expected_digest(contact)
         digest = DigestCheck(expected, part.fileno) if expected is not None else None
@@ -462,32 +460,6 @@ class Download:
         self._preconnected = True
         return self.transport.preconnect(self.url, wanted)
 
-    def _usable_mirrors(self, resource: Resource) -> list[Resource]:
-        """Ask each mirror for its last byte: same size and validator, or it is dropped."""
-        usable = []
-        size = resource.size_bytes or 0
-        for url in self.mirror_urls:
-            try:
-                check_url(url)
-                contact = first_contact(
-                    self.transport,
-                    url,
-                    self.options,
-                    start=max(0, size - 1),
-                    identity=self.identity,
-                )
-            except (SegdlError, OSError) as exc:
-                self._notice(NoticeKind.MIRROR_DROPPED, f"mirror {shown(url)} dropped: {exc}")
-                continue
-            _close(contact)
-            why = None if contact.mode is Mode.RANGED else "it does not serve byte ranges"
-            why = why or _mirror_mismatch(resource, contact.resource)
-            if why is not None:
-                self._notice(NoticeKind.MIRROR_DROPPED, f"mirror {shown(url)} dropped: {why}")
-                continue
-            usable.append(contact.resource)
-        return usable
-
     def _expected_digest(self, contact: FirstContact) -> Expected | None:
         """--checksum wins; else a digest of the whole file the server sent, if any."""
         if self.options.checksum is not None:
@@ -570,10 +542,3 @@ def _set_remote_time(path: Path, last_modified: str | None) -> None:
         log.debug("unusable Last-Modified %r", last_modified)
         return
     os.utime(path, (time.time(), mtime))
-
-
-def _mirror_mismatch(main: Resource, mirror: Resource) -> str | None:
-    """Why ``mirror`` is not the same file (size first; validators where both have one)."""
-    return changed(
-        main.size_bytes, main.validator, mirror.size_bytes, mirror.validator, Witness.MIRROR
-    )

@@ -19,6 +19,7 @@ from segdl.core.errors import (
     InsecureRedirect,
     ProtocolError,
     TooManyRedirects,
+    UsageError,
     shown,
 )
 from segdl.core.models import ByteRange, Resource
@@ -48,6 +49,17 @@ class FirstContact:
     """The final response's ``Content-Disposition``, which may name the file."""
     expected_digest: Expected | None = None
     """A digest of the whole file the server sent (Repr-Digest, Digest, Content-MD5)."""
+
+
+def check_url(url: str) -> None:
+    """Refuse, before anything is sent, a URL that cannot be parsed or is not HTTP(S): no
+    scheme is guessed (``example.org/f`` is not taken for ``http://example.org/f``)."""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise UsageError(f"invalid URL: {exc}") from exc
+    if scheme not in ("http", "https"):
+        raise UsageError(f"invalid URL {shown(url)!r}: only http:// and https:// are supported")
 
 
 def first_contact(

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-__all__ = ["TokenBucket"]
+__all__ = ["Pace", "TokenBucket"]
 
 
 class TokenBucket:
@@ -90,3 +90,24 @@ class TokenBucket:
             self._sleep(wait_s)
         else:
             stop.wait(wait_s)
+
+
+class Pace:
+    """The rate limits one download's connections obey (its own, a batch's), all at once."""
+
+    def __init__(self, buckets: Sequence[TokenBucket], stop: threading.Event) -> None:
+        """``stop``: a wait for tokens ends early when it is set."""
+        self.buckets = tuple(buckets)
+        self._stop = stop
+
+    def take(self, n_bytes: int) -> None:
+        """``n_bytes`` arrived: wait here until every limit's average is back in line."""
+        for bucket in self.buckets:
+            bucket.consume(n_bytes, stop=self._stop)
+
+    def buffer_bytes(self, default_bytes: int) -> int:
+        """Smaller reads under a rate limit, so one read is not a burst of half a second."""
+        size = default_bytes
+        for bucket in self.buckets:
+            size = min(size, max(16 * 1024, int(bucket.rate_bytes_per_s / 20)))
+        return size

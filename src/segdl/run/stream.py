@@ -41,9 +41,8 @@ from segdl.core.progress import (
 from segdl.net.auth import Identity, identity_for
 from segdl.net.interfaces import OpenResponses, Response, Transport
 from segdl.net.transport import Urllib3Transport
-from segdl.run.engine import check_url
 from segdl.run.fetch import open_range
-from segdl.run.probe import FirstContact, first_contact
+from segdl.run.probe import FirstContact, check_url, first_contact
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.reorder import Piece, ReorderWindow, piece_bytes
 from segdl.run.retries import call_with_retries
