@@ -108,7 +108,8 @@ class GroupCommit:
             raise
         with self._cond:
             self._pending.append(Staged(fd, directory_fd, final_path, overwrite, token))
-            if len(self._pending) >= self._group_files:
+            # The first file starts the group's clock (GROUP_WAIT_S), a full group ends it.
+            if len(self._pending) in (1, self._group_files):
                 self._cond.notify()
 
     def close(self) -> None:
