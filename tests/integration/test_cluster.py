@@ -176,9 +176,16 @@ def test_a_node_removed_mid_run(cluster: Cluster, server: FaultServer, tmp_path:
     for path in files:
         server.set_faults(path, Faults(throttle_bytes_per_s=64 * 1024))
     removed = threading.Event()
+    busy_since: list[float] = []
 
     def remove_when_all_busy(progress: RunProgress) -> None:
-        if not removed.is_set() and progress.workers == 4 and progress.done > 20:
+        # Once all four work, a little later: the doomed node's shard (40 files, about 2.5 s)
+        # has finished some of its files (committed every 0.25 s) but not all.
+        if removed.is_set() or progress.workers < 4 or progress.done <= 20:
+            return
+        if not busy_since:
+            busy_since.append(time.monotonic())
+        elif time.monotonic() - busy_since[0] >= 0.6:
             removed.set()
             cluster.remove_node(doomed)  # kills its raylet and its workers at once
 
@@ -186,7 +193,7 @@ def test_a_node_removed_mid_run(cluster: Cluster, server: FaultServer, tmp_path:
     report = run(
         lines,
         tmp_path,
-        shard_size=25,
+        shard_size=40,
         parallel=4,
         max_connections_per_host=64,
         lease_ttl_s=3.0,

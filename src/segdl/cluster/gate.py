@@ -160,6 +160,7 @@ class LeasedGate:
             state = self._host(host)
             returned = state.returned
             state.waiting += 1
+            asked = False  # a timeout of 0 still asks the book once (without waiting there)
             try:
                 while True:
                     if state.open < state.held:
@@ -167,16 +168,19 @@ class LeasedGate:
                         state.last_busy = self._clock()
                         return True
                     left = self._tick_s if deadline is None else deadline - self._clock()
-                    if left <= 0 or state.returned != returned:
+                    if (left <= 0 and asked) or state.returned != returned:
                         return False
                     if state.asking:
+                        if left <= 0:
+                            return False
                         self._changed.wait(min(left, self._tick_s))
                         continue
-                    state.asking = True
+                    state.asking = asked = True
                     want = min(self._batch, state.waiting)
                     self._changed.release()
                     try:
-                        view = self._service.acquire(self.worker, host, want, min(left, 0.5))
+                        wait_s = max(0.0, min(left, 0.5))
+                        view = self._service.acquire(self.worker, host, want, wait_s)
                     finally:
                         self._changed.acquire()
                         state.asking = False
@@ -221,6 +225,25 @@ class LeasedGate:
             if not self._rate_limited:
                 return
         self._take_token(host)
+
+    def request_wait_s(self, host: str) -> float:
+        with self._changed:
+            state = self._host(host)
+            left = state.paused_until - self._clock()
+            if left > 0:
+                return left
+            if not self._rate_limited:
+                return 0.0
+            if state.tokens > 0:
+                state.tokens -= 1
+                return 0.0
+        granted, wait_s = self._service.take_requests(self.worker, host, self._batch)
+        with self._changed:
+            state.tokens += granted
+            if state.tokens > 0:
+                state.tokens -= 1
+                return 0.0
+        return max(wait_s, 0.001)
 
     def retry_after(self, host: str, delay_s: float) -> None:
         with self._changed:

@@ -8,6 +8,13 @@ and reads with one ``recv`` whatever the kernel holds, often several answers at 
 are parsed by httptools (llhttp, the parser of Node.js): 5 µs per 16 KiB answer where h11 took
 140 µs on the machine of bench/README.md; no HTTP parsing is done here.
 
+Given a host gate (a cluster's cap and pauses, :mod:`segdl.net.gate`), the loop asks it for a
+slot before each connection it opens and frees the slot once the connection is closed at both
+ends, writes no request while the gate holds the host (a ``Retry-After`` pause, a request
+rate), reports each 429/503 ``Retry-After`` it reads, and closes a connection when it holds
+more than its share of a host others wait for; it never waits at the gate while it has
+connections to serve.
+
 It is deliberately small: plain ``http`` to a host, no proxy, no TLS, no redirects. Whatever it
 cannot take whole (a failure, a body larger than ``max_body_bytes``, a head past the limits)
 goes back to the caller through ``defer``, and the caller's full path (retries, redirects,
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from segdl.net.gate import HostGate, LoopGate, gate_key
 from segdl.net.pipelining import HEAD_WAIT_S
 
 log = logging.getLogger(__name__)
@@ -91,10 +99,12 @@ class _Conn:
 
     sock: socket.socket
     origin: tuple[str, int]
+    key: str = ""  # the origin as a host gate names it
     owed: deque[LeanRequest] = field(default_factory=deque)
     outgoing: bytearray = field(default_factory=bytearray)
     connected: bool = False
     closing: bool = False  # the server said Connection: close: send nothing more
+    retiring: bool = False  # over this loop's share of a gated host: closed once answered
     depth: int = 1  # raised once an answer shows the connection is kept alive
     answered: int = 0
     last_s: float = 0.0
@@ -187,9 +197,11 @@ class LeanLoop:
         too_large: Callable[[int, Callable[[str], list[str]]], bool] | None = None,
         watch: Watch | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate: HostGate | None = None,
     ) -> None:
         """``too_large(status, header_values)``: whether a head shows an answer not worth
-        reading to its end (its file is the caller's to fetch otherwise)."""
+        reading to its end (its file is the caller's to fetch otherwise). ``gate``: consulted
+        for every connection and request (see the module's text)."""
         self.slots = slots
         self.per_host = per_host
         self.depth = depth
@@ -199,6 +211,7 @@ class LeanLoop:
         self.too_large = too_large
         self.watch = watch
         self.clock = clock
+        self.gate = None if gate is None else LoopGate(gate, clock=clock)
         self.shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
         self._selector = selectors.DefaultSelector()
         self._conns: list[_Conn] = []
@@ -237,6 +250,8 @@ class LeanLoop:
             for conn in list(self._conns):
                 self._drop(conn)
             self._selector.close()
+            if self.gate is not None:
+                self.gate.close()  # every slot free before the caller goes on
 
     def _unanswered(self) -> int:
         return self._waiting_count + sum(len(conn.owed) for conn in self._conns)
@@ -257,25 +272,41 @@ class LeanLoop:
                 del self._waiting[origin]
                 continue
             mine = [c for c in self._conns if c.origin == origin]
+            gate, key = self.gate, gate_key(*origin)
+            if gate is not None and mine and gate.over_share(key):
+                self._retire(mine)
             for conn in mine:
                 room = conn.depth - len(conn.owed)
-                if not queue or room <= 0 or conn.closing:
+                if not queue or room <= 0 or conn.closing or conn.retiring:
                     continue
-                while queue and room > 0:
+                while queue and room > 0 and (gate is None or gate.take(key)):
                     self._send(conn, queue.popleft())
                     room -= 1
                 if conn.connected:
                     self._flush(conn)  # the requests written together: one send for all
             while queue and len(mine) < self.per_host and len(self._conns) < self.slots:
-                fresh = self._open(origin, defer)
+                fresh = self._open(origin, defer)  # may wait at the gate: asked before taking
                 if fresh is None:
                     break
                 mine.append(fresh)
+                if gate is not None and not gate.take(key):
+                    break  # connected meanwhile; written to once the host may be asked
                 self._send(fresh, queue.popleft())  # written once connected
                 if fresh.failure:
                     self._end(fresh, fresh.failure, defer)
         if len(self._conns) >= self.slots and self._waiting_count:
             self._free_idle_slot()
+
+    def _retire(self, mine: list[_Conn]) -> None:
+        """One connection of a gated host gives its slot back once its answers are in (one
+        at a time: the gate is asked again after it has closed)."""
+        if any(conn.retiring for conn in mine):
+            return
+        conn = min(mine, key=lambda c: len(c.owed))
+        conn.retiring = True
+        if not conn.owed:
+            self._drop(conn)
+            mine.remove(conn)
 
     def _free_idle_slot(self) -> None:
         """A connection with nothing to do gives its slot to an origin that waits for one."""
@@ -303,10 +334,13 @@ class LeanLoop:
                 defer(queue.popleft(), "host not found")
             return None
         family, sockaddr = address
+        key = gate_key(*origin)
+        if self.gate is not None and not self.gate.admit(key, alone=not self._conns):
+            return None  # no slot for now: asked again on a later turn
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Conn(sock, origin, max_body_bytes=self.max_body_bytes, last_s=self.clock(),
+        conn = _Conn(sock, origin, key, max_body_bytes=self.max_body_bytes, last_s=self.clock(),
                      too_large=self.too_large, watch=self.watch, clock=self.clock)  # fmt: skip
         conn.parser = httptools.HttpResponseParser(conn)
         code = sock.connect_ex(sockaddr)
@@ -344,7 +378,8 @@ class LeanLoop:
         defer: Callable[[LeanRequest, str], None],
     ) -> None:
         now = self.clock()
-        for key, mask in self._selector.select(_TICK_S):
+        wait_s = _TICK_S if self.gate is None else self.gate.wake_in_s(_TICK_S)
+        for key, mask in self._selector.select(wait_s):
             conn: _Conn = key.data
             conn.last_s = now
             if mask & selectors.EVENT_WRITE:
@@ -359,6 +394,8 @@ class LeanLoop:
             if mask & selectors.EVENT_READ:
                 self._read(conn)
             self._settle(conn, deliver, defer)
+        if self.gate is not None:
+            self.gate.reap()
         for conn in list(self._conns):
             # Behind an answer, a server that keeps silent for HEAD_WAIT_S is taken to have
             # dropped the requests pipelined to it (segdl.net.pipelining does the same).
@@ -400,10 +437,12 @@ class LeanLoop:
         for request, answer in done:
             if conn.depth == -1:
                 conn.depth = 1 if conn.origin in self.shallow else self.depth
+            if self.gate is not None:
+                self.gate.answered(conn.key, answer.status, answer.header_values("retry-after"))
             deliver(request, answer)
         if conn.failure:
             self._end(conn, conn.failure, defer)
-        elif conn.closing and not conn.owed:
+        elif (conn.closing or conn.retiring) and not conn.owed:
             self._drop(conn)
         elif conn.closing:  # answers owed after a Connection: close: never coming
             self._end(conn, "Connection: close with answers owed", defer, benign=True)
@@ -442,7 +481,13 @@ class LeanLoop:
                 self._wait(request, front=True)
 
     def _drop(self, conn: _Conn) -> None:
-        if conn in self._conns:
-            self._conns.remove(conn)
-            self._selector.unregister(conn.sock)
-        conn.sock.close()
+        if conn not in self._conns:
+            if self.gate is None:
+                conn.sock.close()
+            return  # gated: released (and closed by the gate) when it left the list
+        self._conns.remove(conn)
+        self._selector.unregister(conn.sock)
+        if self.gate is not None:
+            self.gate.release(conn.sock, conn.key)  # the gate closes it
+        else:
+            conn.sock.close()

@@ -70,8 +70,9 @@ _LEFTOVER_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, state_path(Path("x")).name[1:])
 
 
 def lean_batch_usable(downloader: Downloader) -> bool:
-    """Whether the batch as a whole may use the lean path (per-file checks come later)."""
-    return downloader._rate_limiter is None and downloader._host_gate is None
+    """Whether the batch as a whole may use the lean path (per-file checks come later); a
+    host gate is consulted by the lean loop as by the full path's pools."""
+    return downloader._rate_limiter is None
 
 
 def why_not_lean(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> str | None:
@@ -162,6 +163,7 @@ class LeanRun:
             max_body_bytes=SMALL_BYTES,
             too_large=lambda status, headers: larger_than_asked(status, headers, SMALL_BYTES),
             watch=None if self._listener is silent else self._watch,
+            gate=downloader._host_gate,
         )
         self._claimed: set[Path] = set()  # final names this batch's files take
         self._large: dict[tuple[str, int], int] = {}  # files found too large, per origin
