@@ -21,6 +21,7 @@ from pathlib import Path
 
 from segdl.core.models import ByteRange
 from segdl.disk.lock import OwnerLock
+from segdl.disk.paths import OutputPaths
 from segdl.disk.resume import Checkpointer
 from segdl.disk.state import DownloadState, url_digest
 from segdl.disk.storage import PartFile
@@ -31,9 +32,9 @@ _BYTES_PER_ROUND = 60_000  # each connection, in 0.1 s at 600 KB/s
 
 def measure(directory: Path, size_bytes: int, saves: int) -> dict[str, float]:
     final = directory / "f.bin"
-    lock = OwnerLock(final)
+    lock = OwnerLock(OutputPaths.of(final))
     lock.acquire()
-    part = PartFile(final, overwrite=True)
+    part = PartFile(OutputPaths.of(final), overwrite=True)
     try:
         part.allocate(size_bytes)
         template = DownloadState(
@@ -47,7 +48,9 @@ def measure(directory: Path, size_bytes: int, saves: int) -> dict[str, float]:
             owner=lock.token,
         )
         written: list[ByteRange] = []
-        checkpointer = Checkpointer(final, part, template, lambda: list(written), lock)
+        checkpointer = Checkpointer(
+            OutputPaths.of(final), part, template, lambda: list(written), lock
+        )
         piece = os.urandom(_BYTES_PER_ROUND)
         stride = size_bytes // _CONNECTIONS
         times_s = []

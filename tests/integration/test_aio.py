@@ -10,7 +10,8 @@ import pytest
 
 import segdl
 from segdl.core.progress import Event
-from segdl.disk.state import load_state, state_path
+from segdl.disk.paths import OutputPaths
+from segdl.disk.state import load_state
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
@@ -70,7 +71,7 @@ def test_cancelling_the_task_stops_cleanly_and_resumably(
         assert loop.time() - started < 1.5
 
     asyncio.run(scenario())
-    state = load_state(state_path(out))
+    state = load_state(OutputPaths.of(out).state)
     assert state is not None and state.done_bytes > 0
     fault_server.set_faults("/f.bin")
     asyncio.run(segdl.adownload(fault_server.url("/f.bin"), out, connections=4))

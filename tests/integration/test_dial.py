@@ -14,8 +14,7 @@ import pytest
 
 from segdl.cli.exitcodes import ExitCode
 from segdl.core.errors import ConnectError, TLSError
-from segdl.disk.state import STATE_SUFFIX
-from segdl.disk.storage import PART_SUFFIX
+from segdl.disk.paths import PART_SUFFIX, STATE_SUFFIX
 from segdl.net import dial
 from segdl.net.transport import Urllib3Transport
 from segdl.net.urllib3_compat import DialledHTTPConnection

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 import segdl
-import segdl.run.engine
+import segdl.run.attempt
 from segdl.core.progress import Notice, NoticeKind
 from segdl.disk.lock import OwnerLock
-from segdl.disk.state import load_state, save_state, state_path
+from segdl.disk.paths import OutputPaths
+from segdl.disk.state import load_state, save_state
 from tests.events import Recorder
 from tests.server import FaultServer
 from tests.server.faults import Faults
@@ -44,7 +45,7 @@ def interrupted_download(
     finally:
         timer.cancel()
     assert out.with_name(out.name + ".part").exists()
-    assert state_path(out).exists()
+    assert OutputPaths.of(out).state.exists()
     settle(server)
 
 
@@ -68,14 +69,14 @@ def test_interrupted_download_resumes_with_if_range(
     serve_throttled(fault_server, data)
     out = tmp_path / "f.bin"
     interrupted_download(fault_server, "/f.bin", out, connections=4)
-    state = load_state(state_path(out))
+    state = load_state(OutputPaths.of(out).state)
     assert state is not None and 0 < state.done_bytes < len(data)
     fault_server.set_faults("/f.bin")
     fault_server.clear_log()
     events = Recorder()
     segdl.download(fault_server.url("/f.bin"), out, connections=4, progress=events)
     assert out.read_bytes() == data
-    assert not state_path(out).exists() and not out.with_name("f.bin.part").exists()
+    assert not OutputPaths.of(out).state.exists() and not out.with_name("f.bin.part").exists()
     first = fault_server.requests[0]
     gap = state.missing()[0]
     assert first.range == f"bytes={gap.start}-{gap.end - 1}"
@@ -97,12 +98,12 @@ def test_a_reserved_part_resumes_on_a_full_disk(
     serve_throttled(fault_server, data)
     out = tmp_path / "f.bin"
     interrupted_download(fault_server, "/f.bin", out, connections=4)
-    state = load_state(state_path(out))
+    state = load_state(OutputPaths.of(out).state)
     assert state is not None and state.done_bytes < len(data)
     full = types.SimpleNamespace(f_bavail=0, f_frsize=4096)
-    real_check = segdl.run.engine.check_free_space
+    real_check = segdl.run.attempt.check_free_space
     monkeypatch.setattr(
-        segdl.run.engine,
+        segdl.run.attempt,
         "check_free_space",
         lambda path, needed: real_check(path, needed, statvfs=lambda _: full),
     )
@@ -120,7 +121,7 @@ def test_damaged_state_is_never_trusted(
     serve_throttled(fault_server, data)
     out = tmp_path / "f.bin"
     interrupted_download(fault_server, "/f.bin", out, connections=3)
-    path = state_path(out)
+    path = OutputPaths.of(out).state
     raw = bytearray(path.read_bytes())
     if damage == "flip":
         raw[len(raw) // 2] ^= 0x01
@@ -281,7 +282,7 @@ def test_crash_around_the_rename_is_recovered(
     fault_server.add_file("/x.bin", data)
     fault_server.set_faults("/x.bin", Faults(throttle_bytes_per_s=MIB))
     interrupted_download(fault_server, "/x.bin", interrupted, connections=2, after_s=0.4)
-    state = load_state(state_path(interrupted))
+    state = load_state(OutputPaths.of(interrupted).state)
     assert state is not None
     # Simulate: all bytes synced, state marked complete, then the crash.
     from segdl.core.models import ByteRange
@@ -295,13 +296,13 @@ def test_crash_around_the_rename_is_recovered(
             "complete": True,
         }
     )
-    save_state(state_path(out), complete)
+    save_state(OutputPaths.of(out).state, complete)
     target = out.with_name("f.bin.part") if with_part else out
     target.write_bytes(data)
     fault_server.clear_log()
     result = segdl.download(fault_server.url("/f.bin"), out)
     assert out.read_bytes() == data and result.size_bytes == len(data)
-    assert not state_path(out).exists() and not out.with_name("f.bin.part").exists()
+    assert not OutputPaths.of(out).state.exists() and not out.with_name("f.bin.part").exists()
     assert fault_server.requests == []
 
 
@@ -340,7 +341,7 @@ def test_expired_signed_url_is_renewed_once(
 def test_second_owner_is_refused_then_can_wait(tmp_path: Path) -> None:
     """Two downloads to one output never interleave: the second is refused (or waits)."""
     out = tmp_path / "f.bin"
-    with OwnerLock(out), pytest.raises(segdl.OutputLocked):
+    with OwnerLock(OutputPaths.of(out)), pytest.raises(segdl.OutputLocked):
         segdl.download("http://127.0.0.1:9/never-contacted", out)
 
 
@@ -387,7 +388,7 @@ def test_signal_stops_saves_and_resumes(
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == code, err
     assert time.monotonic() - sent < 1.5
-    state = load_state(state_path(out))
+    state = load_state(OutputPaths.of(out).state)
     assert state is not None and state.done_bytes > 0
     settle(fault_server)
     fault_server.set_faults("/f.bin")

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 import segdl.disk.lock
 from segdl.core.errors import LocalFileError, OutputLocked, StateInvalid
 from segdl.core.models import ByteRange
-from segdl.disk import storage
-from segdl.disk.lock import OwnerLock, lock_path
+from segdl.disk import kernel
+from segdl.disk.lock import OwnerLock
+from segdl.disk.paths import OutputPaths
 from segdl.disk.resume import Checkpointer
 from segdl.disk.state import (
     MAX_STATE_BYTES,
@@ -37,7 +38,6 @@ from segdl.disk.state import (
     redact_url,
     remove_state,
     save_state,
-    state_path,
     url_digest,
 )
 from segdl.disk.storage import PartFile
@@ -86,7 +86,7 @@ def _dead_pid() -> int:
 
 
 def _plant_lock(final: Path, **record: Any) -> Path:
-    lock = OwnerLock(final)  # only for our host, boot id and pid
+    lock = OwnerLock(OutputPaths.of(final))  # only for our host, boot id and pid
     doc = {"host": lock.host, "boot_id": lock.boot_id, "pid": lock.pid, "token": "other"}
     doc |= {"created": time.time()} | record
     lock.path.write_text(json.dumps(doc))
@@ -98,8 +98,8 @@ def _plant_lock(final: Path, **record: Any) -> Path:
 
 def test_paths_sit_beside_the_output(tmp_path: Path) -> None:
     """State and lock are named after the output, in the same directory."""
-    assert state_path(tmp_path / "a.iso") == tmp_path / "a.iso.segdl-state"
-    assert lock_path(tmp_path / "a.iso") == tmp_path / "a.iso.segdl-lock"
+    assert OutputPaths.of(tmp_path / "a.iso").state == tmp_path / "a.iso.segdl-state"
+    assert OutputPaths.of(tmp_path / "a.iso").lock == tmp_path / "a.iso.segdl-lock"
 
 
 def test_url_digest_matches_only_the_same_url() -> None:
@@ -303,7 +303,7 @@ def test_forged_sample_itself_is_valid() -> None:
 
 def test_save_then_load(tmp_path: Path) -> None:
     """A saved state loads back equal, private (0600), with no temporary file left."""
-    path = state_path(tmp_path / "out")
+    path = OutputPaths.of(tmp_path / "out").state
     save_state(path, SAMPLE)
     save_state(path, dataclasses.replace(SAMPLE, done=(ByteRange(0, 1000),), complete=True))
     loaded = load_state(path)
@@ -314,7 +314,7 @@ def test_save_then_load(tmp_path: Path) -> None:
 
 def test_failed_save_keeps_the_old_state_and_leaves_no_temp(tmp_path: Path) -> None:
     """If the rename fails, the previous state is intact and the temporary file is gone."""
-    path = state_path(tmp_path / "out")
+    path = OutputPaths.of(tmp_path / "out").state
     save_state(path, SAMPLE)
     before = path.read_bytes()
 
@@ -330,7 +330,7 @@ def test_failed_save_keeps_the_old_state_and_leaves_no_temp(tmp_path: Path) -> N
 
 def test_missing_state_is_none_and_removal_is_idempotent(tmp_path: Path) -> None:
     """No state file means no state; removing twice is fine."""
-    path = state_path(tmp_path / "out")
+    path = OutputPaths.of(tmp_path / "out").state
     assert load_state(path) is None
     save_state(path, SAMPLE)
     remove_state(path)
@@ -342,7 +342,7 @@ def test_planted_symlink_is_not_followed(tmp_path: Path) -> None:
     """A symlink at the state path is StateInvalid, and its target is neither read nor changed."""
     target = tmp_path / "valuable"
     target.write_bytes(encode_state(SAMPLE))
-    path = state_path(tmp_path / "out")
+    path = OutputPaths.of(tmp_path / "out").state
     path.symlink_to(target)
     with pytest.raises(StateInvalid, match="symlink"):
         load_state(path)
@@ -351,9 +351,9 @@ def test_planted_symlink_is_not_followed(tmp_path: Path) -> None:
 
 def test_fifo_and_directory_are_not_regular_files(tmp_path: Path) -> None:
     """A FIFO (which must not block the reader) or a directory at the state path is refused."""
-    fifo = state_path(tmp_path / "a")
+    fifo = OutputPaths.of(tmp_path / "a").state
     os.mkfifo(fifo)
-    directory = state_path(tmp_path / "b")
+    directory = OutputPaths.of(tmp_path / "b").state
     directory.mkdir()
     for path in (fifo, directory):
         with pytest.raises(StateInvalid, match="not a regular file"):
@@ -362,7 +362,7 @@ def test_fifo_and_directory_are_not_regular_files(tmp_path: Path) -> None:
 
 def test_huge_state_file_is_rejected(tmp_path: Path) -> None:
     """A state file over 1 MiB is refused without being decoded."""
-    path = state_path(tmp_path / "out")
+    path = OutputPaths.of(tmp_path / "out").state
     path.write_bytes(b" " * (MAX_STATE_BYTES + 1))
     with pytest.raises(StateInvalid, match="larger than 1 MiB"):
         load_state(path)
@@ -370,7 +370,7 @@ def test_huge_state_file_is_rejected(tmp_path: Path) -> None:
 
 def test_corrupt_file_on_disk_is_state_invalid(tmp_path: Path) -> None:
     """load_state reports a damaged file as StateInvalid naming the path."""
-    path = state_path(tmp_path / "out")
+    path = OutputPaths.of(tmp_path / "out").state
     path.write_bytes(encode_state(SAMPLE)[:50])
     with pytest.raises(StateInvalid) as caught:
         load_state(path)
@@ -382,7 +382,7 @@ def test_corrupt_file_on_disk_is_state_invalid(tmp_path: Path) -> None:
 
 def test_acquire_writes_owner_record_and_release_removes_it(tmp_path: Path) -> None:
     """The lock file holds host, boot id, pid, token and time; release removes it, twice is ok."""
-    lock = OwnerLock(tmp_path / "out")
+    lock = OwnerLock(OutputPaths.of(tmp_path / "out"))
     with lock:
         record = json.loads(lock.path.read_text())
         assert record["token"] == lock.token and record["pid"] == os.getpid()
@@ -396,7 +396,7 @@ def test_acquire_writes_owner_record_and_release_removes_it(tmp_path: Path) -> N
 
 def test_tokens_are_unique_and_name_the_owner(tmp_path: Path) -> None:
     """Each OwnerLock has its own token, carrying host, boot id and pid."""
-    a, b = OwnerLock(tmp_path / "out"), OwnerLock(tmp_path / "out")
+    a, b = OwnerLock(OutputPaths.of(tmp_path / "out")), OwnerLock(OutputPaths.of(tmp_path / "out"))
     assert a.token != b.token
     assert a.token.startswith(f"{socket.gethostname()}:{a.boot_id}:{os.getpid()}:")
     assert len(a.token.rsplit(":", 1)[1]) == 16
@@ -404,19 +404,19 @@ def test_tokens_are_unique_and_name_the_owner(tmp_path: Path) -> None:
 
 def test_second_lock_in_same_process_is_refused(tmp_path: Path) -> None:
     """While one OwnerLock holds the output, another (even in this process) gets OutputLocked."""
-    with OwnerLock(tmp_path / "out"):
+    with OwnerLock(OutputPaths.of(tmp_path / "out")):
         with pytest.raises(OutputLocked) as caught:
-            OwnerLock(tmp_path / "out").acquire()
+            OwnerLock(OutputPaths.of(tmp_path / "out")).acquire()
         assert f"pid {os.getpid()} on this host" in caught.value.owner
         assert caught.value.path == str(tmp_path / "out")
-    with OwnerLock(tmp_path / "out"):
+    with OwnerLock(OutputPaths.of(tmp_path / "out")):
         pass
 
 
 def test_stale_lock_of_dead_pid_is_taken_over(tmp_path: Path) -> None:
     """A lock from this host and boot whose pid is dead is replaced by ours."""
     _plant_lock(tmp_path / "out", pid=_dead_pid())
-    with OwnerLock(tmp_path / "out") as lock:
+    with OwnerLock(OutputPaths.of(tmp_path / "out")) as lock:
         assert lock.still_held()
 
 
@@ -424,7 +424,7 @@ def test_lock_from_another_host_is_refused(tmp_path: Path) -> None:
     """Another host's lock is never judged stale; the message tells how to clear it by hand."""
     planted = _plant_lock(tmp_path / "out", host="elsewhere.example", pid=_dead_pid())
     with pytest.raises(OutputLocked) as caught:
-        OwnerLock(tmp_path / "out").acquire()
+        OwnerLock(OutputPaths.of(tmp_path / "out")).acquire()
     assert "host elsewhere.example" in caught.value.owner
     assert f"remove {planted} by hand" in caught.value.owner
     assert json.loads(planted.read_text())["token"] == "other"
@@ -432,28 +432,28 @@ def test_lock_from_another_host_is_refused(tmp_path: Path) -> None:
 
 def test_lock_from_before_a_reboot_is_taken_over(tmp_path: Path) -> None:
     """On this host, a lock with another boot id belongs to a process the reboot ended."""
-    if not OwnerLock(tmp_path / "out").boot_id:
+    if not OwnerLock(OutputPaths.of(tmp_path / "out")).boot_id:
         pytest.skip("no boot id on this system")
     _plant_lock(tmp_path / "out", boot_id="00000000-0000-0000-0000-000000000000")
-    with OwnerLock(tmp_path / "out") as lock:
+    with OwnerLock(OutputPaths.of(tmp_path / "out")) as lock:
         assert lock.still_held()
 
 
 def test_unparseable_lock_is_taken_over_only_when_old(tmp_path: Path) -> None:
     """Garbage at the lock path is respected for 10 s (it may be mid-creation), then replaced."""
-    path = lock_path(tmp_path / "out")
+    path = OutputPaths.of(tmp_path / "out").lock
     path.write_bytes(b"")
     with pytest.raises(OutputLocked, match="no owner record"):
-        OwnerLock(tmp_path / "out").acquire()
+        OwnerLock(OutputPaths.of(tmp_path / "out")).acquire()
     old = time.time() - 60
     os.utime(path, (old, old))
-    with OwnerLock(tmp_path / "out") as lock:
+    with OwnerLock(OutputPaths.of(tmp_path / "out")) as lock:
         assert lock.still_held()
 
 
 def test_release_keeps_a_lock_that_is_no_longer_ours(tmp_path: Path) -> None:
     """If the lock file was replaced by another owner, release leaves it in place."""
-    lock = OwnerLock(tmp_path / "out")
+    lock = OwnerLock(OutputPaths.of(tmp_path / "out"))
     lock.acquire()
     lock.path.unlink()
     planted = _plant_lock(tmp_path / "out")
@@ -464,11 +464,11 @@ def test_release_keeps_a_lock_that_is_no_longer_ours(tmp_path: Path) -> None:
 
 def test_wait_succeeds_when_the_holder_releases(tmp_path: Path) -> None:
     """acquire(wait_s=...) polls until the holder lets go, then takes the lock."""
-    holder = OwnerLock(tmp_path / "out")
+    holder = OwnerLock(OutputPaths.of(tmp_path / "out"))
     holder.acquire()
     timer = threading.Timer(0.2, holder.release)
     timer.start()
-    waiter = OwnerLock(tmp_path / "out")
+    waiter = OwnerLock(OutputPaths.of(tmp_path / "out"))
     started = time.monotonic()
     waiter.acquire(wait_s=10, poll_s=0.02)
     timer.join()
@@ -486,8 +486,8 @@ def test_wait_gives_up_at_the_deadline(tmp_path: Path) -> None:
         sleeps.append(seconds)
         now[0] += seconds
 
-    with OwnerLock(tmp_path / "out"), pytest.raises(OutputLocked):
-        OwnerLock(tmp_path / "out").acquire(
+    with OwnerLock(OutputPaths.of(tmp_path / "out")), pytest.raises(OutputLocked):
+        OwnerLock(OutputPaths.of(tmp_path / "out")).acquire(
             wait_s=1.0, poll_s=0.3, sleep=fake_sleep, clock=lambda: now[0]
         )
     assert sleeps == pytest.approx([0.3, 0.3, 0.3, 0.1])
@@ -497,17 +497,17 @@ def test_symlink_at_lock_path_is_not_followed(tmp_path: Path) -> None:
     """A symlink planted at the lock path is refused; its target is never written."""
     target = tmp_path / "victim"
     target.write_bytes(b"precious")
-    lock_path(tmp_path / "out").symlink_to(target)
+    OutputPaths.of(tmp_path / "out").lock.symlink_to(target)
     with pytest.raises(OutputLocked, match="symlink"):
-        OwnerLock(tmp_path / "out").acquire()
+        OwnerLock(OutputPaths.of(tmp_path / "out")).acquire()
     assert target.read_bytes() == b"precious"
-    assert lock_path(tmp_path / "out").is_symlink()
+    assert OutputPaths.of(tmp_path / "out").lock.is_symlink()
 
 
 def test_racing_takers_of_a_stale_lock_yield_one_owner(tmp_path: Path) -> None:
     """Many lockers taking over one stale lock at once: exactly one ends up holding it."""
     _plant_lock(tmp_path / "out", pid=_dead_pid())
-    locks = [OwnerLock(tmp_path / "out") for _ in range(16)]
+    locks = [OwnerLock(OutputPaths.of(tmp_path / "out")) for _ in range(16)]
     barrier = threading.Barrier(len(locks))
     won: list[OwnerLock] = []
 
@@ -537,10 +537,10 @@ def test_lock_works_without_hard_links(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(os, "link", no_link)
     _plant_lock(tmp_path / "out", pid=_dead_pid())
-    with OwnerLock(tmp_path / "out") as lock:
+    with OwnerLock(OutputPaths.of(tmp_path / "out")) as lock:
         assert lock.still_held()
         with pytest.raises(OutputLocked):
-            OwnerLock(tmp_path / "out").acquire()
+            OwnerLock(OutputPaths.of(tmp_path / "out")).acquire()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -555,8 +555,8 @@ def test_checkpointer_starts_its_thread_only_when_a_save_is_due(tmp_path: Path) 
     now = [100.0]
     written: list[ByteRange] = []
     template = dataclasses.replace(SAMPLE, size_bytes=8 << 20, done=())
-    with OwnerLock(final) as lock:
-        part = PartFile(final, overwrite=False)
+    with OwnerLock(OutputPaths.of(final)) as lock:
+        part = PartFile(OutputPaths.of(final), overwrite=False)
         try:
             part.allocate(8 << 20)
 
@@ -564,7 +564,7 @@ def test_checkpointer_starts_its_thread_only_when_a_save_is_due(tmp_path: Path) 
                 return sum(t.name == "segdl-checkpoint" for t in threading.enumerate())
 
             with Checkpointer(
-                final, part, template, lambda: list(written), lock, lambda: now[0]
+                OutputPaths.of(final), part, template, lambda: list(written), lock, lambda: now[0]
             ) as saver:
                 saver.tick()
                 written.append(ByteRange(0, 1 << 20))  # a MiB, but 0.05 s in: not yet due
@@ -578,7 +578,7 @@ def test_checkpointer_starts_its_thread_only_when_a_save_is_due(tmp_path: Path) 
                 while not saver.saved and time.monotonic() < deadline:
                     time.sleep(0.01)
                 assert saver.saved
-                state = load_state(state_path(final))
+                state = load_state(OutputPaths.of(final).state)
                 assert state is not None and state.done == (ByteRange(0, 1 << 20),)
             assert checkpoint_threads() == 0
         finally:
@@ -596,17 +596,17 @@ def test_the_saving_thread_starts_writeback_between_saves(
         calls.append(args)
         return 0
 
-    monkeypatch.setitem(storage._libc_functions, "sync_file_range", sync_file_range)
+    monkeypatch.setitem(kernel._libc_functions, "sync_file_range", sync_file_range)
     final = tmp_path / "out"
     now = [100.0]
     written = [ByteRange(0, 2 << 20)]
     template = dataclasses.replace(SAMPLE, size_bytes=8 << 20, done=())
-    with OwnerLock(final) as lock:
-        part = PartFile(final, overwrite=False)
+    with OwnerLock(OutputPaths.of(final)) as lock:
+        part = PartFile(OutputPaths.of(final), overwrite=False)
         try:
             part.allocate(8 << 20)
             with Checkpointer(
-                final, part, template, lambda: list(written), lock, lambda: now[0]
+                OutputPaths.of(final), part, template, lambda: list(written), lock, lambda: now[0]
             ) as saver:
                 now[0] += 0.5
                 saver.tick()  # 2 MiB written: due, the thread starts
@@ -632,11 +632,11 @@ def test_a_lock_our_link_created_is_not_read_back(
         return real_read(path)
 
     monkeypatch.setattr(segdl.disk.lock, "_read_lock", counting_read)
-    with OwnerLock(tmp_path / "out") as lock:
+    with OwnerLock(OutputPaths.of(tmp_path / "out")) as lock:
         assert reads == []
         assert lock.still_held()
         with pytest.raises(OutputLocked):
-            OwnerLock(tmp_path / "out").acquire()
+            OwnerLock(OutputPaths.of(tmp_path / "out")).acquire()
         assert lock.path in reads
     assert not lock.path.exists()
 
@@ -648,10 +648,12 @@ def test_the_first_save_needs_no_more_than_later_ones(tmp_path: Path) -> None:
     now = [100.0]
     written: list[ByteRange] = []
     template = dataclasses.replace(SAMPLE, size_bytes=8 << 20, done=())
-    with OwnerLock(final) as lock:
-        part = PartFile(final, overwrite=False)
+    with OwnerLock(OutputPaths.of(final)) as lock:
+        part = PartFile(OutputPaths.of(final), overwrite=False)
         try:
-            saver = Checkpointer(final, part, template, lambda: list(written), lock, lambda: now[0])
+            saver = Checkpointer(
+                OutputPaths.of(final), part, template, lambda: list(written), lock, lambda: now[0]
+            )
             written.append(ByteRange(0, 1 << 17))
             now[0] += 0.5
             assert not saver._due()

@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 
 from segdl.core.errors import IntegrityError, LocalFileError, OutputExists
-from segdl.disk import storage
+from segdl.disk import kernel
+from segdl.disk.paths import OutputPaths
 from segdl.disk.storage import PartFile, Pipe, room_needed
 
 
 def test_concurrent_pwrite_from_many_threads(tmp_path: Path) -> None:
     """Pieces written at their offsets by 16 threads in random order give the exact file."""
     data = random.Random(1).randbytes(4 * 1024 * 1024 + 17)
-    part = PartFile(tmp_path / "out", overwrite=False)
+    part = PartFile(OutputPaths.of(tmp_path / "out"), overwrite=False)
     part.allocate(len(data))
     pieces = [(o, o + 65_537) for o in range(0, len(data), 65_537)]
     random.Random(2).shuffle(pieces)
@@ -35,7 +36,7 @@ def test_concurrent_pwrite_from_many_threads(tmp_path: Path) -> None:
 
 def test_part_is_private_and_final_follows_umask(tmp_path: Path) -> None:
     """The .part is 0600 while incomplete; the final file gets 0666 minus the umask."""
-    part = PartFile(tmp_path / "out", overwrite=False)
+    part = PartFile(OutputPaths.of(tmp_path / "out"), overwrite=False)
     assert stat.S_IMODE(os.stat(tmp_path / "out.part").st_mode) == 0o600
     part.write_at(0, memoryview(b"abc"))
     old = os.umask(0o027)
@@ -50,8 +51,8 @@ def test_existing_output_is_refused_at_creation_and_at_finalize(tmp_path: Path) 
     """No clobbering: refused up front, and also if the file appears during the download."""
     (tmp_path / "a").write_bytes(b"old")
     with pytest.raises(OutputExists):
-        PartFile(tmp_path / "a", overwrite=False)
-    part = PartFile(tmp_path / "b", overwrite=False)
+        PartFile(OutputPaths.of(tmp_path / "a"), overwrite=False)
+    part = PartFile(OutputPaths.of(tmp_path / "b"), overwrite=False)
     part.write_at(0, memoryview(b"new"))
     (tmp_path / "b").write_bytes(b"appeared meanwhile")
     with pytest.raises(OutputExists):
@@ -63,7 +64,7 @@ def test_existing_output_is_refused_at_creation_and_at_finalize(tmp_path: Path) 
 def test_overwrite_replaces(tmp_path: Path) -> None:
     """With overwrite, the finished file replaces the old one atomically."""
     (tmp_path / "a").write_bytes(b"old")
-    part = PartFile(tmp_path / "a", overwrite=True)
+    part = PartFile(OutputPaths.of(tmp_path / "a"), overwrite=True)
     part.write_at(0, memoryview(b"new!"))
     part.finalize(4)
     assert (tmp_path / "a").read_bytes() == b"new!"
@@ -75,13 +76,13 @@ def test_planted_symlink_at_part_is_refused(tmp_path: Path) -> None:
     victim.write_bytes(b"keep me")
     (tmp_path / "out.part").symlink_to(victim)
     with pytest.raises(LocalFileError, match="symlink"):
-        PartFile(tmp_path / "out", overwrite=False)
+        PartFile(OutputPaths.of(tmp_path / "out"), overwrite=False)
     assert victim.read_bytes() == b"keep me"
 
 
 def test_wrong_size_is_never_finalized(tmp_path: Path) -> None:
     """A file of the wrong size stays a .part."""
-    part = PartFile(tmp_path / "out", overwrite=False)
+    part = PartFile(OutputPaths.of(tmp_path / "out"), overwrite=False)
     part.write_at(0, memoryview(b"abc"))
     with pytest.raises(IntegrityError):
         part.finalize(4)
@@ -114,7 +115,7 @@ def test_bytes_go_from_a_pipe_to_their_offset(
 
     if not can_splice:
         monkeypatch.setattr(os, "splice", no_file_splice)
-    part = PartFile(tmp_path / "out", overwrite=False)
+    part = PartFile(OutputPaths.of(tmp_path / "out"), overwrite=False)
     part.allocate(10)
     pipe = _filled(b"skipDATAsurplus")
     try:
@@ -144,7 +145,7 @@ def test_a_pipe_is_as_big_as_linux_allows() -> None:
 @pytest.fixture
 def part(tmp_path: Path) -> Iterator[PartFile]:
     """A fresh ``out.part`` in ``tmp_path``, closed afterwards."""
-    part = PartFile(tmp_path / "out", overwrite=False)
+    part = PartFile(OutputPaths.of(tmp_path / "out"), overwrite=False)
     yield part
     part.close()
 
@@ -183,9 +184,9 @@ def test_a_file_system_that_cannot_reserve_cheaply_gets_a_sparse_file(
     """Where fallocate is refused, or would zero every page up front (tmpfs), nothing is
     reserved and the file stays sparse."""
     if why == "tmpfs":
-        monkeypatch.setattr(storage, "_file_system_type", lambda fd: 0x01021994)
+        monkeypatch.setattr(kernel, "_file_system_type", lambda fd: 0x01021994)
     else:
-        monkeypatch.setitem(storage._libc_functions, "fallocate", _failing(errno.EOPNOTSUPP))
+        monkeypatch.setitem(kernel._libc_functions, "fallocate", _failing(errno.EOPNOTSUPP))
     part.allocate(8 << 20)
     info = os.stat(tmp_path / "out.part")
     assert (info.st_size, info.st_blocks) == (8 << 20, 0)
@@ -195,7 +196,7 @@ def test_no_room_to_reserve_fails_before_a_byte_is_fetched(
     part: PartFile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC from the reservation is a one-line local error naming the .part."""
-    monkeypatch.setitem(storage._libc_functions, "fallocate", _failing(errno.ENOSPC))
+    monkeypatch.setitem(kernel._libc_functions, "fallocate", _failing(errno.ENOSPC))
     with pytest.raises(LocalFileError) as caught:
         part.allocate(8 << 20)
     assert caught.value.errno == errno.ENOSPC
@@ -206,8 +207,10 @@ def test_room_needed_counts_what_the_part_holds(part: PartFile, tmp_path: Path) 
     """A resumed download needs room for what is neither done nor held by its .part: a
     reserved .part needs nothing more, even on a disk that is now full."""
     final = tmp_path / "out"
-    assert room_needed(tmp_path / "other", 10 << 20, 1 << 20) == 9 << 20  # no .part
+    no_part = OutputPaths.of(tmp_path / "other")
+    assert room_needed(no_part, 10 << 20, 1 << 20) == 9 << 20
     part.write_at(0, memoryview(bytes(1 << 20)))
-    assert room_needed(final, 8 << 20, 0) == 7 << 20  # a sparse .part holds what is written
+    # a sparse .part holds what is written
+    assert room_needed(OutputPaths.of(final), 8 << 20, 0) == 7 << 20
     part.allocate(8 << 20)
-    assert room_needed(final, 8 << 20, 1 << 20) == 0
+    assert room_needed(OutputPaths.of(final), 8 << 20, 1 << 20) == 0

@@ -30,11 +30,11 @@ from pathlib import Path
 from types import TracebackType
 
 from segdl.core.errors import OutputLocked
+from segdl.disk.paths import OutputPaths
 from segdl.disk.storage import local_error, temp_sibling
 
 log = logging.getLogger(__name__)
 
-LOCK_SUFFIX = ".segdl-lock"
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_LOCK_BYTES = 64 * 1024
 # An unparseable lock or a removal claim this old was left by a crash, not being written.
@@ -42,10 +42,6 @@ _ABANDONED_S = 10.0
 _TAKEOVER_ROUNDS = 5
 # Filesystems without hard links (some FUSE and SMB mounts) refuse link() with these.
 _NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK)
-
-
-def lock_path(final_path: Path) -> Path:
-    return final_path.with_name(final_path.name + LOCK_SUFFIX)
 
 
 class NotRegularFile(Exception):
@@ -111,9 +107,9 @@ class OwnerLock:
     Use as a context manager, or :meth:`acquire` / :meth:`release`. The engine should check
     :meth:`still_held` before it claims progress, since a lock can be removed by hand."""
 
-    def __init__(self, final_path: Path) -> None:
-        self.final_path = final_path
-        self.path = lock_path(final_path)
+    def __init__(self, paths: OutputPaths) -> None:
+        self.final_path = paths.final
+        self.path = paths.lock
         self.host = socket.gethostname()
         self.boot_id = _read_boot_id()
         self.pid = os.getpid()

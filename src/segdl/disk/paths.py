@@ -1,22 +1,49 @@
-"""Where a download's files go on disk."""
+"""Where a download's files go on disk: one :class:`OutputPaths` value per output.
+
+Beside the final name live the ``.part`` (the bytes until they are verified), the state (what
+of them is durable) and the owner lock. Their names are derived here, once, from the final
+path; everything else (the part file, the state, the lock, resuming, the engine) is handed
+the value instead of deriving them again.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from segdl.core.errors import LocalFileError
 from segdl.core.names import MAX_NAME_BYTES, sanitise_filename
-from segdl.disk.lock import LOCK_SUFFIX
-from segdl.disk.state import STATE_SUFFIX
-from segdl.disk.storage import PART_SUFFIX
 
+PART_SUFFIX = ".part"
+STATE_SUFFIX = ".segdl-state"
+LOCK_SUFFIX = ".segdl-lock"
 # What segdl adds to an output's name for the files beside it; their temporary names have a
 # fixed length (disk.storage.temp_sibling), so the longest suffix is all a name must leave room for.
 SIBLING_SUFFIXES = (PART_SUFFIX, STATE_SUFFIX, LOCK_SUFFIX)
 _LONGEST_SUFFIX = max(SIBLING_SUFFIXES, key=len)
 _DEFAULT_NAME_MAX = 255  # ext4, XFS, btrfs, APFS; where pathconf cannot tell
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPaths:
+    """One output's files: the final name and, beside it, ``.part``, state and lock."""
+
+    final: Path
+    part: Path
+    state: Path
+    lock: Path
+
+    @classmethod
+    def of(cls, final: Path) -> OutputPaths:
+        """The paths of the output whose final name is ``final``."""
+        return cls(
+            final,
+            final.with_name(final.name + PART_SUFFIX),
+            final.with_name(final.name + STATE_SUFFIX),
+            final.with_name(final.name + LOCK_SUFFIX),
+        )
 
 
 def path_inside(directory: Path, name: str) -> Path:

@@ -16,11 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 from segdl.core.errors import LocalFileError, OutputLocked, StateInvalid
 from segdl.core.models import ByteRange, Resource
 from segdl.disk.lock import OwnerLock
+from segdl.disk.paths import OutputPaths
 from segdl.disk.state import (
     DownloadState,
     load_state,
@@ -28,10 +28,9 @@ from segdl.disk.state import (
     redact_url,
     remove_state,
     save_state,
-    state_path,
     url_digest,
 )
-from segdl.disk.storage import PartFile, part_path
+from segdl.disk.storage import PartFile
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,6 @@ _MAX_INTERVAL_S = 1.0
 _SHARE_PER_SAVE = 1 / 128
 _MIN_BYTES_PER_SAVE = 256 * 1024
 _POLL_S = 0.05
-MIB = 1024 * 1024
 # A file this large does not stay in the page cache (unless the caller asks: keep_cache).
 # Each save drops the pages it has synced, except those the digest still has to read, so the
 # file's pages in memory stay near what is written between two syncs (about 100 MiB at
@@ -70,15 +68,15 @@ def state_for(url: str, resource: Resource, done: list[ByteRange], owner: str) -
     )
 
 
-def load_resumable(final_path: Path, url: str) -> tuple[DownloadState | None, str | None]:
-    """The state of a resumable partial download of ``url`` at ``final_path``, if any.
+def load_resumable(paths: OutputPaths, url: str) -> tuple[DownloadState | None, str | None]:
+    """The state of a resumable partial download of ``url`` at ``paths``, if any.
 
     Returns ``(state, why_not)``: ``why_not`` explains a partial download that exists but
     cannot be trusted; the caller discards it (keeping nothing of it) and says so.
     """
-    part = part_path(final_path)
+    part = paths.part
     try:
-        state = load_state(state_path(final_path))
+        state = load_state(paths.state)
     except StateInvalid as exc:
         return None, exc.why
     if state is None:
@@ -97,24 +95,24 @@ def load_resumable(final_path: Path, url: str) -> tuple[DownloadState | None, st
     return state, None
 
 
-def free_for(candidate: Path, url: str) -> bool:
+def free_for(candidate: OutputPaths, url: str) -> bool:
     """May a download of ``url`` use ``candidate`` (for ``--if-exists rename``)? Yes if nothing
     is there, or only a partial download of this same URL (which will be resumed). Another
     URL's partial download is left alone."""
-    if os.path.lexists(candidate):
+    if os.path.lexists(candidate.final):
         return False
     try:
-        state = load_state(state_path(candidate))
+        state = load_state(candidate.state)
     except StateInvalid:
         return False
     if state is None:
-        return not os.path.lexists(part_path(candidate))
+        return not os.path.lexists(candidate.part)
     return state.url_digest == url_digest(url)
 
 
-def discard(final_path: Path) -> None:
+def discard(paths: OutputPaths) -> None:
     """Remove a partial download: its ``.part`` and its state (nothing else)."""
-    for path in (part_path(final_path), state_path(final_path)):
+    for path in (paths.part, paths.state):
         if path.is_symlink() or (path.exists() and not path.is_file()):
             # Planted, not ours: refuse rather than follow it or delete it.
             raise LocalFileError(
@@ -139,7 +137,7 @@ class Checkpointer:
 
     def __init__(
         self,
-        final_path: Path,
+        paths: OutputPaths,
         part: PartFile,
         template: DownloadState,
         written: Callable[[], list[ByteRange]],
@@ -151,7 +149,7 @@ class Checkpointer:
         """``hashed``: how far a digest running behind the writers has read, so that pages
         it still needs are not dropped (see DROP_CACHE_FROM_BYTES); ``keep_cache``: drop
         none."""
-        self._state_path = state_path(final_path)
+        self._state_path = paths.state
         self._hashed = hashed
         self._drop_cache = not keep_cache and template.size_bytes >= DROP_CACHE_FROM_BYTES
         self._part = part
@@ -167,7 +165,7 @@ class Checkpointer:
         self._saves = 0
         self._threshold_bytes = max(_MIN_BYTES_PER_SAVE, int(template.size_bytes * _SHARE_PER_SAVE))
         self.error: BaseException | None = None
-        self.discarded = False
+        self._abandoned = False
         self._completed = False
         self._thread: threading.Thread | None = None
 
@@ -196,7 +194,7 @@ class Checkpointer:
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop_thread()
-        if self.discarded or self._completed:
+        if self._abandoned or self._completed:
             return
         try:
             self.save()  # an orderly stop: what is on disk stays resumable
@@ -204,6 +202,10 @@ class Checkpointer:
             if exc_info[0] is None:
                 raise
             log.debug("final checkpoint failed: %s", exc)  # the original error matters more
+
+    def abandon(self) -> None:
+        """The bytes are wrong (a digest mismatch): not worth resuming, so no save on exit."""
+        self._abandoned = True
 
     def complete(self) -> None:
         """Every byte is written: sync and say so, before the rename. A download that never
@@ -262,6 +264,6 @@ class Checkpointer:
                 return
 
 
-def finish(final_path: Path) -> None:
+def finish(paths: OutputPaths) -> None:
     """After the rename: the state has served its purpose."""
-    remove_state(state_path(final_path))
+    remove_state(paths.state)

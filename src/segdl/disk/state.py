@@ -33,7 +33,6 @@ from segdl.disk.storage import local_error, sync_directory, temp_sibling
 
 __all__ = [
     "MAX_STATE_BYTES",
-    "STATE_SUFFIX",
     "DownloadState",
     "decode_state",
     "encode_state",
@@ -42,11 +41,9 @@ __all__ = [
     "redact_url",
     "remove_state",
     "save_state",
-    "state_path",
     "url_digest",
 ]
 
-STATE_SUFFIX = ".segdl-state"
 FORMAT = "segdl-state"
 VERSION = 1
 MAX_STATE_BYTES = 1024 * 1024
@@ -66,10 +63,6 @@ _PAYLOAD_KEYS = frozenset(
         "owner",
     }
 )
-
-
-def state_path(final_path: Path) -> Path:
-    return final_path.with_name(final_path.name + STATE_SUFFIX)
 
 
 def url_digest(url: str) -> str:

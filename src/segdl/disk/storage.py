@@ -26,20 +26,16 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from segdl.core.errors import IntegrityError, LocalFileError, NoSpace, OutputExists
+from segdl.disk import kernel
+from segdl.disk.paths import OutputPaths
 
 log = logging.getLogger(__name__)
 
-PART_SUFFIX = ".part"
 # Errors that mean "this file system (or kernel) cannot splice": copy instead.
 _NO_SPLICE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EXDEV})
 _PIPE_BYTES = 1 << 20
-
-
-def part_path(final_path: Path) -> Path:
-    return final_path.with_name(final_path.name + PART_SUFFIX)
 
 
 def make_directory(directory: Path) -> None:
@@ -101,12 +97,12 @@ def check_free_space(
         )
 
 
-def room_needed(final_path: Path, size_bytes: int, done_bytes: int) -> int:
+def room_needed(paths: OutputPaths, size_bytes: int, done_bytes: int) -> int:
     """The disk space the rest of a download needs: its size, less what is done or what its
     ``.part`` holds already (blocks reserved by :meth:`PartFile.allocate` count as held, so
     resuming a reserved file on a full disk needs nothing more)."""
     try:
-        held_bytes = os.lstat(part_path(final_path)).st_blocks * 512
+        held_bytes = os.lstat(paths.part).st_blocks * 512
     except OSError:
         held_bytes = 0
     return max(0, size_bytes - max(done_bytes, held_bytes))
@@ -121,12 +117,12 @@ class PartFile:
     slowly, CPU the server on the other end needed. Waiting on this lock sleeps instead.
     """
 
-    def __init__(self, final_path: Path, *, overwrite: bool, resume: bool = False) -> None:
+    def __init__(self, paths: OutputPaths, *, overwrite: bool, resume: bool = False) -> None:
         """Create an empty ``.part``, or with ``resume`` open the existing one as it is."""
-        self.final_path = final_path
-        self.path = part_path(final_path)
+        self.final_path = paths.final
+        self.path = paths.part
         self.overwrite = overwrite
-        check_output_free(final_path, overwrite=overwrite)
+        check_output_free(paths.final, overwrite=overwrite)
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         if not resume:
             flags |= os.O_CREAT | os.O_EXCL  # a leftover was discarded first, under the lock
@@ -158,7 +154,7 @@ class PartFile:
         except OSError as exc:
             raise local_error(exc, "cannot size", self.path) from exc
         try:
-            _reserve(self._fd, size_bytes)
+            kernel.reserve(self._fd, size_bytes)
         except OSError as exc:
             raise local_error(exc, "cannot reserve space for", self.path) from exc
 
@@ -213,7 +209,7 @@ class PartFile:
         ``sync_file_range``), so that a sync, and the last one before the rename above all,
         finds little left to write. Best effort: a no-op where unsupported."""
         if self._fd >= 0:
-            _libc_call("sync_file_range", self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+            kernel.start_writeback(self._fd)
 
     def sync_data(self) -> None:
         """Push written bytes to the disk now (``fdatasync``), so the final ``fsync`` before
@@ -308,79 +304,6 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-# Errors that mean "not enough room": the only ones a reservation reports.
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-_SYNC_FILE_RANGE_WRITE = 2  # start writing dirty pages back; do not wait for them
-
-# File systems whose fallocate reserves blocks without writing them (unwritten extents):
-# ext2/3/4 (one magic number; a file without extents refuses) and XFS. Elsewhere it may cost
-# more than it saves: tmpfs, for one, zeroes every page up front (0.23 s for 1 GiB here, all
-# before the first byte is fetched), and btrfs and ZFS were not measured.
-_RESERVING_FILE_SYSTEMS = frozenset({0xEF53, 0x58465342})
-
-# Linux calls Python's os module lacks, with their argument types (ctypes names).
-_LIBC_SIGNATURES = {
-    "fallocate": ("c_int", "c_int", "c_int64", "c_int64"),
-    "fstatfs": ("c_int", "c_void_p"),
-    "sync_file_range": ("c_int", "c_int64", "c_int64", "c_uint"),
-}
-# Looked up on first use: None where the C library has no such function (or is not Linux).
-_libc_functions: dict[str, Callable[..., int] | None] = {}
-
-
-def _libc_call(name: str, *args: object) -> int | None:
-    """Call the C library's ``name``: 0, or the errno it failed with; None where there is
-    no such function. Loads ctypes on first use only (it is not needed to start)."""
-    if name not in _libc_functions:
-        _libc_functions[name] = _libc_function(name)
-    function = _libc_functions[name]
-    if function is None:
-        return None
-    import ctypes
-
-    return 0 if function(*args) == 0 else ctypes.get_errno()
-
-
-def _libc_function(name: str) -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        loaded: Any = getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (ImportError, OSError, AttributeError):
-        return None
-    loaded.argtypes = [getattr(ctypes, t) for t in _LIBC_SIGNATURES[name]]
-    loaded.restype = ctypes.c_int
-    function: Callable[..., int] = loaded  # ctypes functions are untyped: declared here
-    return function
-
-
-def _reserve(fd: int, size_bytes: int) -> None:
-    """Allocate blocks for the first ``size_bytes`` of ``fd`` (fallocate mode 0, which keeps
-    what is written) on the file systems where that is cheap. Raises OSError only when there
-    is no room; elsewhere, or where the kernel or C library cannot, the file stays sparse.
-    Never ``os.posix_fallocate``: where the file system cannot, glibc's emulation writes
-    zeros over the whole file instead."""
-    if size_bytes <= 0 or _file_system_type(fd) not in _RESERVING_FILE_SYSTEMS:
-        return
-    code = _libc_call("fallocate", fd, 0, 0, size_bytes)
-    if code in _NO_ROOM:
-        raise OSError(code, os.strerror(code))
-    if code:
-        log.debug("not reserving space (%s): the file stays sparse", os.strerror(code))
-
-
-def _file_system_type(fd: int) -> int | None:
-    """The magic number of the file system holding ``fd`` (``statfs.f_type``), or None."""
-    import ctypes
-
-    buffer = ctypes.create_string_buffer(256)  # a struct statfs, f_type first, with room
-    if _libc_call("fstatfs", fd, buffer) != 0:
-        return None
-    return ctypes.c_long.from_buffer(buffer).value
 
 
 def local_error(exc: OSError, what: str, path: Path) -> LocalFileError:

@@ -48,10 +48,8 @@ from segdl.core.progress import (
 from segdl.core.ranges import single_header
 from segdl.core.wholebody import Headers, judge, larger_size, larger_than_asked
 from segdl.disk.commit import GroupCommit, Staged, unnamed_files_work
-from segdl.disk.lock import LOCK_SUFFIX
-from segdl.disk.paths import name_inside
-from segdl.disk.state import state_path
-from segdl.disk.storage import PART_SUFFIX, make_directory
+from segdl.disk.paths import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX, name_inside
+from segdl.disk.storage import make_directory
 from segdl.net.lean import Answer, LeanLoop, LeanRequest
 from segdl.net.proxies import proxy_for
 
@@ -66,7 +64,7 @@ path (what was read of them is thrown away: at most this much per large file).""
 DEPTH = 4
 """Requests written ahead of their answers on a connection that keeps alive."""
 _LARGE_IN_A_ROW = 8
-_LEFTOVER_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, state_path(Path("x")).name[1:])
+_LEFTOVER_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, STATE_SUFFIX)
 
 
 def lean_batch_usable(downloader: Downloader) -> bool:

@@ -10,6 +10,8 @@ it with another length than the ``GET``.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -24,13 +26,15 @@ from segdl.core.errors import (
 )
 from segdl.core.models import ByteRange, Resource
 from segdl.core.options import DownloadOptions
+from segdl.core.progress import NoticeKind
 from segdl.core.ranges import (
     open_range_header,
     range_header,
     single_header,
 )
 from segdl.net.auth import Identity, split_userinfo
-from segdl.net.interfaces import Response, Transport
+from segdl.net.interfaces import NoPreconnection, Preconnection, Response, Transport
+from segdl.run.retries import call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +150,69 @@ def _contact(
         _content_disposition(response),
         digest,
     )
+
+
+class Contacts:
+    """A download's first requests (the first contact, a resume's first missing range), each
+    retried while its failure is transient (503, resets...). The first of them also starts the
+    other connections' handshakes, once per download, beside it; they are used only once it
+    has been answered."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        url: str,
+        options: DownloadOptions,
+        identity: Identity,
+        cancel: threading.Event,
+        notify: Callable[[NoticeKind, str], None],
+    ) -> None:
+        self.transport = transport
+        self.url = url
+        self.options = options
+        self.identity = identity
+        self.cancel = cancel
+        self._notify = notify
+        wanted = min(options.connections, options.max_connections_per_host) - 1
+        self._preconnect_wanted = wanted if options.preconnect else 0
+
+    def first(
+        self, *, start: int = 0, end: int | None = None, if_range: str | None = None
+    ) -> FirstContact:
+        """:func:`first_contact`, retried under the retry policy."""
+        warm = self._preconnect()
+
+        def attempt() -> FirstContact:
+            return first_contact(
+                self.transport,
+                self.url,
+                self.options,
+                start=start,
+                end=end,
+                if_range=if_range,
+                identity=self.identity,
+            )
+
+        def on_retry(wait_s: float, error: BaseException) -> None:
+            warm.discard()
+            self._notify(NoticeKind.CONNECTION_RETRY, f"retrying in {wait_s:.1f} s: {error}")
+
+        try:
+            contact = call_with_retries(attempt, self.options.retry_policy(), self.cancel, on_retry)
+        except BaseException:
+            warm.discard()
+            raise
+        warm.release()
+        return contact
+
+    def _preconnect(self) -> Preconnection:
+        wanted, self._preconnect_wanted = self._preconnect_wanted, 0  # once per download
+        if wanted < 1:
+            return NoPreconnection()
+        return self.transport.preconnect(self.url, wanted)
+
+
+def close(contact: FirstContact | None) -> None:
+    """Drop a first contact that will not be used (its connection is not reusable)."""
+    if contact is not None and contact.response is not None:
+        contact.response.close()

@@ -20,13 +20,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from segdl.core.answers import Mode
 from segdl.core.errors import Cancelled, NetworkError, ShortBody, shown
 from segdl.core.models import ByteRange, Resource, Result
-from segdl.core.options import DownloadOptions, with_overrides
+from segdl.core.options import DownloadOptions
 from segdl.core.progress import (
     DownloadFailed,
     DownloadFinished,
@@ -38,11 +37,11 @@ from segdl.core.progress import (
     SegmentMap,
     silent,
 )
-from segdl.net.auth import Identity, identity_for
+from segdl.net.auth import Identity
 from segdl.net.interfaces import OpenResponses, Response, Transport
-from segdl.net.transport import Urllib3Transport
 from segdl.run.fetch import open_range
-from segdl.run.probe import FirstContact, check_url, first_contact
+from segdl.run.prepare import own_transport, prepare, rate_limits
+from segdl.run.probe import FirstContact, first_contact
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.reorder import Piece, ReorderWindow, piece_bytes
 from segdl.run.retries import call_with_retries
@@ -313,27 +312,12 @@ def stream_to(
     fetched over ``connections`` connections with at most ``stream_buffer_bytes`` held to
     put their pieces in order. No ``.part``, no state: nothing resumes. Options and errors
     are :func:`segdl.download`'s; ``Result.path`` is ``Path("-")``."""
-    settings = with_overrides(options, overrides)
-    check_url(url)
-    clean_url, plain_headers, identity = identity_for(
-        url,
-        dict(settings.headers),
-        user=settings.user,
-        use_netrc=settings.use_netrc,
-        netrc_file=Path(settings.netrc_file) if settings.netrc_file else None,
-        cookies_file=Path(settings.cookies_file) if settings.cookies_file else None,
-        location_trusted=settings.location_trusted,
-    )
-    settings = replace(settings, headers=plain_headers)
+    job = prepare(url, options, overrides)
+    settings, clean_url, identity = job.options, job.url, job.identity
     stop = cancel or threading.Event()
     listener = progress or silent
-    active = transport or Urllib3Transport.for_options(
-        settings,
-        max_connections_per_host=min(settings.connections, settings.max_connections_per_host) + 1,
-    )
-    limiters = []
-    if settings.limit_rate_bytes_per_s is not None:
-        limiters.append(TokenBucket(settings.limit_rate_bytes_per_s))
+    active = transport or own_transport(settings)
+    limiters = rate_limits(settings)
     shown_url = shown(clean_url)
     try:
         if settings.insecure:
