@@ -186,6 +186,21 @@ def test_conflicting_content_length_exits_7(
     assert not (tmp_path / "f").exists()
 
 
+def test_a_head_with_too_many_header_fields_exits_7_unretried(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    """More header fields than http.client reads is the server's fault: exit 7 at once,
+    one line naming it, no retry (recognised by its type, not its message)."""
+    fault_server.add_file("/f", b"x" * 4096)
+    many = tuple((f"X-Field-{n}", "v") for n in range(120))
+    fault_server.set_faults("/f", Faults(extra_headers=many))
+    code, _, err = run_cli("--retry-wait", "0", "-o", str(tmp_path / "f"), fault_server.url("/f"))
+    assert code == ExitCode.PROTOCOL, err
+    assert "header fields" in err and err.count("\n") == 1
+    assert len(fault_server.requests) == 1
+    assert not (tmp_path / "f").exists()
+
+
 def test_proxy_407_without_credentials_exits_6(fault_server: FaultServer, tmp_path: Path) -> None:
     """A forwarding proxy answering 407 when no proxy credentials were given: exit 6."""
     challenge = (("Proxy-Authenticate", 'Basic realm="proxy"'),)

@@ -25,7 +25,7 @@ from segdl.core.errors import (
 from segdl.net.head import HeadTimeout
 from segdl.net.origins import host_of
 from segdl.net.proxies import ProxyURL, proxy_error
-from segdl.net.urllib3_compat import TooManyInterimResponses
+from segdl.net.urllib3_compat import TooManyHeaders, TooManyInterimResponses
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,7 @@ def mapped_errors(
     except (u3.ProtocolError, ConnectionError, http.client.HTTPException) as exc:
         root = _root_cause(exc)
         # Oversized heads and endless 1xx are the server's fault, not the network's: final.
-        oversized = "got more than" in str(root)  # http.client: over 100 header fields
-        if oversized or isinstance(root, (TooManyInterimResponses, http.client.LineTooLong)):
+        if isinstance(root, (TooManyInterimResponses, TooManyHeaders, http.client.LineTooLong)):
             raise ProtocolError(f"invalid response: {root} ({shown(url)})") from exc
         raise ConnectionBroken(url, f"connection broken: {_root_cause(exc)}") from exc
     except u3.InvalidHeader as exc:  # two Content-Length values that differ: not believable

@@ -36,6 +36,10 @@ class TooManyInterimResponses(http.client.HTTPException):
     """More 1xx responses than anyone needs before a final one."""
 
 
+class TooManyHeaders(http.client.HTTPException):
+    """A response head with more header fields than http.client reads."""
+
+
 class BoundedResponse(http.client.HTTPResponse):
     """http.client's response, but skipping every 1xx (not only 100) and at most a few, and
     the whole head (interim responses included) within the read timeout."""
@@ -47,6 +51,18 @@ class BoundedResponse(http.client.HTTPResponse):
         self._head_sock = sock
 
     def begin(self) -> None:
+        try:
+            return self._begin()
+        except http.client.HTTPException as exc:
+            # http.client's one plain HTTPException while reading a head (every other has a
+            # type of its own): the head had more than its limit of header fields.
+            if type(exc) is not http.client.HTTPException:
+                raise
+        # Raised outside the handler, so it is the root cause that error_map reads.
+        limit = http.client._MAXHEADERS  # type: ignore[attr-defined]
+        raise TooManyHeaders(f"more than {limit} header fields")
+
+    def _begin(self) -> None:
         sock = self._head_sock
         budget_s = sock.gettimeout()
         if budget_s is None or self.headers is not None:
