@@ -15,7 +15,6 @@ from segdl.net.proxies import (
     proxy_auth_failed,
     proxy_error,
     proxy_for,
-    redact,
 )
 
 P1, P2, P3 = "http://p1:1", "http://p2:2", "socks5h://p3:3"
@@ -204,21 +203,6 @@ def test_proxy_url_never_shows_credentials() -> None:
     for text in (str(proxy), repr(proxy), proxy.redacted):
         assert "alice" not in text and "hunter2" not in text
     assert str(proxy) == "socks5://[::1]:1080"
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("http://u:p@h:1", "http://h:1"),
-        ("http://u:p@ss@h:1/x", "http://h:1/x"),
-        ("http://u:p/ss@h:1", "http://h:1"),
-        ("u:p@h:1", "h:1"),
-        ("http://h:1", "http://h:1"),
-    ],
-)
-def test_redact(url: str, expected: str) -> None:
-    """redact() drops everything up to the last @, even from URLs that do not parse."""
-    assert redact(url) == expected
 
 
 _PROXY = ProxyURL("http", "127.0.0.1", 3128, "alice", "hunter2")

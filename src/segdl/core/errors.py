@@ -43,18 +43,28 @@ if TYPE_CHECKING:
     from segdl.core.models import ByteRange
 
 
-def shown(url: str) -> str:
-    """A URL fit for messages and logs: no ``user:password@``, and no query values, which
-    for signed URLs are credentials too."""
-    from urllib.parse import urlsplit, urlunsplit
+def shown(url: str, *, query: bool = True, no_path: bool = False) -> str:
+    """A URL fit for messages, logs and the state file: no ``user:password@``, no query values
+    (for signed URLs they are credentials too: ``?…`` is left, with ``query=False`` not even
+    that) and no fragment. Read as text, never parsed: any string can be shown, and showing
+    it again changes nothing.
 
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # "Invalid IPv6 URL": nothing of it is safe to show
-        return "(an unparsable URL)"
-    netloc = parts.netloc.rpartition("@")[2]
-    query = "…" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    ``no_path``: a URL with no path worth showing, typed by hand (a proxy's), whose password
+    may hold ``/ ? # @`` unencoded: everything up to its last ``@`` is userinfo."""
+    if no_path:
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            scheme, rest = "", url
+        return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+    head, _, values = url.split("#", 1)[0].partition("?")
+    start = head.find("//")
+    if start >= 0:
+        start += 2
+        end = head.find("/", start)
+        end = len(head) if end < 0 else end
+        # RFC 3986 §3.2: authority = [ userinfo "@" ] host [ ":" port ]; a host holds no "@".
+        head = head[:start] + head[start:end].rpartition("@")[2] + head[end:]
+    return head + ("?…" if query and values else "")
 
 
 class SegdlError(Exception):

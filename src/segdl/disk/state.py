@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segdl.core.errors import StateInvalid
+from segdl.core.errors import StateInvalid, shown
 from segdl.core.models import ByteRange
 from segdl.disk.lock import (
     CREATE_FLAGS,
@@ -72,15 +72,7 @@ def url_digest(url: str) -> str:
 
 def redact_url(url: str) -> str:
     """The URL without userinfo, query and fragment (idempotent); for display only."""
-    head = url.split("#", 1)[0].split("?", 1)[0]
-    start = head.find("//")
-    if start < 0:
-        return head
-    start += 2
-    end = head.find("/", start)
-    end = len(head) if end < 0 else end
-    # RFC 3986 §3.2: authority = [ userinfo "@" ] host [ ":" port ]; a host holds no "@".
-    return head[:start] + head[start:end].rpartition("@")[2] + head[end:]
+    return shown(url, query=False)
 
 
 def merge_ranges(ranges: Iterable[ByteRange]) -> tuple[ByteRange, ...]:

@@ -21,23 +21,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from segdl.core.errors import LocalFileError, UsageError
+from segdl.net.origins import origin
 
 if TYPE_CHECKING:  # imported where used: most downloads need neither (start-up time)
     import http.cookiejar
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _CREDENTIAL_HEADERS = ("authorization", "cookie")
-
-
-def origin(url: str) -> tuple[str, str, int]:
-    """Scheme, host and port (default port filled in), as RFC 6454 compares origins."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise UsageError(f"invalid port in URL: {exc}") from exc
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0)
 
 
 def split_userinfo(url: str) -> tuple[str, str | None, str | None]:

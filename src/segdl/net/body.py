@@ -23,7 +23,7 @@ import urllib3.connection
 
 from segdl.core.errors import SlowBody
 from segdl.net.error_map import mapped_errors
-from segdl.net.origins import host_of, origin_of
+from segdl.net.origins import host_of, origin
 from segdl.net.pipelining import FOLLOW_MAX_BYTES, Handover, Lane, QueuedRequest
 from segdl.net.urllib3_compat import connection_of, detach, end_body, http_response_of, socket_of
 
@@ -115,7 +115,7 @@ class Urllib3Response:
             or not 0 < fp.length <= FOLLOW_MAX_BYTES
         ):
             return None
-        self._lane = Lane(origin_of(self._url))
+        self._lane = Lane(origin(self._url))
         return self._lane
 
     def _send_queued(self) -> None:

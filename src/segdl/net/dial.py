@@ -26,9 +26,9 @@ import threading
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-log = logging.getLogger(__name__)
+from segdl.net.origins import DEFAULT_PORTS
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _dials: dict[tuple[str, int], _Dial] = {}
@@ -107,9 +107,9 @@ def dial(url: str, timeout_s: float, request: bytes | None = None, *, hold: bool
     except ValueError:
         return  # the download reports the bad URL itself
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
         return
-    key = (parts.hostname.rstrip("."), port or _DEFAULT_PORTS[scheme])  # as urllib3 names it
+    key = (parts.hostname.rstrip("."), port or DEFAULT_PORTS[scheme])  # as urllib3 names it
     with _lock:
         if key not in _dials:
             _dials[key] = _Dial(*key, timeout_s, request, hold)

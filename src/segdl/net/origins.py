@@ -1,28 +1,50 @@
-"""Where a URL goes: its host, its origin, its gate key."""
+"""Where a URL goes: its host, its origin, its gate key.
+
+Light to import (urllib3 is imported when first needed): the command line's early connect
+and its proxy choice read :data:`DEFAULT_PORTS` before urllib3 is loaded.
+"""
 
 from __future__ import annotations
 
 import functools
 
-import urllib3
-import urllib3.connection
-
+from segdl.core.errors import UsageError, shown
 from segdl.net.gate import gate_key
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+"""The port of a URL that names none, by scheme."""
 
 
 def host_of(url: str) -> str:
-    return urllib3.util.parse_url(url).host or "?"
+    """The host, for log lines; "?" when there is none to read."""
+    import urllib3.util
+
+    try:
+        return urllib3.util.parse_url(url).host or "?"
+    except ValueError:  # urllib3's LocationParseError
+        return "?"
 
 
 @functools.lru_cache(maxsize=1024)
-def origin_of(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of ``url``; cached, since a batch asks it of each URL several
-    times (a lane's origin, then whether each waiting file may ride it)."""
-    parsed = urllib3.util.parse_url(url)
+def origin(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port, as RFC 6454 compares origins (credentials go to one origin
+    only) and as the connection pools read them (urllib3's reading of the URL: the host
+    lower-cased and IDNA-encoded, an IPv6 one without its brackets; the scheme's port filled
+    in). Cached: a batch asks it of each URL several times (a lane's origin, then whether
+    each waiting file may ride it). UsageError for a URL with no host and port to read."""
+    import urllib3.util
+
+    try:
+        parsed = urllib3.util.parse_url(url)
+    except ValueError:  # urllib3's LocationParseError, whose text holds the whole URL
+        raise UsageError(f"invalid host or port in URL {shown(url)!r}") from None
     scheme = (parsed.scheme or "").lower()
-    return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
+    host = (parsed.host or "").lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return scheme, host, parsed.port or DEFAULT_PORTS.get(scheme, 0)
 
 
 def gate_key_of(url: str) -> str:
-    scheme, host, port = origin_of(url)
+    scheme, host, port = origin(url)
     return gate_key(host, port, scheme)

@@ -35,14 +35,15 @@ from segdl.core.errors import (
     ProxyAuthError,
     TimeoutError_,
     UsageError,
+    shown,
 )
+from segdl.net.origins import DEFAULT_PORTS
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 SOCKS_SCHEMES = frozenset({"socks4", "socks4a", "socks5", "socks5h"})
 PROXY_SCHEMES = frozenset({"http", "https"}) | SOCKS_SCHEMES
 _DEFAULT_PROXY_PORTS = {"https": 443}  # everything else: 1080, curl's default
-_DEFAULT_TARGET_PORTS = {"http": 80, "https": 443}
 _SEPARATORS = re.compile(r"[\s,]+")
 # http.client's (and urllib3's copy of) a refused CONNECT: "Tunnel connection failed: 407 …"
 _TUNNEL_FAILED = re.compile(r"Tunnel connection failed: (\d{3})\s*(.*)")
@@ -79,19 +80,19 @@ def parse_proxy(text: str) -> ProxyURL:
     text = text.strip()
     if "://" not in text:
         text = "http://" + text
-    shown = redact(text)
+    safe = shown(text, no_path=True)
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:  # not chained: urllib's message may quote a piece of the password
         hint = " (percent-encode / : @ in a user name or password)" if "@" in text else ""
-        raise UsageError(f"invalid proxy URL {shown!r}: bad host or port{hint}") from None
+        raise UsageError(f"invalid proxy URL {safe!r}: bad host or port{hint}") from None
     scheme = parts.scheme.lower()
     if scheme not in PROXY_SCHEMES:
         known = ", ".join(sorted(PROXY_SCHEMES))
-        raise UsageError(f"unsupported proxy scheme {scheme!r} in {shown!r} (known: {known})")
+        raise UsageError(f"unsupported proxy scheme {scheme!r} in {safe!r} (known: {known})")
     if not parts.hostname:
-        raise UsageError(f"invalid proxy URL {shown!r}: no host")
+        raise UsageError(f"invalid proxy URL {safe!r}: no host")
     return ProxyURL(
         scheme=scheme,
         host=parts.hostname,
@@ -99,16 +100,6 @@ def parse_proxy(text: str) -> ProxyURL:
         username=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
-
-
-def redact(url: str) -> str:
-    """``url`` without its userinfo (``user:pass@``), for messages about a URL not parsed yet."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    # Everything up to the last "@": a password may hold "/" or "@" that a parser would
-    # mistake for the end of the userinfo, and a proxy URL has no path worth showing.
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
 
 
 def proxy_for(
@@ -132,7 +123,7 @@ def proxy_for(
         scheme = urlsplit(url).scheme.lower()
     except ValueError:  # "Invalid IPv6 URL" (say, a Location of "http://[x/"): no proxy to
         return None  # choose; the request fails on the URL itself (found by bench/fuzz.py)
-    if scheme not in _DEFAULT_TARGET_PORTS:
+    if scheme not in DEFAULT_PORTS:
         return None
     return env_value(environ, f"{scheme}_proxy") or env_value(environ, "all_proxy")
 
@@ -163,7 +154,7 @@ def bypass(url: str, no_proxy: str | None) -> bool:
     except ValueError:
         port = None
     if port is None:
-        port = _DEFAULT_TARGET_PORTS.get(parts.scheme.lower())
+        port = DEFAULT_PORTS.get(parts.scheme.lower())
     host_ip = _ip(host)
     entries = (entry for entry in _SEPARATORS.split(no_proxy.lower()) if entry)
     return any(_matches(entry, host, port, host_ip) for entry in entries)

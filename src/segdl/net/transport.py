@@ -41,7 +41,7 @@ from segdl.net.error_map import mapped_errors
 from segdl.net.gate import HostGate
 from segdl.net.interfaces import FollowOn, Preconnection, Response
 from segdl.net.managers import pool_manager, require_socks_support, tls_options
-from segdl.net.origins import gate_key_of, host_of, origin_of
+from segdl.net.origins import gate_key_of, host_of, origin
 from segdl.net.pipelining import HEAD_WAIT_S, Lane, QueuedRequest
 from segdl.net.proxies import ProxyURL, parse_proxy, proxy_auth_failed, proxy_for
 from segdl.net.urllib3_compat import (
@@ -301,7 +301,7 @@ class _FollowOn:
         """Whether a request for ``url`` may ride here: same origin, no proxy on its way."""
         try:
             proxy, _ = self._transport._route(url)
-            return proxy is None and origin_of(url) == self.lane.origin
+            return proxy is None and origin(url) == self.lane.origin
         except (u3.HTTPError, ValueError, UsageError):
             return False
 

@@ -49,8 +49,9 @@ from segdl.disk.lock import OwnerLock
 from segdl.disk.paths import OutputPaths, check_name_fits, name_limit_bytes, path_inside
 from segdl.disk.state import DownloadState
 from segdl.disk.storage import PartFile, check_output_free, check_parent_exists, make_directory
-from segdl.net.auth import Identity, origin, split_userinfo
+from segdl.net.auth import Identity, split_userinfo
 from segdl.net.interfaces import Transport
+from segdl.net.origins import origin
 from segdl.run.attempt import Attempt, Target
 from segdl.run.prepare import own_transport, prepare, rate_limits
 from segdl.run.probe import Contacts, FirstContact, close
