@@ -22,10 +22,9 @@ from segdl.core.errors import (
     UsageError,
     shown,
 )
-from segdl.net.head import HeadTimeout
+from segdl.net.head import HeadTimeout, TooManyHeaders, TooManyInterimResponses
 from segdl.net.origins import host_of
 from segdl.net.proxies import ProxyURL, proxy_error
-from segdl.net.urllib3_compat import TooManyHeaders, TooManyInterimResponses
 
 log = logging.getLogger(__name__)
 

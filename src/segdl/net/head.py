@@ -1,11 +1,25 @@
 """Reading a response head under one deadline: the idle timeout alone restarts on every
-byte, so a server trickling its head would never trip it (#19)."""
+byte, so a server trickling its head would never trip it (#19); and the heads that are
+refused whole (endless 1xx, too many header fields)."""
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 from typing import Any
+
+# A server may send informational (1xx) responses before the real one (RFC 9110 §15.2), but
+# an endless stream of them must not keep a connection busy forever.
+MAX_INTERIM_RESPONSES = 10
+
+
+class TooManyInterimResponses(http.client.HTTPException):
+    """More 1xx responses than anyone needs before a final one."""
+
+
+class TooManyHeaders(http.client.HTTPException):
+    """A response head with more header fields than http.client reads."""
 
 
 class HeadTimeout(TimeoutError):

@@ -20,24 +20,10 @@ import urllib3
 import urllib3.connection
 from urllib3.util.wait import wait_for_read
 
-from segdl.net import dial
+from segdl.net import dial, head
 from segdl.net.gate import HostGate, gate_key
-from segdl.net.head import HeadReader
 
 log = logging.getLogger(__name__)
-
-
-# A server may send informational (1xx) responses before the real one (RFC 9110 §15.2), but
-# an endless stream of them must not keep a connection busy forever.
-MAX_INTERIM_RESPONSES = 10
-
-
-class TooManyInterimResponses(http.client.HTTPException):
-    """More 1xx responses than anyone needs before a final one."""
-
-
-class TooManyHeaders(http.client.HTTPException):
-    """A response head with more header fields than http.client reads."""
 
 
 class BoundedResponse(http.client.HTTPResponse):
@@ -60,7 +46,7 @@ class BoundedResponse(http.client.HTTPResponse):
                 raise
         # Raised outside the handler, so it is the root cause that error_map reads.
         limit = http.client._MAXHEADERS  # type: ignore[attr-defined]
-        raise TooManyHeaders(f"more than {limit} header fields")
+        raise head.TooManyHeaders(f"more than {limit} header fields")
 
     def _begin(self) -> None:
         sock = self._head_sock
@@ -68,7 +54,7 @@ class BoundedResponse(http.client.HTTPResponse):
         if budget_s is None or self.headers is not None:
             return super().begin()
         fp = self.fp
-        reader = HeadReader(fp, sock, budget_s)
+        reader = head.HeadReader(fp, sock, budget_s)
         self.fp = reader
         try:
             super().begin()
@@ -85,8 +71,10 @@ class BoundedResponse(http.client.HTTPResponse):
             if not 100 <= status < 200 or status == 101:
                 return version, status, reason
             self._interim += 1
-            if self._interim > MAX_INTERIM_RESPONSES:
-                raise TooManyInterimResponses(f"more than {MAX_INTERIM_RESPONSES} 1xx responses")
+            if self._interim > head.MAX_INTERIM_RESPONSES:
+                raise head.TooManyInterimResponses(
+                    f"more than {head.MAX_INTERIM_RESPONSES} 1xx responses"
+                )
             if status == 100:
                 return version, status, reason  # begin() skips a 100's header itself
             http.client._read_headers(self.fp)  # type: ignore[attr-defined]
