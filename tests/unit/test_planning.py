@@ -334,6 +334,6 @@ def test_median_is_the_statistics_median(values: list[float]) -> None:
     """The planner's own median (statistics is not imported at start-up) agrees with it."""
     import statistics
 
-    from segdl.core.planning import _median
+    from segdl.core.stealing import median
 
-    assert _median(values) == pytest.approx(statistics.median(values))
+    assert median(values) == pytest.approx(statistics.median(values))

@@ -1,23 +1,12 @@
-"""Pure planning: which bytes each connection fetches, work stealing and the end game.
+"""Pure planning: the segments of a file, who holds which, and the frontier of each.
 
 The file is a list of :class:`Segment` s; each is written front to back from its frontier
 ``pos``. A connection holds a :class:`Claim` on one segment and streams bytes from
-``stream_pos``. When a connection has nothing left it takes, in order:
-
-1. a segment nobody holds (its connection failed or gave it back);
-2. the second half of the largest remaining range held by another connection, split at the
-   midpoint, as long as both halves stay at least ``min_split_bytes`` and halving it brings
-   its end measurably closer;
-3. in the end game, when nothing is large enough to split, the tail of the range that would
-   finish last, cut below ``min_split_bytes`` so that both connections finish together (the
-   newcomer starts one request latency late); only when that tail is worth a request;
-4. a *race*: it streams the same tail as a much slower connection. Whoever delivers a byte
-   first writes it; the loser stops. A connection far slower than its peers is raced before
-   anything is split, and a raced range can still be split like any other.
-
-A connection running at under a quarter of its peers' median rate, with more than a second
-still to go, is told to stop and its remainder becomes free work (for a fresh connection):
-a slow path is usually a property of one connection, not of the file.
+``stream_pos``. When a connection has nothing left, the :class:`Planner` gives it, in order,
+a segment nobody holds (its connection failed or gave it back), else what
+:mod:`segdl.core.stealing` picks: a race against a much slower connection, the second half
+of the largest range, or an end-game tail. A connection far slower than its peers is told to
+stop (:func:`~segdl.core.stealing.should_replace`) and its remainder becomes free work.
 
 The invariant that keeps the file correct: a byte is written only at the segment frontier and
 the frontier moves only forward, under one lock, so no byte is ever written twice and none is
@@ -34,37 +23,17 @@ from dataclasses import dataclass, field
 
 from segdl.core.models import ByteRange
 from segdl.core.progress import SegmentMap, merged
+from segdl.core.stealing import endgame_cut, half_split, median, race_victim, should_replace
 
 # Split points are aligned so writes stay page-aligned; a detail, not a correctness matter.
 _ALIGN = 64 * 1024
-# A connection is only raced when it is this much slower than the typical one (the median
-# of the others now running and of the last few that finished: not the best ever seen, which
-# on a shared line is the first connection, fast only while it was alone)...
-_RACE_SPEED_RATIO = 0.5
-# ...and would still need this long on its own; a race costs a new request and duplicate bytes.
-_RACE_MIN_ETA_S = 0.3
 # A connection's rate is measured from its first bytes (the request's latency is not speed);
 # before it has streamed this long, its rate is noise and it is neither raced nor replaced.
 _RATE_MIN_ELAPSED_S = 0.1
 # A connection that has not delivered a byte this long after its request counts as stalled.
 _STALL_S = 0.2
-# A connection this much slower than the median of its peers, with this long still to go on
-# its own, gives its range back and is replaced by a fresh connection: a slow path or a slow
-# server node is a property of the connection, so a new one is usually fast (aria2 offers the
-# absolute form, --lowest-speed-limit; this relative form needs no tuning).
-_REPLACE_RATIO = 0.25
-_REPLACE_MIN_ETA_S = 1.0
+# How often a connection's pace is compared with its peers' (stealing.should_replace).
 _REPLACE_CHECK_INTERVAL_S = 0.1
-_REPLACE_MIN_PEERS = 3
-# Under --lowest-speed-limit for this long, a connection is replaced.
-_LOWEST_SPEED_GRACE_S = 3.0
-# End-game tails are never smaller than this (nor than min_split_bytes, nor than what a
-# connection receives in one request latency: a smaller one would not repay its request).
-_ENDGAME_MIN_PIECE_BYTES = 64 * 1024
-# A range is only split (or a tail cut off) when that brings its end this much closer: on a
-# fast link, cutting what ends in a few milliseconds anyway costs more (a new request, and the
-# victim's connection closed mid-response with the bytes in flight wasted) than it saves.
-_MIN_GAIN_S = 0.05
 # The request latency assumed until one has been measured.
 _DEFAULT_LATENCY_S = 0.1
 
@@ -233,12 +202,7 @@ class Planner:
     def next_claim(self, now_s: float) -> Claim | None:
         """Work for an idle connection, or None when there is none worth taking right now."""
         with self._lock:
-            segment = (
-                self._unowned()
-                or self._race_victim(now_s)
-                or self._split_largest(now_s)
-                or self._endgame_split(now_s)
-            )
+            segment = self._unowned() or self._stolen(now_s)
             if segment is None:
                 return None
             request = ByteRange(segment.pos, segment.end)
@@ -291,7 +255,9 @@ class Planner:
             )
             if not stop and now_s >= claim.next_check_s:
                 claim.next_check_s = now_s + _REPLACE_CHECK_INTERVAL_S
-                stop = self._should_replace(claim, now_s)
+                stop = self.replacements < self._max_replacements and should_replace(
+                    claim, self.segments, now_s, self._lowest_speed
+                )
                 if stop:
                     self.replacements += 1
             if stop:
@@ -313,134 +279,34 @@ class Planner:
         if rate is not None:
             self._finished_rates.append(rate)
 
-    def _should_replace(self, claim: Claim, now_s: float) -> bool:
-        """Is this connection so much slower than its peers that a new one should take over?"""
-        if (
-            self.replacements >= self._max_replacements
-            or len(claim.segment.claims) > 1  # already raced
-        ):
-            return False
-        rate = claim.rate_bytes_per_s(now_s)
-        if (
-            self._lowest_speed is not None
-            and rate is not None
-            and rate < self._lowest_speed
-            and now_s - claim.started_s >= _LOWEST_SPEED_GRACE_S
-        ):
-            return True  # --lowest-speed-limit: an absolute floor, whatever the peers do
-        peers = [
-            peer_rate
-            for segment in self.segments
-            for peer in segment.claims
-            if peer is not claim and (peer_rate := peer.rate_bytes_per_s(now_s)) is not None
-        ]
-        if rate is None or len(peers) < _REPLACE_MIN_PEERS:
-            return False
-        reference = _median(peers)
-        if rate >= _REPLACE_RATIO * reference:
-            return False
-        remaining = claim.segment.end - claim.segment.pos
-        eta_s = remaining / rate if rate > 0 else float("inf")
-        return eta_s > max(_REPLACE_MIN_ETA_S, 2 * remaining / reference)
-
     def _unowned(self) -> Segment | None:
         free = [s for s in self.segments if s.remaining_bytes > 0 and not s.claims]
         return max(free, key=lambda s: s.remaining_bytes, default=None)
 
-    def _split_largest(self, now_s: float) -> Segment | None:
-        held = [s for s in self.segments if s.claims]
-        victim = max(held, key=lambda s: s.remaining_bytes, default=None)
-        if victim is None or victim.remaining_bytes < 2 * self.min_split_bytes:
-            return None
-        rate = victim.claims[0].rate_bytes_per_s(now_s)
-        if rate:  # halving it must save time: its connection is cut, a new request made
-            latency_s = self._latency_s()
-            if victim.remaining_bytes / rate / 2 - latency_s < _MIN_GAIN_S:
-                return None
-        mid = self._aligned(victim.pos + victim.remaining_bytes // 2)
-        if mid - victim.pos < self.min_split_bytes:  # alignment moved it too far back
-            mid = victim.pos + victim.remaining_bytes // 2
-        tail = Segment(mid, mid, victim.end, written_pos=mid)
-        victim.end = mid
-        self.segments.append(tail)
-        self.splits += 1
-        return tail
-
-    def _endgame_split(self, now_s: float) -> Segment | None:
-        """The tail of the range that would finish last, cut so that its connection and a
-        new one (starting a request latency late, at the typical rate) finish together."""
-        rates = list(self._finished_rates)
-        for segment in self.segments:
-            rates += [r for c in segment.claims if (r := c.rate_bytes_per_s(now_s)) is not None]
-        if not rates or (typical := _median(rates)) <= 0:
-            return None
+    def _stolen(self, now_s: float) -> Segment | None:
+        """Work taken from a held segment: a race against its slow connection, or a cut-off
+        tail (its half, or in the end game a piece that makes both finish together)."""
+        rates = tuple(self._finished_rates)
+        victim = race_victim(self.segments, rates, now_s)
+        if victim is not None:
+            self.races += 1
+            return victim
         latency_s = self._latency_s()
-        # (finish time, wait before the first byte, rate, segment) of each lone connection;
-        # one too young to have a rate is assumed typical, its first byte a latency away.
-        candidates: list[tuple[float, float, float, Segment]] = []
-        for segment in self.segments:
-            if len(segment.claims) != 1 or segment.remaining_bytes <= 0:
-                continue
-            claim = segment.claims[0]
-            rate = claim.rate_bytes_per_s(now_s)
-            if rate is None:
-                rate = typical
-            elif rate <= 0:
-                continue  # stalled: replacement or a race takes it over
-            wait_s = 0.0
-            if not claim.received_bytes:
-                wait_s = max(0.0, claim.started_s + latency_s - now_s)
-            eta_s = wait_s + segment.remaining_bytes / rate
-            candidates.append((eta_s, wait_s, rate, segment))
-        if not candidates:
+        cut = half_split(self.segments, self.min_split_bytes, latency_s, self._aligned, now_s)
+        if cut is None:
+            cut = endgame_cut(self.segments, rates, latency_s, self.min_split_bytes, now_s)
+        if cut is None:
             return None
-        eta_s, wait_s, rate, victim = max(candidates, key=lambda c: c[0])
-        # victim: wait + (cut - pos) / rate == latency + (end - cut) / typical
-        cut = int(
-            (latency_s - wait_s + victim.pos / rate + victim.end / typical)
-            / (1 / rate + 1 / typical)
-        )
-        piece = victim.end - cut
-        least = max(min(_ENDGAME_MIN_PIECE_BYTES, self.min_split_bytes), typical * latency_s)
-        gain_s = eta_s - (wait_s + (cut - victim.pos) / rate)
-        if cut <= victim.pos or piece < least or gain_s < _MIN_GAIN_S:
-            return None
-        tail = Segment(cut, cut, victim.end, written_pos=cut)
-        victim.end = cut
+        victim, at = cut
+        tail = Segment(at, at, victim.end, written_pos=at)
+        victim.end = at
         self.segments.append(tail)
         self.splits += 1
         return tail
 
     def _latency_s(self) -> float:
         """The typical time from a request to its first byte."""
-        return _median(self._latencies) if self._latencies else _DEFAULT_LATENCY_S
-
-    def _race_victim(self, now_s: float) -> Segment | None:
-        """The segment whose lone connection would finish last, if it is much slower than
-        the typical connection and a fresh one would clearly beat it."""
-        candidates: list[tuple[float, float, Segment]] = []
-        running: list[float] = []
-        for segment in self.segments:
-            rates = [r for c in segment.claims if (r := c.rate_bytes_per_s(now_s)) is not None]
-            running += rates
-            if len(segment.claims) != 1 or segment.remaining_bytes <= 0 or not rates:
-                continue
-            eta_s = segment.remaining_bytes / rates[0] if rates[0] > 0 else float("inf")
-            candidates.append((eta_s, rates[0], segment))
-        if not candidates:
-            return None
-        eta_s, rate, victim = max(candidates, key=lambda c: c[0])
-        others = list(self._finished_rates) + running
-        others.remove(rate)
-        if not others:
-            return None
-        typical = _median(others)
-        if typical <= 0 or rate > typical * _RACE_SPEED_RATIO:
-            return None
-        if eta_s < max(_RACE_MIN_ETA_S, 2 * victim.remaining_bytes / typical):
-            return None
-        self.races += 1
-        return victim
+        return median(self._latencies) if self._latencies else _DEFAULT_LATENCY_S
 
     def _aligned(self, offset: int) -> int:
         return offset - offset % self._align
@@ -456,13 +322,3 @@ def _complement(ranges: Sequence[ByteRange], size_bytes: int) -> list[ByteRange]
     if cursor < size_bytes:
         gaps.append(ByteRange(cursor, size_bytes))
     return gaps
-
-
-def _median(values: Sequence[float]) -> float:
-    """The median of a non-empty sequence (as statistics.median, whose import, with fractions
-    and decimal behind it, cost 5 ms of every start-up)."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2

@@ -42,7 +42,7 @@ from segdl.net.interfaces import OpenResponses, Response, Transport
 from segdl.run.fetch import open_range
 from segdl.run.prepare import own_transport, prepare, rate_limits
 from segdl.run.probe import FirstContact, first_contact
-from segdl.run.ratelimit import TokenBucket
+from segdl.run.ratelimit import Pace, TokenBucket
 from segdl.run.reorder import Piece, ReorderWindow, piece_bytes
 from segdl.run.retries import call_with_retries
 
@@ -71,7 +71,7 @@ class Streamer:
         self.identity = identity
         self.listener = listener
         self.cancel = cancel
-        self.rate_limiters = rate_limiters
+        self.pace = Pace(rate_limiters, cancel)
         self._open = OpenResponses()
         self.started_s = time.monotonic()
 
@@ -96,7 +96,7 @@ class Streamer:
         try:
             self._open.add(response)
             while n := response.readinto(buffer):
-                self._throttle(n)
+                self.pace.take(n)
                 self._write(buffer[:n])
                 written += n
                 if (now := time.monotonic()) - last_s >= _TICK_S:
@@ -246,7 +246,7 @@ class Streamer:
                         n = answer.readinto(view[got:])
                         if n == 0:
                             raise ShortBody(resource.final_url, length, got)
-                        self._throttle(n)
+                        self.pace.take(n)
                         got += n
                         if not window.received(piece, got):
                             window.release(piece)
@@ -278,10 +278,6 @@ class Streamer:
         while data:
             n = os.write(self.out_fd, data)
             data = data[n:]
-
-    def _throttle(self, n_bytes: int) -> None:
-        for bucket in self.rate_limiters:
-            bucket.consume(n_bytes, stop=self.cancel)
 
     def _progress(
         self, done: int, size: int | None, connections: int, segments: SegmentMap | None
