@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from segdl.run import lean
+from segdl.run import leanplan
 from segdl.run.batch import Job, Outcome, download_many
 from tests.nginx import Nginx
 from tests.server import FaultServer
@@ -99,7 +99,7 @@ def test_large_files_and_errors_go_the_full_way(
     """A file over the lean size, a redirect and a 404 in a batch of small files: the large
     one and the redirect are fetched whole by the full path, the 404 fails with its status."""
     urls = _serve(fault_server, make_data, 6)
-    big = make_data(lean.SMALL_BYTES + 5, seed=99)
+    big = make_data(leanplan.SMALL_BYTES + 5, seed=99)
     fault_server.add_file("/big.bin", big)
     fault_server.add_redirect("/moved.bin", "/f1.bin")
     jobs: list[str | Job] = [*urls, fault_server.url("/big.bin"), fault_server.url("/nothing")]

@@ -1,4 +1,4 @@
-"""The pipelining hand-over (segdl.net.pipelining.Lane) and a batch's places (segdl.run.batch)."""
+"""The pipelining hand-over (segdl.net.pipelining.Lane) and a batch's places (segdl.run.places)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from segdl.net.pipelining import Handover, Lane, QueuedRequest
-from segdl.run.batch import _Places, _Ticket
+from segdl.run.places import Places, Ticket
 
 REQUEST = QueuedRequest("GET", "http://h/f", {})
 ORIGIN = ("http", "h", 80)
@@ -103,15 +103,15 @@ class _FakeLane:
         self.open = False
 
 
-def _enter_in_thread(places: _Places, url: str) -> tuple[threading.Thread, list[_Ticket]]:
-    got: list[_Ticket] = []
+def _enter_in_thread(places: Places, url: str) -> tuple[threading.Thread, list[Ticket]]:
+    got: list[Ticket] = []
     thread = threading.Thread(target=lambda: got.append(places.enter(url)))
     thread.start()
     return thread, got
 
 
 def test_places_admit_parallel_files_then_hand_each_freed_place_to_one_waiter() -> None:
-    places = _Places(2)
+    places = Places(2)
     first, second = places.enter("http://h/1"), places.enter("http://h/2")
     assert first.held and second.held
     thread, got = _enter_in_thread(places, "http://h/3")
@@ -123,7 +123,7 @@ def test_places_admit_parallel_files_then_hand_each_freed_place_to_one_waiter() 
 
 
 def test_a_waiting_file_rides_an_offered_lane_and_inherits_the_place() -> None:
-    places = _Places(1)
+    places = Places(1)
     ahead = places.enter("http://h/1")
     thread, got = _enter_in_thread(places, "http://h/2")
     thread.join(0.1)
@@ -144,7 +144,7 @@ def test_a_waiting_file_rides_an_offered_lane_and_inherits_the_place() -> None:
 
 
 def test_a_lane_goes_only_to_a_file_of_its_origin() -> None:
-    places = _Places(1)
+    places = Places(1)
     ahead = places.enter("http://h/1")
     thread, got = _enter_in_thread(places, "http://other/2")
     ahead.offer(_FakeLane())
@@ -156,7 +156,7 @@ def test_a_lane_goes_only_to_a_file_of_its_origin() -> None:
 
 
 def test_one_offer_at_a_time_and_none_after_the_place_is_given_back() -> None:
-    places = _Places(1)
+    places = Places(1)
     ahead = places.enter("http://h/1")
     first, second = _FakeLane(), _FakeLane()
     thread, _ = _enter_in_thread(places, "http://h/2")
@@ -172,7 +172,7 @@ def test_one_offer_at_a_time_and_none_after_the_place_is_given_back() -> None:
 
 def test_a_follower_that_ends_early_passes_its_place_claim_on() -> None:
     """A -> B -> C: B ends before inheriting; C then inherits A's place directly."""
-    places = _Places(1)
+    places = Places(1)
     a = places.enter("http://h/a")
     b_thread, b_got = _enter_in_thread(places, "http://h/b")
     a.offer(_FakeLane())
@@ -191,7 +191,7 @@ def test_a_follower_that_ends_early_passes_its_place_claim_on() -> None:
 
 @pytest.mark.parametrize("parallel", [1, 3])
 def test_never_more_places_held_than_parallel(parallel: int) -> None:
-    places = _Places(parallel)
+    places = Places(parallel)
     held_now = 0
     peak = 0
     lock = threading.Lock()

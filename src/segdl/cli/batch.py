@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import contextlib
+import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -17,7 +18,8 @@ from segdl.core.options import DownloadOptions
 from segdl.core.printable import json_line, printable
 from segdl.core.progress import Event
 from segdl.disk.storage import make_directory
-from segdl.run.batch import BatchReport, ItemReport, Job, Outcome, download_many, parse_input_file
+from segdl.run.batch import BadEntry, BatchReport, ItemReport, Job, Outcome, download_many
+from segdl.run.inputs import open_list, read_jobs
 
 
 def run_batch(
@@ -29,11 +31,11 @@ def run_batch(
 ) -> ExitCode:
     """Run every URL given (and every file of ``-i``), ``-j`` at a time; report each."""
     try:
-        jobs = _jobs(args)
         if args.output is not None:
             raise UsageError("-o names one file: use -d with several URLs or -i")
-        for directory in _directories(jobs, args.dir):
-            make_directory(directory)  # once each, so a failure is one line, not one a file
+        jobs, listing = _jobs(args)
+        if args.dir is not None:
+            make_directory(Path(args.dir))  # once, so a failure is one line, not one a file
     except (SegdlError, OSError) as exc:
         print(f"segdl: error: {printable(str(exc))}", file=stderr)
         return exit_code_for(exc)
@@ -44,8 +46,11 @@ def run_batch(
     if not as_json and not args.quiet and live_terminal(args.progress, stderr):
         from segdl.cli.screen import BatchScreen
 
-        bar = BatchScreen(stderr, len(jobs))
+        bar = BatchScreen(stderr, len(args.urls))
         progress = bar
+        jobs = _counted(jobs, bar.files_known)
+        if args.input_file not in (None, "-"):
+            _count_in_background(args.input_file, len(args.urls), bar.files_known)
 
     def say(line: str) -> None:
         if bar is not None:
@@ -79,33 +84,44 @@ def run_batch(
     finally:
         if bar is not None:
             bar.close()
+        if listing is not None:
+            listing.close()
     return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
 
 
-def _jobs(args: argparse.Namespace) -> list[Job]:
-    jobs = [Job((url,)) for url in args.urls]
-    if args.input_file is not None:
-        if args.input_file == "-":
-            text = sys.stdin.read()
-        else:
-            with open(args.input_file, encoding="utf-8") as handle:
-                text = handle.read()
-        jobs += parse_input_file(text)
-    if not jobs:
+def _jobs(args: argparse.Namespace) -> tuple[Iterator[Job | BadEntry], IO[str] | None]:
+    """The URLs given, then the entries of ``-i`` as they are read (the list is streamed:
+    never held whole), and the open list to close at the end."""
+    if not args.urls and args.input_file is None:
         raise UsageError("no URL given (a URL, several, or -i FILE)")
     if args.jobs < 1:
         raise UsageError("-j must be at least 1")
-    return jobs
+    given = (Job((url,)) for url in args.urls)
+    if args.input_file is None:
+        return given, None
+    listing = open_list(args.input_file)
+    return itertools.chain(given, read_jobs(listing)), listing
 
 
-def _directories(jobs: list[Job], common: str | None) -> list[Path]:
-    """Every directory the batch writes into (``-d``, ``dir=``, the folders of ``out=``)."""
-    seen: dict[Path, None] = {}
-    for job in jobs:
-        directory = Path(job.options.get("directory") or common or ".")
-        dest = job.options.get("dest")
-        seen[(directory / dest).parent if dest is not None else directory] = None
-    return list(seen)
+def _counted(
+    jobs: Iterable[Job | BadEntry], known: Callable[[int], None]
+) -> Iterator[Job | BadEntry]:
+    """``jobs``, telling the display how many have been read so far."""
+    for number, job in enumerate(jobs, 1):
+        known(number)
+        yield job
+
+
+def _count_in_background(path: str, given: int, known: Callable[[int], None]) -> None:
+    """The display's total, from a pass over the list beside the batch (nothing kept)."""
+    from segdl.run.shards import count_files
+
+    def count() -> None:
+        # If it cannot be counted, the display keeps counting the entries read.
+        with contextlib.suppress(OSError, SegdlError, ValueError):
+            known(given + count_files(path))
+
+    threading.Thread(target=count, name="segdl-count", daemon=True).start()
 
 
 def _json_events(stdout: IO[str], lock: threading.Lock) -> Callable[[Event], None]:

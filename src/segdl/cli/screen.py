@@ -210,10 +210,17 @@ class BatchScreen:
                 name = printable(event.path.name) if isinstance(event, DownloadFinished) else ""
                 ended = next((v for v in views if v.name == name), views[0])
                 views.remove(ended)
+            elif isinstance(event, Notice) and event.kind is NoticeKind.HANDED_OVER and views:
+                views.pop(0)  # the oldest line of that URL: the one the lean path drew
             if not views:
                 del self._active[event.url]
         if isinstance(event, Notice) and event.kind is NoticeKind.INSECURE:
             self.screen.print(_notice_text(event))
+
+    def files_known(self, files: int) -> None:
+        """The batch has at least ``files`` files (its list is read as it goes)."""
+        with self._lock:
+            self._batch.files = max(self._batch.files, files)
 
     def item_ended(self, *, failed: bool, size_bytes: int, complete_before: bool) -> None:
         """A file of the batch is done with (its line printed above by the caller)."""

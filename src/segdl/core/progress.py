@@ -113,6 +113,9 @@ class NoticeKind(Enum):
     SKIPPED = "skipped"
     VERIFIED = "verified"
     MIRROR_DROPPED = "mirror-dropped"
+    HANDED_OVER = "handed-over"
+    """A batch's lean path gave the file to the full path, which starts it again (with a
+    DownloadStarted of its own): what a display showed of it so far is over."""
 
 
 @dataclass(frozen=True, slots=True)

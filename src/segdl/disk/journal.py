@@ -65,6 +65,7 @@ class Journals:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[Path, dict[str, dict[str, Entry]]] = {}
+        self._cwd: Path | None = None  # read once: Path.absolute() is a getcwd per call
 
     def check(self, url: str, directory: Path, name: str | None = None) -> Found:
         """Is the file of ``url`` in ``directory`` (as ``name``, if the job names it) one
@@ -91,16 +92,20 @@ class Journals:
         leaves an entry for a missing file, which counts as absent, never a file without one)."""
         self.record_many([(url, path, info or path.lstat())])
 
-    def record_many(self, files: list[tuple[str, Path, os.stat_result]]) -> None:
+    def record_many(
+        self, files: list[tuple[str, Path, os.stat_result]], *, remember: bool = True
+    ) -> None:
         """Append the lines of several files (url, path, stat) at once: one write per
-        directory (a batch's lean path records its files a group at a time)."""
+        directory (a batch's lean path records its files a group at a time). Without
+        ``remember`` the lines are only written, not kept for :meth:`check`: a batch that
+        never asks about its own files again (the lean path: it knows the names it took)
+        then holds nothing per file."""
         by_directory: dict[Path, list[Entry]] = {}
         for url, path, info in files:
             entry = Entry(url_digest(url), path.name, info.st_size, info.st_mtime_ns)
             by_directory.setdefault(path.parent, []).append(entry)
         with self._lock:
             for directory, entries in by_directory.items():
-                known = self._load_locked(directory)
                 lines = "".join(_line(entry) + "\n" for entry in entries).encode()
                 # One write with O_APPEND: other writers' lines never interleave with these.
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -109,15 +114,22 @@ class Journals:
                     os.write(fd, lines)
                 finally:
                     os.close(fd)
-                for entry in entries:
-                    _add(known, entry)
+                if remember:
+                    known = self._load_locked(directory)
+                    for entry in entries:
+                        _add(known, entry)
 
     def _load(self, directory: Path) -> dict[str, dict[str, Entry]]:
         with self._lock:
             return self._load_locked(directory)
 
     def _load_locked(self, directory: Path) -> dict[str, dict[str, Entry]]:
-        key = directory.absolute()
+        if directory.is_absolute():
+            key = directory
+        else:
+            if self._cwd is None:
+                self._cwd = Path.cwd()
+            key = self._cwd / directory
         if key not in self._entries:
             self._entries[key] = read_journal(directory / JOURNAL_NAME)
         return self._entries[key]

@@ -221,27 +221,31 @@ class LeanLoop:
 
     def run(
         self,
-        source: Iterator[LeanRequest],
+        source: Iterator[LeanRequest | None],
         deliver: Callable[[LeanRequest, Answer], None],
         defer: Callable[[LeanRequest, str], None],
         cancel: threading.Event,
         window: int,
         tick: Callable[[], None] | None = None,
     ) -> None:
-        """Take requests from ``source`` (at most ``window`` unanswered at once), hand each
+        """Take requests from ``source`` (at most ``window`` unanswered at once; None from it:
+        none is ready now, ask again after the next wait), hand each
         whole answer to ``deliver`` and each request this loop gives up on to ``defer``;
         ``tick()`` runs after every wait (at least every half second)."""
         exhausted = False
         try:  # on cancel, whatever was neither delivered nor deferred is the caller's
             while not cancel.is_set():
-                while not exhausted and self._unanswered() < window:
-                    request = next(source, None)
-                    if request is None:
+                while not exhausted and self.unanswered() < window:
+                    try:
+                        request = next(source)
+                    except StopIteration:
                         exhausted = True
+                        break
+                    if request is None:  # none ready yet: on with the answers
                         break
                     self._wait(request, front=False)
                 self._assign(defer)
-                if exhausted and not self._unanswered():
+                if exhausted and not self.unanswered():
                     return
                 self._poll(deliver, defer)
                 if tick is not None:
@@ -253,7 +257,8 @@ class LeanLoop:
             if self.gate is not None:
                 self.gate.close()  # every slot free before the caller goes on
 
-    def _unanswered(self) -> int:
+    def unanswered(self) -> int:
+        """Requests taken and not yet answered or given up (waiting, or written)."""
         return self._waiting_count + sum(len(conn.owed) for conn in self._conns)
 
     def _wait(self, request: LeanRequest, *, front: bool) -> None:

@@ -25,13 +25,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, cast
 
-from segdl.core.digests import Expected, from_headers, parse_checksum_option, verify
+from segdl.core.digests import verify
 from segdl.core.errors import Cancelled, IntegrityError, OutputLocked, SegdlError, shown
 from segdl.core.models import Result
 from segdl.core.names import choose_filename
@@ -52,17 +51,21 @@ from segdl.disk.paths import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX, name_inside
 from segdl.disk.storage import make_directory
 from segdl.net.lean import Answer, LeanLoop, LeanRequest
 from segdl.net.proxies import proxy_for
+from segdl.run.claims import Claims
+from segdl.run.feed import Feed
+from segdl.run.leanplan import SMALL_BYTES, expected_digest, request_bytes, why_not_lean
 
 if TYPE_CHECKING:
-    from segdl.run.batch import Downloader, ItemReport, _Prepared
+    from segdl.run.batch import Downloader, _Prepared
+    from segdl.run.reports import Collector, ItemReport
 
 log = logging.getLogger(__name__)
 
-SMALL_BYTES = 1 << 20
-"""Files up to this size are taken whole from the first answer; larger ones go to the full
-path (what was read of them is thrown away: at most this much per large file)."""
 DEPTH = 4
 """Requests written ahead of their answers on a connection that keeps alive."""
+DEFERRED_AT_ONCE = 256
+"""Files waiting for the full path that end a lean pass (what a pass holds stays bounded)."""
+_IDLE_WAIT_S = 0.05
 _LARGE_IN_A_ROW = 8
 _LEFTOVER_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, STATE_SUFFIX)
 
@@ -70,44 +73,10 @@ _LEFTOVER_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, STATE_SUFFIX)
 def lean_batch_usable(downloader: Downloader) -> bool:
     """Whether the batch as a whole may use the lean path (per-file checks come later); a
     host gate is consulted by the lean loop as by the full path's pools."""
-    return downloader._rate_limiter is None
-
-
-def why_not_lean(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> str | None:
-    """Why this file goes to the full path (None: the lean path may try it). Pure."""
-    if len(job_urls) != 1:
-        return "mirrors"
-    if options.if_exists is IfExists.RENAME:
-        return "--if-exists rename"
-    if options.limit_rate_bytes_per_s is not None or options.remote_time:
-        return "a per-file rate or --remote-time"
-    if options.user or options.use_netrc or options.netrc_file or options.cookies_file:
-        return "credentials"
-    if any(name.lower() in ("authorization", "cookie") for name in options.headers):
-        return "credentials"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "an unparsable URL"
-    if parts.scheme.lower() != "http" or not parts.hostname or "@" in parts.netloc:
-        return "not plain http"
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if not target.isascii() or any(c in target for c in " \t\r\n\0") or port == 0:
-        return "a URL to be encoded"
-    return None
-
-
-def request_bytes(url: str, headers: dict[str, str]) -> tuple[str, int, bytes]:
-    """Host, port and the bytes of ``GET url`` with ``headers`` and the lean ``Range``
-    (formatting a request, which :func:`why_not_lean` has checked can be sent as it is)."""
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines.append(f"Range: bytes=0-{SMALL_BYTES - 1}")
-    wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return parts.hostname or "", parts.port or 80, wire
+    return (
+        downloader._rate_limiter is None
+        and not downloader.transport_given  # its own sockets would bypass the one given
+    )
 
 
 @dataclass(slots=True)
@@ -129,31 +98,47 @@ class _Item:
     started_s: float
     size_bytes: int = 0
     ranged: bool = False
+    shown: bool = False  # a DownloadStarted went out for it
 
 
 class LeanRun:
-    """One batch's lean pass; the full path (``downloader``) takes what it defers."""
+    """One batch's lean passes; the full path (``downloader``) takes what they defer.
+
+    Jobs are taken from ``numbered`` as the loop has room (at most its window unanswered),
+    so a list of a million starts at once and is never held. A pass ends when the jobs do
+    or when :data:`DEFERRED_AT_ONCE` files wait for the full path; those then go the full
+    way (with the pass's connections closed, so the per-host cap holds across both), and
+    the next pass takes the jobs after them.
+    """
 
     def __init__(
         self,
         downloader: Downloader,
-        prepared: Sequence[_Prepared],
-        on_item: Callable[[ItemReport], None] | None,
+        numbered: Iterable[tuple[int, _Prepared]],
+        collector: Collector,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._downloader = downloader
-        self._prepared = prepared
-        self._on_item = on_item
+        self._source = iter(numbered)
+        self._collector = collector
         self._clock = clock
         self._listener: ProgressListener = downloader._progress
-        self._reports: list[ItemReport | None] = [None] * len(prepared)
-        self._deferred: dict[int, object] = {}
-        self._to_defer: list[int] = []
+        self._open: dict[int, _Prepared] = {}  # taken, neither reported nor deferred yet
+        self._to_defer: list[tuple[int, _Prepared]] = []
         self._commits: deque[tuple[Staged, OSError | None]] = deque()
         self._lock = threading.Lock()
         self._places: dict[Path, _Place] = {}
-        options = downloader._options
-        self._loop = LeanLoop(
+        self._shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
+        self._loop = self._new_loop()
+        self._claimed = Claims()  # final names this batch's files take
+        self._large: dict[tuple[str, int], int] = {}  # files found too large, per origin
+        self._origins_full: set[tuple[str, int]] = set()
+        self._exhausted = False
+
+    def _new_loop(self) -> LeanLoop:
+        """A pass's loop (its selector ends with it); what it learnt of servers stays."""
+        downloader, options = self._downloader, self._downloader._options
+        loop = LeanLoop(
             slots=downloader._parallel,
             per_host=min(downloader._parallel, options.max_connections_per_host),
             depth=DEPTH if downloader._pipelining else 1,
@@ -163,53 +148,70 @@ class LeanRun:
             watch=None if self._listener is silent else self._watch,
             gate=downloader._host_gate,
         )
-        self._claimed: set[Path] = set()  # final names this batch's files take
-        self._large: dict[tuple[str, int], int] = {}  # files found too large, per origin
-        self._origins_full: set[tuple[str, int]] = set()
+        loop.shallow = self._shallow
+        return loop
 
-    def run(self) -> list[ItemReport]:
-        """Every item's report, in order: finished here, or by the full path."""
-        from segdl.run.batch import ItemReport, Outcome
+    def run(self) -> None:
+        """Every job to its end: finished here, or by the full path; each reported to the
+        collector (cancelled ones as failed)."""
+        cancel = self._downloader.cancel
+        feed = Feed(self._source, ahead=self._window())
+        try:
+            while True:
+                self._pass(feed)
+                with self._lock:
+                    deferred, self._to_defer = self._to_defer, []
+                self._downloader._run_all(deferred, self._collector)
+                if feed.exhausted or cancel.is_set():
+                    return
+        finally:
+            feed.close()
+
+    def _window(self) -> int:
+        return 4 * self._loop.slots * self._loop.depth
+
+    def _pass(self, feed: Feed[tuple[int, _Prepared]]) -> None:
+        """One lean loop over the jobs, until they end or enough wait for the full path."""
+        from segdl.run.reports import ItemReport, Outcome
 
         committer = self._committer = GroupCommit(self._committed, before_link=self._journal)
+        self._loop = self._new_loop()
         try:
             self._loop.run(
-                self._requests(),
+                self._requests(feed),
                 self._deliver,
                 self._given_up,
                 self._downloader.cancel,
-                window=4 * self._loop.slots * self._loop.depth,
+                window=self._window(),
                 tick=self._drain,
             )
         finally:
             self._committer = None
             committer.close()
             self._drain()
-        # Only now, with this loop's connections closed, does the full path start: the
-        # per-host cap then holds across both (the full path's pools block at it).
-        with self._lock:
-            deferred, self._to_defer = self._to_defer, []
-        for index in sorted(deferred):
-            self._deferred[index] = self._downloader._submit(self._prepared[index], self._on_item)
-        reports = []
-        for index, report in enumerate(self._reports):
-            if report is None:
-                future = self._deferred.get(index)
-                if future is not None:
-                    report = cast(Any, future).result()  # a Future of the full path's report
-                else:  # stopped before it was answered
-                    job = self._prepared[index].job
-                    report = ItemReport(job, Outcome.FAILED, error=Cancelled("interrupted"))
-                    self._report(index, report)
-            reports.append(report)
-        return reports
+        for index, prepared in list(self._open.items()):  # stopped before it was answered
+            report = ItemReport(prepared.job, Outcome.FAILED, error=Cancelled("interrupted"))
+            self._report(index, report)
 
     _committer: GroupCommit | None = None
 
-    def _requests(self) -> Iterator[LeanRequest]:
-        for index, prepared in enumerate(self._prepared):
-            if self._downloader.cancel.is_set():
-                return
+    def _requests(self, feed: Feed[tuple[int, _Prepared]]) -> Iterator[LeanRequest | None]:
+        """The loop's requests, as the jobs come; None when none is ready (the loop goes
+        on with its answers). With nothing in flight, it waits here for the input."""
+        cancel = self._downloader.cancel
+        while not cancel.is_set() and len(self._to_defer) < DEFERRED_AT_ONCE:
+            idle = not self._loop.unanswered()
+            taken = feed.take(_IDLE_WAIT_S if idle else 0.0)
+            if taken is None:
+                if feed.exhausted:
+                    return
+                if idle:
+                    self._drain()  # committed files are reported while the input waits
+                    continue
+                yield None
+                continue
+            index, prepared = taken
+            self._open[index] = prepared
             request = self._request(index, prepared)
             if request is not None:
                 yield request
@@ -295,7 +297,7 @@ class LeanRun:
         self._large.pop((request.host, request.port), None)
         options = item.prepared.options
         try:
-            expected = _expected(options, answer)
+            expected = expected_digest(options, answer)
             if expected is not None:
                 verify(expected, hashlib.new(expected.algorithm, answer.body).digest())
         except IntegrityError as exc:
@@ -350,7 +352,7 @@ class LeanRun:
             self._report_commit(*self._commits.popleft())
 
     def _report_commit(self, staged: Staged, error: OSError | None) -> None:
-        from segdl.run.batch import ItemReport, Outcome
+        from segdl.run.reports import ItemReport, Outcome
 
         item = cast(_Item, staged.token)
         if error is not None:
@@ -374,12 +376,12 @@ class LeanRun:
             item = cast(_Item, staged.token)
             if item.final is not None:
                 entries.append((item.prepared.job.url, item.final, info))
-        journals.record_many(entries)
+        journals.record_many(entries, remember=False)  # its names are in self._claimed
 
     def _twin(self, item: _Item, path: Path) -> None:
         """Another entry of this batch names the same file: this one fails, saying so (as
         the full path does when the second entry finds the first one's lock)."""
-        from segdl.run.batch import ItemReport, Outcome
+        from segdl.run.reports import ItemReport, Outcome
 
         why = "two entries of this batch name the same file"
         error = OutputLocked(str(path), why, same_process=True, message=f"{why} {path}")
@@ -395,14 +397,16 @@ class LeanRun:
             name = choose_filename(item.prepared.job.url, disposition[0] if disposition else None)
             path = item.final or self._places[item.directory].real / name
             item.size_bytes = size or 0
-            self._listener(DownloadStarted(url, path, size, status == 206, 1))
+            if not item.shown:  # asked again after a broken connection: the same line
+                item.shown = True
+                self._listener(DownloadStarted(url, path, size, status == 206, 1))
             return
         elapsed_s = max(1e-6, self._clock() - item.started_s)
         size = item.size_bytes or None
         self._listener(DownloadProgress(url, done, size, elapsed_s, done / elapsed_s, 1))
 
     def _skipped(self, item: _Item, path: Path) -> None:
-        from segdl.run.batch import ItemReport, Outcome
+        from segdl.run.reports import ItemReport, Outcome
 
         url = item.prepared.job.url
         self._listener(Notice(shown(url), NoticeKind.SKIPPED, f"{path} exists: skipped"))
@@ -421,22 +425,17 @@ class LeanRun:
         self._defer(cast(_Item, request.token), why)
 
     def _defer(self, item: _Item, why: str) -> None:
+        if item.shown:  # its line on a display ends here; the full path starts its own
+            url = shown(item.prepared.job.url)
+            self._listener(Notice(url, NoticeKind.HANDED_OVER, f"to the full path: {why}"))
         self._defer_index(item.index, why)
 
     def _defer_index(self, index: int, why: str) -> None:
-        log.debug("%s: to the full path (%s)", shown(self._prepared[index].job.url), why)
+        prepared = self._open.pop(index)
+        log.debug("%s: to the full path (%s)", shown(prepared.job.url), why)
         with self._lock:
-            self._to_defer.append(index)
+            self._to_defer.append((index, prepared))
 
     def _report(self, index: int, report: ItemReport) -> None:
-        with self._lock:
-            self._reports[index] = report
-        if self._on_item is not None:
-            self._on_item(report)
-
-
-def _expected(options: DownloadOptions, answer: Answer) -> Expected | None:
-    """The digest the file must have: the job's checksum, else one the server sent."""
-    if options.checksum is not None:
-        return parse_checksum_option(options.checksum)
-    return from_headers(answer.header_values, full_response=answer.status == 200)
+        self._open.pop(index, None)
+        self._collector.add(index, report)

@@ -17,9 +17,7 @@ not touched again: not one request.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import io
 import json
 import os
 import secrets
@@ -28,14 +26,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from segdl.core.errors import HTTPStatusError, LocalFileError, UsageError, shown
-from segdl.run.batch import ItemReport, Job, Outcome, download_many, parse_input_file
+from segdl.run.batch import download_many
+from segdl.run.inputs import Job, open_list, parse_input_file, starts_file
+from segdl.run.reports import ItemReport, Outcome
 
 MARKER_DIR = ".segdl-shards"
 _MARKER_VERSION = 1
-_GZIP_MAGIC = b"\x1f\x8b"
 # Failures kept in a marker, one line each: enough to say what went wrong without letting
 # a shard of a dead host grow a marker of thousands of lines.
 _FAILURES_KEPT = 100
@@ -157,36 +156,23 @@ def iter_shards(
 ) -> Iterator[Shard]:
     """Cut an input list into shards of ``size`` files, streaming it.
 
-    ``source``: a path (aria2's input format or a URL per line; gzip-compressed or not) or
-    lines already open (``sys.stdin``). A file's indented option lines stay with it.
+    ``source``: a path (aria2's input format or a URL per line; gzip-compressed or not;
+    read by :func:`segdl.run.inputs.open_list`) or lines already open (``sys.stdin``). A
+    file's indented option lines stay with it.
     """
     if size < 1:
         raise UsageError("a shard holds at least one file")
     if isinstance(source, (str, os.PathLike)):
-        with _open_text(Path(source)) as handle:
+        with open_list(source) as handle:
             yield from _cut(handle, size)
     else:
         yield from _cut(source, size)
 
 
-def _open_text(path: Path) -> IO[str]:
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the returned wrapper
-    except OSError as exc:
-        raise UsageError(f"cannot read input list {path}: {exc.strerror or exc}") from exc
-    if raw.peek(2)[:2] == _GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8")
-    return io.TextIOWrapper(raw, encoding="utf-8")
-
-
 def count_files(source: str | os.PathLike[str]) -> int:
     """How many files an input list names (one pass, nothing kept): for progress and ETA."""
-    with _open_text(Path(source)) as handle:
-        return sum(1 for line in handle if _starts_file(line.rstrip("\r\n")))
-
-
-def _starts_file(line: str) -> bool:
-    return bool(line.strip()) and line[0] not in " \t" and not line.startswith("#")
+    with open_list(source) as handle:
+        return sum(1 for line in handle if starts_file(line.rstrip("\r\n")))
 
 
 def _cut(lines: Iterable[str], size: int) -> Iterator[Shard]:
@@ -197,13 +183,13 @@ def _cut(lines: Iterable[str], size: int) -> Iterator[Shard]:
     number = 0
     for number, line in enumerate(lines, 1):
         line = line.rstrip("\r\n")
-        starts_file = _starts_file(line)
-        if starts_file and files == size:
+        starts = starts_file(line)
+        if starts and files == size:
             yield _shard(index, pending, first_line)
             index += 1
             pending, first_line, files = [], number, 0
         pending.append(line)
-        files += starts_file
+        files += starts
     if files:
         yield _shard(index, pending, first_line)
 

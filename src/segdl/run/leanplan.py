@@ -1,0 +1,62 @@
+"""Which files of a batch the lean path may try, and the request it sends for each (pure).
+
+See :mod:`segdl.run.lean`: plain ``http``, no proxy, no credentials, no rate limit, one URL,
+a policy of error/skip/overwrite; the request asks for the first :data:`SMALL_BYTES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from segdl.core.digests import Expected, from_headers, parse_checksum_option
+from segdl.core.options import DownloadOptions, IfExists
+from segdl.net.lean import Answer
+
+SMALL_BYTES = 1 << 20
+"""Files up to this size are taken whole from the first answer; larger ones go to the full
+path (what was read of them is thrown away: at most this much per large file)."""
+
+
+def why_not_lean(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> str | None:
+    """Why this file goes to the full path (None: the lean path may try it)."""
+    if len(job_urls) != 1:
+        return "mirrors"
+    if options.if_exists is IfExists.RENAME:
+        return "--if-exists rename"
+    if options.limit_rate_bytes_per_s is not None or options.remote_time:
+        return "a per-file rate or --remote-time"
+    if options.user or options.use_netrc or options.netrc_file or options.cookies_file:
+        return "credentials"
+    if any(name.lower() in ("authorization", "cookie") for name in options.headers):
+        return "credentials"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "an unparsable URL"
+    if parts.scheme.lower() != "http" or not parts.hostname or "@" in parts.netloc:
+        return "not plain http"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not target.isascii() or any(c in target for c in " \t\r\n\0") or port == 0:
+        return "a URL to be encoded"
+    return None
+
+
+def request_bytes(url: str, headers: dict[str, str]) -> tuple[str, int, bytes]:
+    """Host, port and the bytes of ``GET url`` with ``headers`` and the lean ``Range``
+    (formatting a request, which :func:`why_not_lean` has checked can be sent as it is)."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines.append(f"Range: bytes=0-{SMALL_BYTES - 1}")
+    wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return parts.hostname or "", parts.port or 80, wire
+
+
+def expected_digest(options: DownloadOptions, answer: Answer) -> Expected | None:
+    """The digest the file must have: the job's checksum, else one the server sent."""
+    if options.checksum is not None:
+        return parse_checksum_option(options.checksum)
+    return from_headers(answer.header_values, full_response=answer.status == 200)
