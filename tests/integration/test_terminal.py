@@ -195,3 +195,38 @@ def test_no_color_and_dumb_terminals(
     after = dumb.wait_for("^rc=")
     assert "rc=0" in after and not _map_lines(after)
     assert any(re.match(r"segdl: +[\d.]+% .*MiB/s", line) for line in after), after
+
+
+def test_a_file_handed_to_the_full_path_keeps_one_line(
+    pane_factory: Callable[[int], Pane],
+    fault_server: FaultServer,
+    make_data: MakeData,
+    tmp_path: Path,
+) -> None:
+    """A file the lean path reads for a while and then gives up on (a chunked answer that
+    outgrows a small file) goes the full way: its lean line ends when it is handed over, so
+    it never has two lines at once, and it ends done."""
+    size = 3 << 19  # 1.5 MiB: past what the lean path takes whole
+    fault_server.add_file("/f00.bin", make_data(size, seed=0))
+    fault_server.set_faults(
+        "/f00.bin", Faults(ignore_range=True, chunked=True, throttle_bytes_per_s=1 << 20)
+    )
+    fault_server.add_file("/f01.bin", make_data(4096, seed=1))
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(fault_server.url(f"/f{n:02d}.bin") + "\n" for n in range(2)))
+    pane = pane_factory(80)
+    pane.run(_segdl("-j", "3", "-i", "list.txt", "-d", "out"), tmp_path)
+    deadline = time.monotonic() + 30
+    most = seen = 0
+    while time.monotonic() < deadline:
+        screen = pane.screen()
+        lines = [line for line in screen if line.startswith("  f00.bin")]
+        most, seen = max(most, len(lines)), seen + bool(lines)
+        if any(line.startswith("rc=") for line in screen):
+            break
+        time.sleep(0.03)
+    text = "\n".join(pane.screen())
+    assert "rc=0" in text and "2 done, 0 skipped, 0 failed" in text, text
+    assert seen > 10 and most == 1, (seen, most)
+    assert len([r for r in fault_server.requests if r.path == "/f00.bin"]) == 2
+    assert (tmp_path / "out" / "f00.bin").read_bytes() == make_data(size, seed=0)
