@@ -14,10 +14,8 @@ A bad file is one line, naming the file and the line, and exit 2: a key that is 
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -65,6 +63,8 @@ def apply_config(parser: argparse.ArgumentParser, path: Path, *, required: bool)
         return set()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    import tomllib  # only when there is a file: it is 10 ms of every run's start-up
+
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -93,6 +93,8 @@ def _long_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]
 def _unknown(key: str, actions: Mapping[str, argparse.Action]) -> str:
     if key in _NOT_IN_CONFIG:
         return f"{key!r} cannot be set in a config file"
+    import difflib  # only to explain a mistake
+
     usable = [name for name in actions if name not in _NOT_IN_CONFIG]
     near = difflib.get_close_matches(key, usable, n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""

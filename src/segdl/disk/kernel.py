@@ -24,6 +24,9 @@ _SYNC_FILE_RANGE_WRITE = 2  # start writing dirty pages back; do not wait for th
 # more than it saves: tmpfs, for one, zeroes every page up front (0.23 s for 1 GiB here, all
 # before the first byte is fetched), and btrfs and ZFS were not measured.
 _RESERVING_FILE_SYSTEMS = frozenset({0xEF53, 0x58465342})
+# Below this, reserving saves nothing worth its fstatfs, fallocate and ctypes import (the
+# start-up of a one-file run).
+_RESERVE_FROM_BYTES = 1 << 20
 
 # Linux calls Python's os module lacks, with their argument types (ctypes names).
 _LIBC_SIGNATURES = {
@@ -69,7 +72,7 @@ def reserve(fd: int, size_bytes: int) -> None:
     is no room; elsewhere, or where the kernel or C library cannot, the file stays sparse.
     Never ``os.posix_fallocate``: where the file system cannot, glibc's emulation writes
     zeros over the whole file instead."""
-    if size_bytes <= 0 or _file_system_type(fd) not in _RESERVING_FILE_SYSTEMS:
+    if size_bytes < _RESERVE_FROM_BYTES or _file_system_type(fd) not in _RESERVING_FILE_SYSTEMS:
         return
     code = _libc_call("fallocate", fd, 0, 0, size_bytes)
     if code in _NO_ROOM:
