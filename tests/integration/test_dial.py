@@ -268,8 +268,7 @@ def test_no_early_request_when_the_first_request_would_differ(
     assert run_cli("-q", "-x", "1", "-H", "X-A: 1", "-o", str(out), url)[0] == ExitCode.OK
     assert run_cli("-q", "-x", "1", "-u", "u:p", "-o", str(tmp_path / "b.bin"), url)[0] == 0
     assert run_cli("-q", "-x", "1", "-o", str(out), url)[0] == ExitCode.OUTPUT_EXISTS
-    # What a partial download leaves, named as storage and state name it (the CLI checks
-    # for them without importing those modules).
+    # What a partial download leaves beside its output (disk.paths.OutputPaths).
     for name, suffix in (("c.bin", PART_SUFFIX), ("d.bin", STATE_SUFFIX)):
         (tmp_path / (name + suffix)).write_bytes(b"")
         assert run_cli("-q", "-x", "1", "-o", str(tmp_path / name), url)[0] == ExitCode.OK

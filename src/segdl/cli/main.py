@@ -286,13 +286,27 @@ def _early_request(args: argparse.Namespace) -> bytes | None:
 
     if args.header or args.user or args.netrc or args.netrc_file or args.load_cookies:
         return None
-    if args.output is not None and any(
-        os.path.lexists(args.output + suffix) for suffix in ("", ".part", ".segdl-state")
-    ):
+    if args.output is not None and not _fresh_output(args.output):
         return None
-    if args.output is not None and len(os.fsencode(os.path.basename(args.output))) > 240:
-        return None  # it may not fit beside its siblings: the engine says so before any request
     return dial.first_request(args.urls[0], args.user_agent)
+
+
+def _fresh_output(output: str) -> bool:
+    """Nothing at ``-o``'s paths to resume or refuse, and a name that fits beside its
+    siblings (else the engine says so before any request)."""
+    from pathlib import Path
+
+    from segdl.core.errors import LocalFileError
+    from segdl.disk.paths import OutputPaths, check_name_fits
+
+    paths = OutputPaths.of(Path(output))
+    if any(os.path.lexists(path) for path in (paths.final, paths.part, paths.state)):
+        return False
+    try:
+        check_name_fits(paths.final)
+    except LocalFileError:
+        return False
+    return True
 
 
 def _make_display(mode: str, quiet: bool, stdout: IO[str], stderr: IO[str]) -> Display:
