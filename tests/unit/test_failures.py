@@ -22,12 +22,14 @@ from segdl.core.errors import (
 )
 from segdl.core.failures import (
     MAX_RESTARTS,
+    PIECE_MAX_WAIT_S,
     SINGLE_AFTER,
     Action,
     RangeBreaks,
     RangeFailure,
     count_break,
     decide,
+    decide_piece,
     decide_restart,
     decide_whole,
 )
@@ -237,3 +239,39 @@ def test_the_restart_loop_is_bounded() -> None:
         Action.FAIL,
     ]
     assert decide_restart(RESET, 0) is Action.FAIL
+
+
+@pytest.mark.parametrize(
+    ("error", "stopping", "taken", "policy", "action"),
+    [
+        (RESET, False, False, RetryPolicy(attempts=1), Action.RETRY),
+        (SHORT, False, False, RetryPolicy(attempts=1), Action.RETRY),
+        (RESET, False, False, RetryPolicy(attempts=1, failures=1), Action.FAIL),
+        (RESET, True, False, RetryPolicy(), Action.STOP),
+        (RESET, True, True, RetryPolicy(), Action.STOP),  # our stop first
+        (RESET, False, True, RetryPolicy(), Action.LEAVE),  # the piece has a new owner
+        (S503, False, False, RetryPolicy(), Action.FAIL),  # a status fails the stream
+        (RangeNotHonoured(URL, R, 200), False, False, RetryPolicy(), Action.FAIL),
+        (TLSError(URL, "bad cert"), False, False, RetryPolicy(), Action.FAIL),
+    ],
+)
+def test_stream_piece_table(
+    error: BaseException, stopping: bool, taken: bool, policy: RetryPolicy, action: Action
+) -> None:
+    """A piece of a stream to stdout is asked again only for a broken body, while attempts
+    last; our own stop and another connection's takeover come first."""
+    decision = decide_piece(
+        error, policy, stopping=stopping, taken=taken, progressed=False, now_epoch_s=0.0
+    )
+    assert decision.action is action
+
+
+def test_a_stream_piece_waits_at_most_a_few_seconds() -> None:
+    """A long backoff is cut to a few seconds for a piece the pieces behind it wait for."""
+    error = TimeoutError_(URL, "idle")
+    policy = RetryPolicy(attempts=9, failures=8, base_wait_s=10.0, max_wait_s=600.0)
+    decision = decide_piece(
+        error, policy, stopping=False, taken=False, progressed=False, now_epoch_s=0.0,
+        rand=lambda: 1.0,
+    )
+    assert decision.action is Action.RETRY and decision.wait_s == PIECE_MAX_WAIT_S

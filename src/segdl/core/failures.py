@@ -1,7 +1,8 @@
 """What now after a failure? One pure decision for every failed request of a download.
 
 A worker whose range failed, and the loop that retries a whole request, ask :func:`decide`
-(a range) or :func:`decide_whole` (a first contact, a plain stream) and do what the
+(a range), :func:`decide_whole` (a first contact, a plain stream) or :func:`decide_piece`
+(a piece of a stream to stdout) and do what the
 :class:`Decision` says; nothing here sleeps, locks or touches a socket, so
 ``tests/unit/test_failures.py`` tests every branch as a table, without threads.
 
@@ -53,6 +54,9 @@ FEWER_AFTER = 2
 SINGLE_AFTER = 6
 # A file that keeps changing under us is not downloaded forever: at most this many restarts.
 MAX_RESTARTS = 2
+# A piece of a stream (``-o -``) waits at most this long before it is asked again: the
+# pieces behind it in the reorder window wait for it.
+PIECE_MAX_WAIT_S = 5.0
 
 
 class Action(Enum):
@@ -147,6 +151,33 @@ def decide_whole(
     if policy.may_retry(error, now_epoch_s):
         return Decision(Action.RETRY, policy, policy.wait_s(error, now_epoch_s, rand))
     return Decision(Action.FAIL, policy)
+
+
+def decide_piece(
+    error: BaseException,
+    policy: RetryPolicy,
+    *,
+    stopping: bool,
+    taken: bool,
+    progressed: bool,
+    now_epoch_s: float,
+    rand: Callable[[], float] = random.random,
+) -> Decision:
+    """What a connection of a stream (``-o -``) does after ``error`` on its piece. Bytes
+    already written out cannot be taken back, so only a broken or slow body is asked again,
+    from where it stopped; an answer that cannot be believed, or a status, fails the stream.
+    :attr:`Action.LEAVE`: another connection took the piece over (and aborted this answer)."""
+    if not isinstance(error, (NetworkError, ShortBody)):
+        return Decision(Action.FAIL, policy)
+    if stopping:
+        return Decision(Action.STOP, policy)
+    if taken:
+        return Decision(Action.LEAVE, policy)
+    policy = policy.after(error, progressed=progressed)
+    if not policy.may_retry(error, now_epoch_s):
+        return Decision(Action.FAIL, policy)
+    wait_s = min(policy.wait_s(error, now_epoch_s, rand), PIECE_MAX_WAIT_S)
+    return Decision(Action.RETRY, policy, wait_s)
 
 
 def _expired(error: BaseException) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from segdl.core.answers import Mode
 from segdl.core.errors import Cancelled, NetworkError, ShortBody, shown
+from segdl.core.failures import Action, decide_piece
 from segdl.core.models import ByteRange, Resource, Result
 from segdl.core.options import DownloadOptions
 from segdl.core.progress import (
@@ -256,15 +257,23 @@ class Streamer:
                     answer.close()
                 return True
             except (NetworkError, ShortBody) as exc:
-                if window.stopped:
+                decision = decide_piece(
+                    exc,
+                    policy,
+                    stopping=window.stopped,
+                    taken=piece.taken,  # our answer was aborted: the piece has a new owner
+                    progressed=piece.got > before,
+                    now_epoch_s=time.time(),
+                )
+                if decision.action is Action.STOP:
                     raise Cancelled("download stopped") from exc
-                if piece.taken:  # our answer was aborted: the piece has a new owner
+                if decision.action is Action.LEAVE:
                     window.release(piece)
                     return False
-                policy = policy.after(exc, progressed=piece.got > before)
-                if not policy.may_retry(exc, time.time()):
+                if decision.action is not Action.RETRY:
                     raise
-                time.sleep(min(policy.wait_s(exc, time.time()), 5.0))
+                policy = decision.policy
+                time.sleep(decision.wait_s)
         raise AssertionError("unreachable")
 
     @staticmethod
