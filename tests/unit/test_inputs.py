@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +118,15 @@ def test_a_streamed_batch_counts_all_and_keeps_only_some_failures() -> None:
     for n in (2, 0, 1):
         whole.add(n, _report(outcomes[n]))
     assert [i.outcome for i in whole.report(1.0).items] == outcomes  # in the list's order
+
+
+def test_a_pipe_may_wait_and_a_regular_file_does_not(tmp_path: Path) -> None:
+    """Only an input that can block for long (a pipe) is read by a thread of its own."""
+    listing = tmp_path / "list.txt"
+    listing.write_text("http://h/a\n")
+    with open_list(listing) as lines:
+        assert not read_jobs(lines).may_wait
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end) as pipe, os.fdopen(write_end, "w"):
+        assert read_jobs(pipe).may_wait
+    assert not read_jobs(["http://h/a\n"]).may_wait

@@ -26,7 +26,7 @@ from segdl.disk.journal import Completion, Journals
 from segdl.disk.storage import make_directory
 from segdl.net.gate import HostGate
 from segdl.net.interfaces import Transport
-from segdl.run.inputs import BadEntry, Job
+from segdl.run.inputs import BadEntry, Job, JobStream
 from segdl.run.inputs import parse_input_file as parse_input_file
 from segdl.run.places import FileTransport, Places, Ticket
 from segdl.run.ratelimit import TokenBucket
@@ -365,7 +365,8 @@ def download_many(
         numbered = enumerate(prepared if whole else downloader._prepare_each(jobs))
         collector = Collector(keep_all=whole, on_item=on_item)
         if lean and lean_batch_usable(downloader):  # small files: see segdl.run.lean
-            LeanRun(downloader, numbered, collector).run()
+            may_wait = isinstance(jobs, JobStream) and jobs.may_wait
+            LeanRun(downloader, numbered, collector, may_wait=may_wait).run()
         else:
             downloader._run_all(numbered, collector)
         for index, item in enumerate(prepared):  # stopped early: the rest says so

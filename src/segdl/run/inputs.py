@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -150,11 +151,39 @@ def parse_input_file(text: str, *, first_line: int = 1) -> list[Job]:
     return [_job(entry) for entry in _entries(text.splitlines(), first_line)]
 
 
-def read_jobs(lines: Iterable[str]) -> Iterator[Job | BadEntry]:
+class JobStream:
+    """The jobs of a streamed input list (see :func:`read_jobs`), iterated once. ``may_wait``:
+    reading it may block for long (a pipe, a terminal), so a batch reads it in a thread of
+    its own rather than hold up the answers already arriving."""
+
+    def __init__(self, lines: Iterable[str], *, may_wait: bool = False) -> None:
+        self._lines = lines
+        self.may_wait = may_wait
+
+    def __iter__(self) -> Iterator[Job | BadEntry]:
+        for entry in _entries(self._lines, 1):
+            try:
+                yield _job(entry)
+            except UsageError as exc:
+                yield BadEntry(entry.urls or (), exc)
+
+
+def read_jobs(lines: Iterable[str], *, may_wait: bool | None = None) -> JobStream:
     """The jobs of a streamed input list, each as soon as it is read; a bad entry comes as
-    a :class:`BadEntry` in its place (the batch reports its line and goes on)."""
-    for entry in _entries(lines, 1):
-        try:
-            yield _job(entry)
-        except UsageError as exc:
-            yield BadEntry(entry.urls or (), exc)
+    a :class:`BadEntry` in its place (the batch reports its line and goes on). ``may_wait``
+    (None: found out for an open file, False for other lines): see :class:`JobStream`."""
+    if may_wait is None:
+        may_wait = _may_wait(lines)
+    return JobStream(lines, may_wait=may_wait)
+
+
+def _may_wait(lines: Iterable[str]) -> bool:
+    """Whether reading ``lines`` may block: an open file that is not a regular one (stdin
+    from a pipe or a terminal), or a compressed stream over one."""
+    fileno = getattr(lines, "fileno", None)
+    if fileno is None:
+        return False
+    try:
+        return not stat.S_ISREG(os.fstat(fileno()).st_mode)
+    except (OSError, ValueError):
+        return True

@@ -52,7 +52,7 @@ from segdl.disk.storage import make_directory
 from segdl.net.lean import Answer, LeanLoop, LeanRequest
 from segdl.net.proxies import proxy_for
 from segdl.run.claims import Claims
-from segdl.run.feed import Feed
+from segdl.run.feed import Direct, Feed
 from segdl.run.leanplan import SMALL_BYTES, expected_digest, request_bytes, why_not_lean
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from segdl.run.reports import Collector, ItemReport
 
 log = logging.getLogger(__name__)
+
+_Jobs = Feed[tuple[int, "_Prepared"]] | Direct[tuple[int, "_Prepared"]]
 
 DEPTH = 4
 """Requests written ahead of their answers on a connection that keeps alive."""
@@ -116,9 +118,14 @@ class LeanRun:
         downloader: Downloader,
         numbered: Iterable[tuple[int, _Prepared]],
         collector: Collector,
+        *,
+        may_wait: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``may_wait``: taking the next job may block for long (a pipe): it is then read
+        ahead by a thread of its own (:mod:`segdl.run.feed`)."""
         self._downloader = downloader
+        self._may_wait = may_wait
         self._source = iter(numbered)
         self._collector = collector
         self._clock = clock
@@ -155,7 +162,9 @@ class LeanRun:
         """Every job to its end: finished here, or by the full path; each reported to the
         collector (cancelled ones as failed)."""
         cancel = self._downloader.cancel
-        feed = Feed(self._source, ahead=self._window())
+        feed: _Jobs = (
+            Feed(self._source, ahead=self._window()) if self._may_wait else Direct(self._source)
+        )
         try:
             while True:
                 self._pass(feed)
@@ -170,7 +179,7 @@ class LeanRun:
     def _window(self) -> int:
         return 4 * self._loop.slots * self._loop.depth
 
-    def _pass(self, feed: Feed[tuple[int, _Prepared]]) -> None:
+    def _pass(self, feed: _Jobs) -> None:
         """One lean loop over the jobs, until they end or enough wait for the full path."""
         from segdl.run.reports import ItemReport, Outcome
 
@@ -195,7 +204,7 @@ class LeanRun:
 
     _committer: GroupCommit | None = None
 
-    def _requests(self, feed: Feed[tuple[int, _Prepared]]) -> Iterator[LeanRequest | None]:
+    def _requests(self, feed: _Jobs) -> Iterator[LeanRequest | None]:
         """The loop's requests, as the jobs come; None when none is ready (the loop goes
         on with its answers). With nothing in flight, it waits here for the input."""
         cancel = self._downloader.cancel
