@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -18,8 +17,8 @@ from segdl.core.options import DownloadOptions
 from segdl.core.printable import json_line, printable
 from segdl.core.progress import Event
 from segdl.disk.storage import make_directory
-from segdl.run.batch import BadEntry, BatchReport, ItemReport, Job, Outcome, download_many
-from segdl.run.inputs import open_list, read_jobs
+from segdl.run.batch import BatchReport, ItemReport, Job, Outcome, download_many
+from segdl.run.inputs import JobStream, open_list, read_jobs
 
 
 def run_batch(
@@ -33,7 +32,7 @@ def run_batch(
     try:
         if args.output is not None:
             raise UsageError("-o names one file: use -d with several URLs or -i")
-        jobs, listing = _jobs(args)
+        given, listing = _jobs(args)
         if args.dir is not None:
             make_directory(Path(args.dir))  # once, so a failure is one line, not one a file
     except (SegdlError, OSError) as exc:
@@ -48,7 +47,6 @@ def run_batch(
 
         bar = BatchScreen(stderr, len(args.urls))
         progress = bar
-        jobs = _counted(jobs, bar.files_known)
         if args.input_file not in (None, "-"):
             _count_in_background(args.input_file, len(args.urls), bar.files_known)
 
@@ -70,6 +68,10 @@ def run_batch(
 
     if as_json:
         progress = _json_events(stdout, lock)
+    on_read = bar.files_known if bar is not None else None
+    jobs: list[Job] | JobStream = given
+    if listing is not None:
+        jobs = read_jobs(listing, first=given, on_read=on_read)
     try:
         report = download_many(
             jobs,
@@ -89,27 +91,16 @@ def run_batch(
     return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
 
 
-def _jobs(args: argparse.Namespace) -> tuple[Iterator[Job | BadEntry], IO[str] | None]:
-    """The URLs given, then the entries of ``-i`` as they are read (the list is streamed:
-    never held whole), and the open list to close at the end."""
+def _jobs(args: argparse.Namespace) -> tuple[list[Job], IO[str] | None]:
+    """The URLs given, and the list of ``-i`` opened (it is streamed: never held whole)."""
     if not args.urls and args.input_file is None:
         raise UsageError("no URL given (a URL, several, or -i FILE)")
     if args.jobs < 1:
         raise UsageError("-j must be at least 1")
-    given = (Job((url,)) for url in args.urls)
+    given = [Job((url,)) for url in args.urls]
     if args.input_file is None:
         return given, None
-    listing = open_list(args.input_file)
-    return itertools.chain(given, read_jobs(listing)), listing
-
-
-def _counted(
-    jobs: Iterable[Job | BadEntry], known: Callable[[int], None]
-) -> Iterator[Job | BadEntry]:
-    """``jobs``, telling the display how many have been read so far."""
-    for number, job in enumerate(jobs, 1):
-        known(number)
-        yield job
+    return given, open_list(args.input_file)
 
 
 def _count_in_background(path: str, given: int, known: Callable[[int], None]) -> None:

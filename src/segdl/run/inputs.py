@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -154,13 +155,33 @@ def parse_input_file(text: str, *, first_line: int = 1) -> list[Job]:
 class JobStream:
     """The jobs of a streamed input list (see :func:`read_jobs`), iterated once. ``may_wait``:
     reading it may block for long (a pipe, a terminal), so a batch reads it in a thread of
-    its own rather than hold up the answers already arriving."""
+    its own rather than hold up the answers already arriving. ``first``: jobs that come
+    before the list's (a command line's URLs); ``on_read(n)``: called as the n-th job is
+    read (a display's count of the files so far)."""
 
-    def __init__(self, lines: Iterable[str], *, may_wait: bool = False) -> None:
+    def __init__(
+        self,
+        lines: Iterable[str],
+        *,
+        may_wait: bool = False,
+        first: Iterable[Job] = (),
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
         self._lines = lines
         self.may_wait = may_wait
+        self._first = first
+        self._on_read = on_read
 
     def __iter__(self) -> Iterator[Job | BadEntry]:
+        jobs = itertools.chain(self._first, self._parsed())
+        if self._on_read is None:
+            yield from jobs
+            return
+        for number, job in enumerate(jobs, 1):
+            self._on_read(number)
+            yield job
+
+    def _parsed(self) -> Iterator[Job | BadEntry]:
         for entry in _entries(self._lines, 1):
             try:
                 yield _job(entry)
@@ -168,13 +189,20 @@ class JobStream:
                 yield BadEntry(entry.urls or (), exc)
 
 
-def read_jobs(lines: Iterable[str], *, may_wait: bool | None = None) -> JobStream:
+def read_jobs(
+    lines: Iterable[str],
+    *,
+    may_wait: bool | None = None,
+    first: Iterable[Job] = (),
+    on_read: Callable[[int], None] | None = None,
+) -> JobStream:
     """The jobs of a streamed input list, each as soon as it is read; a bad entry comes as
     a :class:`BadEntry` in its place (the batch reports its line and goes on). ``may_wait``
-    (None: found out for an open file, False for other lines): see :class:`JobStream`."""
+    (None: found out for an open file, False for other lines), ``first`` and ``on_read``:
+    see :class:`JobStream`."""
     if may_wait is None:
         may_wait = _may_wait(lines)
-    return JobStream(lines, may_wait=may_wait)
+    return JobStream(lines, may_wait=may_wait, first=first, on_read=on_read)
 
 
 def _may_wait(lines: Iterable[str]) -> bool:
