@@ -16,6 +16,7 @@ from segdl.core.errors import RemoteChanged
 from segdl.core.failures import SINGLE_AFTER
 from segdl.core.progress import Event, Notice, NoticeKind
 from segdl.net.fake import FakeAnswer, FakeFile, FakeRequest, FakeTransport, Route, serve
+from segdl.net.interfaces import NoPreconnection, Preconnection
 
 URL = "http://origin.test/f.bin"
 MIRROR = "http://mirror.test/f.bin"
@@ -233,3 +234,32 @@ def test_ranges_that_break_before_their_first_byte_end_in_one_stream(dest: Path)
     ranged = [r for r in transport.requests if r.header("Range") not in (None, "bytes=0-")]
     assert SINGLE_AFTER <= len(ranged) <= 4 * SINGLE_AFTER, len(ranged)  # without: 4 x 21
     assert transport.requests[-1].header("Range") is None
+
+
+class CountingPreconnects(FakeTransport):
+    """A fake transport that counts the preconnects asked of it."""
+
+    def __init__(self, routes: dict[str, Route]) -> None:
+        super().__init__(routes)
+        self.preconnects: list[int] = []
+
+    def preconnect(self, url: str, count: int) -> Preconnection:
+        self.preconnects.append(count)
+        return NoPreconnection()
+
+
+def test_a_download_preconnects_once_even_when_it_starts_over(dest: Path) -> None:
+    """The other connections' handshakes start beside the first request only, once per
+    download: neither a retried first request (503) nor a restart after the file changed
+    opens a second set."""
+    changing = ChangingFile(changes=1)
+    answers = iter([FakeAnswer(503, reason="Busy")])
+
+    def busy_once(request: FakeRequest) -> FakeAnswer:
+        return next(answers, None) or changing.route(request)
+
+    transport = CountingPreconnects({URL: busy_once})
+    notices = run(transport, dest, preconnect=True)
+    assert dest.read_bytes() == data(1)
+    assert {NoticeKind.CONNECTION_RETRY, NoticeKind.REMOTE_CHANGED} <= kinds(notices)
+    assert transport.preconnects == [3]

@@ -35,7 +35,7 @@ from segdl.net.interfaces import Transport
 from segdl.run.probe import Contacts, FirstContact, close
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.sources import usable_mirrors
-from segdl.run.transfer import Transfer
+from segdl.run.transfer import Fetched, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,8 @@ class Attempt:
         digest = DigestCheck(expected, part.fileno) if expected is not None else None
         transfer = self._transfer(transfer_mirrors, digest)
         try:
-            resource, ranged, connections, saved = self._fetch(
-                transfer, contact, part, missing, digest
-            )
-            self._commit(part, resource, stateful=state is not None or saved)
+            fetched, saved = self._fetch(transfer, contact, part, missing, digest)
+            self._commit(part, fetched.resource, stateful=state is not None or saved)
         except IntegrityError:
             part.close()
             resuming.discard(target.paths)
@@ -110,10 +108,10 @@ class Attempt:
                 digest.close()
         elapsed_s = target.elapsed_s()
         log.debug("finalized after %.3f s", elapsed_s)
-        size_bytes = resource.size_bytes or 0
+        size_bytes = fetched.resource.size_bytes or 0
         final = target.paths.final
         target.listener(DownloadFinished(target.shown_url, final, size_bytes, elapsed_s))
-        return Result(target.url, final, size_bytes, elapsed_s, connections, ranged)
+        return Result(target.url, final, size_bytes, elapsed_s, fetched.connections, fetched.ranged)
 
     def _contact(self, missing: list[ByteRange] | None) -> FirstContact:
         """A resume asks for its first missing range (bounded: an open-ended range would make
@@ -171,14 +169,13 @@ class Attempt:
         part: PartFile,
         missing: list[ByteRange] | None,
         digest: DigestCheck | None,
-    ) -> tuple[Resource, bool, int, bool]:
-        """Every byte in and verified: the resource, whether ranges were used, the
-        connections, and whether a state file was saved on the way."""
+    ) -> tuple[Fetched, bool]:
+        """Every byte in and verified; and whether a state file was saved on the way."""
         if contact.resource.size_bytes is None or contact.mode is Mode.EMPTY:
-            resource, ranged, connections = transfer.fetch(contact, part, missing)
-            self._received(resource)
-            self._verify(digest, resource)
-            return resource, ranged, connections, False
+            fetched = transfer.fetch(contact, part, missing)
+            self._received(fetched.resource)
+            self._verify(digest, fetched.resource)
+            return fetched, False
         target = self.target
         template = resuming.state_for(target.url, contact.resource, [], self.lock.token)
         if self.state is not None:
@@ -193,15 +190,15 @@ class Attempt:
             hashed=(lambda: digest.hashed_bytes) if digest is not None else None,
             keep_cache=target.options.keep_cache,
         ) as checkpointer:
-            resource, ranged, connections = transfer.fetch(contact, part, missing, checkpointer)
-            self._received(resource)
+            fetched = transfer.fetch(contact, part, missing, checkpointer)
+            self._received(fetched.resource)
             try:
-                self._verify(digest, resource)
+                self._verify(digest, fetched.resource)
             except IntegrityError:
                 checkpointer.abandon()  # wrong bytes are not worth resuming
                 raise
             checkpointer.complete()
-            return resource, ranged, connections, checkpointer.saved
+            return fetched, checkpointer.saved
 
     def _commit(self, part: PartFile, resource: Resource, *, stateful: bool) -> None:
         """The final name, then the state goes. A sub-second download with no state skips

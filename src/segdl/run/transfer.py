@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from segdl.core.answers import Mode
@@ -34,6 +35,18 @@ from segdl.run.supervise import Supervisor, Watch
 from segdl.run.workers import RangedPhase, SwitchToSingleStream
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What a transfer brought in."""
+
+    resource: Resource
+    """The resource as finally known (a plain stream learns its size at the end)."""
+    ranged: bool
+    """The bytes came over ranges (not one plain stream)."""
+    connections: int
+    """The connections a byte came over."""
 
 
 class Transfer:
@@ -83,25 +96,24 @@ class Transfer:
         part: PartFile,
         missing: list[ByteRange] | None,
         checkpointer: Checkpointer | None = None,
-    ) -> tuple[Resource, bool, int]:
-        """Get every byte into ``part``; return the resource as finally known, whether it
-        came over ranges, and the connections it came over. ``checkpointer`` keeps the
-        state file of this fetch durable (none: no state)."""
+    ) -> Fetched:
+        """Get every byte into ``part``. ``checkpointer`` keeps the state file of this
+        fetch durable (none: no state)."""
         if contact.mode is Mode.EMPTY:
             self._supervisor.started(contact.resource, ranged=False, connections=0)
             part.allocate(0)
-            return contact.resource, False, 0
+            return Fetched(contact.resource, False, 0)
         if contact.mode is not Mode.RANGED:
             self._supervisor.notice(NoticeKind.FALLBACK_SINGLE_STREAM, contact.reason)
             plain = self._plain(part, checkpointer, [])
-            return plain.fetch(contact.response, contact.resource), False, 1
+            return Fetched(plain.fetch(contact.response, contact.resource), False, 1)
         try:
             connections = self._fetch_ranged(contact, part, missing, checkpointer)
-            return contact.resource, True, connections
+            return Fetched(contact.resource, True, connections)
         except SwitchToSingleStream as switch:
             self._supervisor.notice(NoticeKind.FALLBACK_SINGLE_STREAM, switch.reason)
             plain = self._plain(part, checkpointer, self.written_ranges() if switch.keep else [])
-            return plain.fetch(None, contact.resource), False, 1
+            return Fetched(plain.fetch(None, contact.resource), False, 1)
 
     def _plain(
         self, part: PartFile, checkpointer: Checkpointer | None, kept: list[ByteRange]
