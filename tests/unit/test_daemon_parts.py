@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from segdl.core.options import DownloadOptions, IfExists
+from segdl.core.options import DEFAULTS, DownloadOptions, IfExists
 from segdl.daemon import ariaopts, render
 from segdl.daemon.confine import confined_dir, confined_output
 from segdl.daemon.errors import RpcError
@@ -99,6 +100,16 @@ def test_aria2_options_map_to_download_options() -> None:
     assert ariaopts.normalized({"split": 4, "pause": True}) == {"split": "4", "pause": "true"}
     with pytest.raises(RpcError):
         ariaopts.normalized({"split": {"a": 1}})
+
+
+def test_a_fresh_daemon_s_defaults_are_the_options_defaults() -> None:
+    """The global options a fresh daemon reports give a download the library's defaults,
+    but for aria2's own: a taken output name is renamed."""
+    plain = ariaopts.download_options({}, ariaopts.defaults("/r", 5, DEFAULTS.connections, "0"))
+    assert plain == replace(
+        DEFAULTS, if_exists=IfExists.RENAME, min_split_bytes=plain.min_split_bytes
+    )
+    assert plain.min_split_bytes == DEFAULTS.min_split_bytes
 
 
 def test_bitfield_counts_only_whole_pieces() -> None:

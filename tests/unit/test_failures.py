@@ -271,7 +271,12 @@ def test_a_stream_piece_waits_at_most_a_few_seconds() -> None:
     error = TimeoutError_(URL, "idle")
     policy = RetryPolicy(attempts=9, failures=8, base_wait_s=10.0, max_wait_s=600.0)
     decision = decide_piece(
-        error, policy, stopping=False, taken=False, progressed=False, now_epoch_s=0.0,
+        error,
+        policy,
+        stopping=False,
+        taken=False,
+        progressed=False,
+        now_epoch_s=0.0,
         rand=lambda: 1.0,
     )
     assert decision.action is Action.RETRY and decision.wait_s == PIECE_MAX_WAIT_S

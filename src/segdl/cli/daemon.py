@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import IO
 
 from segdl.core.errors import UsageError
+from segdl.core.option_table import default as option_default
 from segdl.daemon.config import DEFAULT_PORT, configure, lock_state_dir
 
 
@@ -56,13 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-j", "--jobs", type=int, default=5, help="downloads at once (default 5)")
     parser.add_argument(
-        "-x", "--connections", type=int, default=8, help="connections per download (default 8)"
+        "-x",
+        "--connections",
+        type=int,
+        default=option_default("connections"),
+        help="connections per download (default %(default)s)",
     )
     parser.add_argument(
         "--max-connections-per-host",
         type=int,
-        default=16,
-        help="connections to one host across all downloads (default 16)",
+        default=option_default("max_connections_per_host"),
+        help="connections to one host across all downloads (default %(default)s)",
     )
     parser.add_argument(
         "--limit-rate", default="0", metavar="RATE", help="bytes/s for everything (0: none)"

@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from segdl.core.errors import UsageError
-from segdl.core.options import DownloadOptions, parse_headers, parse_size, with_overrides
+from segdl.core.options import (
+    DEFAULTS,
+    DownloadOptions,
+    parse_headers,
+    parse_size,
+    with_overrides,
+)
 from segdl.daemon.errors import RpcError
 
 OptionValue = str | list[str]
@@ -44,19 +50,21 @@ _FIXED_AFTER_START = ("dir", "out")
 
 
 def defaults(root: str, jobs: int, connections: int, limit: str) -> Options:
-    """The global options a fresh daemon reports (aria2's names, segdl's defaults)."""
+    """The global options a fresh daemon reports (aria2's names, segdl's defaults: the
+    options' own, except that a taken output name is renamed, as aria2's
+    auto-file-renaming does)."""
     return {
         "dir": root,
         "max-concurrent-downloads": str(jobs),
         "max-overall-download-limit": limit,
         "split": str(connections),
         "max-connection-per-server": str(connections),
-        "min-split-size": str(1024 * 1024),
+        "min-split-size": str(DEFAULTS.min_split_bytes),
         "max-download-limit": "0",
         "allow-overwrite": "false",
         "auto-file-renaming": "true",
-        "timeout": "30",
-        "max-tries": "5",
+        "timeout": str(round(DEFAULTS.timeout_s)),  # aria2's: whole seconds
+        "max-tries": str(DEFAULTS.retries),
         "lowest-speed-limit": "0",
         "remote-time": "false",
         "continue": "true",
