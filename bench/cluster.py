@@ -1,12 +1,13 @@
 """The cluster runner's costs: ``python -m bench.cluster`` (needs segdl[cluster]).
 
-1. Ray's overhead: N x 16 KiB files from a local nginx, ``segdl -i`` alone (which takes
-   the lean path for small files) against ``download_many(lean=False)`` (the full path, the
-   one a batch behind a host gate takes), ``segdl -i --ray`` (a local Ray of one node
-   started for the run, as a user without a cluster gets it) and ``segdl.cluster.run`` on a
-   Ray already running (what a cluster's users pay per run). Every file's sha256 is checked.
+1. Ray's overhead: N x 16 KiB files from a local nginx, ``segdl -i`` alone against
+   ``segdl.cluster.run`` on a Ray node of this machine already running (what a cluster's
+   users pay per run; one shard task at a time, and one per CPU), alternated over a few
+   rounds (medians), and once ``segdl -i --ray`` (a local Ray started for the run, as a user
+   without a cluster gets it). Every file's sha256 is checked.
 2. The host actor alone: slots granted per second by the one actor of a run, to callers in
-   other processes (Ray tasks), in batches of ``--lease-batch``.
+   other processes (Ray tasks) calling it as a worker's gate does, in batches of each size
+   of ``--lease-batch`` (a gate asks for 4, doubling up to 256 while demand outruns it).
 3. Scale, simulated: 100 fake workers (threads, each with its own LeasedGate and heartbeat)
    x 1 host behind a cap, each "request" holding its connection for a fixed time: the peak
    of connections held at once must stay at the cap and throughput be the cap's share.
@@ -20,6 +21,7 @@ import argparse
 import hashlib
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on loopback
 
@@ -61,14 +64,17 @@ def _timed(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def overhead(count: int, jobs: int, shard_size: int) -> dict[str, float]:
-    """Walls of the three ways to run the same list (fresh destinations each)."""
+def overhead(count: int, jobs: int, shard_size: int, rounds: int) -> dict[str, list[float]]:
+    """Walls of the same list run alone and on a running Ray node of this machine (its
+    CPUs, as ``ray start`` makes it), alternated ``rounds`` times (this machine's disk makes
+    single runs vary by 2x), fresh destinations each; and once, ``segdl -i --ray`` starting
+    its own Ray."""
     import ray
 
-    import segdl
     import segdl.cluster
 
-    walls: dict[str, float] = {}
+    walls: dict[str, list[float]] = {}
+    cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="segdl-cluster-bench-") as tmp:
         root = Path(tmp) / "www"
         root.mkdir()
@@ -77,68 +83,72 @@ def overhead(count: int, jobs: int, shard_size: int) -> dict[str, float]:
             listing = Path(tmp) / "urls.txt"
             listing.write_text("".join(nginx.url(name) + "\n" for name in digests))
             base = [sys.executable, "-m", "segdl", "-q", "-j", str(jobs), "-i", str(listing)]
-            out = Path(tmp) / "alone"
-            walls["segdl -i"] = _timed([*base, "-d", str(out)])
-            assert _check(out, digests), "segdl -i: a file differs"
-            out = Path(tmp) / "full-path"
-            started = time.perf_counter()
-            batch = segdl.download_many(
-                [nginx.url(name) for name in digests], parallel=jobs, directory=out, lean=False
-            )
-            walls["download_many, full path (what a gated worker runs)"] = (
-                time.perf_counter() - started
-            )
-            assert batch.ok and _check(out, digests), "download_many: a file differs"
-            out = Path(tmp) / "ray-cli"
-            ray_cli = [*base, "-d", str(out), "--ray", "--shard-size", str(shard_size)]
-            walls["segdl -i --ray (starts Ray)"] = _timed(ray_cli)
-            assert _check(out, digests), "segdl --ray: a file differs"
-            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
             try:
                 ray.get(ray.remote(lambda: None).remote())  # a worker is up
-                out = Path(tmp) / "ray-running"
-                started = time.perf_counter()
-                report = segdl.cluster.run(
-                    listing, out, shard_size=shard_size, parallel=jobs, task_cpus=1
-                )
-                walls["cluster.run, Ray running"] = time.perf_counter() - started
-                assert report.totals.done == count and _check(out, digests)
+                for round_ in range(rounds):
+                    out = Path(tmp) / f"alone{round_}"
+                    walls.setdefault("segdl -i", []).append(_timed([*base, "-d", str(out)]))
+                    assert _check(out, digests), "segdl -i: a file differs"
+                    shutil.rmtree(out)
+                    for at_once in sorted({1, cpus}):
+                        out = Path(tmp) / f"ray{round_}-{at_once}"
+                        started = time.perf_counter()
+                        report = segdl.cluster.run(
+                            listing, out, shard_size=shard_size, parallel=jobs,
+                            task_cpus=cpus / at_once,
+                        )  # fmt: skip
+                        name = f"cluster.run, Ray running (1 node), {at_once} shard(s) at once"
+                        walls.setdefault(name, []).append(time.perf_counter() - started)
+                        assert report.totals.done == count and _check(out, digests)
+                        shutil.rmtree(out)
             finally:
                 ray.shutdown()
+            out = Path(tmp) / "ray-cli"
+            ray_cli = [*base, "-d", str(out), "--ray", "--shard-size", str(shard_size)]
+            walls["segdl -i --ray (starts and stops its Ray)"] = [_timed(ray_cli)]
+            assert _check(out, digests), "segdl --ray: a file differs"
     return walls
 
 
-def lease_rate(callers: int, batch: int, seconds: float) -> tuple[float, float]:
-    """(slots granted per second, actor calls per second) with ``callers`` Ray tasks each
-    acquiring ``batch`` slots and giving them back, as fast as the actor answers."""
+def lease_rate(callers: int, batches: list[int], seconds: float) -> list[tuple[int, float, float]]:
+    """(batch, slots granted per second, actor calls per second) for each batch size, with
+    ``callers`` Ray tasks calling the actor as a worker's gate does: an acquire waited for,
+    its release sent without waiting (as :class:`segdl.cluster.actor.RayLeases` does)."""
     import ray
 
     from segdl.cluster.actor import start_book
 
     ray.init(num_cpus=callers, include_dashboard=False, log_to_driver=False)
+    results = []
     try:
-        book = start_book(callers * batch, ttl_s=30.0, max_pause_s=300.0, rate_per_s=None)
 
         @ray.remote(num_cpus=1)
-        def caller(book: object, name: str, batch: int, seconds: float) -> int:
+        def caller(book: Any, name: str, batch: int, seconds: float) -> int:
             granted = 0
             end = time.monotonic() + seconds
             while time.monotonic() < end:
-                view = ray.get(book.acquire.remote(name, "h:80", batch, 0.0))  # type: ignore[attr-defined]
+                view = ray.get(book.acquire.remote(name, "h:80", batch, 0.0))
                 granted += view.granted
-                ray.get(book.release.remote(name, "h:80", view.granted))  # type: ignore[attr-defined]
+                book.release.remote(name, "h:80", view.granted)
+            ray.get(book.held.remote("h:80"))  # the releases sent are all answered
             return granted
 
-        ray.get([caller.remote(book, f"warm{n}", batch, 0.5) for n in range(callers)])
-        started = time.perf_counter()
-        granted = sum(
-            ray.get([caller.remote(book, f"w{n}", batch, seconds) for n in range(callers)])
-        )
-        elapsed = time.perf_counter() - started
-        calls = ray.get(book.snapshot.remote())["calls"]
-        return granted / elapsed, calls / (elapsed + 0.5)  # warm-up calls counted too: rough
+        for batch in batches:
+            book = start_book(callers * batch, ttl_s=30.0, max_pause_s=300.0, rate_per_s=None)
+            ray.get([caller.remote(book, f"warm{n}", batch, 0.5) for n in range(callers)])
+            before = ray.get(book.snapshot.remote())["calls"]
+            started = time.perf_counter()
+            granted = sum(
+                ray.get([caller.remote(book, f"w{n}", batch, seconds) for n in range(callers)])
+            )
+            elapsed = time.perf_counter() - started
+            calls = ray.get(book.snapshot.remote())["calls"] - before
+            results.append((batch, granted / elapsed, calls / elapsed))
+            ray.kill(book)
     finally:
         ray.shutdown()
+    return results
 
 
 def simulate(workers: int, cap: int, hold_s: float, seconds: float) -> dict[str, float]:
@@ -192,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--jobs", type=int, default=16)
     parser.add_argument("--shard-size", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callers", type=int, default=2)
-    parser.add_argument("--lease-batch", type=int, default=16)
+    parser.add_argument("--lease-batch", default="4,16,64,256", help="sizes, comma-separated")
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--cap", type=int, default=16)
     parser.add_argument("--hold-ms", type=float, default=20.0)
@@ -202,23 +213,26 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(args.skip or ())
     rows = ["| measure | figure | target | met |", "|---|---|---|---|"]
     if "overhead" not in skip:
-        walls = overhead(args.files, args.jobs, args.shard_size)
-        alone = walls["segdl -i"]
-        for name, wall in walls.items():
+        walls = overhead(args.files, args.jobs, args.shard_size, args.rounds)
+        alone = statistics.median(walls["segdl -i"])
+        for name, runs in walls.items():
+            wall = statistics.median(runs)
             ratio = wall / alone
             target = "-" if name == "segdl -i" else "<= 1.2x"
             met = "-" if name == "segdl -i" else ("yes" if ratio <= 1.2 else "no")
+            each = ", ".join(f"{run:.1f}" for run in runs)
             rows.append(
-                f"| {args.files} x 16 KiB, nginx, -j {args.jobs}: {name} | {wall:.2f} s "
-                f"({ratio:.2f}x) | {target} | {met} |"
+                f"| {args.files} x 16 KiB, nginx, -j {args.jobs}: {name} (median of {each} s) "
+                f"| {wall:.2f} s ({ratio:.2f}x) | {target} | {met} |"
             )
     if "leases" not in skip:
-        rate, calls = lease_rate(args.callers, args.lease_batch, 3.0)
-        rows.append(
-            f"| host actor alone: slots granted/s ({args.callers} callers, batches of "
-            f"{args.lease_batch}; {calls:.0f} calls/s) | {rate:,.0f} | >= 20,000 | "
-            f"{'yes' if rate >= 20_000 else 'no'} |"
-        )
+        batches = [int(size) for size in args.lease_batch.split(",")]
+        for batch, rate, calls in lease_rate(args.callers, batches, 3.0):
+            rows.append(
+                f"| host actor alone: slots granted/s ({args.callers} callers, batches of "
+                f"{batch}; {calls:.0f} calls/s) | {rate:,.0f} | >= 20,000 | "
+                f"{'yes' if rate >= 20_000 else 'no'} |"
+            )
     if "simulation" not in skip:
         sim = simulate(args.workers, args.cap, args.hold_ms / 1000, 8.0)
         share = sim["rate"] / sim["ideal"]

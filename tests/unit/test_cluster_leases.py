@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segdl.cluster.gate import LeasedGate, LocalLeases
-from segdl.cluster.leases import LeaseBook
+from segdl.cluster.leases import HostView, LeaseBook
 
 
 def test_cap_holds_over_workers() -> None:
@@ -275,3 +275,36 @@ def test_slots_go_round_between_busy_workers() -> None:
         thread.join()
         busy.close()
         other.close()
+
+
+def test_closing_a_gate_does_not_wait_out_its_heartbeat() -> None:
+    """A gate closes in one round trip to the book, not after its heartbeat's long poll (a
+    shard ends in it: a tick lost per shard was seconds per run)."""
+    service = LocalLeases(LeaseBook(2))
+    gate = LeasedGate(service, tick_s=5.0)
+    assert gate.connect("h:80", 1.0)
+    time.sleep(0.1)  # the heartbeat is in its long poll
+    gate.disconnected("h:80")
+    started = time.monotonic()
+    gate.close()
+    assert time.monotonic() - started < 1.0
+    assert service.book.held("h:80") == 0
+
+
+def test_a_worker_asking_again_soon_asks_for_more_at_once() -> None:
+    """Demand that outruns the batch (a connection opened after another) doubles what the
+    gate asks the book for, so 100 connections cost a handful of calls, not 100."""
+
+    class Counting(LocalLeases):
+        acquires = 0
+
+        def acquire(self, worker: str, host: str, want: int, wait_s: float) -> HostView:
+            Counting.acquires += 1
+            return super().acquire(worker, host, want, wait_s)
+
+    service = Counting(LeaseBook(1000))
+    with LeasedGate(service, lease_batch=4, tick_s=5.0) as gate:
+        for _ in range(100):
+            assert gate.connect("h:80", 0.0)
+        assert Counting.acquires <= 6
+        assert service.book.held("h:80") <= 100 + 128

@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from segdl.cluster.gate import Departures
 from segdl.cluster.leases import HostView, LeaseBook
 
 Counts = tuple[int, int, int, int]
@@ -29,6 +30,7 @@ class HostBook:
     ) -> None:
         self._book = LeaseBook(cap, ttl_s=ttl_s, max_pause_s=max_pause_s, rate_per_s=rate_per_s)
         self._changed = asyncio.Event()
+        self._gone = Departures()
         self._calls = 0
         # shard id -> (attempt, counts, worker, when): the latest attempt's live figures
         self._tally: dict[str, tuple[str, Counts, str, float]] = {}
@@ -69,9 +71,15 @@ class HostBook:
         self, worker: str, since: int, timeout_s: float
     ) -> tuple[int, dict[str, HostView]]:
         deadline = time.monotonic() + timeout_s
-        while self._book.pause_epoch == since and (left := deadline - time.monotonic()) > 0:
+        while (
+            self._book.pause_epoch == since
+            and worker not in self._gone
+            and (left := deadline - time.monotonic()) > 0
+        ):
             await self._wait(left)
         self._calls += 1
+        if self._gone.seen(worker):
+            return self._book.pause_epoch, {}
         return self._book.pause_epoch, self._book.renew(worker, time.monotonic())
 
     async def take_requests(self, worker: str, host: str, want: int) -> tuple[int, float]:
@@ -81,6 +89,7 @@ class HostBook:
     async def leave(self, worker: str) -> None:
         self._calls += 1
         self._book.leave(worker)
+        self._gone.add(worker, time.monotonic())
         self._notify()
 
     async def tally(

@@ -28,6 +28,9 @@ from segdl.cluster.leases import HostView, LeaseBook
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH = 256
+"""Most slots a worker asks the book for at once (within its share)."""
+
 
 class LeaseService(Protocol):
     """The book as a worker reaches it (each call may cross the network)."""
@@ -41,13 +44,39 @@ class LeaseService(Protocol):
     def pause(self, host: str, delay_s: float) -> None: ...
 
     def watch(self, worker: str, since: int, timeout_s: float) -> tuple[int, dict[str, HostView]]:
-        """Wait until the pause epoch differs from ``since`` (or ``timeout_s``), then renew
-        ``worker``'s leases; the epoch and the worker's view of each host."""
+        """Wait until the pause epoch differs from ``since`` (or ``timeout_s``, or ``worker``
+        has left), then renew ``worker``'s leases; the epoch and the worker's view of each
+        host (none once it has left)."""
         ...
 
     def take_requests(self, worker: str, host: str, want: int) -> tuple[int, float]: ...
 
-    def leave(self, worker: str) -> None: ...
+    def leave(self, worker: str) -> None:
+        """``worker`` is done: its slots are free, and its heartbeat's watch returns now."""
+        ...
+
+
+class Departures:
+    """Workers that left, until their heartbeat's last watch has seen it (or a minute has
+    passed: a watch that never came)."""
+
+    KEEP_S = 60.0
+
+    def __init__(self) -> None:
+        self._left: dict[str, float] = {}
+
+    def add(self, worker: str, now: float) -> None:
+        for name, at in list(self._left.items()):
+            if now - at > self.KEEP_S:
+                del self._left[name]
+        self._left[worker] = now
+
+    def __contains__(self, worker: object) -> bool:
+        return worker in self._left
+
+    def seen(self, worker: str) -> bool:
+        """Whether ``worker`` has left (forgotten from here on)."""
+        return self._left.pop(worker, None) is not None
 
 
 class LocalLeases:
@@ -58,6 +87,7 @@ class LocalLeases:
         self.book = book
         self._clock = clock
         self._changed = threading.Condition()
+        self._gone = Departures()
         self.calls = 0
 
     def acquire(self, worker: str, host: str, want: int, wait_s: float) -> HostView:
@@ -86,8 +116,12 @@ class LocalLeases:
 
     def watch(self, worker: str, since: int, timeout_s: float) -> tuple[int, dict[str, HostView]]:
         with self._changed:
-            self._changed.wait_for(lambda: self.book.pause_epoch != since, timeout_s)
+            self._changed.wait_for(
+                lambda: self.book.pause_epoch != since or worker in self._gone, timeout_s
+            )
             self.calls += 1
+            if self._gone.seen(worker):
+                return self.book.pause_epoch, {}
             return self.book.pause_epoch, self.book.renew(worker, self._clock())
 
     def take_requests(self, worker: str, host: str, want: int) -> tuple[int, float]:
@@ -99,6 +133,7 @@ class LocalLeases:
         with self._changed:
             self.calls += 1
             self.book.leave(worker)
+            self._gone.add(worker, self._clock())
             self._changed.notify_all()
 
 
@@ -115,6 +150,8 @@ class _Host:
     last_busy: float = 0.0
     others_waiting: int = 0  # other workers waiting for this host's slots
     granted_at: float = 0.0  # when the book last granted this worker slots
+    asked_at: float = -1e9  # when this worker last asked the book for slots
+    streak: int = 0  # slots to ask for next, grown while demand outruns the batch
 
 
 def worker_name() -> str:
@@ -175,22 +212,36 @@ class LeasedGate:
                             return False
                         self._changed.wait(min(left, self._tick_s))
                         continue
-                    state.asking = asked = True
-                    want = min(self._batch, state.waiting)
-                    self._changed.release()
-                    try:
-                        wait_s = max(0.0, min(left, 0.5))
-                        view = self._service.acquire(self.worker, host, want, wait_s)
-                    finally:
-                        self._changed.acquire()
-                        state.asking = False
-                    state.held += view.granted
-                    if view.granted:
-                        state.granted_at = self._clock()
-                    self._learn(state, view)
-                    self._changed.notify_all()
+                    asked = True
+                    self._ask(state, host, max(0.0, min(left, 0.5)))
             finally:
                 state.waiting -= 1
+
+    def _ask(self, state: _Host, host: str, wait_s: float) -> None:
+        """Ask the book for slots, with the lock let go meanwhile: as many as threads wait
+        here, or more when the host's slots were asked for again within a tick of a grant
+        that gave all it was asked (demand outruns the batch: fewer, larger calls, doubling
+        up to :data:`MAX_BATCH`), never past this worker's share."""
+        state.asking = True
+        want = max(min(self._batch, state.waiting), state.streak)
+        want = max(1, min(want, state.share - state.held))
+        self._changed.release()
+        try:
+            view = self._service.acquire(self.worker, host, want, wait_s)
+        finally:
+            self._changed.acquire()
+            state.asking = False
+        now = self._clock()
+        if view.granted >= want and now - state.asked_at < self._tick_s:
+            state.streak = min(2 * max(want, self._batch), MAX_BATCH)
+        elif view.granted < want:
+            state.streak = 0
+        state.asked_at = now
+        state.held += view.granted
+        if view.granted:
+            state.granted_at = now
+        self._learn(state, view)
+        self._changed.notify_all()
 
     def disconnected(self, host: str) -> None:
         with self._changed:
@@ -255,10 +306,11 @@ class LeasedGate:
     # -- lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Give every slot back and stop the heartbeat (the connections are closed first)."""
+        """Give every slot back and stop the heartbeat (the connections are closed first):
+        leaving also ends the heartbeat's watch, so this takes one round trip, not a tick."""
         self._closed.set()
-        self._watcher.join(timeout=self._tick_s + 5.0)
         self._service.leave(self.worker)
+        self._watcher.join(timeout=self._tick_s + 5.0)
 
     def __enter__(self) -> LeasedGate:
         return self

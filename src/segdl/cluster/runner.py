@@ -45,6 +45,9 @@ from segdl.run.shards import (
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.5
+# A worker's heartbeat (its gate's long poll) and its shard's tally: each a call a second
+# to the one actor per worker, which bounds the cluster's size (see bench/README.md).
+_BEAT_S = 1.0
 _NODES_EVERY_S = 2.0
 
 
@@ -78,9 +81,7 @@ def run(
     """
     settings = with_overrides(options, overrides)
     started = time.monotonic()
-    files = count_files(source) if isinstance(source, (str, os.PathLike)) else None
-    if files == 0:
-        raise UsageError(f"no URL in {os.fspath(source)}")  # type: ignore[arg-type]
+    files = _count(source)
     with _ray_session(address):
         book = start_book(
             settings.max_connections_per_host,
@@ -88,19 +89,16 @@ def run(
             max_pause_s=settings.max_retry_after_s,
             rate_per_s=rate_per_host,
         )
-        task = ray.remote(_run_shard).options(
-            num_cpus=task_cpus, max_retries=max_retries, retry_exceptions=False
-        )
-        cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
-        window = in_flight or max(2, int(2 * cpus / task_cpus))
         context = _Context(
-            task=task,
+            task=ray.remote(_run_shard).options(
+                num_cpus=task_cpus, max_retries=max_retries, retry_exceptions=False
+            ),
             dest=os.fspath(dest),
             batch={"parallel": parallel, "pipelining": pipelining},
             options=_fields(settings),
             book=book,
             rate_limited=rate_per_host is not None,
-            window=window,
+            window=in_flight or _window(task_cpus),
             files=files,
             started=started,
             on_progress=on_progress,
@@ -109,14 +107,24 @@ def run(
         reports, from_markers, lost = context.drive(iter_shards(source, shard_size))
         last = ray.get(book.snapshot.remote())
         ray.kill(book)
-    return RunReport(
-        Totals.of(reports),
-        time.monotonic() - started,
-        from_markers,
-        lost,
-        last["granted"],
-        tuple(last["nodes"]),
-    )
+    totals, wall_s = Totals.of(reports), time.monotonic() - started
+    return RunReport(totals, wall_s, from_markers, lost, last["granted"], tuple(last["nodes"]))
+
+
+def _count(source: str | os.PathLike[str] | Iterable[str]) -> int | None:
+    """The files of a list on disk (read once more, streamed); None for other sources."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    files = count_files(source)
+    if files == 0:
+        raise UsageError(f"no URL in {os.fspath(source)}")
+    return files
+
+
+def _window(task_cpus: float) -> int:
+    """Shard tasks queued at once: two per task the cluster can run now."""
+    cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
+    return max(2, int(2 * cpus / task_cpus))
 
 
 @contextlib.contextmanager
@@ -216,7 +224,7 @@ class _Context:
                 more_done, more_skipped, more_failed, more_bytes = counts
                 done, skipped = done + more_done, skipped + more_skipped
                 failed, size = failed + more_failed, size + more_bytes
-                if age_s < 3 * _TICK_S:
+                if age_s < 3 * _BEAT_S:
                     workers.add(worker)
         now = time.monotonic()
         if now - self._nodes_at > _NODES_EVERY_S:
@@ -286,12 +294,12 @@ def _run_shard(
     node = ray.get_runtime_context().get_node_id()
     tally = _Tally()
     stop = threading.Event()
-    gate = LeasedGate(RayLeases(book), rate_limited=rate_limited)
+    gate = LeasedGate(RayLeases(book), rate_limited=rate_limited, tick_s=_BEAT_S)
 
     def report_progress() -> None:
         while True:  # at once (the node took part), then every tick
             book.tally.remote(shard.id, attempt, tally.counts(), gate.worker, node)
-            if stop.wait(_TICK_S):
+            if stop.wait(_BEAT_S):
                 return
 
     reporter = threading.Thread(target=report_progress, name="segdl-tally", daemon=True)
