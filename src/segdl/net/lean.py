@@ -38,147 +38,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import httptools
 
 from segdl.net.gate import HostGate, LoopGate, gate_key
+from segdl.net.leanconn import Answer, Conn, LeanRequest, Unusable, Watch
 from segdl.net.pipelining import HEAD_WAIT_S
 
 log = logging.getLogger(__name__)
 
-# The limits today's path holds a head to (README: "header lines over 64 KiB or more than
-# 100 fields"); past them, the answer is the full path's to judge and report.
-MAX_HEAD_BYTES = 64 * 1024
-MAX_FIELDS = 100
-MAX_INTERIM = 10
-WATCH_EVERY_S = 0.25
 _RECV_BYTES = 256 * 1024
 _TICK_S = 0.5
-
-
-@dataclass(eq=False, slots=True)
-class LeanRequest:
-    """One ``GET``: where to, its bytes on the wire, and whose it is."""
-
-    host: str
-    port: int
-    wire: bytes
-    token: object
-    attempts: int = 0
-
-
-@dataclass(slots=True)
-class Answer:
-    """A whole answer: status, header fields (names lowercased, in order) and body."""
-
-    status: int
-    version: str
-    fields: list[tuple[str, str]]
-    body: bytes
-    pipelined: bool
-    """It was read behind another answer on its connection."""
-
-    def header_values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.fields if key == wanted]
-
-
-# watch(request, status, header_values, body_bytes_so_far): an answer's head has arrived
-# (body_bytes_so_far 0), then its body grows (at most every WATCH_EVERY_S), for displays.
-Watch = Callable[[LeanRequest, int, Callable[[str], list[str]], int], None]
-
-
-class _Unusable(Exception):
-    """This answer is not for this loop (too large, unframed, odd head): defer its file."""
-
-
-@dataclass(eq=False, slots=True)
-class _Conn:
-    """One connection, its parser and the requests it owes answers to, oldest first."""
-
-    sock: socket.socket
-    origin: tuple[str, int]
-    key: str = ""  # the origin as a host gate names it
-    owed: deque[LeanRequest] = field(default_factory=deque)
-    outgoing: bytearray = field(default_factory=bytearray)
-    connected: bool = False
-    closing: bool = False  # the server said Connection: close: send nothing more
-    retiring: bool = False  # over this loop's share of a gated host: closed once answered
-    depth: int = 1  # raised once an answer shows the connection is kept alive
-    answered: int = 0
-    last_s: float = 0.0
-    done: list[tuple[LeanRequest, Answer]] = field(default_factory=list)
-    failure: str = ""  # why the connection cannot go on (after the answers in done)
-    max_body_bytes: int = 0
-    too_large: Callable[[int, Callable[[str], list[str]]], bool] | None = None
-    watch: Watch | None = None
-    clock: Callable[[], float] = time.monotonic
-    _watched_s: float = 0.0
-    # The answer being parsed.
-    _fields: list[tuple[str, str]] = field(default_factory=list)
-    _body: list[bytes] = field(default_factory=list)
-    _body_bytes: int = 0
-    _head_bytes: int = 0
-    _interim: int = 0
-    _status: int = 0
-    parser: httptools.HttpResponseParser | None = None
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if len(self._fields) >= MAX_FIELDS or self._head_bytes > MAX_HEAD_BYTES:
-            raise _Unusable("head too large")
-        self._fields.append((name.decode("latin-1").lower(), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        assert self.parser is not None
-        self._status = self.parser.get_status_code()
-        if 100 <= self._status < 200:
-            return
-        names = {name for name, _ in self._fields}
-        if "content-length" not in names and "transfer-encoding" not in names:
-            raise _Unusable("a body framed by the end of the connection")
-        if self.too_large is not None and self.too_large(self._status, self._values):
-            raise _Unusable("a larger file")
-        if self.watch is not None:
-            self._watched_s = self.clock()
-            self.watch(self.owed[0], self._status, self._values, 0)
-
-    def _values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self._fields if key == wanted]
-
-    def on_body(self, body: bytes) -> None:
-        self._body_bytes += len(body)
-        if self._body_bytes > self.max_body_bytes:
-            raise _Unusable("body larger than a small file")
-        self._body.append(body)
-        if self.watch is not None and self.clock() - self._watched_s >= WATCH_EVERY_S:
-            self._watched_s = self.clock()
-            self.watch(self.owed[0], self._status, self._values, self._body_bytes)
-
-    def on_message_complete(self) -> None:
-        status = self._status
-        if 100 <= status < 200:  # interim (RFC 9110 §15.2): skipped, a few at most
-            self._interim += 1
-            self._fields, self._head_bytes = [], 0
-            if status == 101 or self._interim > MAX_INTERIM:
-                raise _Unusable("too many interim answers")
-            return
-        assert self.parser is not None
-        version = self.parser.get_http_version()
-        keep_alive = self.parser.should_keep_alive()
-        request = self.owed.popleft()
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        answer = Answer(status, version, self._fields, body, pipelined=self.answered > 0)
-        self.answered += 1
-        self._fields, self._body, self._body_bytes, self._head_bytes = [], [], 0, 0
-        self._interim = 0
-        self.done.append((request, answer))
-        if not keep_alive:
-            self.closing = True
-        elif version == "1.1":
-            self.depth = -1  # the loop sets the origin's depth
 
 
 class LeanLoop:
@@ -214,7 +84,7 @@ class LeanLoop:
         self.gate = None if gate is None else LoopGate(gate, clock=clock)
         self.shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
         self._selector = selectors.DefaultSelector()
-        self._conns: list[_Conn] = []
+        self._conns: list[Conn] = []
         self._addresses: dict[tuple[str, int], tuple[int, tuple[object, ...]] | None] = {}
         self._waiting: dict[tuple[str, int], deque[LeanRequest]] = {}
         self._waiting_count = 0
@@ -302,7 +172,7 @@ class LeanLoop:
         if len(self._conns) >= self.slots and self._waiting_count:
             self._free_idle_slot()
 
-    def _retire(self, mine: list[_Conn]) -> None:
+    def _retire(self, mine: list[Conn]) -> None:
         """One connection of a gated host gives its slot back once its answers are in (one
         at a time: the gate is asked again after it has closed)."""
         if any(conn.retiring for conn in mine):
@@ -321,7 +191,7 @@ class LeanLoop:
                 self._drop(conn)
                 return
 
-    def _send(self, conn: _Conn, request: LeanRequest) -> None:
+    def _send(self, conn: Conn, request: LeanRequest) -> None:
         self._waiting_count -= 1
         if not conn.owed:
             conn.last_s = self.clock()  # the timeout counts from now, not from idle time
@@ -330,7 +200,7 @@ class LeanLoop:
 
     def _open(
         self, origin: tuple[str, int], defer: Callable[[LeanRequest, str], None]
-    ) -> _Conn | None:
+    ) -> Conn | None:
         address = self._address(origin)
         if address is None:  # a name that does not resolve: the full path says so
             queue = self._waiting[origin]
@@ -345,7 +215,7 @@ class LeanLoop:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = _Conn(sock, origin, key, max_body_bytes=self.max_body_bytes, last_s=self.clock(),
+        conn = Conn(sock, origin, key, max_body_bytes=self.max_body_bytes, last_s=self.clock(),
                      too_large=self.too_large, watch=self.watch, clock=self.clock)  # fmt: skip
         conn.parser = httptools.HttpResponseParser(conn)
         code = sock.connect_ex(sockaddr)
@@ -364,7 +234,7 @@ class LeanLoop:
                 self._addresses[origin] = None
         return self._addresses[origin]
 
-    def _flush(self, conn: _Conn) -> None:
+    def _flush(self, conn: Conn) -> None:
         try:
             while conn.outgoing:
                 sent = conn.sock.send(conn.outgoing)
@@ -385,7 +255,7 @@ class LeanLoop:
         now = self.clock()
         wait_s = _TICK_S if self.gate is None else self.gate.wake_in_s(_TICK_S)
         for key, mask in self._selector.select(wait_s):
-            conn: _Conn = key.data
+            conn: Conn = key.data
             conn.last_s = now
             if mask & selectors.EVENT_WRITE:
                 if not conn.connected:
@@ -408,7 +278,7 @@ class LeanLoop:
             if conn.owed and now - conn.last_s > limit_s:
                 self._end(conn, "timed out", defer)
 
-    def _read(self, conn: _Conn) -> None:
+    def _read(self, conn: Conn) -> None:
         try:
             data = conn.sock.recv(_RECV_BYTES)
         except BlockingIOError:
@@ -422,18 +292,18 @@ class LeanLoop:
         try:
             assert conn.parser is not None
             conn.parser.feed_data(data)
-        except _Unusable as exc:
+        except Unusable as exc:
             conn.failure = f"unusable: {exc}"
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            unusable = isinstance(cause, _Unusable)
+            unusable = isinstance(cause, Unusable)
             conn.failure = f"unusable: {cause}" if unusable else f"invalid answer: {exc}"
         except httptools.HttpParserError as exc:
             conn.failure = f"invalid answer: {exc}"
 
     def _settle(
         self,
-        conn: _Conn,
+        conn: Conn,
         deliver: Callable[[LeanRequest, Answer], None],
         defer: Callable[[LeanRequest, str], None],
     ) -> None:
@@ -454,7 +324,7 @@ class LeanLoop:
 
     def _end(
         self,
-        conn: _Conn,
+        conn: Conn,
         why: str,
         defer: Callable[[LeanRequest, str], None],
         *,
@@ -485,7 +355,7 @@ class LeanLoop:
             else:
                 self._wait(request, front=True)
 
-    def _drop(self, conn: _Conn) -> None:
+    def _drop(self, conn: Conn) -> None:
         if conn not in self._conns:
             if self.gate is None:
                 conn.sock.close()

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -34,7 +34,6 @@ from segdl.core.digests import verify
 from segdl.core.errors import Cancelled, IntegrityError, OutputLocked, SegdlError, shown
 from segdl.core.models import Result
 from segdl.core.names import choose_filename
-from segdl.core.options import DownloadOptions, IfExists
 from segdl.core.progress import (
     DownloadFinished,
     DownloadProgress,
@@ -44,16 +43,13 @@ from segdl.core.progress import (
     ProgressListener,
     silent,
 )
-from segdl.core.ranges import single_header
 from segdl.core.wholebody import Headers, judge, larger_size, larger_than_asked
-from segdl.disk.commit import GroupCommit, Staged, unnamed_files_work
-from segdl.disk.paths import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX, name_inside
-from segdl.disk.storage import make_directory
-from segdl.net.lean import Answer, LeanLoop, LeanRequest
-from segdl.net.proxies import proxy_for
-from segdl.run.claims import Claims
+from segdl.disk.commit import GroupCommit, Staged
+from segdl.net.lean import LeanLoop
+from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
-from segdl.run.leanplan import SMALL_BYTES, expected_digest, request_bytes, why_not_lean
+from segdl.run.leandirs import Destinations, NameVerdict
+from segdl.run.leanplan import SMALL_BYTES, expected_digest, proxied, request_bytes, why_not_lean
 
 if TYPE_CHECKING:
     from segdl.run.batch import Downloader, _Prepared
@@ -69,7 +65,6 @@ DEFERRED_AT_ONCE = 256
 """Files waiting for the full path that end a lean pass (what a pass holds stays bounded)."""
 _IDLE_WAIT_S = 0.05
 _LARGE_IN_A_ROW = 8
-_LEFTOVER_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, STATE_SUFFIX)
 
 
 def lean_batch_usable(downloader: Downloader) -> bool:
@@ -79,16 +74,6 @@ def lean_batch_usable(downloader: Downloader) -> bool:
         downloader._rate_limiter is None
         and not downloader.transport_given  # its own sockets would bypass the one given
     )
-
-
-@dataclass(slots=True)
-class _Place:
-    """A directory the lean path writes into: its real path and the stems of files another
-    run left partial there (their ``.part``, state or lock)."""
-
-    real: Path
-    usable: bool
-    leftovers: set[str] = field(default_factory=set)
 
 
 @dataclass(eq=False, slots=True)
@@ -134,10 +119,9 @@ class LeanRun:
         self._to_defer: list[tuple[int, _Prepared]] = []
         self._commits: deque[tuple[Staged, OSError | None]] = deque()
         self._lock = threading.Lock()
-        self._places: dict[Path, _Place] = {}
+        self._destinations = Destinations()
         self._shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
         self._loop = self._new_loop()
-        self._claimed = Claims()  # final names this batch's files take
         self._large: dict[tuple[str, int], int] = {}  # files found too large, per origin
         self._origins_full: set[tuple[str, int]] = set()
         self._exhausted = False
@@ -232,10 +216,10 @@ class LeanRun:
             self._report(index, earlier)
             return None
         url, options = prepared.job.url, prepared.options
-        why = why_not_lean(options, url, prepared.job.urls) or self._proxied(url, options)
+        why = why_not_lean(options, url, prepared.job.urls) or proxied(url, options)
         if why is None:
             directory = prepared.dest.parent if prepared.dest else prepared.directory or Path(".")
-            place = self._place(directory)
+            place = self._destinations.place(directory)
             if place is None or not place.usable:
                 why = "an output directory without unnamed files"
         if why is not None:
@@ -250,51 +234,18 @@ class LeanRun:
             return None
         return LeanRequest(host, port, wire, item)
 
-    def _proxied(self, url: str, options: DownloadOptions) -> str | None:
-        try:
-            chosen = proxy_for(url, explicit=options.proxy, environ=os.environ,
-                               use_env=options.use_proxy_env)  # fmt: skip
-        except ValueError:
-            return "an unparsable URL"
-        return None if chosen is None else "a proxy"
-
-    def _place(self, directory: Path) -> _Place | None:
-        place = self._places.get(directory)
-        if place is None:
-            try:
-                make_directory(directory)
-            except SegdlError:
-                return None  # the full path reports it
-            real = Path(os.path.realpath(directory))
-            place = _Place(real, unnamed_files_work(real))
-            if place.usable:
-                with os.scandir(real) as entries:
-                    for entry in entries:
-                        for suffix in _LEFTOVER_SUFFIXES:
-                            if entry.name.endswith(suffix):
-                                place.leftovers.add(entry.name[: -len(suffix)])
-            self._places[directory] = place
-        return place
-
     def _free(self, item: _Item, path: Path) -> bool:
-        """Whether ``path`` may be written here: no partial download of another run, and
-        nothing there unless the batch overwrites (a file there is skipped, or the full path
-        says it exists). False when the item was settled or deferred."""
-        place = self._places[item.directory]
-        if path.name in place.leftovers:
-            self._defer(item, "a partial download is there")
-            return False
-        if path in self._claimed:
-            self._twin(item, path)
-            return False
-        policy = item.prepared.options.if_exists
-        if policy is IfExists.OVERWRITE or not os.path.lexists(path):
-            self._claimed.add(path)
+        """Whether ``path`` may be written here (see :meth:`Destinations.take`). False when
+        the item was settled (skipped, a twin) or deferred."""
+        verdict = self._destinations.take(item.directory, path, item.prepared.options.if_exists)
+        if verdict is NameVerdict.FREE:
             return True
-        if policy is IfExists.SKIP:
+        if verdict is NameVerdict.TWIN:
+            self._twin(item, path)
+        elif verdict is NameVerdict.SKIP:
             self._skipped(item, path)
         else:
-            self._defer(item, "the output exists")
+            self._defer(item, verdict.value)
         return False
 
     def _deliver(self, request: LeanRequest, answer: Answer) -> None:
@@ -329,22 +280,14 @@ class LeanRun:
         try:
             if committer is None:
                 raise OSError("stopped")
-            committer.stage(self._places[item.directory].real, answer.body, path,
+            committer.stage(self._destinations.real(item.directory), answer.body, path,
                             overwrite=options.overwrite, token=item)  # fmt: skip
         except OSError as exc:
             self._defer(item, f"cannot write: {exc}")
 
     def _named(self, item: _Item, answer: Answer) -> Path | None:
-        """The file's name from the server's ``Content-Disposition`` or the URL, sanitised,
-        in the directory (never outside it)."""
         try:
-            disposition = single_header("Content-Disposition",
-                                        answer.header_values("Content-Disposition"))  # fmt: skip
-        except SegdlError:
-            disposition = None
-        name = choose_filename(item.prepared.job.url, disposition)
-        try:
-            return name_inside(self._places[item.directory].real, name)
+            return self._destinations.name(item.directory, item.prepared.job.url, answer)
         except SegdlError as exc:
             self._defer(item, str(exc))
             return None
@@ -385,7 +328,7 @@ class LeanRun:
             item = cast(_Item, staged.token)
             if item.final is not None:
                 entries.append((item.prepared.job.url, item.final, info))
-        journals.record_many(entries, remember=False)  # its names are in self._claimed
+        journals.record_many(entries, remember=False)  # its names are claimed
 
     def _twin(self, item: _Item, path: Path) -> None:
         """Another entry of this batch names the same file: this one fails, saying so (as
@@ -404,7 +347,7 @@ class LeanRun:
             size = larger_size(status, headers)
             disposition = headers("Content-Disposition")
             name = choose_filename(item.prepared.job.url, disposition[0] if disposition else None)
-            path = item.final or self._places[item.directory].real / name
+            path = item.final or self._destinations.real(item.directory) / name
             item.size_bytes = size or 0
             if not item.shown:  # asked again after a broken connection: the same line
                 item.shown = True

@@ -1,4 +1,4 @@
-"""Which files of a batch the lean path may try, and the request it sends for each (pure).
+"""Which files of a batch the lean path may try, and the request it sends for each.
 
 See :mod:`segdl.run.lean`: plain ``http``, no proxy, no credentials, no rate limit, one URL,
 a policy of error/skip/overwrite; the request asks for the first :data:`SMALL_BYTES`.
@@ -6,12 +6,14 @@ a policy of error/skip/overwrite; the request asks for the first :data:`SMALL_BY
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from segdl.core.digests import Expected, from_headers, parse_checksum_option
 from segdl.core.options import DownloadOptions, IfExists
-from segdl.net.lean import Answer
+from segdl.net.leanconn import Answer
+from segdl.net.proxies import proxy_for
 
 SMALL_BYTES = 1 << 20
 """Files up to this size are taken whole from the first answer; larger ones go to the full
@@ -41,6 +43,16 @@ def why_not_lean(options: DownloadOptions, url: str, job_urls: Sequence[str]) ->
     if not target.isascii() or any(c in target for c in " \t\r\n\0") or port == 0:
         return "a URL to be encoded"
     return None
+
+
+def proxied(url: str, options: DownloadOptions) -> str | None:
+    """ "a proxy" if the URL goes through one (the lean path connects only directly)."""
+    try:
+        chosen = proxy_for(url, explicit=options.proxy, environ=os.environ,
+                           use_env=options.use_proxy_env)  # fmt: skip
+    except ValueError:
+        return "an unparsable URL"
+    return None if chosen is None else "a proxy"
 
 
 def request_bytes(url: str, headers: dict[str, str]) -> tuple[str, int, bytes]:

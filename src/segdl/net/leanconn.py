@@ -1,0 +1,148 @@
+"""One connection of the lean loop (:mod:`segdl.net.lean`): the requests it owes answers to,
+and its answers parsed by httptools (llhttp, the parser of Node.js) as its bytes arrive.
+
+The parser's callbacks build each answer; an answer that is not for the lean path (a head
+past the limits, a body framed by the connection's end, too large, too many interim answers)
+raises :class:`Unusable` from inside them, and the loop gives its file back.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httptools
+
+# The limits today's path holds a head to (README: "header lines over 64 KiB or more than
+# 100 fields"); past them, the answer is the full path's to judge and report.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_FIELDS = 100
+MAX_INTERIM = 10
+WATCH_EVERY_S = 0.25
+
+
+@dataclass(eq=False, slots=True)
+class LeanRequest:
+    """One ``GET``: where to, its bytes on the wire, and whose it is."""
+
+    host: str
+    port: int
+    wire: bytes
+    token: object
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class Answer:
+    """A whole answer: status, header fields (names lowercased, in order) and body."""
+
+    status: int
+    version: str
+    fields: list[tuple[str, str]]
+    body: bytes
+    pipelined: bool
+    """It was read behind another answer on its connection."""
+
+    def header_values(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self.fields if key == wanted]
+
+
+# watch(request, status, header_values, body_bytes_so_far): an answer's head has arrived
+# (body_bytes_so_far 0), then its body grows (at most every WATCH_EVERY_S), for displays.
+Watch = Callable[[LeanRequest, int, Callable[[str], list[str]], int], None]
+
+
+class Unusable(Exception):
+    """This answer is not for this loop (too large, unframed, odd head): defer its file."""
+
+
+@dataclass(eq=False, slots=True)
+class Conn:
+    """One connection, its parser and the requests it owes answers to, oldest first."""
+
+    sock: socket.socket
+    origin: tuple[str, int]
+    key: str = ""  # the origin as a host gate names it
+    owed: deque[LeanRequest] = field(default_factory=deque)
+    outgoing: bytearray = field(default_factory=bytearray)
+    connected: bool = False
+    closing: bool = False  # the server said Connection: close: send nothing more
+    retiring: bool = False  # over this loop's share of a gated host: closed once answered
+    depth: int = 1  # raised once an answer shows the connection is kept alive
+    answered: int = 0
+    last_s: float = 0.0
+    done: list[tuple[LeanRequest, Answer]] = field(default_factory=list)
+    failure: str = ""  # why the connection cannot go on (after the answers in done)
+    max_body_bytes: int = 0
+    too_large: Callable[[int, Callable[[str], list[str]]], bool] | None = None
+    watch: Watch | None = None
+    clock: Callable[[], float] = time.monotonic
+    _watched_s: float = 0.0
+    # The answer being parsed.
+    _fields: list[tuple[str, str]] = field(default_factory=list)
+    _body: list[bytes] = field(default_factory=list)
+    _body_bytes: int = 0
+    _head_bytes: int = 0
+    _interim: int = 0
+    _status: int = 0
+    parser: httptools.HttpResponseParser | None = None
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if len(self._fields) >= MAX_FIELDS or self._head_bytes > MAX_HEAD_BYTES:
+            raise Unusable("head too large")
+        self._fields.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        self._status = self.parser.get_status_code()
+        if 100 <= self._status < 200:
+            return
+        names = {name for name, _ in self._fields}
+        if "content-length" not in names and "transfer-encoding" not in names:
+            raise Unusable("a body framed by the end of the connection")
+        if self.too_large is not None and self.too_large(self._status, self._values):
+            raise Unusable("a larger file")
+        if self.watch is not None:
+            self._watched_s = self.clock()
+            self.watch(self.owed[0], self._status, self._values, 0)
+
+    def _values(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self._fields if key == wanted]
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.max_body_bytes:
+            raise Unusable("body larger than a small file")
+        self._body.append(body)
+        if self.watch is not None and self.clock() - self._watched_s >= WATCH_EVERY_S:
+            self._watched_s = self.clock()
+            self.watch(self.owed[0], self._status, self._values, self._body_bytes)
+
+    def on_message_complete(self) -> None:
+        status = self._status
+        if 100 <= status < 200:  # interim (RFC 9110 §15.2): skipped, a few at most
+            self._interim += 1
+            self._fields, self._head_bytes = [], 0
+            if status == 101 or self._interim > MAX_INTERIM:
+                raise Unusable("too many interim answers")
+            return
+        assert self.parser is not None
+        version = self.parser.get_http_version()
+        keep_alive = self.parser.should_keep_alive()
+        request = self.owed.popleft()
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        answer = Answer(status, version, self._fields, body, pipelined=self.answered > 0)
+        self.answered += 1
+        self._fields, self._body, self._body_bytes, self._head_bytes = [], [], 0, 0
+        self._interim = 0
+        self.done.append((request, answer))
+        if not keep_alive:
+            self.closing = True
+        elif version == "1.1":
+            self.depth = -1  # the loop sets the origin's depth
