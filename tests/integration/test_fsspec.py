@@ -447,6 +447,14 @@ def test_credentials_go_to_the_urls_origin_only(
                                           for r in elsewhere.requests)  # fmt: skip
 
 
+def test_a_url_that_is_not_http_is_refused_as_download_refuses_it() -> None:
+    """Another scheme, or a URL that does not parse, is the UsageError download() gives."""
+    fs = SegdlFileSystem(skip_instance_cache=True)
+    for url in ("ftp://127.0.0.1/f", "segdl+http://[::1/f"):
+        with pytest.raises(segdl.UsageError, match="invalid URL"):
+            fs.cat_file(url)
+
+
 def test_an_unknown_option_fails_where_it_is_given() -> None:
     """A misspelt option is a UsageError when the filesystem is made, naming the option."""
     with pytest.raises(segdl.UsageError, match="did you mean 'connections'"):

@@ -423,6 +423,16 @@ def _run_on_a_pty(argv: list[str]) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+def test_a_url_that_is_not_http_is_refused_as_download_refuses_it(tmp_path: Path) -> None:
+    """Another scheme, or a URL that does not parse, is the UsageError download() gives:
+    nothing is sent, nothing written."""
+    downloader = SegdlDownloader()
+    for url in ("ftp://127.0.0.1/f", "http://[::1/f"):
+        with pytest.raises(segdl.UsageError, match="invalid URL"):
+            downloader(url, str(tmp_path / "f"), None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_unknown_option_fails_where_it_is_given() -> None:
     """A misspelt option is a UsageError (a ValueError) when the downloader is made, and
     the downloader's own choices (the output path) cannot be given."""

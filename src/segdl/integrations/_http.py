@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from segdl.core.answers import Mode, Witness, changed
-from segdl.core.errors import RangeNotHonoured, RemoteChanged, ShortBody, UsageError, shown
+from segdl.core.errors import RangeNotHonoured, RemoteChanged, ShortBody
 from segdl.core.models import ByteRange, Resource
 from segdl.core.options import DownloadOptions, with_overrides
 from segdl.net.auth import Identity, identity_for
 from segdl.net.interfaces import Response, Transport
 from segdl.net.transport import Urllib3Transport
 from segdl.run.probe import FirstContact, first_contact
+from segdl.run.probe import check_url as probed_url_check
 from segdl.run.retries import call_with_retries
 
 log = logging.getLogger(__name__)
@@ -198,9 +199,9 @@ class Requester:
 
 
 def check_url(url: str) -> str:
-    """``url`` if it is http(s); else :class:`UsageError` (no scheme is guessed)."""
-    if not url.lower().startswith(("http://", "https://")):
-        raise UsageError(f"not an http(s) URL: {shown(url)!r}")
+    """``url`` if it is http(s); else :class:`UsageError`, as :func:`segdl.download` says it
+    (no scheme is guessed)."""
+    probed_url_check(url)
     return url
 
 
