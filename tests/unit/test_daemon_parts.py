@@ -13,7 +13,7 @@ from segdl.daemon.confine import confined_dir, confined_output
 from segdl.daemon.errors import RpcError
 from segdl.daemon.lists import Lists
 from segdl.daemon.methods import _window
-from segdl.daemon.model import Item, Live, Status, is_gid, new_gid
+from segdl.daemon.model import Item, Live, Status, is_gid, new_gid, web_uri
 from segdl.daemon.store import Batch, Store, row_of
 from segdl.run.ratelimit import TokenBucket
 
@@ -328,3 +328,10 @@ def test_restored_lists_put_running_items_first_and_renumber() -> None:
     assert running.status is Status.WAITING and paused.status is Status.PAUSED
     lists.stop(waiting, Status.REMOVED)
     assert waiting.stopped_seq == 5 and lists.stopped == [done.gid, waiting.gid]
+
+
+def test_a_download_takes_only_http_uris_that_parse() -> None:
+    """addUri/changeUri take what download() takes: http(s), parsed, no scheme guessed."""
+    assert web_uri("http://h/f") and web_uri("HTTPS://h/f")
+    for uri in ("ftp://h/f", "h/f", "http://[::1/f", 7, None):
+        assert not web_uri(uri)

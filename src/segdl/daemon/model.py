@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from segdl.core.errors import UsageError
 from segdl.daemon.ariaopts import Options
+from segdl.run.probe import check_url
 
 
 class Status(Enum):
@@ -51,8 +53,15 @@ def new_gid(taken: set[str] | dict[str, Any]) -> str:
 
 
 def web_uri(uri: object) -> bool:
-    """An http:// or https:// URI, the only kind a download may have."""
-    return isinstance(uri, str) and uri.split(":", 1)[0].lower() in ("http", "https")
+    """An http:// or https:// URI that parses, the only kind a download may have (the check
+    :func:`segdl.download` makes)."""
+    if not isinstance(uri, str):
+        return False
+    try:
+        check_url(uri)
+    except UsageError:
+        return False
+    return True
 
 
 def is_gid(text: object) -> bool:
