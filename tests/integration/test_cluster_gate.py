@@ -10,6 +10,7 @@ from pathlib import Path
 from segdl.cluster.gate import LeasedGate, LocalLeases
 from segdl.cluster.leases import LeaseBook
 from segdl.run.batch import Outcome, download_many
+from tests.integration.test_proxy import microsocks
 from tests.server import FaultServer
 from tests.server.faults import Faults
 
@@ -24,7 +25,11 @@ def _serve(server: FaultServer, make_data: MakeData, count: int, size: int) -> d
 
 
 def _two_workers(
-    server: FaultServer, files: dict[str, bytes], dest: Path, service: LocalLeases
+    server: FaultServer,
+    files: dict[str, bytes],
+    dest: Path,
+    service: LocalLeases,
+    proxy: str | None = None,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     paths = sorted(files)
@@ -37,6 +42,7 @@ def _two_workers(
                 directory=dest / name,
                 max_connections_per_host=16,  # each worker's own pool would allow 16
                 host_gate=gate,
+                proxy=proxy,
             )
         outcomes.extend(item.outcome for item in report.items)
 
@@ -97,3 +103,19 @@ def test_retry_after_pauses_every_batch(
         if r.started_s > t0 - 0.05
     ][:30]
     assert any(r.started_s >= t0 + 1.0 for r in records)
+
+
+def test_gate_counts_connections_through_a_socks_proxy(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """Through microsocks (SOCKS5), two batches sharing a book of 3 slots never have more
+    than 3 connections at the server (one per proxied connection), and reach 3."""
+    files = _serve(fault_server, make_data, 24, 64 * 1024)
+    for path in files:
+        fault_server.set_faults(path, Faults(throttle_bytes_per_s=2 * 1024 * 1024))
+    service = LocalLeases(LeaseBook(3))
+    with microsocks(tmp_path) as proxy:
+        outcomes = _two_workers(fault_server, files, tmp_path / "out", service, proxy.url)
+    assert outcomes.count(Outcome.DONE) == 24
+    assert fault_server.peak_connections == 3
+    assert service.book.held(f"127.0.0.1:{fault_server.port}") == 0

@@ -15,8 +15,9 @@ import urllib3.connection
 
 from segdl.core.errors import UsageError
 from segdl.net.auth import basic_auth
+from segdl.net.gate import HostGate
 from segdl.net.proxies import ProxyURL
-from segdl.net.urllib3_compat import POOL_CLASSES, socks_pool_classes
+from segdl.net.urllib3_compat import POOL_CLASSES, gated_pool_classes, socks_pool_classes
 
 
 def tls_options(ca_bundle: str | os.PathLike[str] | None, insecure: bool) -> dict[str, Any]:
@@ -40,12 +41,15 @@ def pool_manager(
     proxy: ProxyURL | None,
     pool_kw: Mapping[str, Any],
     pool_classes: dict[str, type[urllib3.HTTPConnectionPool]] = POOL_CLASSES,
+    gate: HostGate | None = None,
 ) -> urllib3.PoolManager:
+    """``gate``: a SOCKS proxy's connections hold its slots too (``pool_classes`` are
+    already gated for the others)."""
     manager: urllib3.PoolManager
     if proxy is None:
         manager = urllib3.PoolManager(**pool_kw)
     elif proxy.socks:
-        return _socks_manager(proxy, pool_kw)
+        return _socks_manager(proxy, pool_kw, gate)
     else:
         # Only the redacted URL goes to urllib3, so no urllib3 message can show the password.
         user, password = proxy.username, proxy.password or ""
@@ -61,12 +65,15 @@ def require_socks_support(proxy: ProxyURL) -> None:
         raise UsageError(f"a {proxy.scheme}:// proxy needs PySocks: pip install 'segdl[socks]'")
 
 
-def _socks_manager(proxy: ProxyURL, pool_kw: Mapping[str, Any]) -> urllib3.PoolManager:
+def _socks_manager(
+    proxy: ProxyURL, pool_kw: Mapping[str, Any], gate: HostGate | None
+) -> urllib3.PoolManager:
     require_socks_support(proxy)
     from urllib3.contrib.socks import SOCKSProxyManager
 
     manager = SOCKSProxyManager(
         proxy.redacted, username=proxy.username, password=proxy.password, **pool_kw
     )
-    manager.pool_classes_by_scheme = socks_pool_classes()
+    classes = socks_pool_classes()
+    manager.pool_classes_by_scheme = classes if gate is None else gated_pool_classes(gate, classes)
     return manager

@@ -268,7 +268,7 @@ class Urllib3Transport:
             route = self._proxied.get(chosen)
             if route is None:
                 proxy = parse_proxy(chosen)
-                manager = pool_manager(proxy, self._pool_kw, self._pool_classes)
+                manager = pool_manager(proxy, self._pool_kw, self._pool_classes, self._gate)
                 route = self._proxied[chosen] = (proxy, manager)
         return route
 

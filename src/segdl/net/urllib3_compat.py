@@ -175,24 +175,22 @@ POOL_CLASSES: dict[str, type[urllib3.HTTPConnectionPool]] = {
 }
 
 
-def gated_pool_classes(gate: HostGate) -> dict[str, type[urllib3.HTTPConnectionPool]]:
-    """Our pools, whose connections hold slots of ``gate`` (see :mod:`segdl.net.gate`)."""
-
-    class _GatedHTTPConnection(GatedConnection, DialledHTTPConnection):
-        pass
-
-    class _GatedHTTPSConnection(GatedConnection, DialledHTTPSConnection):
-        pass
-
-    class _GatedHTTPConnectionPool(GatedPool, _HTTPConnectionPool):
-        ConnectionCls = _GatedHTTPConnection
-        host_gate = gate
-
-    class _GatedHTTPSConnectionPool(GatedPool, _HTTPSConnectionPool):
-        ConnectionCls = _GatedHTTPSConnection
-        host_gate = gate
-
-    return {"http": _GatedHTTPConnectionPool, "https": _GatedHTTPSConnectionPool}
+def gated_pool_classes(
+    gate: HostGate, base: dict[str, type[urllib3.HTTPConnectionPool]] | None = None
+) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """``base``'s pools (ours by default; :func:`socks_pool_classes` for a SOCKS proxy),
+    whose connections hold slots of ``gate`` (see :mod:`segdl.net.gate`)."""
+    gated: dict[str, type[urllib3.HTTPConnectionPool]] = {}
+    for scheme, pool_class in (POOL_CLASSES if base is None else base).items():
+        plain: Any = pool_class.ConnectionCls
+        connection = type(f"_Gated{plain.__name__}", (GatedConnection, plain), {})
+        pool: Any = type(
+            f"_Gated{pool_class.__name__}",
+            (GatedPool, pool_class),
+            {"ConnectionCls": connection, "host_gate": gate},
+        )
+        gated[scheme] = pool
+    return gated
 
 
 @functools.cache
