@@ -35,6 +35,7 @@ class HostBook:
         # shard id -> (attempt, counts, worker, when): the latest attempt's live figures
         self._tally: dict[str, tuple[str, Counts, str, float]] = {}
         self._nodes: set[str] = set()  # nodes that ran a shard attempt
+        self._begun: set[str] = set()  # shards an attempt has begun
 
     def _notify(self) -> None:
         self._changed.set()
@@ -91,6 +92,12 @@ class HostBook:
         self._book.leave(worker)
         self._gone.add(worker, time.monotonic())
         self._notify()
+
+    async def begin(self, shard_id: str) -> bool:
+        """A shard attempt begins: whether an earlier one did (and was lost)."""
+        earlier = shard_id in self._begun
+        self._begun.add(shard_id)
+        return earlier
 
     async def tally(
         self, shard_id: str, attempt: str, counts: Counts, worker: str, node: str

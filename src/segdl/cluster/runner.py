@@ -20,12 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
 
 from segdl.cluster.actor import Counts, RayLeases, start_book
 from segdl.cluster.gate import LeasedGate
+from segdl.cluster.locks import dead_hosts, directories_of, take_over
 from segdl.cluster.report import RunProgress, RunReport
 from segdl.core.errors import UsageError
 from segdl.core.options import DownloadOptions, with_overrides
@@ -302,6 +304,9 @@ def _run_shard(
             if stop.wait(_BEAT_S):
                 return
 
+    if ray.get(book.begin.remote(shard.id)):  # a retry: its node may have died with locks
+        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+        take_over(directories_of(shard.jobs, Path(dest)), dead_hosts(nodes))
     reporter = threading.Thread(target=report_progress, name="segdl-tally", daemon=True)
     reporter.start()
     try:
