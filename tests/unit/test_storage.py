@@ -7,6 +7,8 @@ import errno
 import os
 import random
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -129,6 +131,40 @@ def test_bytes_go_from_a_pipe_to_their_offset(
         assert (tmp_path / "out.part").read_bytes() == b"abcDATAxyz"
     finally:
         pipe.close()
+        part.close()
+
+
+@needs_splice
+def test_connections_waiting_for_a_refused_splice_do_not_try_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first EINVAL from splicing into the file switches the part file to copying for
+    every connection, also one that was already waiting for the write lock meanwhile (found
+    under load: the second connection tried once more)."""
+    refused: list[int] = []
+    inside = threading.Event()
+
+    def slow_refusal(src: int, dst: int, count: int, *args: object, **kwargs: object) -> int:
+        refused.append(count)
+        inside.set()
+        time.sleep(0.2)  # the other connection queues on the write lock meanwhile
+        raise OSError(errno.EINVAL, "splice to this file system is not supported")
+
+    monkeypatch.setattr(os, "splice", slow_refusal)
+    part = PartFile(OutputPaths.of(tmp_path / "out"), overwrite=False)
+    part.allocate(8)
+    pipes = [_filled(b"abcd"), _filled(b"efgh")]
+    try:
+        first = threading.Thread(target=part.write_from_pipe, args=(pipes[0], 0, 4))
+        first.start()
+        assert inside.wait(5)
+        part.write_from_pipe(pipes[1], 4, 4)
+        first.join()
+        assert len(refused) == 1
+        assert (tmp_path / "out.part").read_bytes() == b"abcdefgh"
+    finally:
+        for pipe in pipes:
+            pipe.close()
         part.close()
 
 

@@ -172,14 +172,9 @@ class PartFile:
     def write_from_pipe(self, pipe: Pipe, offset: int, length: int) -> None:
         """Move ``length`` bytes waiting in ``pipe`` to ``offset``, thread-safe like
         :meth:`write_at`; where the file system cannot splice, they are copied instead."""
-        while length and self._splice_ok:
-            try:
-                with self._write_lock:
-                    moved = os.splice(pipe.read_fd, self._fd, length, offset_dst=offset)
-            except OSError as exc:
-                if exc.errno not in _NO_SPLICE:
-                    raise local_error(exc, "cannot write", self.path) from exc
-                self._splice_ok = False
+        while length:
+            moved = self._splice(pipe, offset, length)
+            if moved is None:  # this file system cannot: copy the rest
                 break
             if moved <= 0:
                 raise local_error(OSError(errno.EIO, "pipe ran dry"), "cannot write", self.path)
@@ -195,6 +190,21 @@ class PartFile:
             self.write_at(offset, memoryview(data))
             offset += len(data)
             length -= len(data)
+
+    def _splice(self, pipe: Pipe, offset: int, length: int) -> int | None:
+        """One splice from ``pipe`` to ``offset``; None once the file system refused one.
+        Checked under the write lock, so that connections waiting for it do not each try
+        (and fail) once more after the first refusal."""
+        with self._write_lock:
+            if not self._splice_ok:
+                return None
+            try:
+                return os.splice(pipe.read_fd, self._fd, length, offset_dst=offset)
+            except OSError as exc:
+                if exc.errno not in _NO_SPLICE:
+                    raise local_error(exc, "cannot write", self.path) from exc
+                self._splice_ok = False
+                return None
 
     def drop_cached(self, end: int | None = None) -> None:
         """Let the kernel drop this file's cached pages before ``end`` (all if None). Only
