@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -84,7 +85,11 @@ def test_page_adds_watches_pauses_resumes_and_draws(
     fault_server.add_file("/quick.bin", quick)
     fault_server.add_file("/slow.bin", slow)
     fault_server.set_faults("/slow.bin", Faults(throttle_bytes_per_s=400 * 1024))
-    wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    # The page redraws its rows on every poll: a row found just before a redraw is stale
+    # when it is read, so a wait looks again instead of failing.
+    wait = WebDriverWait(
+        browser, 30, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
     with Daemon(tmp_path / "root", tmp_path / "state") as daemon:
         browser.get(f"http://127.0.0.1:{daemon.port}/")
         wait.until(lambda d: d.find_element(By.ID, "secret-dialog").get_attribute("open"))
