@@ -179,13 +179,14 @@ def test_a_node_removed_mid_run(cluster: Cluster, server: FaultServer, tmp_path:
     busy_since: list[float] = []
 
     def remove_when_all_busy(progress: RunProgress) -> None:
-        # Once all four work, a little later: the doomed node's shard (40 files, about 2.5 s)
-        # has finished some of its files (committed every 0.25 s) but not all.
+        # Once all four work, a while later: the doomed node's shard, its only one (four of
+        # 100 files, about 6 s of requests each, which begin up to a second after it shows up
+        # on a loaded machine), has finished some of its files (committed every 0.25 s).
         if removed.is_set() or progress.workers < 4 or progress.done <= 20:
             return
         if not busy_since:
             busy_since.append(time.monotonic())
-        elif time.monotonic() - busy_since[0] >= 0.6:
+        elif time.monotonic() - busy_since[0] >= 1.5:
             removed.set()
             cluster.remove_node(doomed)  # kills its raylet and its workers at once
 
@@ -193,7 +194,7 @@ def test_a_node_removed_mid_run(cluster: Cluster, server: FaultServer, tmp_path:
     report = run(
         lines,
         tmp_path,
-        shard_size=40,
+        shard_size=100,
         parallel=4,
         max_connections_per_host=64,
         lease_ttl_s=3.0,

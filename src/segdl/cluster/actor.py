@@ -20,6 +20,8 @@ from segdl.cluster.leases import HostView, LeaseBook
 
 Counts = tuple[int, int, int, int]
 """(done, skipped, failed, bytes) of one shard attempt so far."""
+Note = tuple[str, str, Counts, str]
+"""What a shard's heartbeat carries: (shard id, attempt, counts, node id)."""
 
 
 class HostBook:
@@ -69,8 +71,10 @@ class HostBook:
         self._notify()
 
     async def watch(
-        self, worker: str, since: int, timeout_s: float
+        self, worker: str, since: int, timeout_s: float, note: Note | None = None
     ) -> tuple[int, dict[str, HostView]]:
+        if note is not None:
+            self._tally_of(worker, note)
         deadline = time.monotonic() + timeout_s
         while (
             self._book.pause_epoch == since
@@ -99,10 +103,10 @@ class HostBook:
         self._begun.add(shard_id)
         return earlier
 
-    async def tally(
-        self, shard_id: str, attempt: str, counts: Counts, worker: str, node: str
-    ) -> None:
-        """A running shard's figures so far; a newer attempt of a shard replaces an older."""
+    def _tally_of(self, worker: str, note: Note) -> None:
+        """A running shard's figures so far (its heartbeat's note); a newer attempt of a
+        shard replaces an older."""
+        shard_id, attempt, counts, node = note
         self._tally[shard_id] = (attempt, counts, worker, time.monotonic())
         self._nodes.add(node)
 
@@ -155,9 +159,11 @@ class RayLeases:
     def pause(self, host: str, delay_s: float) -> None:
         self._actor.pause.remote(host, delay_s)
 
-    def watch(self, worker: str, since: int, timeout_s: float) -> tuple[int, dict[str, HostView]]:
+    def watch(
+        self, worker: str, since: int, timeout_s: float, note: object = None
+    ) -> tuple[int, dict[str, HostView]]:
         answer: tuple[int, dict[str, HostView]] = ray.get(
-            self._actor.watch.remote(worker, since, timeout_s)
+            self._actor.watch.remote(worker, since, timeout_s, note)
         )
         return answer
 

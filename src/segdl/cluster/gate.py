@@ -43,10 +43,13 @@ class LeaseService(Protocol):
 
     def pause(self, host: str, delay_s: float) -> None: ...
 
-    def watch(self, worker: str, since: int, timeout_s: float) -> tuple[int, dict[str, HostView]]:
+    def watch(
+        self, worker: str, since: int, timeout_s: float, note: object = None
+    ) -> tuple[int, dict[str, HostView]]:
         """Wait until the pause epoch differs from ``since`` (or ``timeout_s``, or ``worker``
         has left), then renew ``worker``'s leases; the epoch and the worker's view of each
-        host (none once it has left)."""
+        host (none once it has left). ``note``: what the worker has to tell besides (its
+        shard's figures), carried by the heartbeat rather than by calls of its own."""
         ...
 
     def take_requests(self, worker: str, host: str, want: int) -> tuple[int, float]: ...
@@ -89,6 +92,7 @@ class LocalLeases:
         self._changed = threading.Condition()
         self._gone = Departures()
         self.calls = 0
+        self.notes: dict[str, object] = {}  # each worker's latest note
 
     def acquire(self, worker: str, host: str, want: int, wait_s: float) -> HostView:
         deadline = self._clock() + wait_s
@@ -114,8 +118,11 @@ class LocalLeases:
             self.book.pause(host, delay_s, self._clock())
             self._changed.notify_all()
 
-    def watch(self, worker: str, since: int, timeout_s: float) -> tuple[int, dict[str, HostView]]:
+    def watch(
+        self, worker: str, since: int, timeout_s: float, note: object = None
+    ) -> tuple[int, dict[str, HostView]]:
         with self._changed:
+            self.notes[worker] = note
             self._changed.wait_for(
                 lambda: self.book.pause_epoch != since or worker in self._gone, timeout_s
             )
@@ -172,9 +179,12 @@ class LeasedGate:
         tick_s: float = 0.5,
         rotate_s: float = 1.0,
         rate_limited: bool = False,
+        note: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``note()``: sent with every heartbeat (see :meth:`LeaseService.watch`)."""
         self.worker = worker or worker_name()
+        self._note = note
         self._service = service
         self._batch = max(1, lease_batch)
         self._idle_s = idle_s
@@ -349,7 +359,8 @@ class LeasedGate:
         """The heartbeat: long-polls the book for pauses and renews the leases."""
         while not self._closed.is_set():
             try:
-                epoch, views = self._service.watch(self.worker, self._epoch, self._tick_s)
+                note = None if self._note is None else self._note()
+                epoch, views = self._service.watch(self.worker, self._epoch, self._tick_s, note)
             except Exception as exc:  # the book unreachable for a moment: try again
                 log.warning("lease heartbeat failed: %s", exc)
                 self._closed.wait(self._tick_s)

@@ -47,8 +47,8 @@ from segdl.run.shards import (
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.5
-# A worker's heartbeat (its gate's long poll) and its shard's tally: each a call a second
-# to the one actor per worker, which bounds the cluster's size (see bench/README.md).
+# A worker's heartbeat (its gate's long poll, carrying its shard's figures): a call a second
+# per worker to the one actor, which bounds the cluster's size (see bench/README.md).
 _BEAT_S = 1.0
 _NODES_EVERY_S = 2.0
 
@@ -294,21 +294,18 @@ def _run_shard(
     """One attempt at a shard, on a worker: its batch behind the cluster's gate."""
     attempt = secrets.token_hex(4)
     node = ray.get_runtime_context().get_node_id()
-    tally = _Tally()
-    stop = threading.Event()
-    gate = LeasedGate(RayLeases(book), rate_limited=rate_limited, tick_s=_BEAT_S)
-
-    def report_progress() -> None:
-        while True:  # at once (the node took part), then every tick
-            book.tally.remote(shard.id, attempt, tally.counts(), gate.worker, node)
-            if stop.wait(_BEAT_S):
-                return
-
     if ray.get(book.begin.remote(shard.id)):  # a retry: its node may have died with locks
         nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
         take_over(directories_of(shard.jobs, Path(dest)), dead_hosts(nodes))
-    reporter = threading.Thread(target=report_progress, name="segdl-tally", daemon=True)
-    reporter.start()
+    tally = _Tally()
+    # The shard's figures ride on the gate's heartbeat (at once: the node took part; then
+    # every beat): one call a second per worker to the actor for both.
+    gate = LeasedGate(
+        RayLeases(book),
+        rate_limited=rate_limited,
+        tick_s=_BEAT_S,
+        note=lambda: (shard.id, attempt, tally.counts(), node),
+    )
     try:
         settings = {
             **batch,
@@ -318,6 +315,4 @@ def _run_shard(
         }
         return download_shard(shard, dest, settings, on_item=tally.item)
     finally:
-        stop.set()
-        reporter.join()
         gate.close()
