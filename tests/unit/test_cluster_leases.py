@@ -134,19 +134,28 @@ def test_gates_hold_the_cap_across_workers() -> None:
     gates = [_gate(service) for _ in range(4)]
     lock = threading.Lock()
     open_now = peak = 0
+    full = threading.Event()
+
+    def hold(gate: LeasedGate, until_full: bool, pause_s: float) -> None:
+        nonlocal open_now, peak
+        gate.connect("h:80")
+        with lock:
+            open_now += 1
+            peak = max(peak, open_now)
+            if open_now == 6:
+                full.set()
+        if until_full:  # the last connection of each thread stays until the cap is reached
+            full.wait(timeout=10)
+        else:
+            time.sleep(pause_s)
+        with lock:
+            open_now -= 1
+        gate.disconnected("h:80")
 
     def worker(gate: LeasedGate, seed: int) -> None:
-        nonlocal open_now, peak
         rand = random.Random(seed)
-        for _ in range(30):
-            gate.connect("h:80")
-            with lock:
-                open_now += 1
-                peak = max(peak, open_now)
-            time.sleep(rand.random() / 500)
-            with lock:
-                open_now -= 1
-            gate.disconnected("h:80")
+        for n in range(30):
+            hold(gate, until_full=n == 29, pause_s=rand.random() / 500)
 
     threads = [
         threading.Thread(target=worker, args=(g, n * 10 + t))
