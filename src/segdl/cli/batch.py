@@ -7,7 +7,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from segdl.cli.display import live_terminal
 from segdl.cli.exitcodes import ExitCode, exit_code_for
@@ -19,6 +19,9 @@ from segdl.core.progress import Event
 from segdl.disk.storage import make_directory
 from segdl.run.batch import BatchReport, ItemReport, Job, Outcome, download_many
 from segdl.run.inputs import JobStream, open_list, read_jobs
+
+if TYPE_CHECKING:
+    from segdl.cli.screen import BatchScreen
 
 
 def run_batch(
@@ -40,32 +43,9 @@ def run_batch(
         return exit_code_for(exc)
     lock = threading.Lock()
     as_json = args.progress == "json"
-    bar = None
-    progress: Callable[[Event], None] | None = None
-    if not as_json and not args.quiet and live_terminal(args.progress, stderr):
-        from segdl.cli.screen import BatchScreen
-
-        bar = BatchScreen(stderr, len(args.urls))
-        progress = bar
-        if args.input_file not in (None, "-"):
-            _count_in_background(args.input_file, len(args.urls), bar.files_known)
-
-    def say(line: str) -> None:
-        if bar is not None:
-            bar.print(line)  # above the live lines, never through them
-        else:
-            print(line, file=stderr)
-
-    def on_item(item: ItemReport) -> None:
-        with lock:
-            if bar is not None:
-                size = item.result.size_bytes if item.result is not None else 0
-                failed = item.outcome is Outcome.FAILED
-                bar.item_ended(failed=failed, size_bytes=size, complete_before=item.complete_before)
-            line = _item_line(item, as_json=as_json, quiet=args.quiet)
-            if line is not None:
-                say(line)
-
+    bar = _live_bar(args, stderr)
+    progress: Callable[[Event], None] | None = bar
+    on_item = _item_reporter(args, bar, stderr, lock)
     if as_json:
         progress = _json_events(stdout, lock)
     on_read = bar.files_known if bar is not None else None
@@ -89,6 +69,41 @@ def run_batch(
         if listing is not None:
             listing.close()
     return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
+
+
+def _live_bar(args: argparse.Namespace, stderr: IO[str]) -> BatchScreen | None:
+    """The live batch display, on a terminal only (rich is imported only then)."""
+    if args.progress == "json" or args.quiet or not live_terminal(args.progress, stderr):
+        return None
+    from segdl.cli.screen import BatchScreen
+
+    bar = BatchScreen(stderr, len(args.urls))
+    if args.input_file not in (None, "-"):
+        _count_in_background(args.input_file, len(args.urls), bar.files_known)
+    return bar
+
+
+def _item_reporter(
+    args: argparse.Namespace, bar: BatchScreen | None, stderr: IO[str], lock: threading.Lock
+) -> Callable[[ItemReport], None]:
+    """What is said of each finished item: its line, above the live lines when there are any."""
+    as_json = args.progress == "json"
+
+    def on_item(item: ItemReport) -> None:
+        with lock:
+            if bar is not None:
+                size = item.result.size_bytes if item.result is not None else 0
+                failed = item.outcome is Outcome.FAILED
+                bar.item_ended(failed=failed, size_bytes=size, complete_before=item.complete_before)
+            line = _item_line(item, as_json=as_json, quiet=args.quiet)
+            if line is None:
+                return
+            if bar is not None:
+                bar.print(line)  # above the live lines, never through them
+            else:
+                print(line, file=stderr)
+
+    return on_item
 
 
 def _jobs(args: argparse.Namespace) -> tuple[list[Job], IO[str] | None]:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 
@@ -125,8 +125,14 @@ def _count(source: str | os.PathLike[str] | Iterable[str]) -> int | None:
 
 def _window(task_cpus: float) -> int:
     """Shard tasks queued at once: two per task the cluster can run now."""
-    cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
+    resources = cast(Callable[[], dict[str, float]], ray.cluster_resources)()
+    cpus = resources.get("CPU", 1)
     return max(2, int(2 * cpus / task_cpus))
+
+
+def _ray_nodes() -> list[dict[str, Any]]:
+    """Ray's table of nodes (ray.nodes is untyped)."""
+    return cast(Callable[[], list[dict[str, Any]]], ray.nodes)()
 
 
 @contextlib.contextmanager
@@ -230,7 +236,7 @@ class _Context:
                     workers.add(worker)
         now = time.monotonic()
         if now - self._nodes_at > _NODES_EVERY_S:
-            nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+            nodes = _ray_nodes()
             self._nodes = sum(1 for node in nodes if node.get("Alive"))
             self._nodes_at = now
         self.on_progress(
@@ -295,7 +301,7 @@ def _run_shard(
     attempt = secrets.token_hex(4)
     node = ray.get_runtime_context().get_node_id()
     if ray.get(book.begin.remote(shard.id)):  # a retry: its node may have died with locks
-        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+        nodes = _ray_nodes()
         take_over(directories_of(shard.jobs, Path(dest)), dead_hosts(nodes))
     tally = _Tally()
     # The shard's figures ride on the gate's heartbeat (at once: the node took part; then
