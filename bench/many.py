@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.measure import rotated, run_child
+from bench.measure import check_files, rotated, run_child
 from bench.shaper import Shaper, ShaperConfig
 from tests.nginx import Nginx
 
@@ -107,16 +107,6 @@ def _missing(tool: str) -> str | None:
     return None
 
 
-def _check(out: Path, expected: dict[str, str]) -> str | None:
-    for name, digest in expected.items():
-        path = out / name
-        if not path.exists():
-            return f"{name} missing"
-        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            return f"{name} differs"
-    return None
-
-
 def measure_many(
     files: int,
     size_bytes: int,
@@ -156,7 +146,7 @@ def measure_many(
                     if usage.exit_code != 0:
                         error: str | None = f"exit {usage.exit_code}: {usage.stderr_tail}"
                     else:
-                        error = _check(out, expected)
+                        error = check_files(out, expected)
                     if error:
                         result.errors[tool] = error
                     result.runs[tool].append((usage.wall_s, usage.cpu_s))

@@ -255,3 +255,15 @@ def measure(
         error=error,
         harness_cpu_s=harness_cpu_s,
     )
+
+
+def check_files(out: Path, expected: Mapping[str, str]) -> str | None:
+    """None if every file of ``expected`` (name -> sha256) is in ``out`` with its digest, else
+    what is wrong with the first that is not."""
+    for name, digest in expected.items():
+        path = out / name
+        if not path.is_file():
+            return f"{name} missing"
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            return f"{name} differs"
+    return None

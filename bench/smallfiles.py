@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.measure import rotated, run_child
+from bench.measure import check_files, rotated, run_child
 from tests.nginx import Nginx
 
 TOOLS = ("segdl", "curl", "wget2", "aria2c")
@@ -58,16 +58,6 @@ def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int)
     return ["aria2c", "-q", f"-j{parallel}", "-x1", "--file-allocation=none",
             "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(out),
             "-i", str(listing)]  # fmt: skip
-
-
-def _check(out: Path, expected: Mapping[str, str]) -> str | None:
-    for name, digest in expected.items():
-        path = out / name
-        if not path.is_file():
-            return f"{name} missing"
-        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            return f"{name} differs"
-    return None
 
 
 def measure(
@@ -100,7 +90,7 @@ def measure(
                     os.sync()
                     usage = run_child(_argv(tool, listing, curl_config, out, parallel), env, 600)
                     error = (f"exit {usage.exit_code}: {usage.stderr_tail}"
-                             if usage.exit_code != 0 else _check(out, expected))  # fmt: skip
+                             if usage.exit_code != 0 else check_files(out, expected))  # fmt: skip
                     if error:
                         rows[tool].error = error
                     rows[tool].runs.append((usage.wall_s, usage.cpu_s, usage.max_rss_bytes or 0))
