@@ -80,3 +80,35 @@ def test_an_existing_file_is_never_linked_over_unless_overwriting(directory: Pat
     done = _commit(directory, {"taken": b"ours"}, overwrite=True)
     assert done == {"taken": None}
     assert (directory / "taken").read_bytes() == b"ours"
+
+
+def test_a_file_that_cannot_be_written_reaches_on_done_with_its_error(directory: Path) -> None:
+    """The writing threads report a file they cannot create (its directory is gone) to
+    on_done with the error, and the batch of staged files still ends: nothing is named."""
+    target = directory / "gone"
+    target.mkdir()
+    done: dict[str, OSError | None] = {}
+    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}),
+                            group_files=1000, group_wait_s=5.0)  # fmt: skip
+    committer.stage(target, b"first", target / "a", overwrite=False, token="a")
+    target.rmdir()  # the unnamed file of "a" holds no name there, so the directory goes
+    committer.stage(target, b"second", target / "b", overwrite=False, token="b")
+    committer.close()
+    assert set(done) == {"a", "b"} and all(isinstance(e, OSError) for e in done.values())
+    assert not target.exists()
+
+
+def test_a_full_queue_holds_the_stager_back_and_loses_nothing(directory: Path) -> None:
+    """With room for one body, stage() waits for the writers each time: at most one body
+    past the bound is ever queued, and every file still arrives whole at its name."""
+    files = {f"f{n}": os.urandom(1000 + n) for n in range(200)}
+    done: dict[str, OSError | None] = {}
+    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}),
+                            group_files=16, group_wait_s=0.01, queued_bytes=1)  # fmt: skip
+    for name, body in files.items():
+        committer.stage(directory, body, directory / name, overwrite=False, token=name)
+        assert committer._incoming_bytes <= 1 + len(body)
+    committer.close()
+    assert done == dict.fromkeys(files)
+    for name, body in files.items():
+        assert (directory / name).read_bytes() == body
