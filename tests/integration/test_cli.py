@@ -169,8 +169,10 @@ def test_every_progress_mode_downloads(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path, mode: str
 ) -> None:
     """Each display mode runs a download to the end; nothing but JSON ever goes to stdout."""
-    fault_server.add_file("/f", make_data(1024 * 1024))
-    fault_server.set_faults("/f", Faults(ignore_range=True))  # also shows a notice
+    # Over 1 MiB, so the engine downloads it (a smaller one is finished from the early
+    # request's answer, segdl.run.quick), and its notice shows.
+    fault_server.add_file("/f", make_data(2 * 1024 * 1024))
+    fault_server.set_faults("/f", Faults(ignore_range=True))
     code, out, err = run_cli("--progress", mode, "-o", str(tmp_path / "f"), fault_server.url("/f"))
     assert code == ExitCode.OK and out == ""
     assert "saved" in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segdl.core.wholebody import judge, larger_than_asked
+from segdl.core.wholebody import judge, larger_than_asked, promised_whole
 
 
 def _headers(**fields: str) -> object:
@@ -59,3 +59,35 @@ def test_a_head_shows_a_larger_file_before_its_body() -> None:
     assert larger_than_asked(200, _headers(Content_Length="11"), 10)  # type: ignore[arg-type]
     assert not larger_than_asked(206, _headers(Content_Range="bytes 0-9/10"), 10)  # type: ignore[arg-type]
     assert not larger_than_asked(404, _headers(Content_Length="99"), 10)  # type: ignore[arg-type]
+
+
+PROMISED = [
+    (206, {"Content_Range": "bytes 0-99/100", "Content_Length": "100"}, 100),
+    (200, {"Content_Length": "1000"}, 1000),
+    (200, {"Content_Length": "0"}, 0),
+]
+NOT_PROMISED = [
+    (200, {"Transfer_Encoding": "chunked"}),  # its length is known only at its end
+    (200, {}),  # framed by the connection's end
+    (200, {"Content_Length": "1001"}),  # over the limit
+    (206, {"Content_Range": "bytes 0-99/5000", "Content_Length": "100"}),  # a larger file
+    (206, {"Content_Range": "bytes 0-99/100", "Content_Length": "99"}),
+    (200, {"Content_Length": "10", "Content_Encoding": "gzip"}),
+    (200, {"Content_Length": "x"}),
+    (416, {"Content_Range": "bytes */0", "Content_Length": "0"}),  # the engine's to judge
+    (302, {"Content_Length": "0"}),
+    (404, {"Content_Length": "3"}),
+]
+
+
+@pytest.mark.parametrize(("status", "fields", "size"), PROMISED)
+def test_a_head_promising_the_whole_small_file(
+    status: int, fields: dict[str, str], size: int
+) -> None:
+    assert promised_whole(status, _headers(**fields), 1000).size_bytes == size  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("status", "fields"), NOT_PROMISED)
+def test_a_head_not_promising_it(status: int, fields: dict[str, str]) -> None:
+    verdict = promised_whole(status, _headers(**fields), 1000)  # type: ignore[arg-type]
+    assert not verdict.whole and verdict.why

@@ -109,3 +109,22 @@ def larger_size(status: int, headers: Headers) -> int | None:
     except InvalidHeader:
         return None
     return None
+
+
+def promised_whole(status: int, headers: Headers, limit_bytes: int) -> Verdict:
+    """Whether a head alone promises the whole file in at most ``limit_bytes`` of body: the
+    answer is then worth reading for a small file (and :func:`judge` still checks it once
+    read). Its size, or why not (a status but 200 or 206, no length, larger)."""
+    if status not in (200, 206):
+        return Verdict(None, f"status {status}")
+    if headers("Transfer-Encoding"):
+        return Verdict(None, "no length before the body")
+    try:
+        length = parse_content_length(headers("Content-Length"))
+    except InvalidHeader as exc:
+        return Verdict(None, str(exc))
+    if length is None:
+        return Verdict(None, "no length before the body")
+    if length > limit_bytes or larger_than_asked(status, headers, limit_bytes):
+        return Verdict(None, "a larger file")
+    return judge(status, headers, length)  # as if the body comes as long as it says

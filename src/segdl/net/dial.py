@@ -31,7 +31,7 @@ from segdl.net.origins import DEFAULT_PORTS
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_dials: dict[tuple[str, int], _Dial] = {}
+_dials: dict[tuple[str, int], _Dial | _Taken] = {}
 
 
 class Dialled(NamedTuple):
@@ -96,6 +96,22 @@ class _Dial:
         return self._dialled
 
 
+class _Taken:
+    """A dial already over, given back (see :func:`give_back`)."""
+
+    def __init__(self, dialled: Dialled) -> None:
+        self._dialled = dialled
+
+    def release(self) -> None:
+        pass
+
+    def drop(self) -> None:
+        pass
+
+    def wait(self) -> Dialled | None:
+        return self._dialled
+
+
 def dial(url: str, timeout_s: float, request: bytes | None = None, *, hold: bool = False) -> None:
     """Start connecting to ``url``'s host and port, then write ``request`` on the socket if
     given (see :func:`first_request`); nothing else is sent. With ``hold``, the request waits
@@ -130,6 +146,13 @@ def take(host: str, port: int) -> Dialled | None:
     with _lock:
         pending = _dials.pop((host.lower().rstrip("."), port), None)
     return None if pending is None else pending.wait()
+
+
+def give_back(host: str, port: int, dialled: Dialled) -> None:
+    """Put back a socket :func:`take` gave, nothing read off it: the transport's next
+    :func:`take` of ``host``:``port`` gets it, as if it had never been taken."""
+    with _lock:
+        _dials[(host.lower().rstrip("."), port)] = _Taken(dialled)
 
 
 def discard() -> None:

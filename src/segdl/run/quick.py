@@ -1,0 +1,148 @@
+"""One small file for the command line, finished before the engine is imported.
+
+The command line sends a fresh download's first request as soon as it knows the URL
+(:func:`segdl.net.dial.first_request`). When the head of that answer promises the whole file
+in at most :data:`~segdl.run.leanplan.SMALL_BYTES` (a ``200`` or ``206`` with its length,
+:func:`segdl.core.wholebody.promised_whole`), the answer is read here and checked as the lean
+batch path checks one (:func:`~segdl.core.wholebody.judge`, a digest given or sent,
+``--max-size``); the file is written unnamed, synced and linked to its name, never over
+anything (:mod:`segdl.disk.commit`), so nothing incomplete is ever at the name.
+
+Everything else is the engine's, exactly as before: an answer not wanted here is left on the
+socket unread (:func:`segdl.net.early.peek_head`) and the socket given back for the transport
+to take; an answer that breaks, or fails a check, while read here is asked for again by the
+engine on a new connection (nothing was written: there is no ``.part`` to resume). So this
+path only ever finishes a download; it never fails one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from segdl.core.digests import verify
+from segdl.core.errors import Cancelled, SegdlError, shown
+from segdl.core.models import Result
+from segdl.core.options import DownloadOptions
+from segdl.core.progress import (
+    DownloadFinished,
+    DownloadProgress,
+    DownloadStarted,
+    Notice,
+    NoticeKind,
+    ProgressListener,
+)
+from segdl.core.wholebody import judge, promised_whole
+from segdl.disk.commit import GroupCommit, Staged, unnamed_files_work
+from segdl.net import dial
+from segdl.net.early import Broken, peek_head, read_answer
+from segdl.net.leanconn import Answer, LeanRequest
+from segdl.run.leanplan import SMALL_BYTES, expected_digest, why_not_lean
+
+log = logging.getLogger(__name__)
+
+HEAD_WAIT_S = 0.25
+"""How long the head may take to arrive before the engine is imported anyway (its import
+overlaps the wait for a slow server, as it always did)."""
+BODY_WITHIN_S = 1.0
+"""How long the body may take once its head is in: a slower one is the engine's (asked
+again), which watches rates, stalls and ``--lowest-speed-limit``."""
+
+
+def quick_download(
+    url: str,
+    final: Path,
+    options: DownloadOptions,
+    listener: ProgressListener,
+    cancel: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+) -> Result | None:
+    """``url`` downloaded to ``final`` (which does not exist) from the answer to the early
+    request, or None: the engine's to download (see the module's docstring)."""
+    if why_not_lean(options, url, [url]) is not None:
+        return None
+    directory = final.parent
+    parts = urlsplit(url)
+    host, port = (parts.hostname or "").rstrip("."), parts.port or 80
+    if not unnamed_files_work(directory):
+        return None
+    started_s = clock()
+    dialled = dial.take(host, port)
+    if dialled is None:
+        return None
+    head = peek_head(dialled.sock, HEAD_WAIT_S) if dialled.sent is not None else None
+    promise = None if head is None else promised_whole(head.status, head.values, SMALL_BYTES)
+    too_large = options.max_size_bytes is not None and (
+        promise is None or (promise.size_bytes or 0) > options.max_size_bytes
+    )
+    if head is None or promise is None or not promise.whole or too_large:
+        dial.give_back(host, port, dialled)  # unread: the transport's, as if never taken
+        return None
+    assert dialled.sent is not None and promise.size_bytes is not None
+    shown_url, size = shown(url), promise.size_bytes
+    listener(DownloadStarted(shown_url, final, size, head.status == 206, 1))
+
+    def watch(request: LeanRequest, status: int, values: object, done: int) -> None:
+        if done:
+            elapsed_s = max(1e-6, clock() - started_s)
+            listener(DownloadProgress(shown_url, done, size, elapsed_s, done / elapsed_s, 1))
+
+    request = LeanRequest(host, port, dialled.sent, None)
+    try:
+        within_s = min(BODY_WITHIN_S, options.timeout_s)
+        answer = read_answer(dialled.sock, request, SMALL_BYTES, within_s=within_s,
+                             watch=watch, stop=cancel)  # fmt: skip
+    except Broken as exc:
+        log.debug("%s: to the engine (%s)", shown_url, exc)
+        return None
+    finally:
+        dialled.sock.close()
+    if answer is None:
+        raise Cancelled("interrupted")
+    if not _commit(answer, final, options, listener, shown_url):
+        return None
+    elapsed_s = clock() - started_s
+    listener(DownloadFinished(shown_url, final, len(answer.body), elapsed_s))
+    return Result(url, final, len(answer.body), elapsed_s, 1, answer.status == 206)
+
+
+def _commit(
+    answer: Answer, final: Path, options: DownloadOptions, listener: ProgressListener, url: str
+) -> bool:
+    """Check ``answer`` and make it the file at ``final``; False: the engine's to do again
+    (and to report what stopped this)."""
+    verdict = judge(answer.status, answer.header_values, len(answer.body))
+    if not verdict.whole:
+        log.debug("%s: to the engine (%s)", url, verdict.why)
+        return False
+    try:
+        expected = expected_digest(options, answer)
+        if expected is not None:
+            verify(expected, hashlib.new(expected.algorithm, answer.body).digest())
+    except SegdlError as exc:  # a mismatch, or a --checksum that does not parse
+        log.debug("%s: to the engine (%s)", url, exc)
+        return False
+    errors: list[OSError | None] = []
+
+    def done(staged: Staged, error: OSError | None) -> None:
+        errors.append(error)
+
+    committer = GroupCommit(done, group_files=1, group_wait_s=0.0, sync_threads=1)
+    try:
+        committer.stage(final.parent, answer.body, final, overwrite=False, token=None)
+    except OSError as exc:
+        errors.append(exc)
+    finally:
+        committer.close()
+    if errors != [None]:  # the engine meets the same error, or the name taken meanwhile
+        log.debug("%s: to the engine (%s)", url, errors)
+        return False
+    if expected is not None:
+        said = f"{expected.source} {expected.algorithm} verified"
+        listener(Notice(url, NoticeKind.VERIFIED, said))
+    return True

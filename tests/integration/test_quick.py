@@ -1,0 +1,247 @@
+"""One small file finished from the early request's answer, before the engine is imported
+(segdl.run.quick); every other answer left to the engine as it always was."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from segdl.cli.exitcodes import ExitCode
+from segdl.core.errors import Cancelled
+from segdl.core.options import DownloadOptions
+from segdl.core.progress import DownloadFinished, DownloadStarted, Event
+from segdl.net import dial
+from segdl.net.early import peek_head
+from segdl.run.quick import quick_download
+from tests.integration.test_cli import MakeData, run_cli
+from tests.server import Faults, FaultServer
+
+
+@pytest.fixture(autouse=True)
+def _no_dial_left() -> Iterator[None]:
+    yield
+    dial.discard()
+
+
+def test_a_small_file_is_finished_without_urllib3_or_the_engine(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """The one request the command line sent early is the only one; urllib3 and the engine
+    are never imported (what makes one small file cost about what importing urllib3 does)."""
+    data = make_data(16 * 1024)
+    fault_server.add_file("/small.bin", data)
+    out = tmp_path / "small.bin"
+    code = (
+        "import sys; from segdl.cli.main import main; "
+        f"c = main(['-q', '-o', {str(out)!r}, {fault_server.url('/small.bin')!r}]); "
+        "print(c, 'urllib3' in sys.modules, 'segdl.run.engine' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.split() == ["0", "False", "False"], done.stderr
+    assert out.read_bytes() == data
+    assert [(r.connection_id, r.range) for r in fault_server.requests] == [(0, "bytes=0-")]
+    assert sorted(os.listdir(tmp_path)) == ["small.bin"]  # no .part, state or lock left
+
+
+@pytest.mark.parametrize("ignore_range", [False, True])
+def test_a_large_file_is_the_engines_on_the_same_unread_answer(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, ignore_range: bool
+) -> None:
+    """Over 1 MiB: the head was only peeked at, so the engine reads the same answer on the
+    same connection, as before this path existed: one connection, one request."""
+    data = make_data(3 * 1024 * 1024)
+    fault_server.add_file("/big.bin", data)
+    fault_server.set_faults("/big.bin", Faults(ignore_range=ignore_range))
+    out = tmp_path / "big.bin"
+    code, _, err = run_cli("-q", "-x", "1", "-o", str(out), fault_server.url("/big.bin"))
+    assert code == ExitCode.OK, err
+    assert out.read_bytes() == data
+    assert [r.connection_id for r in fault_server.requests] == [0]
+
+
+@pytest.mark.parametrize(
+    ("faults", "code"),
+    [
+        (Faults(status=404), ExitCode.SERVER_ERROR),
+        (Faults(status=503, retry_after="0"), ExitCode.SERVER_ERROR),
+        (Faults(extra_headers=(("Content-Encoding", "gzip"),)), ExitCode.OK),  # kept as sent
+        (Faults(chunked=True), ExitCode.OK),
+        (Faults(no_content_length=True), ExitCode.OK),
+        (Faults(informational=2), ExitCode.OK),
+    ],
+    ids=["404", "503", "gzip", "chunked", "unframed", "interim"],
+)
+def test_answers_not_promising_a_small_whole_file_are_left_unread(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, faults: Faults, code: int
+) -> None:
+    """An error, an encoding, a body of unknown length, interim answers: the engine reads the
+    answer itself, on the early socket (its first request is the early one), and decides."""
+    data = make_data(20_000)
+    fault_server.add_file("/f", data)
+    fault_server.set_faults("/f", faults)
+    out = tmp_path / "f"
+    got, _, err = run_cli("-q", "-x", "1", "--retries", "0", "-o", str(out), fault_server.url("/f"))
+    assert got == code, err
+    assert out.exists() == (code == ExitCode.OK)
+    if code == ExitCode.OK:
+        assert out.read_bytes() == data
+    assert fault_server.requests[0].connection_id == 0
+
+
+def test_a_redirect_is_followed_by_the_engine(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    data = make_data(5000)
+    fault_server.add_file("/to", data)
+    fault_server.add_redirect("/from", "/to")
+    out = tmp_path / "f"
+    code, _, err = run_cli("-q", "-o", str(out), fault_server.url("/from"))
+    assert code == ExitCode.OK, err
+    assert out.read_bytes() == data
+    assert [r.path for r in fault_server.requests] == ["/from", "/to"]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [Faults(reset_after=5000, times=1), Faults(truncate_after=5000, times=1)],
+    ids=["reset", "truncated"],
+)
+def test_an_answer_broken_while_read_is_asked_for_again(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, faults: Faults
+) -> None:
+    """Read here and broken: nothing was written, and the engine asks again from byte 0."""
+    data = make_data(200_000)
+    fault_server.add_file("/f", data)
+    fault_server.set_faults("/f", faults)
+    out = tmp_path / "f"
+    code, _, err = run_cli("-q", "-x", "1", "-o", str(out), fault_server.url("/f"))
+    assert code == ExitCode.OK, err
+    assert out.read_bytes() == data
+    assert len(fault_server.requests) == 2
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+def test_a_slow_body_is_the_engines(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A body that takes more than a second is given up here and asked for again by the
+    engine, which watches its rate (a trickle fails there as a stall)."""
+    data = make_data(60_000)
+    fault_server.add_file("/f", data)
+    fault_server.set_faults("/f", Faults(throttle_bytes_per_s=40_000))
+    out = tmp_path / "f"
+    code, _, err = run_cli("-q", "-x", "1", "-o", str(out), fault_server.url("/f"))
+    assert code == ExitCode.OK, err
+    assert out.read_bytes() == data
+    assert len(fault_server.requests) == 2
+
+
+def test_a_slow_head_is_left_to_the_engine(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A head slower than the wait for it: the engine is imported meanwhile and reads it."""
+    data = make_data(4000)
+    fault_server.add_file("/f", data)
+    fault_server.set_faults("/f", Faults(head_bytes_per_s=300))
+    out = tmp_path / "f"
+    argv = ["-q", "-x", "1", "--timeout", "10", "-o", str(out), fault_server.url("/f")]
+    code, _, err = run_cli(*argv)
+    assert code == ExitCode.OK, err
+    assert out.read_bytes() == data
+    assert [r.connection_id for r in fault_server.requests] == [0]
+
+
+def test_a_wrong_checksum_fails_as_the_engine_fails_it(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    data = make_data(3000)
+    fault_server.add_file("/f", data)
+    out = tmp_path / "f"
+    good = hashlib.sha256(data).hexdigest()
+    code, _, err = run_cli("-o", str(out), "--checksum", f"sha256={good}", fault_server.url("/f"))
+    assert code == ExitCode.OK and "sha256 verified" in err, err
+    out.unlink()
+    code, _, err = run_cli("-q", "-o", str(out), "--checksum", f"sha256={'0' * 64}",
+                           fault_server.url("/f"))  # fmt: skip
+    assert code == ExitCode.INTEGRITY, err
+    assert not out.exists()
+
+
+def _early(url: str) -> None:
+    dial.dial(url, 5.0, dial.first_request(url, DownloadOptions().user_agent))
+
+
+def test_a_name_taken_meanwhile_is_never_linked_over(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """The file is linked to its name only if nothing is there: a name another program took
+    after the command line looked is left alone, and the engine (which says so) gets it."""
+    fault_server.add_file("/f", make_data(3000))
+    out = tmp_path / "f"
+    out.write_bytes(b"someone else's")
+    _early(fault_server.url("/f"))
+    got = quick_download(fault_server.url("/f"), out, DownloadOptions(), lambda e: None,
+                         threading.Event())  # fmt: skip
+    assert got is None
+    assert out.read_bytes() == b"someone else's"
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+def test_events_and_result_are_a_downloads(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    data = make_data(10_000)
+    fault_server.add_file("/f", data)
+    events: list[Event] = []
+    _early(fault_server.url("/f"))
+    out = tmp_path / "f"
+    result = quick_download(fault_server.url("/f"), out, DownloadOptions(), events.append,
+                            threading.Event())  # fmt: skip
+    assert result is not None and result.size_bytes == len(data) and result.ranged
+    assert result.path == out and out.read_bytes() == data
+    assert [type(e) for e in events] == [DownloadStarted, DownloadFinished]
+    assert isinstance(events[0], DownloadStarted) and events[0].size_bytes == len(data)
+
+
+def test_a_cancel_stops_it_with_nothing_written(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    fault_server.add_file("/f", make_data(100_000))
+    fault_server.set_faults("/f", Faults(throttle_bytes_per_s=50_000))
+    _early(fault_server.url("/f"))
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(Cancelled):
+        quick_download(fault_server.url("/f"), tmp_path / "f", DownloadOptions(),
+                       lambda e: None, cancel)  # fmt: skip
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_peek_reads_nothing_off_the_socket() -> None:
+    """The head is parsed from MSG_PEEK: every byte is still there for whoever reads next;
+    a head in two writes is waited for; interim answers and non-HTTP are not for the peek."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc"
+        theirs.sendall(answer[:20])
+        threading.Timer(0.05, theirs.sendall, [answer[20:]]).start()
+        head = peek_head(ours, 2.0)
+        assert head is not None and head.status == 200 and head.values("x-a") == ["b"]
+        assert ours.recv(1000) == answer
+        theirs.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        assert peek_head(ours, 1.0) is None
+        ours.recv(1000)
+        theirs.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")  # never ends within the wait
+        assert peek_head(ours, 0.1) is None
+        ours.recv(1000)
+        theirs.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
+        assert peek_head(ours, 1.0) is None
