@@ -62,9 +62,10 @@ def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int)
 
 def measure(
     files: int, size_bytes: int, parallel: int, repeat: int, tools: Sequence[str],
-    env: Mapping[str, str], workdir: Path | None,
+    env: Mapping[str, str], workdir: Path | None, keep_outputs: bool = False,
 ) -> dict[str, Row]:  # fmt: skip
-    """Serve the files and run each tool ``repeat`` times, interleaved."""
+    """Serve the files and run each tool ``repeat`` times, interleaved. ``keep_outputs``:
+    a run's files are deleted only at the end, not before the next run (see main)."""
     rows = {tool: Row() for tool in tools}
     with tempfile.TemporaryDirectory(prefix="segdl-small-", dir=workdir) as tmp:
         root = Path(tmp) / "www"
@@ -96,7 +97,8 @@ def measure(
                     rows[tool].runs.append((usage.wall_s, usage.cpu_s, usage.max_rss_bytes or 0))
                     print(f"  {files} x {size_bytes >> 10} KiB {tool:7} {usage.wall_s:.2f} s "
                           f"{usage.cpu_s:.2f} s CPU", file=sys.stderr, flush=True)  # fmt: skip
-                    shutil.rmtree(out, ignore_errors=True)
+                    if not keep_outputs:
+                        shutil.rmtree(out, ignore_errors=True)
     return rows
 
 
@@ -158,12 +160,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--one-file", action="store_true", help="add the end-to-end row")
     parser.add_argument("--workdir", type=Path, default=None)
+    # On ext4 without a journal, creating a file scans past every inode deleted in the last
+    # minute (several when the inode table is dirty): deleting a run's 5000 files made the
+    # next run's file creation cost more than its downloads, for every tool.
+    parser.add_argument(
+        "--keep-outputs",
+        action="store_true",
+        help="delete the runs' files only at the end, not between runs",
+    )
     args = parser.parse_args(argv)
     _compile_segdl()
     env = child_env()
     size = args.size_kib * 1024
     rows = measure(args.files, size, args.parallel, args.repeat, args.tools.split(","), env,
-                   args.workdir)  # fmt: skip
+                   args.workdir, args.keep_outputs)  # fmt: skip
     print(render(args.files, size, args.parallel, rows))
     if args.one_file:
         print()
