@@ -49,7 +49,13 @@ from segdl.net.lean import LeanLoop
 from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
 from segdl.run.leandirs import Destinations, NameVerdict
-from segdl.run.leanplan import SMALL_BYTES, expected_digest, proxied, request_bytes, why_not_lean
+from segdl.run.leanplan import (
+    SMALL_BYTES,
+    ProxyChoices,
+    expected_digest,
+    request_bytes,
+    why_not_lean,
+)
 
 if TYPE_CHECKING:
     from segdl.run.batch import Downloader, _Prepared
@@ -120,6 +126,7 @@ class LeanRun:
         self._commits: deque[tuple[Staged, OSError | None]] = deque()
         self._lock = threading.Lock()
         self._destinations = Destinations()
+        self._proxies = ProxyChoices()
         self._shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
         self._loop = self._new_loop()
         self._large: dict[tuple[str, int], int] = {}  # files found too large, per origin
@@ -216,7 +223,7 @@ class LeanRun:
             self._report(index, earlier)
             return None
         url, options = prepared.job.url, prepared.options
-        why = why_not_lean(options, url, prepared.job.urls) or proxied(url, options)
+        why = why_not_lean(options, url, prepared.job.urls) or self._proxies.why(url, options)
         if why is None:
             directory = prepared.dest.parent if prepared.dest else prepared.directory or Path(".")
             place = self._destinations.place(directory)

@@ -55,6 +55,23 @@ def proxied(url: str, options: DownloadOptions) -> str | None:
     return None if chosen is None else "a proxy"
 
 
+class ProxyChoices:
+    """:func:`proxied` once per server and proxy option of a batch, not once per file
+    (reading the environment's proxy variables for every file showed in the loop's profile;
+    a batch's environment does not change under it)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str | None, bool], str | None] = {}
+
+    def why(self, url: str, options: DownloadOptions) -> str | None:
+        """:func:`proxied` for a URL :func:`why_not_lean` took (plain ``http``, no user
+        part: what proxy_for reads of it is its host and port)."""
+        key = (url.split("/", 3)[2], options.proxy, options.use_proxy_env)
+        if key not in self._known:
+            self._known[key] = proxied(url, options)
+        return self._known[key]
+
+
 def request_bytes(url: str, headers: dict[str, str]) -> tuple[str, int, bytes]:
     """Host, port and the bytes of ``GET url`` with ``headers`` and the lean ``Range``
     (formatting a request, which :func:`why_not_lean` has checked can be sent as it is)."""
