@@ -337,14 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compile_segdl() -> None:
-    """Byte-compile segdl once, as ``pip install`` does: an editable checkout run with
-    PYTHONDONTWRITEBYTECODE (set on this machine) would otherwise recompile every module on
+    """Byte-compile the segdl the tools run (this checkout's ``src/``, first on their
+    ``PYTHONPATH``: see :func:`child_env`) once, as ``pip install`` does: run with
+    PYTHONDONTWRITEBYTECODE (set on this machine) it would otherwise recompile every module on
     every run and time the compiler, not the downloader."""
     import compileall
 
-    import segdl
-
-    compileall.compile_dir(str(Path(segdl.__file__).parent), quiet=1)
+    compileall.compile_dir(str(REPO / "src" / "segdl"), quiet=1)
 
 
 if __name__ == "__main__":

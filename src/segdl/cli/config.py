@@ -17,7 +17,6 @@ import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from segdl.core.errors import UsageError
 
@@ -28,17 +27,21 @@ _SIZES = frozenset({"limit-rate", "min-split-size", "max-size", "lowest-speed-li
 _NOT_IN_CONFIG = frozenset({"help", "version", "config", "no-config", "output", "input-file"})
 
 
-def default_path(environ: Mapping[str, str]) -> Path:
+# Paths are strings here, not pathlib's: importing pathlib (and urllib.parse with it) was
+# most of `segdl --version`'s own cost, and a run without a config file needs neither.
+
+
+def default_path(environ: Mapping[str, str]) -> str:
     """``$XDG_CONFIG_HOME/segdl/config.toml``, the XDG base directory default otherwise."""
     base = environ.get("XDG_CONFIG_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path(environ.get("HOME", "~")) / ".config"
-    return root.expanduser() / "segdl" / "config.toml"
+    root = base if os.path.isabs(base) else os.path.join(environ.get("HOME", "~"), ".config")
+    return os.path.join(os.path.expanduser(root), "segdl", "config.toml")
 
 
-def chosen_path(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Path | None, bool]:
+def chosen_path(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str | None, bool]:
     """The file to read and whether it must exist (``--config PATH``), from the raw words:
     the config is applied before the command line is parsed."""
-    path: Path | None = default_path(environ)
+    path: str | None = default_path(environ)
     required = False
     words = list(argv)
     for index, word in enumerate(words):
@@ -47,16 +50,17 @@ def chosen_path(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Path |
         if word == "--no-config":
             return None, False
         if word == "--config" and index + 1 < len(words):
-            path, required = Path(words[index + 1]), True
+            path, required = words[index + 1], True
         elif word.startswith("--config="):
-            path, required = Path(word.partition("=")[2]), True
+            path, required = word.partition("=")[2], True
     return path, required
 
 
-def apply_config(parser: argparse.ArgumentParser, path: Path, *, required: bool) -> set[str]:
+def apply_config(parser: argparse.ArgumentParser, path: str, *, required: bool) -> set[str]:
     """Make the file's values the parser's defaults; the names of the options it set."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except FileNotFoundError as exc:
         if required:
             raise UsageError(f"config file {path} does not exist") from exc
