@@ -46,9 +46,10 @@ from segdl.run.leanplan import SMALL_BYTES, expected_digest, why_not_lean
 
 log = logging.getLogger(__name__)
 
-HEAD_WAIT_S = 0.25
-"""How long the head may take to arrive before the engine is imported anyway (its import
-overlaps the wait for a slow server, as it always did)."""
+HEAD_WAIT_S = 0.005
+"""How long the head may still take to arrive: it is there already from a near server (the
+request left while the command line was starting). Waiting longer for a far one would cost
+more than it saves: the engine's import overlaps that wait instead, as it always did."""
 BODY_WITHIN_S = 1.0
 """How long the body may take once its head is in: a slower one is the engine's (asked
 again), which watches rates, stalls and ``--lowest-speed-limit``."""
