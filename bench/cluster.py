@@ -38,6 +38,7 @@ from segdl.cluster.leases import LeaseBook
 from tests.nginx import Nginx
 
 SIZE = 16 * 1024
+ALONE = "segdl -i"
 
 
 def _files(root: Path, count: int) -> dict[str, str]:
@@ -64,18 +65,22 @@ def _timed(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def overhead(count: int, jobs: int, shard_size: int, rounds: int) -> dict[str, list[float]]:
+def overhead(
+    count: int, jobs: int, shard_size: int, rounds: int, where: str | None
+) -> dict[str, list[float]]:
     """Walls of the same list run alone and on a running Ray node of this machine (its
-    CPUs, as ``ray start`` makes it), alternated ``rounds`` times (this machine's disk makes
-    single runs vary by 2x), fresh destinations each; and once, ``segdl -i --ray`` starting
-    its own Ray."""
+    CPUs, as ``ray start`` makes it), ``rounds`` times, each round's order the reverse of
+    the last one's (a drift of the machine's speed then weighs on both sides alike), fresh
+    destinations each; and once, ``segdl -i --ray`` starting its own Ray. Everything is
+    written under ``where`` (a tmpfs by default: the comparison is about Ray's costs, and
+    this machine's disk made single runs vary by 2x)."""
     import ray
 
     import segdl.cluster
 
     walls: dict[str, list[float]] = {}
     cpus = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory(prefix="segdl-cluster-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="segdl-cluster-bench-", dir=where) as tmp:
         root = Path(tmp) / "www"
         root.mkdir()
         digests = _files(root, count)
@@ -86,21 +91,23 @@ def overhead(count: int, jobs: int, shard_size: int, rounds: int) -> dict[str, l
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
             try:
                 ray.get(ray.remote(lambda: None).remote())  # a worker is up
+                sides = [None, *sorted({1, cpus})]  # None: segdl -i alone
                 for round_ in range(rounds):
-                    out = Path(tmp) / f"alone{round_}"
-                    walls.setdefault("segdl -i", []).append(_timed([*base, "-d", str(out)]))
-                    assert _check(out, digests), "segdl -i: a file differs"
-                    shutil.rmtree(out)
-                    for at_once in sorted({1, cpus}):
-                        out = Path(tmp) / f"ray{round_}-{at_once}"
-                        started = time.perf_counter()
-                        report = segdl.cluster.run(
-                            listing, out, shard_size=shard_size, parallel=jobs,
-                            task_cpus=cpus / at_once,
-                        )  # fmt: skip
-                        name = f"cluster.run, Ray running (1 node), {at_once} shard(s) at once"
-                        walls.setdefault(name, []).append(time.perf_counter() - started)
-                        assert report.totals.done == count and _check(out, digests)
+                    for at_once in sides if round_ % 2 == 0 else sides[::-1]:
+                        out = Path(tmp) / f"out{round_}-{at_once}"
+                        if at_once is None:
+                            name, wall = ALONE, _timed([*base, "-d", str(out)])
+                        else:
+                            name = f"cluster.run, Ray running (1 node), {at_once} shard(s) at once"
+                            started = time.perf_counter()
+                            report = segdl.cluster.run(
+                                listing, out, shard_size=shard_size, parallel=jobs,
+                                task_cpus=cpus / at_once,
+                            )  # fmt: skip
+                            wall = time.perf_counter() - started
+                            assert report.totals.done == count, f"{name}: {report.totals}"
+                        walls.setdefault(name, []).append(wall)
+                        assert _check(out, digests), f"{name}: a file differs"
                         shutil.rmtree(out)
             finally:
                 ray.shutdown()
@@ -197,6 +204,31 @@ def simulate(workers: int, cap: int, hold_s: float, seconds: float) -> dict[str,
     }
 
 
+def _overhead_rows(walls: dict[str, list[float]], what: str) -> list[str]:
+    """A row per side: its median wall and ratio to the lone run's median, and the ratios
+    paired by round (each Ray run over the lone run of its own round), median and range."""
+    alone = walls[ALONE]
+    rows = []
+    for name, runs in walls.items():
+        wall, each = statistics.median(runs), ", ".join(f"{run:.2f}" for run in runs)
+        if name == ALONE:
+            rows.append(f"| {what}: {name} (runs {each} s) | {wall:.2f} s (1.00x) | - | - |")
+            continue
+        ratio = wall / statistics.median(alone)
+        paired = sorted(run / lone for run, lone in zip(runs, alone, strict=False))
+        pairs = (
+            f"; paired by round {statistics.median(paired):.2f}x ({paired[0]:.2f}-{paired[-1]:.2f})"
+            if len(runs) == len(alone)
+            else ""
+        )
+        met = "yes" if ratio <= 1.2 else "no"
+        rows.append(
+            f"| {what}: {name} (runs {each} s{pairs}) | {wall:.2f} s ({ratio:.2f}x) "
+            f"| <= 1.2x | {met} |"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__)
     parser.add_argument("--files", type=int, default=20_000)
@@ -208,23 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--cap", type=int, default=16)
     parser.add_argument("--hold-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--where",
+        default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+        help="directory for the served files and both sides' output (default: /dev/shm, a "
+        "tmpfs, so the disk's noise stays out of Ray's overhead; give a disk's directory to "
+        "include it)",
+    )
     parser.add_argument("--skip", choices=["overhead", "leases", "simulation"], action="append")
     args = parser.parse_args(argv)
     skip = set(args.skip or ())
     rows = ["| measure | figure | target | met |", "|---|---|---|---|"]
     if "overhead" not in skip:
-        walls = overhead(args.files, args.jobs, args.shard_size, args.rounds)
-        alone = statistics.median(walls["segdl -i"])
-        for name, runs in walls.items():
-            wall = statistics.median(runs)
-            ratio = wall / alone
-            target = "-" if name == "segdl -i" else "<= 1.2x"
-            met = "-" if name == "segdl -i" else ("yes" if ratio <= 1.2 else "no")
-            each = ", ".join(f"{run:.1f}" for run in runs)
-            rows.append(
-                f"| {args.files} x 16 KiB, nginx, -j {args.jobs}: {name} (median of {each} s) "
-                f"| {wall:.2f} s ({ratio:.2f}x) | {target} | {met} |"
-            )
+        walls = overhead(args.files, args.jobs, args.shard_size, args.rounds, args.where)
+        rows.extend(_overhead_rows(walls, f"{args.files} x 16 KiB, nginx, -j {args.jobs}"))
     if "leases" not in skip:
         batches = [int(size) for size in args.lease_batch.split(",")]
         for batch, rate, calls in lease_rate(args.callers, batches, 3.0):
