@@ -27,6 +27,7 @@ from ray.cluster_utils import Cluster
 from segdl.cli.main import main
 from segdl.cluster import RunProgress, run
 from segdl.disk.journal import JOURNAL_NAME
+from segdl.run.batch import download_many
 from segdl.run.shards import MARKER_DIR
 from tests.server import FaultServer
 from tests.server.faults import Faults
@@ -232,6 +233,21 @@ def test_rerun_sends_nothing_for_complete_shards(
     assert [r.path for r in server.requests] == ["/f00123.bin"]
     assert (third.totals.done, third.totals.skipped, third.shards_from_markers) == (1, 299, 5)
     assert _same(tmp_path, files)
+
+
+def test_a_destination_a_plain_batch_filled_is_not_asked_again(
+    cluster: Cluster, server: FaultServer, tmp_path: Path
+) -> None:
+    """Files a batch without Ray finished in the destination (its journal, no markers) are
+    skipped by the run's shards without a request: the journal is read when it was there
+    before the run."""
+    files = _serve(server, 40, prefix="p")
+    urls = [server.url(path) for path in files]
+    assert download_many(urls, directory=tmp_path, parallel=4).ok
+    server.clear_log()
+    report = run(urls, tmp_path, shard_size=10, parallel=4)
+    assert server.requests == []
+    assert (report.totals.done, report.totals.skipped, report.totals.failed) == (0, 40, {})
 
 
 def test_cli_ray_with_json_and_plain_progress(

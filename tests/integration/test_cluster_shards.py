@@ -6,6 +6,8 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+from segdl.disk.journal import JOURNAL_NAME, Completion, Journals
+from segdl.run.reports import ItemReport
 from segdl.run.shards import download_shard, iter_shards, marker_path, read_marker
 from tests.server import FaultServer
 from tests.server.faults import Faults
@@ -75,3 +77,38 @@ def test_relative_dir_in_the_list_is_inside_dest(
     report = download_shard(shard, tmp_path / "dest", {})
     assert report.done == 1
     assert (tmp_path / "dest" / "sub" / "f000.bin").read_bytes() == files["f000.bin"]
+
+
+def test_a_shard_without_lean_events_still_reports_every_file(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """With ``lean_events=False`` (what the cluster's tally asks) the small files' events are
+    not built, yet every file arrives and is reported; a file the full path takes still
+    sends its own."""
+    files = _serve(fault_server, make_data, 20)
+    fault_server.add_file("/big.bin", make_data(3 << 20, seed=99))
+    urls = [fault_server.url(f"/{name}") for name in files] + [fault_server.url("/big.bin")]
+    shard = next(iter_shards(urls, 21))
+    events: list[object] = []
+    items: list[ItemReport] = []
+    settings = {"parallel": 4, "lean_events": False, "progress": events.append}
+    report = download_shard(shard, tmp_path, settings, on_item=items.append)
+    assert (report.done, report.failed) == (21, {}) and len(items) == 21
+    assert all((tmp_path / name).read_bytes() == data for name, data in files.items())
+    urls_with_events = {getattr(event, "url", None) for event in events}
+    assert urls_with_events == {fault_server.url("/big.bin")}
+
+
+def test_an_append_only_journal_records_without_reading(tmp_path: Path) -> None:
+    """``Journals(read=False)`` appends every line as a reading journal does, and never
+    reads the file: a check finds nothing (a new shard's files cannot be in it yet)."""
+    (tmp_path / "a.bin").write_bytes(b"x")
+    Journals().record("http://h/a.bin", tmp_path / "a.bin")
+    before = (tmp_path / JOURNAL_NAME).read_bytes()
+    assert Journals().check("http://h/a.bin", tmp_path).completion is Completion.COMPLETE
+    appending = Journals(read=False)
+    assert appending.check("http://h/a.bin", tmp_path).completion is Completion.ABSENT
+    (tmp_path / "b.bin").write_bytes(b"yy")
+    appending.record("http://h/b.bin", tmp_path / "b.bin")
+    assert (tmp_path / JOURNAL_NAME).read_bytes().startswith(before)
+    assert Journals().check("http://h/b.bin", tmp_path).completion is Completion.COMPLETE

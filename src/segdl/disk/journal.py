@@ -62,7 +62,10 @@ class Found:
 class Journals:
     """The journals of the directories of one batch, read once each; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, read: bool = True) -> None:
+        """Without ``read`` the journals are only appended to: :meth:`check` finds nothing
+        (for a caller that knows none of its files can be in them yet)."""
+        self._read = read
         self._lock = threading.Lock()
         self._entries: dict[Path, dict[str, dict[str, Entry]]] = {}
         self._cwd: Path | None = None  # read once: Path.absolute() is a getcwd per call
@@ -131,7 +134,7 @@ class Journals:
                 self._cwd = Path.cwd()
             key = self._cwd / directory
         if key not in self._entries:
-            self._entries[key] = read_journal(directory / JOURNAL_NAME)
+            self._entries[key] = read_journal(directory / JOURNAL_NAME) if self._read else {}
         return self._entries[key]
 
 

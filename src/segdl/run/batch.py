@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from segdl.core.errors import Cancelled, OutputChanged, OutputLocked, SegdlError, UsageError
 from segdl.core.models import Result
@@ -78,9 +78,14 @@ class Downloader:
     must agree before a connection opens or a request goes (:mod:`segdl.net.gate`; the
     cluster runner's cap and pauses across machines). With ``journal`` the directories keep a
     journal of the files finished there, as :func:`download_many` does (off by default here:
-    work submitted over time is rarely "the same batch again"). ``transport``: the one every
-    file shares (for tests, :class:`segdl.net.fake.FakeTransport`; the caller closes it);
-    by default a urllib3 transport built from the options when the first file needs it.
+    work submitted over time is rarely "the same batch again"); ``journal="append"`` only
+    appends to them, never reads them (for a caller that knows none of its files can be
+    there yet: a cluster's new shard). ``lean_events=False``: the small files of the lean
+    path send no progress events (a caller that counts items needs none, and building them
+    costs a fifth of such a batch's time); the others' events go to ``progress``.
+    ``transport``: the one every file shares (for tests,
+    :class:`segdl.net.fake.FakeTransport`; the caller closes it); by default a urllib3
+    transport built from the options when the first file needs it.
     Use as a context manager, or call :meth:`close`.
     """
 
@@ -94,8 +99,9 @@ class Downloader:
         cancel: threading.Event | None = None,
         pipelining: bool = True,
         host_gate: HostGate | None = None,
-        journal: bool = False,
+        journal: bool | Literal["append"] = False,
         transport: Transport | None = None,
+        lean_events: bool = True,
         **overrides: object,
     ) -> None:
         """``options`` and ``overrides`` (as for :func:`segdl.download`) are every file's,
@@ -131,7 +137,8 @@ class Downloader:
         self._parallel = parallel
         self._pipelining = pipelining
         self._host_gate = host_gate
-        self._journals = Journals() if journal else None
+        self._journals = Journals(read=journal != "append") if journal else None
+        self._lean_events = lean_events
 
     @property
     def transport_given(self) -> bool:
@@ -332,7 +339,7 @@ def download_many(
     *,
     parallel: int = 4,
     on_item: Callable[[ItemReport], None] | None = None,
-    journal: bool = True,
+    journal: bool | Literal["append"] = True,
     lean: bool = True,
     **keywords: Any,
 ) -> BatchReport:

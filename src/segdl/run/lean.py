@@ -120,7 +120,9 @@ class LeanRun:
         self._source = iter(numbered)
         self._collector = collector
         self._clock = clock
-        self._listener: ProgressListener = downloader._progress
+        self._listener: ProgressListener = (
+            downloader._progress if downloader._lean_events else silent
+        )
         self._open: dict[int, _Prepared] = {}  # taken, neither reported nor deferred yet
         self._to_defer: list[tuple[int, _Prepared]] = []
         self._commits: deque[tuple[Staged, OSError | None]] = deque()
