@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import ray
 
@@ -29,10 +29,10 @@ from segdl.cluster.actor import Counts, RayLeases, start_book
 from segdl.cluster.gate import LeasedGate
 from segdl.cluster.locks import dead_hosts, directories_of, take_over
 from segdl.cluster.report import RunProgress, RunReport
+from segdl.cluster.shardplan import journal_mode, shard_batch
 from segdl.core.errors import UsageError
 from segdl.core.options import DownloadOptions, with_overrides
 from segdl.core.progress import DownloadProgress, Event
-from segdl.disk.journal import JOURNAL_NAME
 from segdl.run.batch import ItemReport, Outcome
 from segdl.run.shards import (
     Failure,
@@ -101,7 +101,7 @@ def run(
                 "parallel": parallel,
                 "pipelining": pipelining,
                 "lean_events": False,  # the tally counts items; a small file's events cost
-                "journal": _journal_mode(dest),
+                "journal": journal_mode(dest),
             },
             options=_fields(settings),
             book=book,
@@ -117,13 +117,6 @@ def run(
         ray.kill(book)
     totals, wall_s = Totals.of(reports), time.monotonic() - started
     return RunReport(totals, wall_s, from_markers, lost, last["granted"], tuple(last["nodes"]))
-
-
-def _journal_mode(dest: str | os.PathLike[str]) -> bool | Literal["append"]:
-    """How a first attempt at a shard uses the journal of ``dest``: read (as every batch
-    does) if an earlier run finished files there, else only appended to (see
-    :func:`_shard_batch`)."""
-    return True if os.path.lexists(Path(dest) / JOURNAL_NAME) else "append"
 
 
 def _count(source: str | os.PathLike[str] | Iterable[str]) -> int | None:
@@ -302,18 +295,6 @@ class _Tally:
             return self.done, self.skipped, self.failed, self.bytes + sum(self._receiving.values())
 
 
-def _shard_batch(batch: Mapping[str, object], shard: Shard, retry: bool) -> dict[str, object]:
-    """The batch settings of one attempt at a shard. Each shard is a new batch, and reading
-    the journal of a directory costs a parse of every line (all the earlier shards' files:
-    a run's reading would grow with the square of its size); a first attempt into a
-    destination that had no journal when the run began only appends to it: none of its
-    files can be in it (another shard's copy of a URL finds its name taken and is skipped).
-    A retry, or a shard writing into its own ``dir=``s, reads it."""
-    if retry or any("directory" in job.options for job in shard.jobs):
-        return {**batch, "journal": True}
-    return dict(batch)
-
-
 def _run_shard(
     shard: Shard,
     dest: str,
@@ -330,7 +311,7 @@ def _run_shard(
         nodes = _ray_nodes()
         take_over(directories_of(shard.jobs, Path(dest)), dead_hosts(nodes))
     tally = _Tally()
-    batch = _shard_batch(batch, shard, retry)
+    batch = shard_batch(batch, shard, retry)
     # The shard's figures ride on the gate's heartbeat (at once: the node took part; then
     # every beat): one call a second per worker to the actor for both.
     gate = LeasedGate(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segdl.cluster.runner import _journal_mode, _shard_batch
+from segdl.cluster.shardplan import journal_mode, shard_batch
 from segdl.disk.journal import JOURNAL_NAME
 from segdl.run.shards import iter_shards
 
@@ -12,9 +12,9 @@ from segdl.run.shards import iter_shards
 def test_a_destination_with_a_journal_is_read_by_every_shard(tmp_path: Path) -> None:
     """Files an earlier run finished are known from the journal before any request; a
     destination without one is only appended to."""
-    assert _journal_mode(tmp_path) == "append"
+    assert journal_mode(tmp_path) == "append"
     (tmp_path / JOURNAL_NAME).write_text("")
-    assert _journal_mode(tmp_path) is True
+    assert journal_mode(tmp_path) is True
 
 
 def test_only_a_first_attempt_into_dest_itself_skips_reading_the_journal() -> None:
@@ -23,8 +23,8 @@ def test_only_a_first_attempt_into_dest_itself_skips_reading_the_journal() -> No
     batch = {"parallel": 4, "journal": "append"}
     plain = next(iter_shards(["http://h/a", "http://h/b"], 2))
     own_dir = next(iter_shards(["http://h/a", "  dir=sub"], 2))
-    assert _shard_batch(batch, plain, retry=False)["journal"] == "append"
-    assert _shard_batch(batch, plain, retry=True)["journal"] is True
-    assert _shard_batch(batch, own_dir, retry=False)["journal"] is True
+    assert shard_batch(batch, plain, retry=False)["journal"] == "append"
+    assert shard_batch(batch, plain, retry=True)["journal"] is True
+    assert shard_batch(batch, own_dir, retry=False)["journal"] is True
     read = {"parallel": 4, "journal": True}
-    assert _shard_batch(read, plain, retry=False)["journal"] is True
+    assert shard_batch(read, plain, retry=False)["journal"] is True
