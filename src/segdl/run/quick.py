@@ -77,15 +77,14 @@ def quick_download(
     if dialled is None:
         return None
     head = peek_head(dialled.sock, HEAD_WAIT_S) if dialled.sent is not None else None
-    promise = None if head is None else promised_whole(head.status, head.values, SMALL_BYTES)
-    too_large = options.max_size_bytes is not None and (
-        promise is None or (promise.size_bytes or 0) > options.max_size_bytes
-    )
-    if head is None or promise is None or not promise.whole or too_large:
+    limit = min(SMALL_BYTES, options.max_size_bytes if options.max_size_bytes is not None
+                else SMALL_BYTES)  # fmt: skip
+    size = None if head is None else promised_whole(head.status, head.values, limit).size_bytes
+    if head is None or size is None:  # over --max-size too: the engine says so
         dial.give_back(host, port, dialled)  # unread: the transport's, as if never taken
         return None
-    assert dialled.sent is not None and promise.size_bytes is not None
-    shown_url, size = shown(url), promise.size_bytes
+    assert dialled.sent is not None
+    shown_url = shown(url)
     listener(DownloadStarted(shown_url, final, size, head.status == 206, 1))
 
     def watch(request: LeanRequest, status: int, values: object, done: int) -> None:
