@@ -132,3 +132,21 @@ def test_the_table_and_the_options_agree() -> None:
         assert getattr(DEFAULTS, name) == DEFAULTS_TABLE[name][0], name
     assert tuple(policy.value for policy in IfExists) == IF_EXISTS_CHOICES
     assert DEFAULTS.if_exists.value == DEFAULTS_TABLE["if_exists"][0]
+
+
+def test_the_integrations_split_keywords_as_download_takes_them() -> None:
+    """pooch and fsspec pass download()'s keywords through: every keyword download() takes
+    besides its options is one they hold back, and nothing else is (an option added to
+    download() is never taken for an unknown one, nor an option for a download() keyword)."""
+    import inspect
+
+    from segdl.integrations._http import _NOT_OPTIONS
+    from segdl.run.engine import download
+
+    keywords = {
+        name
+        for name, parameter in inspect.signature(download).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert keywords - {"options"} == _NOT_OPTIONS
+    assert not _NOT_OPTIONS & {field.name for field in dataclasses.fields(DownloadOptions)}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from segdl.net.interfaces import Response
 from segdl.run.reorder import ReorderWindow, piece_bytes
 
 KIB = 1024
@@ -31,15 +34,18 @@ def test_pieces_are_handed_out_only_within_the_window_and_a_slow_head_is_taken_o
     assert [w[0].range.start for w in taken if w] == [0, 64 * KIB, 128 * KIB, 192 * KIB]
     assert all(w is not None and not w[1] for w in taken)
     head = taken[0][0] if taken[0] else None
-    assert head is not None and window.received(head, 1000)
+    owners = cast(Response, object())  # the owner's answer: what a takeover aborts
+    assert head is not None and window.received(head, 1000, owners)
     for work in taken[1:]:
         assert work is not None
         window.done(work[0])
     clock.now_s = 10.0  # the head is long overdue; the window is full
     takeover = window.take()
     assert takeover is not None and takeover == (head, True)
+    assert window.owners_answer(head) is owners
     assert not window.received(head, 2000)  # the owner learns at its next read, and stops
     window.release(head)
+    assert window.owners_answer(head) is None  # let go: nothing left to abort
     assert window.adopt(head) and head.got == 2000 and not head.taken
     held = sum(len(d) for d in window.ready.values())
     held += sum(len(p.data) for p in window.receiving.values())

@@ -10,8 +10,8 @@ waits out its own ``Retry-After``; a transport without a gate behaves exactly so
 how a cap and a pause are held across processes: :mod:`segdl.cluster` hands each worker's
 batch one whose connection slots are leased from a single owner for the whole cluster.
 
-Hosts are named by :func:`gate_key` (``host:port``, lower case, no IPv6 brackets), the same
-for a connection's pool and for a request's URL.
+Hosts are named by :func:`segdl.net.origins.gate_key` (``host:port``, lower case, no IPv6
+brackets), the same for a connection's pool and for a request's URL.
 
 A thread per connection (urllib3's pools) may wait at the gate; the one-thread loop of
 :mod:`segdl.net.lean` may not, since its other connections must be served meanwhile: it
@@ -62,14 +62,6 @@ class HostGate(Protocol):
     def retry_after(self, host: str, delay_s: float) -> None:
         """``host`` asked for a pause of ``delay_s`` (429/503 with Retry-After)."""
         ...
-
-
-def gate_key(host: str, port: int | None, scheme: str = "http") -> str:
-    """``host:port`` as a gate names it."""
-    name = host.lower()
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    return f"{name}:{port or (443 if scheme == 'https' else 80)}"
 
 
 # How long a closing connection waits for the server to close its side before its slot is

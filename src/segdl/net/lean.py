@@ -41,8 +41,9 @@ from collections.abc import Callable, Iterator
 
 import httptools
 
-from segdl.net.gate import HostGate, LoopGate, gate_key
+from segdl.net.gate import HostGate, LoopGate
 from segdl.net.leanconn import Answer, Conn, LeanRequest, Unusable, Watch
+from segdl.net.origins import gate_key
 from segdl.net.pipelining import HEAD_WAIT_S
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,18 @@ from __future__ import annotations
 import functools
 
 from segdl.core.errors import UsageError, shown
-from segdl.net.gate import gate_key
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 """The port of a URL that names none, by scheme."""
+
+
+def gate_key(host: str, port: int | None, scheme: str = "http") -> str:
+    """``host:port`` as a gate names it (lower case, no IPv6 brackets, the scheme's port
+    when none is given)."""
+    name = host.lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    return f"{name}:{port or DEFAULT_PORTS.get(scheme, 80)}"
 
 
 def host_of(url: str) -> str:

@@ -21,7 +21,8 @@ import urllib3.connection
 from urllib3.util.wait import wait_for_read
 
 from segdl.net import dial, head
-from segdl.net.gate import HostGate, gate_key
+from segdl.net.gate import HostGate
+from segdl.net.origins import gate_key
 
 log = logging.getLogger(__name__)
 

@@ -111,11 +111,20 @@ class ReorderWindow:
         limit = max(_TAKEOVER_FLOOR_S, _TAKEOVER_RATIO * typical)
         return self.clock() - piece.started_s > limit
 
-    def received(self, piece: Piece, got: int) -> bool:
-        """The owner has ``got`` bytes of ``piece``; False: it was taken over, stop."""
+    def received(self, piece: Piece, got: int, answer: Response | None = None) -> bool:
+        """The owner has ``got`` bytes of ``piece`` (and reads them from ``answer`` when
+        given: its new answer, what a takeover aborts); False: it was taken over, stop."""
         with self.changed:
             piece.got = got
+            if answer is not None:
+                piece.response = answer
             return not piece.taken
+
+    def owners_answer(self, piece: Piece) -> Response | None:
+        """The answer the owner of ``piece`` reads now: a takeover aborts it (outside the
+        lock: aborting closes a socket), so the owner's read returns at once and lets go."""
+        with self.changed:
+            return piece.response
 
     def release(self, piece: Piece) -> None:
         """The owner let go of a piece taken over: it writes no more into it."""

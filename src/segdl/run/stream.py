@@ -19,7 +19,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from segdl.core.answers import Mode
@@ -64,8 +64,10 @@ class Streamer:
         listener: ProgressListener,
         cancel: threading.Event,
         rate_limiters: list[TokenBucket],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
+        self.clock = clock
         self.out_fd = out_fd
         self.options = options
         self.transport = transport
@@ -74,7 +76,7 @@ class Streamer:
         self.cancel = cancel
         self.pace = Pace(rate_limiters, cancel)
         self._open = OpenResponses()
-        self.started_s = time.monotonic()
+        self.started_s = clock()
 
     def run(self, contact: FirstContact) -> Result:
         resource = contact.resource
@@ -100,7 +102,7 @@ class Streamer:
                 self.pace.take(n)
                 self._write(buffer[:n])
                 written += n
-                if (now := time.monotonic()) - last_s >= _TICK_S:
+                if (now := self.clock()) - last_s >= _TICK_S:
                     last_s = now
                     self._progress(written, contact.resource.size_bytes, 1, None)
                 if self.cancel.is_set():
@@ -172,7 +174,7 @@ class Streamer:
                     window.changed.notify_all()
                 with contextlib.suppress(BufferError):  # a former owner's view, just leaving
                     data.close()  # its pages go back now, before the next piece goes out
-            if (now := time.monotonic()) - last_s >= _TICK_S:
+            if (now := self.clock()) - last_s >= _TICK_S:
                 last_s = now
                 active = sum(1 for t in threads if t.is_alive())
                 self._progress(window.flushed, window.size_bytes, active, window.segment_map())
@@ -194,7 +196,7 @@ class Streamer:
                         return
                     piece, takeover = work
                     if takeover:
-                        slow = piece.response
+                        slow = window.owners_answer(piece)
                         if slow is not None:
                             slow.abort()  # its owner's read returns at once and lets go
                         if not window.adopt(piece):
@@ -238,8 +240,7 @@ class Streamer:
                 answer = answer_or_none or open_range(self.transport, resource, asked, headers)
                 self._open.add(answer)
                 try:
-                    piece.response = answer
-                    if not window.received(piece, piece.got):  # taken while we asked
+                    if not window.received(piece, piece.got, answer):  # taken while we asked
                         window.release(piece)
                         return False
                     got = piece.got
@@ -291,14 +292,14 @@ class Streamer:
     def _progress(
         self, done: int, size: int | None, connections: int, segments: SegmentMap | None
     ) -> None:
-        elapsed_s = time.monotonic() - self.started_s
+        elapsed_s = self.clock() - self.started_s
         rate = done / elapsed_s if elapsed_s > 0 else 0.0
         self.listener(
             DownloadProgress(self.url, done, size, elapsed_s, rate, connections, segments)
         )
 
     def _finished(self, size: int, connections: int, *, ranged: bool) -> Result:
-        elapsed_s = time.monotonic() - self.started_s
+        elapsed_s = self.clock() - self.started_s
         self.listener(DownloadFinished(self.url, STDOUT_PATH, size, elapsed_s))
         return Result(self.url, STDOUT_PATH, size, elapsed_s, connections, ranged)
 
@@ -343,7 +344,7 @@ def stream_to(
         try:
             return streamer.run(contact)
         except BaseException as exc:
-            elapsed_s = time.monotonic() - streamer.started_s
+            elapsed_s = streamer.clock() - streamer.started_s
             listener(DownloadFailed(shown_url, exc, elapsed_s))
             raise
     finally:
