@@ -77,6 +77,39 @@ def test_a_large_file_is_the_engines_on_the_same_unread_answer(
     assert [r.connection_id for r in fault_server.requests] == [0]
 
 
+@pytest.mark.usefixtures("head_waited")
+@pytest.mark.parametrize("unnamed_work", [True, False])
+def test_the_directory_is_tried_for_unnamed_files_only_for_a_small_file(
+    fault_server: FaultServer,
+    make_data: MakeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    unnamed_work: bool,
+) -> None:
+    """A large file's download never makes the test file that asks whether its directory
+    takes unnamed files; a small file's directory that takes none leaves the answer unread,
+    for the engine to read on the same connection: one request either way."""
+    asked: list[Path] = []
+
+    def unnamed_files_work(directory: Path) -> bool:
+        asked.append(directory)
+        return unnamed_work
+
+    monkeypatch.setattr(quick, "unnamed_files_work", unnamed_files_work)
+    for name, size in (("big.bin", 3 * 1024 * 1024), ("small.bin", 16 * 1024)):
+        data = make_data(size)
+        fault_server.add_file(f"/{name}", data)
+        out = tmp_path / name
+        code, _, err = run_cli("-q", "-x", "1", "-o", str(out), fault_server.url(f"/{name}"))
+        assert code == ExitCode.OK, err
+        assert out.read_bytes() == data
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            {"big.bin", name}
+        )  # no .part or state left beside either
+    assert asked == [tmp_path]  # the small file's directory, once
+    assert [r.connection_id for r in fault_server.requests] == [0, 1]  # one request a run
+
+
 @pytest.mark.parametrize(
     ("faults", "code", "connections"),
     [

@@ -67,11 +67,8 @@ def quick_download(
     request, or None: the engine's to download (see the module's docstring)."""
     if why_not_lean(options, url, [url]) is not None:
         return None
-    directory = final.parent
     parts = urlsplit(url)
     host, port = (parts.hostname or "").rstrip("."), parts.port or 80
-    if not unnamed_files_work(directory):
-        return None
     started_s = clock()
     dialled = dial.take(host, port)
     if dialled is None:
@@ -80,7 +77,9 @@ def quick_download(
     limit = min(SMALL_BYTES, options.max_size_bytes if options.max_size_bytes is not None
                 else SMALL_BYTES)  # fmt: skip
     size = None if head is None else promised_whole(head.status, head.values, limit).size_bytes
-    if head is None or size is None:  # over --max-size too: the engine says so
+    # A directory that takes no unnamed file is asked about only now, before anything is
+    # read (a large file, the usual case, never pays for the test file it makes).
+    if head is None or size is None or not unnamed_files_work(final.parent):  # or over --max-size
         dial.give_back(host, port, dialled)  # unread: the transport's, as if never taken
         return None
     assert dialled.sent is not None
