@@ -3,12 +3,15 @@ asked, nothing left behind when a file cannot be named."""
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from segdl.disk.commit import GroupCommit, Staged, unnamed_files_work
+from segdl.disk import kernel
+from segdl.disk.commit import SYNCFS_FROM_FILES, GroupCommit, Staged, unnamed_files_work
 
 
 @pytest.fixture
@@ -18,8 +21,9 @@ def directory(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _commit(directory: Path, files: dict[str, bytes], *, overwrite: bool = False
-            ) -> dict[str, OSError | None]:  # fmt: skip
+def _commit(
+    directory: Path, files: dict[str, bytes], *, overwrite: bool = False, group_files: int = 3
+) -> dict[str, OSError | None]:
     done: dict[str, OSError | None] = {}
     journal: list[str] = []
 
@@ -31,7 +35,8 @@ def _commit(directory: Path, files: dict[str, bytes], *, overwrite: bool = False
             assert info.st_size == len(files[staged.final_path.name])  # synced, not yet named
             journal.append(staged.final_path.name)
 
-    committer = GroupCommit(on_done, before_link=before_link, group_files=3, group_wait_s=0.05)
+    committer = GroupCommit(on_done, before_link=before_link, group_files=group_files,
+                            group_wait_s=0.05)  # fmt: skip
     for name, body in files.items():
         committer.stage(directory, body, directory / name, overwrite=overwrite, token=name)
     committer.close()
@@ -112,3 +117,53 @@ def test_a_full_queue_holds_the_stager_back_and_loses_nothing(directory: Path) -
     assert done == dict.fromkeys(files)
     for name, body in files.items():
         assert (directory / name).read_bytes() == body
+
+
+def test_files_written_and_not_named_stay_under_the_bound(directory: Path) -> None:
+    """With room for 32 open files and groups that would wait 5 s for 1000, the writers do
+    not pile up descriptors: the committer takes what is there when they wait, so no group
+    holds more than 32 files and the batch does not wait for the group's clock."""
+    files = {f"f{n}": os.urandom(100) for n in range(300)}
+    done: dict[str, OSError | None] = {}
+    groups: list[int] = []
+    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}),
+                            before_link=lambda group: groups.append(len(group)),
+                            group_files=1000, group_wait_s=5.0, open_files=32)  # fmt: skip
+    started_s = time.monotonic()
+    for name, body in files.items():
+        committer.stage(directory, body, directory / name, overwrite=False, token=name)
+    committer.close()
+    assert time.monotonic() - started_s < 4.0
+    assert done == dict.fromkeys(files) and sum(groups) == len(files)
+    assert max(groups) <= 32
+    for name, body in files.items():
+        assert (directory / name).read_bytes() == body
+
+
+def test_a_group_whose_file_system_sync_fails_names_none_of_its_files(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group large enough for one syncfs: if that fails, every file of the group says so and
+    none is named; a group of a few files is synced file by file and does not depend on it."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        assert kernel.syncs_whole_file_system(fd), "needs ext4, XFS, btrfs or tmpfs here"
+    finally:
+        os.close(fd)
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "lost a page")
+
+    monkeypatch.setattr(kernel, "sync_file_system", failing)
+    done: dict[str, OSError | None] = {}
+    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}),
+                            group_files=SYNCFS_FROM_FILES, group_wait_s=5.0)  # fmt: skip
+    many = [f"m{n}" for n in range(SYNCFS_FROM_FILES)]
+    for name in many:
+        committer.stage(directory, b"x", directory / name, overwrite=False, token=name)
+    committer.close()
+    assert all(isinstance(e, OSError) and e.errno == errno.EIO for e in done.values())
+    assert set(done) == set(many) and list(directory.iterdir()) == []
+    few = {f"f{n}": b"y" for n in range(SYNCFS_FROM_FILES - 1)}
+    assert _commit(directory, few, group_files=len(few)) == dict.fromkeys(few)
+    assert sorted(p.name for p in directory.iterdir()) == sorted(few)

@@ -4,14 +4,17 @@ Syncing and renaming each small file on its own costs more than fetching it: an 
 before every rename, a directory sync after it. Here each file is written whole into an
 unnamed file in its directory (Linux ``O_TMPFILE``: it has no name until it is linked, so a
 crash or ``kill -9`` leaves nothing behind, not even a temporary), and files are committed in
-groups: every file of the group is ``fdatasync``ed (a few at once, from a small pool), then
-each is linked to its final name, then each directory is synced once.
+groups: the group is made durable at once (one ``syncfs`` of its file system, where that is
+known to write back every file and report a failure: :mod:`segdl.disk.kernel`; elsewhere, and
+for a group of a few files, an ``fdatasync`` per file from a small pool), then each file is
+linked to its final name, then each directory is synced once.
 
-The files are written by a thread of their own, not by the caller: creating a file is the
+The files are written by threads of their own, not by the caller: creating a file is the
 file system's work (an inode to find, on ext4 without a journal a scan past every inode
 deleted in the last minute, which made creating 5000 files cost more than fetching them), and
 on a thread it overlaps the caller's network loop on another core. At most
-:data:`QUEUED_BYTES` of bodies wait for it; past that, :meth:`GroupCommit.stage` waits.
+:data:`QUEUED_BYTES` of bodies wait for them, and at most :data:`OPEN_FILES` files are written
+and not yet named (each holds a descriptor); past either, the stage before waits.
 
 The promise is the one of the single-file path (README, "Resume and crash safety"): nothing is
 ever at a final name that is not complete and on disk. The window is the group: a power cut or
@@ -32,11 +35,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from segdl.disk import kernel
+
 GROUP_FILES = 64
 GROUP_WAIT_S = 0.25
 SYNC_THREADS = 4
 WRITE_THREADS = 2
 QUEUED_BYTES = 8 << 20
+OPEN_FILES = 4 * GROUP_FILES
+"""Files written and not yet named, at most (a descriptor each: with a slow disk they would
+pile up past the process's limit of open files)."""
+SYNCFS_FROM_FILES = 8
+"""A group this large is made durable by one ``syncfs`` where that suffices (a few files'
+``fdatasync`` cost less than writing back whatever else the file system holds)."""
 _WRITE_AT_ONCE = 16  # files a writer takes at a time, so that both writers have work
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 # What open(O_TMPFILE) says where the file system (or kernel) cannot make unnamed files.
@@ -99,21 +110,31 @@ class GroupCommit:
         sync_threads: int = SYNC_THREADS,
         write_threads: int = WRITE_THREADS,
         queued_bytes: int = QUEUED_BYTES,
+        open_files: int = OPEN_FILES,
     ) -> None:
         self._on_done = on_done
         self._before_link = before_link
         self._group_files = group_files
         self._group_wait_s = group_wait_s
+        self._sync_threads = sync_threads
         self._queued_bytes = queued_bytes
-        self._cond = threading.Condition()
+        self._open_files = open_files
+        # The committing thread's state: one lock, the committer waits on _cond for files,
+        # the writers on _room for descriptors to be given back.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
         self._pending: list[Staged] = []
+        self._opened = 0  # files being written, written, or in the group being committed
+        self._starved = False  # a writer waits for descriptors: commit what is there now
         self._closing = False
         self._bodies = threading.Condition()
         self._incoming: list[_Body] = []
         self._incoming_bytes = 0
         self._bodies_closing = False
         self._directories: dict[Path, int] = {}  # opened once each: names resolve from them
-        self._syncs = cf.ThreadPoolExecutor(sync_threads, thread_name_prefix="segdl-sync")
+        self._devices: dict[int, int | None] = {}  # directory fd: its device, if syncfs does
+        self._syncs: cf.ThreadPoolExecutor | None = None
         self._thread = threading.Thread(target=self._run, name="segdl-commit", daemon=True)
         self._thread.start()
         self._writers = [threading.Thread(target=self._write_all, name="segdl-write", daemon=True)
@@ -153,6 +174,7 @@ class GroupCommit:
                 del self._incoming[:_WRITE_AT_ONCE]
                 if self._incoming:
                     self._bodies.notify()  # the other writer takes the next ones
+            self._reserve(len(bodies))
             written: list[Staged] = []
             for waiting in bodies:
                 try:
@@ -163,12 +185,22 @@ class GroupCommit:
             with self._bodies:
                 self._incoming_bytes -= sum(len(waiting.body) for waiting in bodies)
                 self._bodies.notify_all()  # a stage() waiting for room
-            with self._cond:
+            with self._lock:
+                self._opened -= len(bodies) - len(written)
                 was = len(self._pending)
                 self._pending.extend(written)
                 # The first file starts the group's clock (GROUP_WAIT_S), a full group ends it.
                 if written and (was == 0 or was < self._group_files <= len(self._pending)):
                     self._cond.notify()
+
+    def _reserve(self, files: int) -> None:
+        """Wait until ``files`` more may be open (unless none is: then they go anyway)."""
+        with self._lock:
+            while self._opened and self._opened + files > self._open_files:
+                self._starved = True
+                self._cond.notify()
+                self._room.wait()
+            self._opened += files
 
     def _write(self, waiting: _Body) -> Staged:
         directory_fd = self._directories[waiting.directory]
@@ -190,35 +222,35 @@ class GroupCommit:
             self._bodies.notify_all()
         for writer in self._writers:
             writer.join()
-        with self._cond:
+        with self._lock:
             self._closing = True
             self._cond.notify()
         self._thread.join()
-        self._syncs.shutdown(wait=True)
+        if self._syncs is not None:
+            self._syncs.shutdown(wait=True)
         for fd in self._directories.values():
             os.close(fd)
         self._directories.clear()
 
     def _run(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 while not self._pending and not self._closing:
                     self._cond.wait()
                 if not self._pending:
                     return
-                if len(self._pending) < self._group_files and not self._closing:
+                filling = len(self._pending) < self._group_files and not self._starved
+                if filling and not self._closing:
                     self._cond.wait(self._group_wait_s)  # let the group fill a little
                 group, self._pending = self._pending, []
             self._commit(group)
+            with self._lock:
+                self._opened -= len(group)
+                self._starved = False
+                self._room.notify_all()
 
     def _commit(self, group: list[Staged]) -> None:
-        # A slice of the group per sync thread, not a task per file: handing each file to a
-        # thread and back cost more futex calls than the files' own system calls.
-        slices = [group[n::SYNC_THREADS] for n in range(SYNC_THREADS)]
-        errors: dict[int, OSError] = {}
-        for found in self._syncs.map(_sync_all, slices):
-            errors.update(found)
-        synced = [errors.get(id(staged)) for staged in group]
+        synced = self._make_durable(group)
         if self._before_link is not None:
             ok = [(s, os.fstat(s.fd)) for s, e in zip(group, synced, strict=True) if e is None]
             try:
@@ -241,6 +273,34 @@ class GroupCommit:
                 os.fsync(directory_fd)  # the names are durable from here on
         for staged, error in zip(group, results, strict=True):
             self._on_done(staged, error)
+
+    def _make_durable(self, group: list[Staged]) -> list[OSError | None]:
+        """Every file of the group on disk: each one's error, None where it is."""
+        if len(group) >= SYNCFS_FROM_FILES:
+            devices = {self._device(staged.directory_fd): staged.directory_fd for staged in group}
+            if None not in devices:
+                try:
+                    for directory_fd in devices.values():
+                        kernel.sync_file_system(directory_fd)
+                except OSError as exc:
+                    return [exc] * len(group)
+                return [None] * len(group)
+        if self._syncs is None:
+            self._syncs = cf.ThreadPoolExecutor(self._sync_threads, "segdl-sync")
+        # A slice of the group per sync thread, not a task per file: handing each file to a
+        # thread and back cost more futex calls than the files' own system calls.
+        slices = [group[n :: self._sync_threads] for n in range(self._sync_threads)]
+        errors: dict[int, OSError] = {}
+        for found in self._syncs.map(_sync_all, slices):
+            errors.update(found)
+        return [errors.get(id(staged)) for staged in group]
+
+    def _device(self, directory_fd: int) -> int | None:
+        """The device of a directory whose file system one ``syncfs`` makes durable."""
+        if directory_fd not in self._devices:
+            whole = kernel.syncs_whole_file_system(directory_fd)
+            self._devices[directory_fd] = os.fstat(directory_fd).st_dev if whole else None
+        return self._devices[directory_fd]
 
 
 def _sync_all(group: list[Staged]) -> dict[int, OSError]:
