@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from segdl.disk import kernel
-from segdl.disk.commit import SYNCFS_FROM_FILES, GroupCommit, Staged, unnamed_files_work
+from segdl.disk.commit import (
+    SYNCFS_FROM_FILES,
+    WRITE_THREADS,
+    GroupCommit,
+    Staged,
+    unnamed_files_work,
+)
 
 
 @pytest.fixture
@@ -87,14 +94,18 @@ def test_an_existing_file_is_never_linked_over_unless_overwriting(directory: Pat
     assert (directory / "taken").read_bytes() == b"ours"
 
 
-def test_a_file_that_cannot_be_written_reaches_on_done_with_its_error(directory: Path) -> None:
-    """The writing threads report a file they cannot create (its directory is gone) to
-    on_done with the error, and the batch of staged files still ends: nothing is named."""
+@pytest.mark.parametrize("slow_create_s", [1.0, 0.0], ids=["caller", "threads"])
+def test_a_file_that_cannot_be_written_reaches_on_done_with_its_error(
+    directory: Path, slow_create_s: float
+) -> None:
+    """The writing thread (the caller's, or the writing threads once they have started)
+    reports a file it cannot create (its directory is gone) to on_done with the error, and
+    the batch of staged files still ends: nothing is named."""
     target = directory / "gone"
     target.mkdir()
     done: dict[str, OSError | None] = {}
-    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}),
-                            group_files=1000, group_wait_s=5.0)  # fmt: skip
+    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), group_files=1000,
+                            group_wait_s=5.0, slow_create_s=slow_create_s)  # fmt: skip
     committer.stage(target, b"first", target / "a", overwrite=False, token="a")
     target.rmdir()  # the unnamed file of "a" holds no name there, so the directory goes
     committer.stage(target, b"second", target / "b", overwrite=False, token="b")
@@ -104,12 +115,12 @@ def test_a_file_that_cannot_be_written_reaches_on_done_with_its_error(directory:
 
 
 def test_a_full_queue_holds_the_stager_back_and_loses_nothing(directory: Path) -> None:
-    """With room for one body, stage() waits for the writers each time: at most one body
-    past the bound is ever queued, and every file still arrives whole at its name."""
+    """With room for one body, stage() waits for the writing threads each time: at most one
+    body past the bound is ever queued, and every file still arrives whole at its name."""
     files = {f"f{n}": os.urandom(1000 + n) for n in range(200)}
     done: dict[str, OSError | None] = {}
-    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}),
-                            group_files=16, group_wait_s=0.01, queued_bytes=1)  # fmt: skip
+    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), group_files=16,
+                            group_wait_s=0.01, queued_bytes=1, slow_create_s=0.0)  # fmt: skip
     for name, body in files.items():
         committer.stage(directory, body, directory / name, overwrite=False, token=name)
         assert committer._incoming_bytes <= 1 + len(body)
@@ -167,3 +178,28 @@ def test_a_group_whose_file_system_sync_fails_names_none_of_its_files(
     few = {f"f{n}": b"y" for n in range(SYNCFS_FROM_FILES - 1)}
     assert _commit(directory, few, group_files=len(few)) == dict.fromkeys(few)
     assert sorted(p.name for p in directory.iterdir()) == sorted(few)
+
+
+def _writing_threads() -> int:
+    return sum(thread.name == "segdl-write" for thread in threading.enumerate())
+
+
+def test_files_are_written_by_the_caller_until_creating_them_proves_slow(directory: Path) -> None:
+    """While creating a file is quick the caller writes it (no thread to hand it to); once
+    it is slow on average the writing threads start, and every file still arrives whole."""
+    files = {f"f{n}": os.urandom(100 + n) for n in range(40)}
+    done: dict[str, OSError | None] = {}
+    before = _writing_threads()
+    quick = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), slow_create_s=1.0)
+    for name in list(files)[:20]:
+        quick.stage(directory, files[name], directory / name, overwrite=False, token=name)
+    assert _writing_threads() == before
+    quick.close()
+    slow = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), slow_create_s=0.0)
+    for name in list(files)[20:]:
+        slow.stage(directory, files[name], directory / name, overwrite=False, token=name)
+        assert _writing_threads() == before + WRITE_THREADS
+    slow.close()
+    assert done == dict.fromkeys(files)
+    for name, body in files.items():
+        assert (directory / name).read_bytes() == body
