@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -132,3 +132,29 @@ def test_against_nginx_every_file_is_right_on_few_connections(tmp_path: Path) ->
     assert sorted(p.name for p in out.iterdir()) == sorted([*data, ".segdl-journal"])
     assert len({entry["connection"] for entry in log}) <= 4
     assert len(log) == 300
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_a_file_that_appears_after_the_batch_looked_is_never_linked_over(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, policy: str
+) -> None:
+    """The lean path looks at a directory's names once; a file put there later, under the
+    name of a file still to come, keeps its bytes: with --if-exists error that file fails
+    (not the file segdl finished there), with skip it is skipped, and the others are right."""
+    urls = _serve(fault_server, make_data, 6)
+
+    def jobs() -> Iterator[str]:
+        for n, url in enumerate(urls):
+            if n == 3:  # the directory was looked at for the first file already
+                (tmp_path / "f4.bin").write_bytes(b"theirs")
+            yield url
+
+    report = download_many(jobs(), parallel=2, directory=tmp_path, if_exists=policy)
+    assert (tmp_path / "f4.bin").read_bytes() == b"theirs"
+    for n in (0, 1, 2, 3, 5):
+        assert (tmp_path / f"f{n}.bin").read_bytes() == make_data(3 * KIB + 97 * n, seed=n)
+    if policy == "error":
+        assert report.count(Outcome.FAILED) == 1 and report.count(Outcome.DONE) == 5
+        assert isinstance(report.failures[0].error, FileExistsError)
+    else:
+        assert report.count(Outcome.SKIPPED) == 1 and report.count(Outcome.DONE) == 5

@@ -73,7 +73,10 @@ class Journals:
     def check(self, url: str, directory: Path, name: str | None = None) -> Found:
         """Is the file of ``url`` in ``directory`` (as ``name``, if the job names it) one
         this tool finished? Costs a read of the journal the first time, then a ``stat``."""
-        by_name = self._load(directory).get(url_digest(url), {})
+        entries = self._load(directory)
+        if not entries:  # a directory new to the batch: no digest of the URL to compute
+            return Found(Completion.ABSENT)
+        by_name = entries.get(url_digest(url), {})
         # One URL may be saved under several names (aria2's out=): the name decides; a job
         # named by the server takes the URL's latest file.
         entry = by_name.get(name) if name is not None else _latest(by_name)

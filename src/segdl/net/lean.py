@@ -106,7 +106,8 @@ class LeanLoop:
         exhausted = False
         try:  # on cancel, whatever was neither delivered nor deferred is the caller's
             while not cancel.is_set():
-                while not exhausted and self.unanswered() < window:
+                room = window - self.unanswered()
+                while not exhausted and room > 0:
                     try:
                         request = next(source)
                     except StopIteration:
@@ -115,6 +116,7 @@ class LeanLoop:
                     if request is None:  # none ready yet: on with the answers
                         break
                     self._wait(request, front=False)
+                    room -= 1
                 self._assign(defer)
                 if exhausted and not self.unanswered():
                     return

@@ -45,10 +45,17 @@ class Answer:
     body: bytes
     pipelined: bool
     """It was read behind another answer on its connection."""
+    _by_name: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
     def header_values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.fields if key == wanted]
+        # Each answer is asked about several fields (framing, range, digests, name): one
+        # pass over its fields, not one a question.
+        if self._by_name is None:
+            by_name: dict[str, list[str]] = {}
+            for key, value in self.fields:
+                by_name.setdefault(key, []).append(value)
+            self._by_name = by_name
+        return list(self._by_name.get(name.lower(), ()))
 
 
 # watch(request, status, header_values, body_bytes_so_far): an answer's head has arrived

@@ -18,7 +18,7 @@ from pathlib import Path
 _RECENT = 1 << 15
 
 
-def _digest(path: Path) -> int:
+def _digest(path: Path | str) -> int:
     # str's own hash: 64 bits (SipHash, keyed per process: fine for names held in memory)
     return hash(str(path))
 
@@ -29,19 +29,19 @@ def _holds(values: array[int], wanted: int) -> bool:
 
 
 class Claims:
-    """Paths taken so far; not thread-safe (one thread names a batch's files)."""
+    """Paths (or names) taken so far; not thread-safe (one thread names a batch's files)."""
 
     def __init__(self) -> None:
         self._recent: set[int] = set()
         self._levels: list[array[int]] = []  # sorted, largest first
 
-    def __contains__(self, path: Path) -> bool:
+    def __contains__(self, path: Path | str) -> bool:
         wanted = _digest(path)
         if wanted in self._recent:
             return True
         return any(_holds(level, wanted) for level in self._levels)
 
-    def add(self, path: Path) -> None:
+    def add(self, path: Path | str) -> None:
         self._recent.add(_digest(path))
         if len(self._recent) >= _RECENT:
             merged = array("q", sorted(self._recent))

@@ -19,7 +19,7 @@ unless the batch overwrites.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 import os
 import threading
@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from segdl.core.digests import verify
-from segdl.core.errors import Cancelled, IntegrityError, OutputLocked, SegdlError, shown
+from segdl.core.errors import Cancelled, OutputLocked, SegdlError, shown
 from segdl.core.models import Result
-from segdl.core.names import choose_filename
 from segdl.core.progress import (
     DownloadFinished,
     DownloadProgress,
@@ -43,19 +41,13 @@ from segdl.core.progress import (
     ProgressListener,
     silent,
 )
-from segdl.core.wholebody import Headers, judge, larger_size, larger_than_asked
+from segdl.core.wholebody import Headers, larger_size, larger_than_asked
 from segdl.disk.commit import GroupCommit, Staged
 from segdl.net.lean import LeanLoop
 from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
 from segdl.run.leandirs import Destinations, NameVerdict
-from segdl.run.leanplan import (
-    SMALL_BYTES,
-    ProxyChoices,
-    expected_digest,
-    request_bytes,
-    why_not_lean,
-)
+from segdl.run.leanplan import SMALL_BYTES, ProxyChoices, lean_target, refusal, request_bytes
 
 if TYPE_CHECKING:
     from segdl.run.batch import Downloader, _Prepared
@@ -89,6 +81,7 @@ class _Item:
     directory: Path
     final: Path | None
     started_s: float
+    named: Path | None = None  # by the answer's head, for a display
     size_bytes: int = 0
     ranged: bool = False
     shown: bool = False  # a DownloadStarted went out for it
@@ -202,14 +195,15 @@ class LeanRun:
         on with its answers). With nothing in flight, it waits here for the input."""
         cancel = self._downloader.cancel
         while not cancel.is_set() and len(self._to_defer) < DEFERRED_AT_ONCE:
-            idle = not self._loop.unanswered()
-            taken = feed.take(_IDLE_WAIT_S if idle else 0.0)
+            taken = feed.take()
+            if taken is None and not feed.exhausted and not self._loop.unanswered():
+                taken = feed.take(_IDLE_WAIT_S)
+                if taken is None and not feed.exhausted:
+                    self._drain()  # committed files are reported while the input waits
+                    continue
             if taken is None:
                 if feed.exhausted:
                     return
-                if idle:
-                    self._drain()  # committed files are reported while the input waits
-                    continue
                 yield None
                 continue
             index, prepared = taken
@@ -225,23 +219,31 @@ class LeanRun:
             self._report(index, earlier)
             return None
         url, options = prepared.job.url, prepared.options
-        why = why_not_lean(options, url, prepared.job.urls) or self._proxies.why(url, options)
-        if why is None:
-            directory = prepared.dest.parent if prepared.dest else prepared.directory or Path(".")
-            place = self._destinations.place(directory)
-            if place is None or not place.usable:
-                why = "an output directory without unnamed files"
+        target = lean_target(options, url, prepared.job.urls)
+        if isinstance(target, str):
+            self._defer_index(index, target)
+            return None
+        directory = prepared.dest.parent if prepared.dest else prepared.directory or Path(".")
+        why = self._proxies.why(url, options) or self._unusable(directory)
         if why is not None:
             self._defer_index(index, why)
             return None
         item = _Item(index, prepared, directory, prepared.dest, self._clock())
         if prepared.dest is not None and not self._free(item, prepared.dest):
             return None
-        host, port, wire = request_bytes(url, options.request_headers())
-        if (host, port) in self._origins_full:
+        if (target.host, target.port) in self._origins_full:
             self._defer(item, "its server's files are large")
             return None
-        return LeanRequest(host, port, wire, item)
+        wire = request_bytes(target, options.request_headers())
+        return LeanRequest(target.host, target.port, wire, item)
+
+    def _unusable(self, directory: Path) -> str | None:
+        place = self._destinations.place(directory)
+        return (
+            None
+            if place is not None and place.usable
+            else "an output directory without unnamed files"
+        )
 
     def _free(self, item: _Item, path: Path) -> bool:
         """Whether ``path`` may be written here (see :meth:`Destinations.take`). False when
@@ -259,29 +261,15 @@ class LeanRun:
 
     def _deliver(self, request: LeanRequest, answer: Answer) -> None:
         item = cast(_Item, request.token)
-        verdict = judge(answer.status, answer.header_values, len(answer.body))
-        if not verdict.whole:
-            self._defer(item, verdict.why)
-            return
         self._large.pop((request.host, request.port), None)
-        options = item.prepared.options
-        try:
-            expected = expected_digest(options, answer)
-            if expected is not None:
-                verify(expected, hashlib.new(expected.algorithm, answer.body).digest())
-        except IntegrityError as exc:
-            if answer.pipelined:  # perhaps answered out of turn: no more pipelining there
+        refused = refusal(item.prepared.options, answer)
+        if refused is not None:
+            if refused.mismatch and answer.pipelined:  # out of turn? no more pipelining there
                 self._loop.shallow.add((request.host, request.port))
-            self._defer(item, str(exc))
+            self._defer(item, refused.why)
             return
-        except SegdlError as exc:  # a checksum option that does not parse: the full path says so
-            self._defer(item, str(exc))
-            return
-        size = len(answer.body)
-        if options.max_size_bytes is not None and size > options.max_size_bytes:
-            self._defer(item, "over --max-size")
-            return
-        path = item.final or self._named(item, answer)
+        options, size = item.prepared.options, len(answer.body)
+        path = item.final or item.named or self._named(item, answer)
         if path is None or (item.final is None and not self._free(item, path)):
             return
         item.final, item.size_bytes, item.ranged = path, size, answer.status == 206
@@ -296,7 +284,8 @@ class LeanRun:
 
     def _named(self, item: _Item, answer: Answer) -> Path | None:
         try:
-            return self._destinations.name(item.directory, item.prepared.job.url, answer)
+            return self._destinations.name(item.directory, item.prepared.job.url,
+                                           answer.header_values)  # fmt: skip
         except SegdlError as exc:
             self._defer(item, str(exc))
             return None
@@ -322,7 +311,8 @@ class LeanRun:
         assert item.final is not None
         url = item.prepared.job.url
         elapsed_s = self._clock() - item.started_s
-        self._listener(DownloadFinished(shown(url), item.final, item.size_bytes, elapsed_s))
+        if self._listener is not silent:
+            self._listener(DownloadFinished(shown(url), item.final, item.size_bytes, elapsed_s))
         result = Result(url, item.final, item.size_bytes, elapsed_s, 1, item.ranged)
         self._report(item.index, ItemReport(item.prepared.job, Outcome.DONE, result))
 
@@ -351,12 +341,14 @@ class LeanRun:
     def _watch(self, request: LeanRequest, status: int, headers: Headers, done: int) -> None:
         """Events for displays while an answer arrives: started at its head, then progress."""
         item = cast(_Item, request.token)
-        url = shown(item.prepared.job.url)
+        url_given = item.prepared.job.url
+        url = shown(url_given)
         if not done:
             size = larger_size(status, headers)
-            disposition = headers("Content-Disposition")
-            name = choose_filename(item.prepared.job.url, disposition[0] if disposition else None)
-            path = item.final or self._destinations.real(item.directory) / name
+            if item.final is None:
+                with contextlib.suppress(SegdlError):  # no name yet: the answer's end says why
+                    item.named = self._destinations.name(item.directory, url_given, headers)
+            path = item.final or item.named or self._destinations.real(item.directory)
             item.size_bytes = size or 0
             if not item.shown:  # asked again after a broken connection: the same line
                 item.shown = True

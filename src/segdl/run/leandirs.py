@@ -3,19 +3,20 @@ there) and whether a name may be taken (see :mod:`segdl.run.lean`)."""
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from segdl.core.errors import SegdlError
+from segdl.core.errors import LocalFileError, SegdlError
 from segdl.core.names import choose_filename
 from segdl.core.options import IfExists
 from segdl.core.ranges import single_header
 from segdl.disk.commit import unnamed_files_work
-from segdl.disk.paths import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX, name_inside
+from segdl.disk.paths import LOCK_SUFFIX, PART_SUFFIX, STATE_SUFFIX
 from segdl.disk.storage import make_directory
-from segdl.net.leanconn import Answer
 from segdl.run.claims import Claims
 
 _LEFTOVER_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, STATE_SUFFIX)
@@ -23,12 +24,16 @@ _LEFTOVER_SUFFIXES = (PART_SUFFIX, LOCK_SUFFIX, STATE_SUFFIX)
 
 @dataclass(slots=True)
 class Place:
-    """A directory the lean path writes into: its real path and the stems of files another
-    run left partial there (their ``.part``, state or lock)."""
+    """A directory the lean path writes into: its real path, the stems of files another
+    run left partial there (their ``.part``, state or lock), and the names there when the
+    batch first wrote into it (hashed: 8 bytes a name). A name not among them is taken
+    without a ``stat``: a file that appears there later is never linked over (the link
+    fails), and its file goes to the full path."""
 
     real: Path
     usable: bool
     leftovers: set[str] = field(default_factory=set)
+    existing: Claims = field(default_factory=Claims)
 
 
 class NameVerdict(Enum):
@@ -60,6 +65,7 @@ class Destinations:
             if place.usable:
                 with os.scandir(real) as entries:
                     for entry in entries:
+                        place.existing.add(entry.name)
                         for suffix in _LEFTOVER_SUFFIXES:
                             if entry.name.endswith(suffix):
                                 place.leftovers.add(entry.name[: -len(suffix)])
@@ -69,25 +75,32 @@ class Destinations:
     def real(self, directory: Path) -> Path:
         return self._places[directory].real
 
-    def name(self, directory: Path, url: str, answer: Answer) -> Path:
-        """The file's name from the server's ``Content-Disposition`` or the URL, sanitised,
-        in the directory (never outside it); a SegdlError if there is none usable."""
+    def name(self, directory: Path, url: str, headers: Callable[[str], list[str]]) -> Path:
+        """The file's name from the server's ``Content-Disposition`` (in an answer's
+        ``headers``) or the URL, sanitised, in the directory (never outside it); a
+        SegdlError if there is none usable."""
         try:
-            disposition = single_header("Content-Disposition",
-                                        answer.header_values("Content-Disposition"))  # fmt: skip
+            disposition = single_header("Content-Disposition", headers("Content-Disposition"))
         except SegdlError:
             disposition = None
-        return name_inside(self.real(directory), choose_filename(url, disposition))
+        name = choose_filename(url, disposition)
+        # choose_filename sanitises once: a plain name, never empty, "." or ".." and without
+        # a separator; what makes it stay inside the directory is checked here all the same.
+        if not name or name in (".", "..") or "/" in name or "\0" in name:
+            raise LocalFileError(errno.EINVAL, f"refusing file name {name!r}: not a plain name")
+        return self.real(directory) / name
 
     def take(self, directory: Path, path: Path, policy: IfExists) -> NameVerdict:
         """Whether ``path`` (in ``directory``, already placed) may be written: no partial
         download of another run, no other entry of the batch, and nothing there unless the
         batch overwrites. FREE takes it."""
-        if path.name in self._places[directory].leftovers:
+        place = self._places[directory]
+        if path.name in place.leftovers:
             return NameVerdict.LEFTOVER
         if path in self._claimed:
             return NameVerdict.TWIN
-        if policy is IfExists.OVERWRITE or not os.path.lexists(path):
+        there = path.name in place.existing and os.path.lexists(path)  # a hash: confirmed
+        if policy is IfExists.OVERWRITE or not there:
             self._claimed.add(path)
             return NameVerdict.FREE
         return NameVerdict.SKIP if policy is IfExists.SKIP else NameVerdict.EXISTS

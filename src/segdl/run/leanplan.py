@@ -1,17 +1,24 @@
-"""Which files of a batch the lean path may try, and the request it sends for each.
+"""Which files of a batch the lean path may try, the request it sends for each, and which
+answers it takes as the file.
 
 See :mod:`segdl.run.lean`: plain ``http``, no proxy, no credentials, no rate limit, one URL,
-a policy of error/skip/overwrite; the request asks for the first :data:`SMALL_BYTES`.
+a policy of error/skip/overwrite; the request asks for the first :data:`SMALL_BYTES`; the
+answer must be the whole file, believable, matching any digest, within ``--max-size``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from segdl.core.digests import Expected, from_headers, parse_checksum_option
+from segdl.core.digests import Expected, from_headers, parse_checksum_option, verify
+from segdl.core.errors import IntegrityError, SegdlError
 from segdl.core.options import DownloadOptions, IfExists
+from segdl.core.wholebody import judge
 from segdl.net.leanconn import Answer
 from segdl.net.proxies import proxy_for
 
@@ -20,8 +27,17 @@ SMALL_BYTES = 1 << 20
 path (what was read of them is thrown away: at most this much per large file)."""
 
 
-def why_not_lean(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> str | None:
-    """Why this file goes to the full path (None: the lean path may try it)."""
+class Target(NamedTuple):
+    """Where a lean request goes: the server, and the request target as it is sent."""
+
+    host: str
+    port: int
+    netloc: str
+    path: str  # with its query
+
+
+def lean_target(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> Target | str:
+    """Where the lean path sends this file's request, or why it goes to the full path."""
     if len(job_urls) != 1:
         return "mirrors"
     if options.if_exists is IfExists.RENAME:
@@ -42,7 +58,13 @@ def why_not_lean(options: DownloadOptions, url: str, job_urls: Sequence[str]) ->
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if not target.isascii() or any(c in target for c in " \t\r\n\0") or port == 0:
         return "a URL to be encoded"
-    return None
+    return Target(parts.hostname, port or 80, parts.netloc, target)
+
+
+def why_not_lean(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> str | None:
+    """Why this file goes to the full path (None: the lean path may try it)."""
+    target = lean_target(options, url, job_urls)
+    return target if isinstance(target, str) else None
 
 
 def proxied(url: str, options: DownloadOptions) -> str | None:
@@ -72,16 +94,41 @@ class ProxyChoices:
         return self._known[key]
 
 
-def request_bytes(url: str, headers: dict[str, str]) -> tuple[str, int, bytes]:
-    """Host, port and the bytes of ``GET url`` with ``headers`` and the lean ``Range``
-    (formatting a request, which :func:`why_not_lean` has checked can be sent as it is)."""
-    parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}"]
+def request_bytes(target: Target, headers: dict[str, str]) -> bytes:
+    """The bytes of ``GET`` to ``target`` with ``headers`` and the lean ``Range`` (a target
+    :func:`lean_target` gave can be sent as it is)."""
+    lines = [f"GET {target.path} HTTP/1.1", f"Host: {target.netloc}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append(f"Range: bytes=0-{SMALL_BYTES - 1}")
-    wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return parts.hostname or "", parts.port or 80, wire
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the lean path does not take an answer as its file (the full path asks again)."""
+
+    why: str
+    mismatch: bool = False
+    """A digest did not match: perhaps a pipelined answer that came out of turn."""
+
+
+def refusal(options: DownloadOptions, answer: Answer) -> Refusal | None:
+    """Whether a whole answer is the file: all of it and believable (:func:`judge`), any
+    digest given or sent matching, within ``--max-size``. None: it is."""
+    verdict = judge(answer.status, answer.header_values, len(answer.body))
+    if not verdict.whole:
+        return Refusal(verdict.why)
+    try:
+        expected = expected_digest(options, answer)
+        if expected is not None:
+            verify(expected, hashlib.new(expected.algorithm, answer.body).digest())
+    except IntegrityError as exc:
+        return Refusal(str(exc), mismatch=True)
+    except SegdlError as exc:  # a checksum option that does not parse: the full path says so
+        return Refusal(str(exc))
+    if options.max_size_bytes is not None and len(answer.body) > options.max_size_bytes:
+        return Refusal("over --max-size")
+    return None
 
 
 def expected_digest(options: DownloadOptions, answer: Answer) -> Expected | None:
