@@ -13,6 +13,7 @@ import pytest
 
 from segdl.disk import kernel
 from segdl.disk.commit import (
+    CREATE_SAMPLES,
     SYNCFS_FROM_FILES,
     WRITE_THREADS,
     GroupCommit,
@@ -106,11 +107,17 @@ def test_a_file_that_cannot_be_written_reaches_on_done_with_its_error(
     done: dict[str, OSError | None] = {}
     committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), group_files=1000,
                             group_wait_s=5.0, slow_create_s=slow_create_s)  # fmt: skip
+    fine = [f"fine{n}" for n in range(CREATE_SAMPLES)]  # timed: the threads start, or not
+    before = _writing_threads()
+    for name in fine:
+        committer.stage(directory, b"x", directory / name, overwrite=False, token=name)
+    assert _writing_threads() - before == (WRITE_THREADS if slow_create_s == 0.0 else 0)
     committer.stage(target, b"first", target / "a", overwrite=False, token="a")
     target.rmdir()  # the unnamed file of "a" holds no name there, so the directory goes
     committer.stage(target, b"second", target / "b", overwrite=False, token="b")
     committer.close()
-    assert set(done) == {"a", "b"} and all(isinstance(e, OSError) for e in done.values())
+    assert set(done) == {"a", "b", *fine} and all(done[name] is None for name in fine)
+    assert isinstance(done["a"], OSError) and isinstance(done["b"], OSError)
     assert not target.exists()
 
 
@@ -186,19 +193,22 @@ def _writing_threads() -> int:
 
 def test_files_are_written_by_the_caller_until_creating_them_proves_slow(directory: Path) -> None:
     """While creating a file is quick the caller writes it (no thread to hand it to); once
-    it is slow on average the writing threads start, and every file still arrives whole."""
-    files = {f"f{n}": os.urandom(100 + n) for n in range(40)}
+    the median of a sample of files is slow the writing threads start, and every file still
+    arrives whole."""
+    files = {f"f{n}": os.urandom(100 + n) for n in range(4 * CREATE_SAMPLES)}
+    names = list(files)
     done: dict[str, OSError | None] = {}
     before = _writing_threads()
     quick = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), slow_create_s=1.0)
-    for name in list(files)[:20]:
+    for name in names[: 2 * CREATE_SAMPLES]:
         quick.stage(directory, files[name], directory / name, overwrite=False, token=name)
-    assert _writing_threads() == before
+        assert _writing_threads() == before
     quick.close()
     slow = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), slow_create_s=0.0)
-    for name in list(files)[20:]:
+    for number, name in enumerate(names[2 * CREATE_SAMPLES :], 1):
         slow.stage(directory, files[name], directory / name, overwrite=False, token=name)
-        assert _writing_threads() == before + WRITE_THREADS
+        started = WRITE_THREADS if number >= CREATE_SAMPLES else 0
+        assert _writing_threads() == before + started
     slow.close()
     assert done == dict.fromkeys(files)
     for name, body in files.items():

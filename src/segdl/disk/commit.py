@@ -11,9 +11,10 @@ linked to its final name, then each directory is synced once.
 
 The caller writes the files itself while creating one costs little (tens of microseconds):
 handing each to another thread then costs more than the write, as the threads take Python's
-interpreter lock in turn around every system call. Where creating files proves slow (on
-average over :data:`SLOW_CREATE_S`: on ext4 without a journal, a scan past every inode deleted
-in the last minute made creating 5000 files cost more than fetching them), the writing moves
+interpreter lock in turn around every system call. Where creating files proves slow (the
+median of :data:`CREATE_SAMPLES` over :data:`SLOW_CREATE_S`: on ext4 without a journal, a scan
+past every inode deleted in the last minute makes creating a file cost as much as fetching
+it, and a few times what it costs elsewhere), the writing moves
 to :data:`WRITE_THREADS` threads of its own, where it overlaps the caller's network loop on
 another core; at most :data:`QUEUED_BYTES` of bodies wait for them. At most
 :data:`OPEN_FILES` files are written and not yet named (each holds a descriptor); past
@@ -46,8 +47,10 @@ GROUP_WAIT_S = 0.25
 SYNC_THREADS = 4
 WRITE_THREADS = 2
 QUEUED_BYTES = 8 << 20
-SLOW_CREATE_S = 200e-6
-"""Creating and writing a file slower than this, on average, moves the writing to threads."""
+SLOW_CREATE_S = 100e-6
+CREATE_SAMPLES = 64
+"""Files timed to judge creating them slow: a median, which a few slow ones (a file system
+busy writing back a group) do not move."""
 OPEN_FILES = 4 * GROUP_FILES
 """Files written and not yet named, at most (a descriptor each: with a slow disk they would
 pile up past the process's limit of open files)."""
@@ -127,7 +130,7 @@ class GroupCommit:
         self._queued_bytes = queued_bytes
         self._open_files = open_files
         self._slow_create_s = slow_create_s
-        self._create_s = 0.0  # a moving average of the time to create and write a file
+        self._create_times: list[float] = []  # the last files' times to create and write
         self._write_threads = write_threads
         # The committing thread's state: one lock, the committer waits on _cond for files,
         # the writers on _room for descriptors to be given back.
@@ -184,14 +187,19 @@ class GroupCommit:
             self._on_done(Staged(-1, -1, waiting.final_path, waiting.overwrite,
                                  waiting.token), exc)  # fmt: skip
             return
-        self._create_s += (time.perf_counter() - started_s - self._create_s) / 16
+        self._create_times.append(time.perf_counter() - started_s)
         with self._lock:
             self._add_pending([staged])
-        if self._create_s > self._slow_create_s and self._write_threads:
-            for _ in range(self._write_threads):
-                writer = threading.Thread(target=self._write_all, name="segdl-write", daemon=True)
-                self._writers.append(writer)
-                writer.start()
+        if len(self._create_times) >= CREATE_SAMPLES:
+            times, self._create_times = sorted(self._create_times), []
+            if times[len(times) // 2] > self._slow_create_s:
+                self._start_writers()
+
+    def _start_writers(self) -> None:
+        for _ in range(self._write_threads):
+            writer = threading.Thread(target=self._write_all, name="segdl-write", daemon=True)
+            self._writers.append(writer)
+            writer.start()
 
     def _add_pending(self, written: list[Staged]) -> None:
         """Under the lock: files for the next group. The first file starts the group's clock
