@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from segdl.core.errors import LocalFileError
 from segdl.core.names import (
     MAX_NAME_BYTES,
+    _sanitised,
     candidate_names,
     choose_filename,
     filename_from_url,
@@ -357,3 +358,20 @@ def test_a_smaller_limit_cuts_on_a_character_and_keeps_the_extension() -> None:
     )
     assert len(name.encode()) <= 101 and name.endswith(".tar.gz")
     assert set(name.removesuffix(".tar.gz")) == {"é"}
+
+
+_NAMEISH = st.text(alphabet=string.ascii_letters[:6] + "09_.- %~é¹\u202e/\\:", max_size=12)
+
+
+@given(
+    st.one_of(
+        _NAMEISH,
+        st.sampled_from(["con.txt", "Lpt1", "aux.tar.gz", "com¹", "a.", "-a", ".a", "a-", "_"]),
+        st.text(alphabet="ab.", min_size=236, max_size=246),
+    ),
+    st.sampled_from([MAX_NAME_BYTES, 8]),
+)
+def test_the_quick_way_for_plain_names_sanitises_as_the_full_way(name: str, limit: int) -> None:
+    """Whatever the name, the quick check for plain names gives what sanitising step by step
+    gives (device names, dots and dashes at either end, lengths around the limit)."""
+    assert sanitise_filename(name, limit_bytes=limit) == _sanitised(name, "index.html", limit)

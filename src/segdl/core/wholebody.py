@@ -15,11 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from segdl.core.errors import InvalidHeader
 from segdl.core.ranges import parse_content_length, parse_content_range, single_header
 
 Headers = Callable[[str], list[str]]
+
+# A lean answer's Content-Range is read at its head (is the file larger than asked?) and at
+# its end (is it the whole file?), and files of one size share it: parsed once each.
+_content_range = lru_cache(maxsize=256)(parse_content_range)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +61,7 @@ def judge(status: int, headers: Headers, body_bytes: int) -> Verdict:
         if status == 206:
             return _partial(headers, body_bytes)
         if status == 416:
-            content_range = parse_content_range(
+            content_range = _content_range(
                 single_header("Content-Range", headers("Content-Range")) or ""
             )
             if not content_range.satisfied and content_range.total == 0:
@@ -70,7 +75,7 @@ def _partial(headers: Headers, body_bytes: int) -> Verdict:
     header = single_header("Content-Range", headers("Content-Range"))
     if header is None:
         return Verdict(None, "206 without Content-Range")
-    content_range = parse_content_range(header)
+    content_range = _content_range(header)
     if content_range.start != 0 or not content_range.satisfied:
         return Verdict(None, f"Content-Range {header} does not start at byte 0")
     if content_range.end - content_range.start != body_bytes:
@@ -86,7 +91,7 @@ def larger_than_asked(status: int, headers: Headers, limit_bytes: int) -> bool:
     try:
         if status == 206:
             header = single_header("Content-Range", headers("Content-Range"))
-            content_range = parse_content_range(header or "")
+            content_range = _content_range(header or "")
             return content_range.total is None or content_range.total > limit_bytes
         if status == 200 and not headers("Transfer-Encoding"):
             length = parse_content_length(headers("Content-Length"))
@@ -101,7 +106,7 @@ def larger_size(status: int, headers: Headers) -> int | None:
     displays; None if it does not say or cannot be read."""
     try:
         if status == 206:
-            return parse_content_range(
+            return _content_range(
                 single_header("Content-Range", headers("Content-Range")) or ""
             ).total
         if status == 200:
