@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segdl.cluster.shardplan import journal_mode, shard_batch
+from segdl.cluster.shardplan import journal_mode, run_batch, shard_batch
 from segdl.disk.journal import JOURNAL_NAME
 from segdl.run.shards import iter_shards
 
@@ -15,6 +15,17 @@ def test_a_destination_with_a_journal_is_read_by_every_shard(tmp_path: Path) -> 
     assert journal_mode(tmp_path) == "append"
     (tmp_path / JOURNAL_NAME).write_text("")
     assert journal_mode(tmp_path) is True
+
+
+def test_a_run_s_shards_build_no_small_file_events_and_read_the_journal_as_dest_says(
+    tmp_path: Path,
+) -> None:
+    """Every shard starts from the run's settings: its files in parallel, pipelined as
+    asked, no per-file events, and the journal as the destination had it at the start."""
+    fresh = run_batch(tmp_path, parallel=8, pipelining=False)
+    assert fresh == {"parallel": 8, "pipelining": False, "lean_events": False, "journal": "append"}
+    (tmp_path / JOURNAL_NAME).write_text("")
+    assert run_batch(tmp_path, parallel=8, pipelining=True)["journal"] is True
 
 
 def test_only_a_first_attempt_into_dest_itself_skips_reading_the_journal() -> None:

@@ -29,7 +29,7 @@ from segdl.cluster.actor import Counts, RayLeases, start_book
 from segdl.cluster.gate import LeasedGate
 from segdl.cluster.locks import dead_hosts, directories_of, take_over
 from segdl.cluster.report import RunProgress, RunReport
-from segdl.cluster.shardplan import journal_mode, shard_batch
+from segdl.cluster.shardplan import run_batch, shard_batch
 from segdl.core.errors import UsageError
 from segdl.core.options import DownloadOptions, with_overrides
 from segdl.core.progress import DownloadProgress, Event
@@ -97,12 +97,7 @@ def run(
                 num_cpus=task_cpus, max_retries=max_retries, retry_exceptions=False
             ),
             dest=os.fspath(dest),
-            batch={
-                "parallel": parallel,
-                "pipelining": pipelining,
-                "lean_events": False,  # the tally counts items; a small file's events cost
-                "journal": journal_mode(dest),
-            },
+            batch=run_batch(dest, parallel, pipelining),
             options=_fields(settings),
             book=book,
             rate_limited=rate_per_host is not None,

@@ -18,6 +18,18 @@ def journal_mode(dest: str | os.PathLike[str]) -> bool | Literal["append"]:
     return True if os.path.lexists(Path(dest) / JOURNAL_NAME) else "append"
 
 
+def run_batch(dest: str | os.PathLike[str], parallel: int, pipelining: bool) -> dict[str, object]:
+    """The batch settings every shard of a run starts from. A shard's batch builds no
+    progress events for its small files: the run's tally counts items, and a small file's
+    events cost more than its download (see :func:`journal_mode` for the journal)."""
+    return {
+        "parallel": parallel,
+        "pipelining": pipelining,
+        "lean_events": False,
+        "journal": journal_mode(dest),
+    }
+
+
 def shard_batch(batch: Mapping[str, object], shard: Shard, retry: bool) -> dict[str, object]:
     """The batch settings of one attempt at a shard. Each shard is a new batch, and reading
     the journal of a directory costs a parse of every line (all the earlier shards' files:

@@ -21,6 +21,7 @@ imports nothing heavy.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 from typing import NamedTuple
@@ -153,6 +154,19 @@ def give_back(host: str, port: int, dialled: Dialled) -> None:
     :func:`take` of ``host``:``port`` gets it, as if it had never been taken."""
     with _lock:
         _dials[(host.lower().rstrip("."), port)] = _Taken(dialled)
+
+
+def answered(dialled: Dialled, within_s: float) -> bool:
+    """Whether anything of the answer to the request sent on ``dialled`` has arrived, waiting
+    at most ``within_s`` for it; reads nothing (a caller that finds nothing there need not
+    load what would read it)."""
+    if dialled.sent is None:
+        return False
+    try:
+        readable, _, _ = select.select([dialled.sock], [], [], within_s)
+    except (OSError, ValueError):  # closed meanwhile: the transport finds out
+        return False
+    return bool(readable)
 
 
 def discard() -> None:

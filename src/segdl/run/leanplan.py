@@ -12,15 +12,17 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from segdl.core.digests import Expected, from_headers, parse_checksum_option, verify
 from segdl.core.errors import IntegrityError, SegdlError
 from segdl.core.options import DownloadOptions, IfExists
 from segdl.core.wholebody import judge
-from segdl.net.leanconn import Answer
 from segdl.net.proxies import proxy_for
+
+if TYPE_CHECKING:
+    from segdl.net.leanconn import Answer
 
 SMALL_BYTES = 1 << 20
 """Files up to this size are taken whole from the first answer; larger ones go to the full

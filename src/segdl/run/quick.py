@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from segdl.core.digests import verify
@@ -37,12 +38,11 @@ from segdl.core.progress import (
     NoticeKind,
     ProgressListener,
 )
-from segdl.core.wholebody import judge, promised_whole
-from segdl.disk.commit import GroupCommit, Staged, unnamed_files_work
 from segdl.net import dial
-from segdl.net.early import Broken, peek_head, read_answer
-from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.leanplan import SMALL_BYTES, expected_digest, why_not_lean
+
+if TYPE_CHECKING:
+    from segdl.net.leanconn import Answer
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +73,17 @@ def quick_download(
     dialled = dial.take(host, port)
     if dialled is None:
         return None
-    head = peek_head(dialled.sock, HEAD_WAIT_S) if dialled.sent is not None else None
-    limit = min(SMALL_BYTES, options.max_size_bytes if options.max_size_bytes is not None
-                else SMALL_BYTES)  # fmt: skip
-    size = None if head is None else promised_whole(head.status, head.values, limit).size_bytes
-    # A directory that takes no unnamed file is asked about only now, before anything is
-    # read (a large file, the usual case, never pays for the test file it makes).
-    if head is None or size is None or not unnamed_files_work(final.parent):  # or over --max-size
+    promised = _promised(dialled, final, options, started_s + HEAD_WAIT_S, clock)
+    if promised is None:
         dial.give_back(host, port, dialled)  # unread: the transport's, as if never taken
         return None
     assert dialled.sent is not None
+    size, ranged = promised
+    from segdl.net.early import Broken, read_answer
+    from segdl.net.leanconn import LeanRequest
+
     shown_url = shown(url)
-    listener(DownloadStarted(shown_url, final, size, head.status == 206, 1))
+    listener(DownloadStarted(shown_url, final, size, ranged, 1))
 
     def watch(request: LeanRequest, status: int, values: object, done: int) -> None:
         if done:
@@ -110,11 +109,45 @@ def quick_download(
     return Result(url, final, len(answer.body), elapsed_s, 1, answer.status == 206)
 
 
+def _promised(
+    dialled: dial.Dialled,
+    final: Path,
+    options: DownloadOptions,
+    deadline_s: float,
+    clock: Callable[[], float],
+) -> tuple[int, bool] | None:
+    """The size the head waiting on ``dialled`` promises the whole file in, and whether it
+    answers a range; None if it is not all there by ``deadline_s``, promises no whole file
+    within 1 MiB and ``--max-size``, or ``final``'s directory takes no unnamed file. Reads
+    nothing off the socket."""
+    if not dial.answered(dialled, max(0.0, deadline_s - clock())):
+        return None  # a far server: nothing to load a reader for
+    # Loaded only now: what a far server's download (no answer yet) never needs.
+    from segdl.core.wholebody import promised_whole
+    from segdl.disk.commit import unnamed_files_work
+    from segdl.net.early import peek_head
+
+    head = peek_head(dialled.sock, max(0.0, deadline_s - clock()))
+    if head is None:
+        return None
+    most = options.max_size_bytes
+    limit = SMALL_BYTES if most is None else min(SMALL_BYTES, most)
+    size = promised_whole(head.status, head.values, limit).size_bytes  # None: over --max-size too
+    # A directory that takes no unnamed file is asked about only now, before anything is
+    # read (a large file, the usual case, never pays for the test file it makes).
+    if size is None or not unnamed_files_work(final.parent):
+        return None
+    return size, head.status == 206
+
+
 def _commit(
     answer: Answer, final: Path, options: DownloadOptions, listener: ProgressListener, url: str
 ) -> bool:
     """Check ``answer`` and make it the file at ``final``; False: the engine's to do again
     (and to report what stopped this)."""
+    from segdl.core.wholebody import judge
+    from segdl.disk.commit import GroupCommit, Staged
+
     verdict = judge(answer.status, answer.header_values, len(answer.body))
     if not verdict.whole:
         log.debug("%s: to the engine (%s)", url, verdict.why)
