@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from segdl.disk import kernel
-from segdl.disk.commit import (
-    CREATE_SAMPLES,
-    SYNCFS_FROM_FILES,
-    WRITE_THREADS,
-    GroupCommit,
-    Staged,
-    unnamed_files_work,
-)
+from segdl.disk.commit import SYNCFS_FROM_FILES, GroupCommit, Staged, unnamed_files_work
 
 
 @pytest.fixture
@@ -95,39 +87,29 @@ def test_an_existing_file_is_never_linked_over_unless_overwriting(directory: Pat
     assert (directory / "taken").read_bytes() == b"ours"
 
 
-@pytest.mark.parametrize("slow_create_s", [1.0, 0.0], ids=["caller", "threads"])
-def test_a_file_that_cannot_be_written_reaches_on_done_with_its_error(
-    directory: Path, slow_create_s: float
-) -> None:
-    """The writing thread (the caller's, or the writing threads once they have started)
-    reports a file it cannot create (its directory is gone) to on_done with the error, and
-    the batch of staged files still ends: nothing is named."""
+def test_a_file_that_cannot_be_written_reaches_on_done_with_its_error(directory: Path) -> None:
+    """The writing threads report a file they cannot create (its directory is gone) to
+    on_done with the error, and the batch of staged files still ends: nothing is named."""
     target = directory / "gone"
     target.mkdir()
     done: dict[str, OSError | None] = {}
-    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), group_files=1000,
-                            group_wait_s=5.0, slow_create_s=slow_create_s)  # fmt: skip
-    fine = [f"fine{n}" for n in range(CREATE_SAMPLES)]  # timed: the threads start, or not
-    before = _writing_threads()
-    for name in fine:
-        committer.stage(directory, b"x", directory / name, overwrite=False, token=name)
-    assert _writing_threads() - before == (WRITE_THREADS if slow_create_s == 0.0 else 0)
+    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}),
+                            group_files=1000, group_wait_s=5.0)  # fmt: skip
     committer.stage(target, b"first", target / "a", overwrite=False, token="a")
     target.rmdir()  # the unnamed file of "a" holds no name there, so the directory goes
     committer.stage(target, b"second", target / "b", overwrite=False, token="b")
     committer.close()
-    assert set(done) == {"a", "b", *fine} and all(done[name] is None for name in fine)
-    assert isinstance(done["a"], OSError) and isinstance(done["b"], OSError)
+    assert set(done) == {"a", "b"} and all(isinstance(e, OSError) for e in done.values())
     assert not target.exists()
 
 
 def test_a_full_queue_holds_the_stager_back_and_loses_nothing(directory: Path) -> None:
-    """With room for one body, stage() waits for the writing threads each time: at most one
-    body past the bound is ever queued, and every file still arrives whole at its name."""
+    """With room for one body, stage() waits for the writers each time: at most one body
+    past the bound is ever queued, and every file still arrives whole at its name."""
     files = {f"f{n}": os.urandom(1000 + n) for n in range(200)}
     done: dict[str, OSError | None] = {}
-    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), group_files=16,
-                            group_wait_s=0.01, queued_bytes=1, slow_create_s=0.0)  # fmt: skip
+    committer = GroupCommit(lambda s, e: done.update({s.final_path.name: e}),
+                            group_files=16, group_wait_s=0.01, queued_bytes=1)  # fmt: skip
     for name, body in files.items():
         committer.stage(directory, body, directory / name, overwrite=False, token=name)
         assert committer._incoming_bytes <= 1 + len(body)
@@ -185,31 +167,3 @@ def test_a_group_whose_file_system_sync_fails_names_none_of_its_files(
     few = {f"f{n}": b"y" for n in range(SYNCFS_FROM_FILES - 1)}
     assert _commit(directory, few, group_files=len(few)) == dict.fromkeys(few)
     assert sorted(p.name for p in directory.iterdir()) == sorted(few)
-
-
-def _writing_threads() -> int:
-    return sum(thread.name == "segdl-write" for thread in threading.enumerate())
-
-
-def test_files_are_written_by_the_caller_until_creating_them_proves_slow(directory: Path) -> None:
-    """While creating a file is quick the caller writes it (no thread to hand it to); once
-    the median of a sample of files is slow the writing threads start, and every file still
-    arrives whole."""
-    files = {f"f{n}": os.urandom(100 + n) for n in range(4 * CREATE_SAMPLES)}
-    names = list(files)
-    done: dict[str, OSError | None] = {}
-    before = _writing_threads()
-    quick = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), slow_create_s=1.0)
-    for name in names[: 2 * CREATE_SAMPLES]:
-        quick.stage(directory, files[name], directory / name, overwrite=False, token=name)
-        assert _writing_threads() == before
-    quick.close()
-    slow = GroupCommit(lambda s, e: done.update({s.final_path.name: e}), slow_create_s=0.0)
-    for number, name in enumerate(names[2 * CREATE_SAMPLES :], 1):
-        slow.stage(directory, files[name], directory / name, overwrite=False, token=name)
-        started = WRITE_THREADS if number >= CREATE_SAMPLES else 0
-        assert _writing_threads() == before + started
-    slow.close()
-    assert done == dict.fromkeys(files)
-    for name, body in files.items():
-        assert (directory / name).read_bytes() == body

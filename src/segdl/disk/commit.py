@@ -9,16 +9,12 @@ known to write back every file and report a failure: :mod:`segdl.disk.kernel`; e
 for a group of a few files, an ``fdatasync`` per file from a small pool), then each file is
 linked to its final name, then each directory is synced once.
 
-The caller writes the files itself while creating one costs little (tens of microseconds):
-handing each to another thread then costs more than the write, as the threads take Python's
-interpreter lock in turn around every system call. Where creating files proves slow (the
-median of :data:`CREATE_SAMPLES` over :data:`SLOW_CREATE_S`: on ext4 without a journal, a scan
-past every inode deleted in the last minute makes creating a file cost as much as fetching
-it, and a few times what it costs elsewhere), the writing moves
-to :data:`WRITE_THREADS` threads of its own, where it overlaps the caller's network loop on
-another core; at most :data:`QUEUED_BYTES` of bodies wait for them. At most
-:data:`OPEN_FILES` files are written and not yet named (each holds a descriptor); past
-either bound, :meth:`GroupCommit.stage` waits.
+The files are written by threads of their own, not by the caller: creating a file is the
+file system's work (an inode to find, on ext4 without a journal a scan past every inode
+deleted in the last minute, which made creating 5000 files cost more than fetching them), and
+on a thread it overlaps the caller's network loop on another core. At most
+:data:`QUEUED_BYTES` of bodies wait for them, and at most :data:`OPEN_FILES` files are written
+and not yet named (each holds a descriptor); past either, the stage before waits.
 
 The promise is the one of the single-file path (README, "Resume and crash safety"): nothing is
 ever at a final name that is not complete and on disk. The window is the group: a power cut or
@@ -35,7 +31,6 @@ import contextlib
 import errno
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +42,6 @@ GROUP_WAIT_S = 0.25
 SYNC_THREADS = 4
 WRITE_THREADS = 2
 QUEUED_BYTES = 8 << 20
-SLOW_CREATE_S = 100e-6
-CREATE_SAMPLES = 64
-"""Files timed to judge creating them slow: a median, which a few slow ones (a file system
-busy writing back a group) do not move."""
 OPEN_FILES = 4 * GROUP_FILES
 """Files written and not yet named, at most (a descriptor each: with a slow disk they would
 pile up past the process's limit of open files)."""
@@ -99,10 +90,10 @@ class _Body:
 
 
 class GroupCommit:
-    """Stages and writes files from one thread (from :data:`WRITE_THREADS` others once
-    creating files proves slow) and commits them in groups from another.
+    """Stages files from one thread, writes them from :data:`WRITE_THREADS` threads and
+    commits them in groups from another.
 
-    ``on_done(staged, error)`` is called from the committing thread (the writing one for a
+    ``on_done(staged, error)`` is called from the committing thread (a writing thread for a
     file that could not be written) once a file is at its
     final name and durable (``error`` None), or could not be committed (``error`` says why;
     nothing is at the final name then, unless it was there before). ``before_link(files)``
@@ -120,7 +111,6 @@ class GroupCommit:
         write_threads: int = WRITE_THREADS,
         queued_bytes: int = QUEUED_BYTES,
         open_files: int = OPEN_FILES,
-        slow_create_s: float = SLOW_CREATE_S,
     ) -> None:
         self._on_done = on_done
         self._before_link = before_link
@@ -129,9 +119,6 @@ class GroupCommit:
         self._sync_threads = sync_threads
         self._queued_bytes = queued_bytes
         self._open_files = open_files
-        self._slow_create_s = slow_create_s
-        self._create_times: list[float] = []  # the last files' times to create and write
-        self._write_threads = write_threads
         # The committing thread's state: one lock, the committer waits on _cond for files,
         # the writers on _room for descriptors to be given back.
         self._lock = threading.Lock()
@@ -150,21 +137,21 @@ class GroupCommit:
         self._syncs: cf.ThreadPoolExecutor | None = None
         self._thread = threading.Thread(target=self._run, name="segdl-commit", daemon=True)
         self._thread.start()
-        self._writers: list[threading.Thread] = []
+        self._writers = [threading.Thread(target=self._write_all, name="segdl-write", daemon=True)
+                         for _ in range(write_threads)]  # fmt: skip
+        for writer in self._writers:
+            writer.start()
 
     def stage(self, directory: Path, body: bytes, final_path: Path, *, overwrite: bool,
               token: object) -> None:  # fmt: skip
         """Have ``body`` written into a new unnamed file in ``directory`` (which holds
-        ``final_path``), to be committed as ``final_path``. Returns once it is written, or
-        handed to the writing threads (unless more than ``queued_bytes`` wait for them
-        already); a file that cannot be written reaches ``on_done`` with its error (nothing is
-        left behind). An OSError if ``directory`` cannot be opened."""
+        ``final_path``), to be committed as ``final_path``. Returns at once unless more than
+        ``queued_bytes`` wait already; a file that cannot be written reaches ``on_done``
+        with its error (nothing is left behind). An OSError if ``directory`` cannot be
+        opened."""
         if directory not in self._directories:  # opened here: the writers only read them
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
             self._directories[directory] = os.open(directory, flags)
-        if not self._writers:
-            self._write_here(_Body(directory, body, final_path, overwrite, token))
-            return
         with self._bodies:
             while self._incoming_bytes > self._queued_bytes and not self._bodies_closing:
                 self._bodies.wait()
@@ -174,40 +161,6 @@ class GroupCommit:
             self._incoming_bytes += len(body)
             if len(self._incoming) == 1:
                 self._bodies.notify()
-
-    def _write_here(self, waiting: _Body) -> None:
-        """Write a file in the caller's thread; start the writing threads if that is slow."""
-        self._reserve(1)
-        started_s = time.perf_counter()
-        try:
-            staged = self._write(waiting)
-        except OSError as exc:
-            with self._lock:
-                self._opened -= 1
-            self._on_done(Staged(-1, -1, waiting.final_path, waiting.overwrite,
-                                 waiting.token), exc)  # fmt: skip
-            return
-        self._create_times.append(time.perf_counter() - started_s)
-        with self._lock:
-            self._add_pending([staged])
-        if len(self._create_times) >= CREATE_SAMPLES:
-            times, self._create_times = sorted(self._create_times), []
-            if times[len(times) // 2] > self._slow_create_s:
-                self._start_writers()
-
-    def _start_writers(self) -> None:
-        for _ in range(self._write_threads):
-            writer = threading.Thread(target=self._write_all, name="segdl-write", daemon=True)
-            self._writers.append(writer)
-            writer.start()
-
-    def _add_pending(self, written: list[Staged]) -> None:
-        """Under the lock: files for the next group. The first file starts the group's clock
-        (:data:`GROUP_WAIT_S`), a full group ends it."""
-        was = len(self._pending)
-        self._pending.extend(written)
-        if written and (was == 0 or was < self._group_files <= len(self._pending)):
-            self._cond.notify()
 
     def _write_all(self) -> None:
         """A writing thread: waiting bodies into their unnamed files, then to the group."""
@@ -234,7 +187,11 @@ class GroupCommit:
                 self._bodies.notify_all()  # a stage() waiting for room
             with self._lock:
                 self._opened -= len(bodies) - len(written)
-                self._add_pending(written)
+                was = len(self._pending)
+                self._pending.extend(written)
+                # The first file starts the group's clock (GROUP_WAIT_S), a full group ends it.
+                if written and (was == 0 or was < self._group_files <= len(self._pending)):
+                    self._cond.notify()
 
     def _reserve(self, files: int) -> None:
         """Wait until ``files`` more may be open (unless none is: then they go anyway)."""
