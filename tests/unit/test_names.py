@@ -8,6 +8,7 @@ import os
 import string
 import unicodedata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -375,3 +376,16 @@ def test_the_quick_way_for_plain_names_sanitises_as_the_full_way(name: str, limi
     """Whatever the name, the quick check for plain names gives what sanitising step by step
     gives (device names, dots and dashes at either end, lengths around the limit)."""
     assert sanitise_filename(name, limit_bytes=limit) == _sanitised(name, "index.html", limit)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://h/a/b.bin?x=1#f", "http://h", "http://h/", "http://h/a%2Fb%20c.txt", "http://h/.."],
+)
+@pytest.mark.parametrize("disposition", [None, 'attachment; filename="s.bin"', "attachment"])
+def test_a_url_path_split_beforehand_names_the_file_as_the_url_does(
+    url: str, disposition: str | None
+) -> None:
+    """Given the URL's path already split off, the name is the one the whole URL gives."""
+    path = urlsplit(url).path
+    assert choose_filename(url, disposition, url_path=path) == choose_filename(url, disposition)

@@ -235,21 +235,33 @@ def _cut(text: str, limit_bytes: int) -> str:
 def filename_from_url(url: str, *, limit_bytes: int = MAX_NAME_BYTES) -> str:
     """The percent-decoded last segment of the URL path (query and fragment ignored),
     invalid UTF-8 replaced, sanitised; ``index.html`` when nothing is left."""
-    segment = posixpath.basename(urlsplit(url).path)
+    return filename_from_path(urlsplit(url).path, limit_bytes=limit_bytes)
+
+
+def filename_from_path(path: str, *, limit_bytes: int = MAX_NAME_BYTES) -> str:
+    """:func:`filename_from_url` for a URL's path already split from it (no query)."""
+    segment = posixpath.basename(path)
     return sanitise_filename(unquote(segment, errors="replace"), limit_bytes=limit_bytes)
 
 
 def choose_filename(
-    original_url: str, content_disposition: str | None, *, limit_bytes: int = MAX_NAME_BYTES
+    original_url: str,
+    content_disposition: str | None,
+    *,
+    limit_bytes: int = MAX_NAME_BYTES,
+    url_path: str | None = None,
 ) -> str:
     """The server's ``Content-Disposition`` name if it survives sanitising, else the name in
     the URL the user gave. Never a redirect target's: a redirect must not pick a local name
-    (CVE-2010-2252, wget). At most ``limit_bytes`` (what the directory's NAME_MAX leaves)."""
+    (CVE-2010-2252, wget). At most ``limit_bytes`` (what the directory's NAME_MAX leaves).
+    ``url_path``: that URL's path, where the caller has split it already."""
     suggested = parse_content_disposition(content_disposition)
     if suggested is not None:
         name = sanitise_filename(suggested, fallback="", limit_bytes=limit_bytes)
         if name:
             return name
+    if url_path is not None:
+        return filename_from_path(url_path, limit_bytes=limit_bytes)
     return filename_from_url(original_url, limit_bytes=limit_bytes)
 
 

@@ -69,6 +69,7 @@ class Journals:
         self._lock = threading.Lock()
         self._entries: dict[Path, dict[str, dict[str, Entry]]] = {}
         self._cwd: Path | None = None  # read once: Path.absolute() is a getcwd per call
+        self._keys: dict[Path, Path] = {}  # each directory as given, made absolute once
 
     def check(self, url: str, directory: Path, name: str | None = None) -> Found:
         """Is the file of ``url`` in ``directory`` (as ``name``, if the job names it) one
@@ -130,12 +131,15 @@ class Journals:
             return self._load_locked(directory)
 
     def _load_locked(self, directory: Path) -> dict[str, dict[str, Entry]]:
-        if directory.is_absolute():
-            key = directory
-        else:
-            if self._cwd is None:
-                self._cwd = Path.cwd()
-            key = self._cwd / directory
+        key = self._keys.get(directory)
+        if key is None:
+            if directory.is_absolute():
+                key = directory
+            else:
+                if self._cwd is None:
+                    self._cwd = Path.cwd()
+                key = self._cwd / directory
+            self._keys[directory] = key
         if key not in self._entries:
             self._entries[key] = read_journal(directory / JOURNAL_NAME) if self._read else {}
         return self._entries[key]

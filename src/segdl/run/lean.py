@@ -81,6 +81,7 @@ class _Item:
     directory: Path
     final: Path | None
     started_s: float
+    url_path: str
     named: Path | None = None  # by the answer's head, for a display
     size_bytes: int = 0
     ranged: bool = False
@@ -228,7 +229,8 @@ class LeanRun:
         if why is not None:
             self._defer_index(index, why)
             return None
-        item = _Item(index, prepared, directory, prepared.dest, self._clock())
+        url_path = target.path.partition("?")[0]
+        item = _Item(index, prepared, directory, prepared.dest, self._clock(), url_path)
         if prepared.dest is not None and not self._free(item, prepared.dest):
             return None
         if (target.host, target.port) in self._origins_full:
@@ -285,7 +287,7 @@ class LeanRun:
     def _named(self, item: _Item, answer: Answer) -> Path | None:
         try:
             return self._destinations.name(item.directory, item.prepared.job.url,
-                                           answer.header_values)  # fmt: skip
+                                           item.url_path, answer.header_values)  # fmt: skip
         except SegdlError as exc:
             self._defer(item, str(exc))
             return None
@@ -347,7 +349,9 @@ class LeanRun:
             size = larger_size(status, headers)
             if item.final is None:
                 with contextlib.suppress(SegdlError):  # no name yet: the answer's end says why
-                    item.named = self._destinations.name(item.directory, url_given, headers)
+                    item.named = self._destinations.name(
+                        item.directory, url_given, item.url_path, headers
+                    )
             path = item.final or item.named or self._destinations.real(item.directory)
             item.size_bytes = size or 0
             if not item.shown:  # asked again after a broken connection: the same line

@@ -75,15 +75,17 @@ class Destinations:
     def real(self, directory: Path) -> Path:
         return self._places[directory].real
 
-    def name(self, directory: Path, url: str, headers: Callable[[str], list[str]]) -> Path:
+    def name(
+        self, directory: Path, url: str, url_path: str, headers: Callable[[str], list[str]]
+    ) -> Path:
         """The file's name from the server's ``Content-Disposition`` (in an answer's
-        ``headers``) or the URL, sanitised, in the directory (never outside it); a
-        SegdlError if there is none usable."""
+        ``headers``) or the URL (whose path is ``url_path``), sanitised, in the directory
+        (never outside it); a SegdlError if there is none usable."""
         try:
             disposition = single_header("Content-Disposition", headers("Content-Disposition"))
         except SegdlError:
             disposition = None
-        name = choose_filename(url, disposition)
+        name = choose_filename(url, disposition, url_path=url_path)
         # choose_filename sanitises once: a plain name, never empty, "." or ".." and without
         # a separator; what makes it stay inside the directory is checked here all the same.
         if not name or name in (".", "..") or "/" in name or "\0" in name:
