@@ -315,3 +315,137 @@ def test_a_file_over_max_size_is_left_to_the_engine_to_refuse(
     assert code == ExitCode.FILE_IO, err
     assert not out.exists()
     assert [r.connection_id for r in fault_server.requests] == [0]
+
+
+@pytest.mark.parametrize("where", ["cwd", "dir"])
+def test_a_file_named_by_its_url_is_finished_without_urllib3_or_the_engine(
+    fault_server: FaultServer,
+    make_data: MakeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """``segdl URL`` and ``segdl -d DIR URL`` take the quick way too, under the name the
+    engine would give the file."""
+    data = make_data(16 * 1024)
+    fault_server.add_file("/files/named.bin", data)
+    monkeypatch.chdir(tmp_path)
+    argv = ["-q", "-d", "out"] if where == "dir" else ["-q"]
+    (tmp_path / "out").mkdir()
+    code = (
+        "import sys; import segdl.run.quick as q; q.HEAD_WAIT_S = 5.0; "
+        "from segdl.cli.main import main; "
+        f"c = main({[*argv, fault_server.url('/files/named.bin')]!r}); "
+        "print(c, 'urllib3' in sys.modules, 'segdl.run.engine' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.split() == ["0", "False", "False"], done.stderr
+    folder = tmp_path / "out" if where == "dir" else tmp_path
+    assert (folder / "named.bin").read_bytes() == data
+    assert [r.connection_id for r in fault_server.requests] == [0]
+    assert sorted(os.listdir(folder)) == ["named.bin"] if where == "dir" else ["named.bin", "out"]
+
+
+@pytest.mark.usefixtures("head_waited")
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'attachment; filename="report.csv"',
+        "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+        'attachment; filename="../../escape\x01 me.txt"',
+        'attachment; filename=".."',
+    ],
+)
+def test_the_quick_way_names_a_file_as_the_engine_does(
+    fault_server: FaultServer,
+    make_data: MakeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    disposition: str,
+) -> None:
+    """The server's Content-Disposition (sanitised, kept inside the directory) or else the
+    URL: the same name whichever way the file comes."""
+    data = make_data(16 * 1024)
+    fault_server.add_file("/d/from-url.txt", data)
+    fault_server.set_faults(
+        "/d/from-url.txt", Faults(extra_headers=(("Content-Disposition", disposition),))
+    )
+    quick_dir, engine_dir = tmp_path / "quick", tmp_path / "engine"
+    quick_dir.mkdir()
+    engine_dir.mkdir()
+    code, _, err = run_cli("-q", "-d", str(quick_dir), fault_server.url("/d/from-url.txt"))
+    assert code == ExitCode.OK, err
+    monkeypatch.setattr(quick, "why_not_lean", lambda *_: "the engine's, for the comparison")
+    code, _, err = run_cli("-q", "-d", str(engine_dir), fault_server.url("/d/from-url.txt"))
+    assert code == ExitCode.OK, err
+    names = sorted(os.listdir(engine_dir))
+    assert len(names) == 1 and sorted(os.listdir(quick_dir)) == names
+    assert (quick_dir / names[0]).read_bytes() == data
+    assert len(fault_server.requests) == 2  # one each: neither way asked twice
+
+
+@pytest.mark.usefixtures("head_waited")
+@pytest.mark.parametrize(
+    ("leftover", "argv", "code"),
+    [
+        ("named.bin", [], ExitCode.OUTPUT_EXISTS),  # --if-exists error: the file is kept
+        ("named.bin", ["--if-exists", "skip"], ExitCode.OK),
+        ("named.bin.part", [], ExitCode.OK),  # a partial download: resumed or started over
+        ("named.bin.segdl-lock", [], ExitCode.LOCKED),  # another segdl's, maybe: the engine's
+    ],
+)
+def test_anything_at_the_name_leaves_the_answer_to_the_engine(
+    fault_server: FaultServer,
+    make_data: MakeData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    leftover: str,
+    argv: list[str],
+    code: int,
+) -> None:
+    """A file, a partial download or a lock at the name the answer gets: the engine decides,
+    as it always did; the quick way never links a file there."""
+    data = make_data(16 * 1024)
+    fault_server.add_file("/named.bin", data)
+    old = b"an earlier file, never to be clobbered"
+    (tmp_path / leftover).write_bytes(old if leftover == "named.bin" else b"")
+    linked: list[Path] = []
+    real_stage = commit.GroupCommit.stage
+
+    def stage(
+        self: commit.GroupCommit,
+        directory: Path,
+        body: bytes,
+        final_path: Path,
+        *,
+        overwrite: bool,
+        token: object,
+    ) -> None:
+        linked.append(final_path)
+        real_stage(self, directory, body, final_path, overwrite=overwrite, token=token)
+
+    monkeypatch.setattr(commit.GroupCommit, "stage", stage)
+    got, _, err = run_cli("-q", "-d", str(tmp_path), *argv, fault_server.url("/named.bin"))
+    assert got == code, err
+    assert linked == []
+    if leftover == "named.bin":
+        assert (tmp_path / "named.bin").read_bytes() == old
+    elif code == ExitCode.OK:
+        assert (tmp_path / "named.bin").read_bytes() == data
+    else:
+        assert not (tmp_path / "named.bin").exists()
+
+
+@pytest.mark.usefixtures("head_waited")
+def test_a_directory_not_there_yet_is_made_by_the_engine(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """-d names a directory the engine makes (with its parents): the quick way leaves it to."""
+    data = make_data(16 * 1024)
+    fault_server.add_file("/named.bin", data)
+    out = tmp_path / "a" / "b"
+    code, _, err = run_cli("-q", "-d", str(out), fault_server.url("/named.bin"))
+    assert code == ExitCode.OK, err
+    assert (out / "named.bin").read_bytes() == data
+    assert [r.connection_id for r in fault_server.requests] == [0]

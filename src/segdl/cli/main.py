@@ -153,12 +153,14 @@ def _fetch(
         return stream_to(
             args.urls[0], sys.stdout.fileno(), options=options, progress=display, cancel=cancel
         )
-    if args.output is not None and args.dir is None:  # a small file before the engine loads
+    if args.output is None or args.dir is None:  # a small file before the engine loads
         from pathlib import Path
 
         from segdl.run.quick import quick_download
 
-        result = quick_download(args.urls[0], Path(args.output), options, display, cancel)
+        output = None if args.output is None else Path(args.output)
+        directory = None if args.dir is None else Path(args.dir)
+        result = quick_download(args.urls[0], output, options, display, cancel, directory=directory)
         if result is not None:
             return result
     import segdl

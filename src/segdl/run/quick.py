@@ -6,7 +6,11 @@ in at most :data:`~segdl.run.leanplan.SMALL_BYTES` (a ``200`` or ``206`` with it
 :func:`segdl.core.wholebody.promised_whole`), the answer is read here and checked as the lean
 batch path checks one (:func:`~segdl.core.wholebody.judge`, a digest given or sent,
 ``--max-size``); the file is written unnamed, synced and linked to its name, never over
-anything (:mod:`segdl.disk.commit`), so nothing incomplete is ever at the name.
+anything (:mod:`segdl.disk.commit`), so nothing incomplete is ever at the name. Without
+``-o``, the file is named as the engine names it (:func:`segdl.core.names.choose_filename`:
+the answer's ``Content-Disposition``, else the URL), in ``-d``'s directory or the current one,
+and only when nothing is at that name or beside it: whatever ``--if-exists`` would decide, an
+existing file is the engine's to decide about.
 
 Everything else is the engine's, exactly as before: an answer not wanted here is left on the
 socket unread (:func:`segdl.net.early.peek_head`) and the socket given back for the transport
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -57,14 +62,17 @@ again), which watches rates, stalls and ``--lowest-speed-limit``."""
 
 def quick_download(
     url: str,
-    final: Path,
+    final: Path | None,
     options: DownloadOptions,
     listener: ProgressListener,
     cancel: threading.Event,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    directory: Path | None = None,
 ) -> Result | None:
-    """``url`` downloaded to ``final`` (which does not exist) from the answer to the early
-    request, or None: the engine's to download (see the module's docstring)."""
+    """``url`` downloaded to ``final`` (which does not exist; None: named as the engine names
+    it, in ``directory``, by default the current one) from the answer to the early request,
+    or None: the engine's to download (see the module's docstring)."""
     if why_not_lean(options, url, [url]) is not None:
         return None
     parts = urlsplit(url)
@@ -73,12 +81,13 @@ def quick_download(
     dialled = dial.take(host, port)
     if dialled is None:
         return None
-    promised = _promised(dialled, final, options, started_s + HEAD_WAIT_S, clock)
+    named_in = None if final is not None else (directory or Path("."))
+    promised = _promised(dialled, url, final, named_in, options, started_s + HEAD_WAIT_S, clock)
     if promised is None:
         dial.give_back(host, port, dialled)  # unread: the transport's, as if never taken
         return None
     assert dialled.sent is not None
-    size, ranged = promised
+    final, size, ranged = promised
     from segdl.net.early import Broken, read_answer
     from segdl.net.leanconn import LeanRequest
 
@@ -111,15 +120,18 @@ def quick_download(
 
 def _promised(
     dialled: dial.Dialled,
-    final: Path,
+    url: str,
+    final: Path | None,
+    named_in: Path | None,
     options: DownloadOptions,
     deadline_s: float,
     clock: Callable[[], float],
-) -> tuple[int, bool] | None:
-    """The size the head waiting on ``dialled`` promises the whole file in, and whether it
-    answers a range; None if it is not all there by ``deadline_s``, promises no whole file
-    within 1 MiB and ``--max-size``, or ``final``'s directory takes no unnamed file. Reads
-    nothing off the socket."""
+) -> tuple[Path, int, bool] | None:
+    """Where the file goes (``final``, else the engine's name for it in ``named_in``), the
+    size the head waiting on ``dialled`` promises the whole file in, and whether it answers
+    a range; None if the head is not all there by ``deadline_s``, promises no whole file
+    within 1 MiB and ``--max-size``, names a file already there, or its directory takes no
+    unnamed file. Reads nothing off the socket."""
     if not dial.answered(dialled, max(0.0, deadline_s - clock())):
         return None  # a far server: nothing to load a reader for
     # Loaded only now: what a far server's download (no answer yet) never needs.
@@ -133,11 +145,34 @@ def _promised(
     most = options.max_size_bytes
     limit = SMALL_BYTES if most is None else min(SMALL_BYTES, most)
     size = promised_whole(head.status, head.values, limit).size_bytes  # None: over --max-size too
+    if size is None:
+        return None
+    if named_in is not None:
+        final = _named(url, named_in, head.values)
     # A directory that takes no unnamed file is asked about only now, before anything is
     # read (a large file, the usual case, never pays for the test file it makes).
-    if size is None or not unnamed_files_work(final.parent):
+    if final is None or not unnamed_files_work(final.parent):
         return None
-    return size, head.status == 206
+    return final, size, head.status == 206
+
+
+def _named(url: str, directory: Path, values: Callable[[str], list[str]]) -> Path | None:
+    """The file's path in ``directory`` as the engine names it, from the answer's header
+    fields; None if anything is at it or beside it (a file, a partial download, a lock)."""
+    from segdl.core.errors import LocalFileError
+    from segdl.core.names import choose_filename
+    from segdl.disk.paths import OutputPaths, name_limit_bytes, path_inside
+
+    dispositions = values("content-disposition")
+    disposition = dispositions[0] if len(dispositions) == 1 else None  # as the engine reads it
+    try:
+        name = choose_filename(url, disposition, limit_bytes=name_limit_bytes(directory))
+        paths = OutputPaths.of(path_inside(directory, name))
+    except (LocalFileError, OSError):
+        return None
+    if any(os.path.lexists(path) for path in (paths.final, paths.part, paths.state, paths.lock)):
+        return None
+    return paths.final
 
 
 def _commit(
