@@ -21,7 +21,7 @@ from segdl.core.progress import DownloadFinished, DownloadStarted, Event
 from segdl.disk import commit
 from segdl.net import dial
 from segdl.net.early import peek_head
-from segdl.run import quick
+from segdl.run import leanplan, quick
 from segdl.run.quick import quick_download
 from tests.client import wait_for
 from tests.integration.test_cli import MakeData, run_cli
@@ -376,7 +376,7 @@ def test_the_quick_way_names_a_file_as_the_engine_does(
     engine_dir.mkdir()
     code, _, err = run_cli("-q", "-d", str(quick_dir), fault_server.url("/d/from-url.txt"))
     assert code == ExitCode.OK, err
-    monkeypatch.setattr(quick, "why_not_lean", lambda *_: "the engine's, for the comparison")
+    monkeypatch.setattr(leanplan, "why_not_lean", lambda *_: "the engine's, for the comparison")
     code, _, err = run_cli("-q", "-d", str(engine_dir), fault_server.url("/d/from-url.txt"))
     assert code == ExitCode.OK, err
     names = sorted(os.listdir(engine_dir))

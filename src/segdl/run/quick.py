@@ -44,7 +44,6 @@ from segdl.core.progress import (
     ProgressListener,
 )
 from segdl.net import dial
-from segdl.run.leanplan import SMALL_BYTES, expected_digest, why_not_lean
 
 if TYPE_CHECKING:
     from segdl.net.leanconn import Answer
@@ -73,14 +72,11 @@ def quick_download(
     """``url`` downloaded to ``final`` (which does not exist; None: named as the engine names
     it, in ``directory``, by default the current one) from the answer to the early request,
     or None: the engine's to download (see the module's docstring)."""
-    if why_not_lean(options, url, [url]) is not None:
-        return None
-    parts = urlsplit(url)
-    host, port = (parts.hostname or "").rstrip("."), parts.port or 80
     started_s = clock()
-    dialled = dial.take(host, port)
-    if dialled is None:
+    taken = _dialled(url)
+    if taken is None:
         return None
+    host, port, dialled = taken
     named_in = None if final is not None else (directory or Path("."))
     promised = _promised(dialled, url, final, named_in, options, started_s + HEAD_WAIT_S, clock)
     if promised is None:
@@ -90,6 +86,7 @@ def quick_download(
     final, size, ranged = promised
     from segdl.net.early import Broken, read_answer
     from segdl.net.leanconn import LeanRequest
+    from segdl.run.leanplan import SMALL_BYTES
 
     shown_url = shown(url)
     listener(DownloadStarted(shown_url, final, size, ranged, 1))
@@ -118,6 +115,17 @@ def quick_download(
     return Result(url, final, len(answer.body), elapsed_s, 1, answer.status == 206)
 
 
+def _dialled(url: str) -> tuple[str, int, dial.Dialled] | None:
+    """The socket the command line dialled to ``url``'s server, and its host and port."""
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").rstrip("."), parts.port or 80
+    except ValueError:  # the engine says what is wrong with it
+        return None
+    dialled = dial.take(host, port)
+    return None if dialled is None else (host, port, dialled)
+
+
 def _promised(
     dialled: dial.Dialled,
     url: str,
@@ -131,14 +139,18 @@ def _promised(
     size the head waiting on ``dialled`` promises the whole file in, and whether it answers
     a range; None if the head is not all there by ``deadline_s``, promises no whole file
     within 1 MiB and ``--max-size``, names a file already there, or its directory takes no
-    unnamed file. Reads nothing off the socket."""
+    unnamed file, or the lean path's rules refuse it. Reads nothing off the socket."""
+    # A far server's answer is not there yet: the engine's, and nothing that would judge or
+    # read it is loaded (the lean path's rules and readers take a while to import).
     if not dial.answered(dialled, max(0.0, deadline_s - clock())):
-        return None  # a far server: nothing to load a reader for
-    # Loaded only now: what a far server's download (no answer yet) never needs.
+        return None
     from segdl.core.wholebody import promised_whole
     from segdl.disk.commit import unnamed_files_work
     from segdl.net.early import peek_head
+    from segdl.run.leanplan import SMALL_BYTES, why_not_lean
 
+    if why_not_lean(options, url, [url]) is not None:
+        return None
     head = peek_head(dialled.sock, max(0.0, deadline_s - clock()))
     if head is None:
         return None
@@ -182,6 +194,7 @@ def _commit(
     (and to report what stopped this)."""
     from segdl.core.wholebody import judge
     from segdl.disk.commit import GroupCommit, Staged
+    from segdl.run.leanplan import expected_digest
 
     verdict = judge(answer.status, answer.header_values, len(answer.body))
     if not verdict.whole:
