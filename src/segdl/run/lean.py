@@ -240,12 +240,11 @@ class LeanRun:
         return LeanRequest(target.host, target.port, wire, item)
 
     def _unusable(self, directory: Path) -> str | None:
+        """Why the lean path cannot write into ``directory`` (None: it can)."""
         place = self._destinations.place(directory)
-        return (
-            None
-            if place is not None and place.usable
-            else "an output directory without unnamed files"
-        )
+        if place is None or not place.usable:
+            return "an output directory without unnamed files"
+        return None
 
     def _free(self, item: _Item, path: Path) -> bool:
         """Whether ``path`` may be written here (see :meth:`Destinations.take`). False when
