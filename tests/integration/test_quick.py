@@ -41,6 +41,21 @@ def head_waited(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(quick, "HEAD_WAIT_S", 5.0)
 
 
+def _alone(argv: list[str]) -> tuple[int, bool, bool]:
+    """The command line run in a process of its own: its exit code, and whether urllib3 and
+    the engine were imported (the head waited for as long as a loaded machine may take)."""
+    code = (
+        "import sys; import segdl.run.quick as q; q.HEAD_WAIT_S = 5.0; "
+        "from segdl.cli.main import main; "
+        f"c = main({argv!r}); "
+        "print(c, 'urllib3' in sys.modules, 'segdl.run.engine' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    exit_code, urllib3, engine = done.stdout.split()
+    return int(exit_code), urllib3 == "True", engine == "True"
+
+
 def test_a_small_file_is_finished_without_urllib3_or_the_engine(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
@@ -49,15 +64,7 @@ def test_a_small_file_is_finished_without_urllib3_or_the_engine(
     data = make_data(16 * 1024)
     fault_server.add_file("/small.bin", data)
     out = tmp_path / "small.bin"
-    code = (
-        "import sys; import segdl.run.quick as q; q.HEAD_WAIT_S = 5.0; "
-        "from segdl.cli.main import main; "
-        f"c = main(['-q', '-o', {str(out)!r}, {fault_server.url('/small.bin')!r}]); "
-        "print(c, 'urllib3' in sys.modules, 'segdl.run.engine' in sys.modules)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
-    assert done.stdout.split() == ["0", "False", "False"], done.stderr
+    assert _alone(["-q", "-o", str(out), fault_server.url("/small.bin")]) == (0, False, False)
     assert out.read_bytes() == data
     assert [(r.connection_id, r.range) for r in fault_server.requests] == [(0, "bytes=0-")]
     assert sorted(os.listdir(tmp_path)) == ["small.bin"]  # no .part, state or lock left
@@ -332,15 +339,7 @@ def test_a_file_named_by_its_url_is_finished_without_urllib3_or_the_engine(
     monkeypatch.chdir(tmp_path)
     argv = ["-q", "-d", "out"] if where == "dir" else ["-q"]
     (tmp_path / "out").mkdir()
-    code = (
-        "import sys; import segdl.run.quick as q; q.HEAD_WAIT_S = 5.0; "
-        "from segdl.cli.main import main; "
-        f"c = main({[*argv, fault_server.url('/files/named.bin')]!r}); "
-        "print(c, 'urllib3' in sys.modules, 'segdl.run.engine' in sys.modules)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
-    assert done.stdout.split() == ["0", "False", "False"], done.stderr
+    assert _alone([*argv, fault_server.url("/files/named.bin")]) == (0, False, False)
     folder = tmp_path / "out" if where == "dir" else tmp_path
     assert (folder / "named.bin").read_bytes() == data
     assert [r.connection_id for r in fault_server.requests] == [0]
