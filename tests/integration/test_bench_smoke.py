@@ -96,3 +96,17 @@ def test_a_goal_below_the_floor_is_flagged() -> None:
     assert line.endswith("| **no** |")
     fast = render_targets([row], Extras(interpreter_s=0.0))
     assert "below it" not in next(r for r in fast.splitlines() if r.startswith("| per-conn"))
+
+
+@pytest.mark.nginx
+def test_small_files_bench_checks_every_file_of_segdl_curl_and_the_python_floor() -> None:
+    """`python -m bench.smallfiles` prints a row per tool, each run's files checked whole
+    (the Python floor too: a floor that wrote wrong files would be no floor)."""
+    argv = [sys.executable, "-m", "bench.smallfiles", "--files", "60", "--size-kib", "4",
+            "--parallel", "4", "--repeat", "1", "--tools", "segdl,curl,py-floor"]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {r["tool"]: r for r in _table(done.stdout, "tool")}
+    assert set(rows) == {"segdl", "curl", "py-floor"}
+    assert all(r["ok"] == "ok" for r in rows.values()), done.stdout
+    assert all(r["vs curl (wall)"].endswith("x") for r in rows.values()), done.stdout

@@ -1,0 +1,108 @@
+"""The least one Python process does to fetch many small files: ``python -m bench.pyfloor``.
+
+``python -m bench.pyfloor LIST OUT PARALLEL [DEPTH]``: every URL of ``LIST`` (one server, plain
+``http``) over ``PARALLEL`` keep-alive connections, ``DEPTH`` (default 8) requests pipelined on
+each, answers parsed by httptools as the lean path parses them, each body written to a new
+file named by the URL's last segment in ``OUT`` (open, write, close). Nothing else: no status,
+length or digest check, no sync, no rename, no journal, no retry; a server that closes a
+connection or answers out of order fails it.
+
+It is the floor for a Python downloader on the machine at hand (what the interpreter, the
+parser and the file system cost, nothing of segdl), beside which bench.smallfiles puts segdl
+and the C tools: how far segdl is from what Python can do, and how far that is from curl.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import sys
+from collections import deque
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import httptools
+
+
+class _Connection:
+    """One socket: the paths it still has to ask for and the answers it waits for."""
+
+    def __init__(self, address: tuple[str, int], host: str, paths: list[str], out: str,
+                 depth: int) -> None:  # fmt: skip
+        self.sock = socket.create_connection(address)
+        self.sock.setblocking(False)
+        self.host, self.out, self.depth = host, out, depth
+        self.todo = deque(paths)
+        self.waiting: deque[str] = deque()
+        self.body: list[bytes] = []
+        self.parser = httptools.HttpResponseParser(self)
+        self.done = 0
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        name = self.waiting.popleft().rsplit("/", 1)[-1]
+        fd = os.open(os.path.join(self.out, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, b"".join(self.body))
+        finally:
+            os.close(fd)
+        self.body.clear()
+        self.done += 1
+
+    def ask(self) -> None:
+        """Send requests until ``depth`` wait for their answers."""
+        wire = []
+        while self.todo and len(self.waiting) < self.depth:
+            path = self.todo.popleft()
+            self.waiting.append(path)
+            wire.append(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode("latin-1"))
+        if wire:
+            self.sock.sendall(b"".join(wire))
+
+
+def fetch_all(urls: Sequence[str], out: str, parallel: int, depth: int = 8) -> int:
+    """Fetch every URL (all of one server) into ``out``; the number of files written."""
+    first = urlsplit(urls[0])
+    address = (first.hostname or "127.0.0.1", first.port or 80)
+    paths = [urlsplit(url).path for url in urls]
+    connections = [
+        _Connection(address, first.netloc, paths[i::parallel], out, depth)
+        for i in range(min(parallel, len(paths)))
+    ]
+    selector = selectors.DefaultSelector()
+    for connection in connections:
+        connection.ask()
+        selector.register(connection.sock, selectors.EVENT_READ, connection)
+    left = len(paths)
+    while left:
+        for key, _ in selector.select():
+            connection = key.data
+            data = connection.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("the server closed a connection with answers owed")
+            before = connection.done
+            connection.parser.feed_data(data)
+            left -= connection.done - before
+            connection.ask()
+    for connection in connections:
+        connection.sock.close()
+    return len(paths)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) not in (3, 4):
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as listing:
+        urls = [line.strip() for line in listing if line.strip()]
+    os.makedirs(args[1], exist_ok=True)
+    fetch_all(urls, args[1], int(args[2]), int(args[3]) if len(args) == 4 else 8)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
