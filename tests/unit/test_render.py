@@ -100,3 +100,18 @@ def test_batch_screen_ends_a_file_whose_end_comes_from_another_thread() -> None:
     lines = [t.plain for t in screen._lines(80, 25)]
     assert not any(line.startswith("  a.bin") for line in lines) and len(lines) == 2, lines
     screen.close()
+
+
+def test_a_plain_line_says_what_is_left_until_the_end_and_then_only_the_total() -> None:
+    """While bytes flow: percent, bytes, rate, ETA and the connections streaming; the last
+    line, after every worker stopped, drops the ETA and the connections (no "0 connections"
+    at 100%: the summary line says how many were used)."""
+    from segdl.cli.display import _progress_text
+    from segdl.core.progress import DownloadProgress
+
+    running = _progress_text(DownloadProgress("u", 1 << 20, 4 << 20, 1.0, float(1 << 20), 3))
+    assert running == " 25.0% 1.0/4.0 MiB, 1.0 MiB/s, ETA 0:03, 3 connections"
+    done = _progress_text(DownloadProgress("u", 4 << 20, 4 << 20, 2.0, float(2 << 20), 0))
+    assert done == "100.0% 4.0/4.0 MiB, 2.0 MiB/s"
+    unknown = _progress_text(DownloadProgress("u", 1 << 20, None, 1.0, float(1 << 20), 1))
+    assert unknown == "1.0 MiB, 1.0 MiB/s, 1 connection"
