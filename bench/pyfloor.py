@@ -1,11 +1,16 @@
 """The least one Python process does to fetch many small files: ``python -m bench.pyfloor``.
 
-``python -m bench.pyfloor LIST OUT PARALLEL [DEPTH]``: every URL of ``LIST`` (one server, plain
-``http``) over ``PARALLEL`` keep-alive connections, ``DEPTH`` (default 8) requests pipelined on
-each, answers parsed by httptools as the lean path parses them, each body written to a new
-file named by the URL's last segment in ``OUT`` (open, write, close). Nothing else: no status,
-length or digest check, no sync, no rename, no journal, no retry; a server that closes a
-connection or answers out of order fails it.
+``python -m bench.pyfloor [--durable] LIST OUT PARALLEL [DEPTH]``: every URL of ``LIST`` (one
+server, plain ``http``) over ``PARALLEL`` keep-alive connections, ``DEPTH`` (default 8)
+requests pipelined on each, answers parsed by httptools as the lean path parses them, each
+body written to a new file named by the URL's last segment in ``OUT`` (open, write, close).
+Nothing else: no status, length or digest check, no sync, no rename, no journal, no retry; a
+server that closes a connection or answers out of order fails it.
+
+``--durable`` keeps segdl's promise the way segdl keeps it, and nothing more: each body is
+written into an unnamed file (``O_TMPFILE``), and every 64 files one ``syncfs`` makes them
+durable before they are linked to their names and the directory is synced (in line: no
+thread waits for the disk meanwhile).
 
 It is the floor for a Python downloader on the machine at hand (what the interpreter, the
 parser and the file system cost, nothing of segdl), beside which bench.smallfiles puts segdl
@@ -14,6 +19,7 @@ and the C tools: how far segdl is from what Python can do, and how far that is f
 
 from __future__ import annotations
 
+import ctypes
 import os
 import selectors
 import socket
@@ -24,15 +30,51 @@ from urllib.parse import urlsplit
 
 import httptools
 
+GROUP_FILES = 64
+
+
+class _Files:
+    """Where the bodies go: plain new files, or (durable) unnamed ones named by the group."""
+
+    def __init__(self, out: str, durable: bool) -> None:
+        self.out, self.durable = out, durable
+        self.directory = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        self.group: list[tuple[int, str]] = []
+        self.libc = ctypes.CDLL(None, use_errno=True)
+
+    def write(self, name: str, body: bytes) -> None:
+        if not self.durable:
+            fd = os.open(os.path.join(self.out, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, body)
+            finally:
+                os.close(fd)
+            return
+        fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o644, dir_fd=self.directory)
+        os.write(fd, body)
+        self.group.append((fd, name))
+        if len(self.group) >= GROUP_FILES:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.group and self.libc.syncfs(self.directory) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs failed")
+        for fd, name in self.group:
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=self.directory, follow_symlinks=True)
+            os.close(fd)
+        if self.group:
+            os.fsync(self.directory)
+        self.group.clear()
+
 
 class _Connection:
     """One socket: the paths it still has to ask for and the answers it waits for."""
 
-    def __init__(self, address: tuple[str, int], host: str, paths: list[str], out: str,
+    def __init__(self, address: tuple[str, int], host: str, paths: list[str], files: _Files,
                  depth: int) -> None:  # fmt: skip
         self.sock = socket.create_connection(address)
         self.sock.setblocking(False)
-        self.host, self.out, self.depth = host, out, depth
+        self.host, self.files, self.depth = host, files, depth
         self.todo = deque(paths)
         self.waiting: deque[str] = deque()
         self.body: list[bytes] = []
@@ -43,12 +85,7 @@ class _Connection:
         self.body.append(data)
 
     def on_message_complete(self) -> None:
-        name = self.waiting.popleft().rsplit("/", 1)[-1]
-        fd = os.open(os.path.join(self.out, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, b"".join(self.body))
-        finally:
-            os.close(fd)
+        self.files.write(self.waiting.popleft().rsplit("/", 1)[-1], b"".join(self.body))
         self.body.clear()
         self.done += 1
 
@@ -63,13 +100,16 @@ class _Connection:
             self.sock.sendall(b"".join(wire))
 
 
-def fetch_all(urls: Sequence[str], out: str, parallel: int, depth: int = 8) -> int:
+def fetch_all(
+    urls: Sequence[str], out: str, parallel: int, depth: int = 8, durable: bool = False
+) -> int:
     """Fetch every URL (all of one server) into ``out``; the number of files written."""
+    files = _Files(out, durable)
     first = urlsplit(urls[0])
     address = (first.hostname or "127.0.0.1", first.port or 80)
     paths = [urlsplit(url).path for url in urls]
     connections = [
-        _Connection(address, first.netloc, paths[i::parallel], out, depth)
+        _Connection(address, first.netloc, paths[i::parallel], files, depth)
         for i in range(min(parallel, len(paths)))
     ]
     selector = selectors.DefaultSelector()
@@ -87,6 +127,8 @@ def fetch_all(urls: Sequence[str], out: str, parallel: int, depth: int = 8) -> i
             connection.parser.feed_data(data)
             left -= connection.done - before
             connection.ask()
+    files.commit()
+    os.close(files.directory)
     for connection in connections:
         connection.sock.close()
     return len(paths)
@@ -94,13 +136,15 @@ def fetch_all(urls: Sequence[str], out: str, parallel: int, depth: int = 8) -> i
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    durable = "--durable" in args
+    args = [arg for arg in args if arg != "--durable"]
     if len(args) not in (3, 4):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     with open(args[0], encoding="utf-8") as listing:
         urls = [line.strip() for line in listing if line.strip()]
     os.makedirs(args[1], exist_ok=True)
-    fetch_all(urls, args[1], int(args[2]), int(args[3]) if len(args) == 4 else 8)
+    fetch_all(urls, args[1], int(args[2]), int(args[3]) if len(args) == 4 else 8, durable)
     return 0
 
 

@@ -10,7 +10,9 @@ served by a private nginx on loopback, ``--parallel`` (32) at once, each tool ``
 - aria2c ``-q -j32 -x1 --file-allocation=none ... -d OUT -i LIST``
 - py-floor ``python -m bench.pyfloor LIST OUT 32``: the least one Python process does for the
   same work (httptools, pipelined 8 deep, open/write/close, no check, no sync): the floor of a
-  Python downloader on this machine (see bench/pyfloor.py)
+  Python downloader on this machine (see bench/pyfloor.py); py-floor-durable the same, keeping
+  segdl's promise as segdl keeps it (unnamed files, one ``syncfs`` and a directory sync per 64
+  files, then the names)
 
 Columns: median wall s, median CPU s (user + system, os.wait4), CPU per file (ms) and peak
 RSS (MiB). ``--one-file`` adds the end-to-end row: one 16 KiB file with ``segdl -q -o OUT
@@ -34,7 +36,7 @@ from pathlib import Path
 from bench.measure import check_files, rotated, run_child
 from tests.nginx import Nginx
 
-TOOLS = ("segdl", "curl", "wget2", "aria2c", "py-floor")
+TOOLS = ("segdl", "curl", "wget2", "aria2c", "py-floor", "py-floor-durable")
 
 
 @dataclass(slots=True)
@@ -55,8 +57,10 @@ def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int)
     if tool == "curl":
         return ["curl", "-s", "--parallel", "--parallel-max", str(parallel), "--remote-name-all",
                 "--output-dir", str(out), "-K", str(curl_config)]  # fmt: skip
-    if tool == "py-floor":
-        return [sys.executable, "-m", "bench.pyfloor", str(listing), str(out), str(parallel)]
+    if tool in ("py-floor", "py-floor-durable"):
+        durable = ["--durable"] if tool == "py-floor-durable" else []
+        return [sys.executable, "-m", "bench.pyfloor", *durable, str(listing), str(out),
+                str(parallel)]  # fmt: skip
     if tool == "wget2":
         return ["wget2", "-q", f"--max-threads={parallel}", "--no-robots", "-P", str(out),
                 "-i", str(listing)]  # fmt: skip
@@ -88,7 +92,7 @@ def measure(
             curl_config.write_text("".join(f'url = "{url}"\n' for url in urls))
             for round_ in range(repeat):
                 for tool in rotated(list(tools), round_):
-                    if shutil.which(tool) is None and tool not in ("segdl", "py-floor"):
+                    if shutil.which(tool) is None and not tool.startswith(("segdl", "py-floor")):
                         rows[tool].error = f"{tool} is not installed"
                         continue
                     out = Path(tmp) / f"out-{round_}-{tool}"
