@@ -85,5 +85,8 @@ def test_a_download_uses_its_preconnected_connections(
     fault_server.set_faults("/f.bin", Faults(throttle_bytes_per_s=4 * MIB))
     segdl.download(fault_server.url("/f.bin"), tmp_path / "o", connections=4)
     assert (tmp_path / "o").read_bytes() == data
+    # An answer segdl stopped reading (its range taken by another connection) is logged when
+    # the server's send fails, which may come after download() returned.
+    assert wait_for(lambda: fault_server.open_connections == 0)
     assert len({r.connection_id for r in fault_server.requests[:4]}) == 4
     assert fault_server.peak_connections <= 4
