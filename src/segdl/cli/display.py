@@ -120,7 +120,7 @@ def _progress_text(event: DownloadProgress) -> str:
     rate = human_rate(event.rate_bytes_per_s)
     conns = f"{event.connections} connection{'s' if event.connections != 1 else ''}"
     if size and done >= size:  # the workers have stopped: "ETA 0:00, 0 connections" says nothing
-        return f"{100.0:5.1f}% {bytes_of(done, size)}, {rate}"
+        return f"100.0% {bytes_of(done, size)}, {rate}"
     if size:
         eta = clock(eta_s(done, size, event.rate_bytes_per_s))
         return f"{100 * done / size:5.1f}% {bytes_of(done, size)}, {rate}, ETA {eta}, {conns}"

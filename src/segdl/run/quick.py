@@ -21,7 +21,6 @@ path only ever finishes a download; it never fails one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -31,8 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from segdl.core.digests import verify
-from segdl.core.errors import Cancelled, SegdlError, shown
+from segdl.core.errors import Cancelled, shown
 from segdl.core.models import Result
 from segdl.core.options import DownloadOptions
 from segdl.core.progress import (
@@ -171,7 +169,6 @@ def _promised(
 def _named(url: str, directory: Path, values: Callable[[str], list[str]]) -> Path | None:
     """The file's path in ``directory`` as the engine names it, from the answer's header
     fields; None if anything is at it or beside it (a file, a partial download, a lock)."""
-    from segdl.core.errors import LocalFileError
     from segdl.core.names import choose_filename
     from segdl.disk.paths import OutputPaths, name_limit_bytes, path_inside
 
@@ -180,7 +177,7 @@ def _named(url: str, directory: Path, values: Callable[[str], list[str]]) -> Pat
     try:
         name = choose_filename(url, disposition, limit_bytes=name_limit_bytes(directory))
         paths = OutputPaths.of(path_inside(directory, name))
-    except (LocalFileError, OSError):
+    except OSError:  # LocalFileError included: a name that cannot be made here
         return None
     if any(os.path.lexists(path) for path in (paths.final, paths.part, paths.state, paths.lock)):
         return None
@@ -192,21 +189,14 @@ def _commit(
 ) -> bool:
     """Check ``answer`` and make it the file at ``final``; False: the engine's to do again
     (and to report what stopped this)."""
-    from segdl.core.wholebody import judge
     from segdl.disk.commit import GroupCommit, Staged
-    from segdl.run.leanplan import expected_digest
+    from segdl.run.leanplan import expected_digest, refusal
 
-    verdict = judge(answer.status, answer.header_values, len(answer.body))
-    if not verdict.whole:
-        log.debug("%s: to the engine (%s)", url, verdict.why)
+    refused = refusal(options, answer)  # as the lean batch path judges an answer
+    if refused is not None:
+        log.debug("%s: to the engine (%s)", url, refused.why)
         return False
-    try:
-        expected = expected_digest(options, answer)
-        if expected is not None:
-            verify(expected, hashlib.new(expected.algorithm, answer.body).digest())
-    except SegdlError as exc:  # a mismatch, or a --checksum that does not parse
-        log.debug("%s: to the engine (%s)", url, exc)
-        return False
+    expected = expected_digest(options, answer)  # verified: named in the notice
     errors: list[OSError | None] = []
 
     def done(staged: Staged, error: OSError | None) -> None:
