@@ -88,3 +88,49 @@ def test_plain_progress_reaches_a_pipe_line_by_line(
     assert process.poll() is None, "the first line came only when segdl ended"
     process.stdout.read()
     assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    ("redirect", "path", "code"),
+    [
+        (">&-", "/f.bin", ExitCode.OK),  # stdout closed: the plain lines go nowhere
+        ("--progress json >&-", "/f.bin", ExitCode.OK),
+        ("2>&-", "/missing.bin", ExitCode.SERVER_ERROR),  # the error line goes nowhere
+        ("2<readonly.txt", "/missing.bin", ExitCode.SERVER_ERROR),  # a descriptor it cannot write
+        (">&- 2>&-", "/f.bin", ExitCode.OK),
+    ],
+)
+def test_a_standard_stream_closed_from_the_start_changes_nothing_but_what_is_said(
+    redirect: str,
+    path: str,
+    code: int,
+    fault_server: FaultServer,
+    make_data: MakeData,
+    tmp_path: Path,
+) -> None:
+    """Started with stdout or stderr closed (or stderr open only for reading), segdl
+    downloads and exits as it would have, without a traceback, and writes nothing into a
+    descriptor it did not get for writing: not into the file a closed number would go to next."""
+    data = make_data(1 << 20)
+    fault_server.add_file("/f.bin", data)
+    (tmp_path / "readonly.txt").write_text("untouched\n")
+    command = _segdl("-x", "2", "-o", "out.bin", redirect, fault_server.url(path))
+    got, shown, err = _piped(f"{command} ", tmp_path)
+    assert got == code, (shown, err)
+    assert "Traceback" not in shown + err and shown == ""
+    assert (tmp_path / "readonly.txt").read_text() == "untouched\n"
+    if code == ExitCode.OK:
+        assert (tmp_path / "out.bin").read_bytes() == data
+    else:
+        assert not (tmp_path / "out.bin").exists()
+
+
+def test_o_dash_with_stdout_closed_is_a_usage_error_before_any_request(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """-o - with nowhere to write: one line naming the cause, exit 2, nothing asked."""
+    fault_server.add_file("/f.bin", make_data(1 << 20))
+    got, _, err = _piped(_segdl("-o", "-", fault_server.url("/f.bin"), ">&-"), tmp_path)
+    assert got == ExitCode.USAGE
+    assert err == "segdl: error: stdout is closed: -o - has nowhere to write the file\n"
+    assert fault_server.requests == []

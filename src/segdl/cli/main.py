@@ -31,6 +31,9 @@ def main(
     stderr: IO[str] | None = None,
 ) -> int:
     """Run the CLI; return the exit code instead of exiting."""
+    from segdl.cli.pipes import hold_standard_fds
+
+    closed = hold_standard_fds()
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["daemon"]:  # `segdl daemon ...`: the download manager (segdl[daemon])
         from segdl.cli.daemon import main as daemon_main
@@ -57,11 +60,15 @@ def main(
         return int(ExitCode.OK)
     if args.output is not None and "dir" in from_config:
         args.dir = None  # -o on the command line wins over a configured directory
-    from segdl.cli.pipes import GuardedStream, PipeWatch, silence_closed
+    from segdl.cli.pipes import GuardedStream, PipeWatch, or_nowhere, silence_closed
 
+    if args.output == "-" and (1 in closed or (stdout or sys.stdout) is None):
+        print("segdl: error: stdout is closed: -o - has nowhere to write the file",
+              file=stderr or sys.stderr)  # fmt: skip
+        return int(ExitCode.USAGE)
     stop = _StopOnSignals()
     watch = PipeWatch(stop.event)
-    real_out, real_err = stdout or sys.stdout, stderr or sys.stderr
+    real_out, real_err = or_nowhere(stdout or sys.stdout), or_nowhere(stderr or sys.stderr)
     guarded_out, guarded_err = GuardedStream(real_out, watch), GuardedStream(real_err, watch)
     code = _run(args, stop, cast("IO[str]", guarded_out), cast("IO[str]", guarded_err))
     if watch.closed:  # a reader went away (| head): quiet, resumable, its own exit code
@@ -236,8 +243,9 @@ def run() -> None:
     here. An exception still goes through the usual exit, traceback and all."""
     code = main()
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with it closed (segdl ... >&-)
+                stream.flush()
     except OSError:  # a closed pipe: let the interpreter report it as it always did
         sys.exit(code)
     logging.shutdown()

@@ -9,6 +9,7 @@ saved and a rerun resumes), and every later write is dropped instead of raising 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import threading
 from typing import IO, Any
@@ -68,6 +69,37 @@ class GuardedStream:
 
     def __getattr__(self, name: str) -> Any:  # encoding, errors, buffer...: rich asks
         return getattr(self._inner, name)
+
+
+def hold_standard_fds() -> frozenset[int]:
+    """Open /dev/null on each of descriptors 0, 1 and 2 that is not open (``segdl ... >&-``),
+    or, for 1 and 2, not open for writing (a launcher that ran with it closed may leave a file
+    it read there), and return those: the first file or socket opened later would otherwise
+    take the number, and what is written to stdout or stderr would land in it."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:
+            closed.append(fd)
+            continue
+        if fd and flags & os.O_ACCMODE == os.O_RDONLY:
+            closed.append(fd)
+    for fd in closed:  # lowest first: a closed one is the number the next open takes
+        devnull = os.open(os.devnull, os.O_RDWR)
+        if devnull != fd:
+            os.dup2(devnull, fd)
+            os.close(devnull)
+    return frozenset(closed)
+
+
+def or_nowhere(stream: IO[str] | None) -> IO[str]:
+    """``stream``, or, for a standard stream the process was started without (Python then
+    sets ``sys.stdout`` or ``sys.stderr`` to None), a stream to /dev/null: what segdl would
+    have said there goes nowhere, and the download goes on."""
+    if stream is not None:
+        return stream
+    return open(os.devnull, "w", encoding="utf-8")  # for the rest of the run
 
 
 def _is_closed_pipe(exc: OSError) -> bool:
