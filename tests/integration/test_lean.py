@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -158,3 +160,33 @@ def test_a_file_that_appears_after_the_batch_looked_is_never_linked_over(
         assert isinstance(report.failures[0].error, FileExistsError)
     else:
         assert report.count(Outcome.SKIPPED) == 1 and report.count(Outcome.DONE) == 5
+
+
+# What a quiet batch of small files does without: each costs start-up it has no use for.
+_LEAN_BATCH_NEVER_IMPORTS = (
+    "urllib3",
+    "segdl.run.engine",
+    "segdl.disk.state",  # the resume state, and the owner lock with it
+    "segdl.disk.lock",
+)
+
+
+def test_a_quiet_batch_of_small_files_imports_only_what_it_uses(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """segdl -q -i LIST of small files, in a process of its own: every file is right, and
+    the modules only other runs need (the engine, urllib3, the owner lock) are never imported."""
+    urls = _serve(fault_server, make_data, 3)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(url + "\n" for url in urls))
+    out = tmp_path / "out"
+    argv = ["-q", "-j", "4", "-x", "1", "-d", str(out), "-i", str(listing)]
+    code = (
+        "import sys; from segdl.cli.main import main; "
+        f"c = main({argv!r}); "
+        f"print(c, sorted(m for m in {_LEAN_BATCH_NEVER_IMPORTS!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.split(maxsplit=1) == ["0", "[]\n"], done.stderr
+    _check(out, make_data, 3)

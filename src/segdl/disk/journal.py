@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from segdl.disk.state import url_digest
+from segdl.disk.paths import url_digest
 
 JOURNAL_NAME = ".segdl-journal"
 _VERSION = 1

@@ -3,12 +3,14 @@
 Beside the final name live the ``.part`` (the bytes until they are verified), the state (what
 of them is durable) and the owner lock. Their names are derived here, once, from the final
 path; everything else (the part file, the state, the lock, resuming, the engine) is handed
-the value instead of deriving them again.
+the value instead of deriving them again. The files segdl keeps on disk (the state beside an
+output, a directory's journal) name the URL by :func:`url_digest`, also defined here.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,11 @@ LOCK_SUFFIX = ".segdl-lock"
 SIBLING_SUFFIXES = (PART_SUFFIX, STATE_SUFFIX, LOCK_SUFFIX)
 _LONGEST_SUFFIX = max(SIBLING_SUFFIXES, key=len)
 _DEFAULT_NAME_MAX = 255  # ext4, XFS, btrfs, APFS; where pathconf cannot tell
+
+
+def url_digest(url: str) -> str:
+    """SHA-256 of the URL as given: the same URL matches, and its secrets stay unstored."""
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from segdl.disk.lock import (
     read_regular_file,
     write_all,
 )
+from segdl.disk.paths import url_digest
 from segdl.disk.storage import local_error, sync_directory, temp_sibling
 
 __all__ = [
@@ -63,11 +64,6 @@ _PAYLOAD_KEYS = frozenset(
         "owner",
     }
 )
-
-
-def url_digest(url: str) -> str:
-    """SHA-256 of the URL as given: the same URL matches, and its secrets stay unstored."""
-    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def redact_url(url: str) -> str:
