@@ -168,14 +168,17 @@ _LEAN_BATCH_NEVER_IMPORTS = (
     "segdl.run.engine",
     "segdl.disk.state",  # the resume state, and the owner lock with it
     "segdl.disk.lock",
+    "segdl.cli.display",  # -q: nothing drawn
+    "segdl.cli.render",
 )
 
 
 def test_a_quiet_batch_of_small_files_imports_only_what_it_uses(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
-    """segdl -q -i LIST of small files, in a process of its own: every file is right, and
-    the modules only other runs need (the engine, urllib3, the owner lock) are never imported."""
+    """segdl -q -i LIST of small files, in a process of its own: every file is right, and the
+    modules only other runs need (the engine, urllib3, the owner lock, the displays) are never
+    imported."""
     urls = _serve(fault_server, make_data, 3)
     listing = tmp_path / "list.txt"
     listing.write_text("".join(url + "\n" for url in urls))

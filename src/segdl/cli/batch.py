@@ -9,9 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from segdl.cli.display import live_terminal
 from segdl.cli.exitcodes import ExitCode, exit_code_for
-from segdl.cli.render import human_bytes, human_rate
 from segdl.core.errors import SegdlError, UsageError, shown
 from segdl.core.options import DownloadOptions
 from segdl.core.printable import json_line, printable
@@ -73,7 +71,11 @@ def run_batch(
 
 def _live_bar(args: argparse.Namespace, stderr: IO[str]) -> BatchScreen | None:
     """The live batch display, on a terminal only (rich is imported only then)."""
-    if args.progress == "json" or args.quiet or not live_terminal(args.progress, stderr):
+    if args.progress == "json" or args.quiet:
+        return None
+    from segdl.cli.display import live_terminal  # start-up: a quiet batch draws nothing
+
+    if not live_terminal(args.progress, stderr):
         return None
     from segdl.cli.screen import BatchScreen
 
@@ -184,6 +186,8 @@ def _finish(
 
 def summary_lines(report: BatchReport) -> list[str]:
     """The end of a batch: counts, size, time and rate (1024-based), then each failure."""
+    from segdl.cli.render import human_bytes, human_rate  # start-up: -q shows it only on failure
+
     rate = report.bytes_done / report.elapsed_s if report.elapsed_s > 0 else 0.0
     complete = report.already_complete
     counts = [
