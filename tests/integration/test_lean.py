@@ -170,6 +170,7 @@ _LEAN_BATCH_NEVER_IMPORTS = (
     "segdl.disk.lock",
     "segdl.cli.display",  # -q: nothing drawn
     "segdl.cli.render",
+    "segdl.net.dial",  # only one URL is dialled before the options are read
 )
 
 

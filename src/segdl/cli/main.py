@@ -85,15 +85,17 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
     """Run the parsed command: one download, a batch, or a batch on a Ray cluster."""
     # Imported here, not at the top: `segdl --version` and `--help` stay fast.
     from segdl.core.errors import SegdlError
-    from segdl.net import dial
 
-    single = args.input_file is None and len(args.urls) == 1
-    if single and args.ray is None:  # the connect starts now; its request waits below
+    early = args.input_file is None and len(args.urls) == 1 and args.ray is None
+    if early:  # one URL: the connect starts now; its request waits below
         _dial_early(args)
     try:
         options = download_options(args)
     except SegdlError as exc:  # before anything is sent, even the early request
-        dial.discard()
+        if early:
+            from segdl.net import dial  # start-up: only one URL is dialled early
+
+            dial.discard()
         return _failed(args, exit_code_for(exc), _one_line(exc), stdout, stderr)
     if args.ray is not None:  # the batch on a Ray cluster (segdl.cluster)
         from segdl.cli.cluster import run_cluster
@@ -101,13 +103,15 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
         with stop:
             code = run_cluster(args, options, stdout, stderr, stop.event)
         return 128 + stop.signum if stop.signum is not None else int(code)
-    dial.release()  # the options are good: the early request may go
-    if not single:
+    if not early:
         from segdl.cli.batch import run_batch
 
         with stop:
             code = run_batch(args, options, stdout, stderr, stop.event)
         return 128 + stop.signum if stop.signum is not None else int(code)
+    from segdl.net import dial
+
+    dial.release()  # the options are good: the early request may go
     return _run_one(args, options, stop, stdout, stderr)
 
 
