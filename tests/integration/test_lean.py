@@ -171,6 +171,9 @@ _LEAN_BATCH_NEVER_IMPORTS = (
     "segdl.cli.display",  # -q: nothing drawn
     "segdl.cli.render",
     "segdl.net.dial",  # only one URL is dialled before the options are read
+    "segdl.core.retry",  # only a 429 or 503 is waited for
+    "secrets",  # temporary names: small files are written unnamed
+    "hmac",  # only a file with a digest to check
 )
 
 

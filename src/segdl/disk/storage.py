@@ -21,7 +21,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import sys
 import threading
 from collections.abc import Callable
@@ -56,6 +55,8 @@ def temp_sibling(path: Path, extension: str = "tmp") -> Path:
     ``.segdl-<16 hex>.<extension>``, whatever ``path``'s length, so that a name that fits the
     file system's NAME_MAX never has a temporary sibling that does not (#19: the lock's
     ``.{name}.segdl-lock.{hex}.tmp`` was 33 bytes longer than the name)."""
+    import secrets  # start-up: a batch of small files links unnamed files, never renames
+
     return path.with_name(f".segdl-{secrets.token_hex(8)}.{extension}")
 
 

@@ -28,8 +28,6 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from segdl.core.retry import parse_retry_after
-
 
 class HostGate(Protocol):
     """What a transport consults; implementations must be thread-safe."""
@@ -124,6 +122,8 @@ class LoopGate:
         everyone sharing the gate (RFC 9110 §10.2.3), this loop first."""
         if status not in (429, 503) or len(retry_after) != 1:
             return
+        from segdl.core.retry import parse_retry_after  # start-up: most batches never see one
+
         delay_s = parse_retry_after(retry_after[0], time.time())
         if delay_s is None or not delay_s > 0:
             return
