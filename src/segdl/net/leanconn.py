@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import httptools
@@ -37,25 +37,40 @@ class LeanRequest:
 
 @dataclass(slots=True)
 class Answer:
-    """A whole answer: status, header fields (names lowercased, in order) and body."""
+    """A whole answer: status, header fields (by lowercased name, each name's values in the
+    order they came) and body."""
 
     status: int
     version: str
-    fields: list[tuple[str, str]]
+    by_name: dict[str, list[str]]
     body: bytes
     pipelined: bool
     """It was read behind another answer on its connection."""
-    _by_name: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, status: int, version: str, fields: Iterable[tuple[str, str]], body: bytes,
+           pipelined: bool) -> Answer:  # fmt: skip
+        """An answer from its fields as (name, value) pairs, in order."""
+        by_name: dict[str, list[str]] = {}
+        for name, value in fields:
+            by_name.setdefault(name.lower(), []).append(value)
+        return cls(status, version, by_name, body, pipelined)
 
     def header_values(self, name: str) -> list[str]:
-        # Each answer is asked about several fields (framing, range, digests, name): one
-        # pass over its fields, not one a question.
-        if self._by_name is None:
-            by_name: dict[str, list[str]] = {}
-            for key, value in self.fields:
-                by_name.setdefault(key, []).append(value)
-            self._by_name = by_name
-        return list(self._by_name.get(name.lower(), ()))
+        return list(self.by_name.get(name.lower(), ()))
+
+
+def _by_name(fields: list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+    # One pass over a head's raw fields when it is complete, not a decode per callback: every
+    # answer is asked about several of its fields (framing, range, digests, name).
+    by_name: dict[str, list[str]] = {}
+    for name, value in fields:
+        key = name.decode("latin-1").lower()
+        if key in by_name:
+            by_name[key].append(value.decode("latin-1"))
+        else:
+            by_name[key] = [value.decode("latin-1")]
+    return by_name
 
 
 # watch(request, status, header_values, body_bytes_so_far): an answer's head has arrived
@@ -90,7 +105,8 @@ class Conn:
     clock: Callable[[], float] = time.monotonic
     _watched_s: float = 0.0
     # The answer being parsed.
-    _fields: list[tuple[str, str]] = field(default_factory=list)
+    _fields: list[tuple[bytes, bytes]] = field(default_factory=list)
+    _head: dict[str, list[str]] = field(default_factory=dict)
     _body: list[bytes] = field(default_factory=list)
     _body_bytes: int = 0
     _head_bytes: int = 0
@@ -102,15 +118,15 @@ class Conn:
         self._head_bytes += len(name) + len(value) + 4
         if len(self._fields) >= MAX_FIELDS or self._head_bytes > MAX_HEAD_BYTES:
             raise Unusable("head too large")
-        self._fields.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        self._fields.append((name, value))
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None
         self._status = self.parser.get_status_code()
         if 100 <= self._status < 200:
             return
-        names = {name for name, _ in self._fields}
-        if "content-length" not in names and "transfer-encoding" not in names:
+        head = self._head = _by_name(self._fields)
+        if "content-length" not in head and "transfer-encoding" not in head:
             raise Unusable("a body framed by the end of the connection")
         if self.too_large is not None and self.too_large(self._status, self._values):
             raise Unusable("a larger file")
@@ -119,8 +135,7 @@ class Conn:
             self.watch(self.owed[0], self._status, self._values, 0)
 
     def _values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self._fields if key == wanted]
+        return list(self._head.get(name.lower(), ()))
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -144,9 +159,9 @@ class Conn:
         keep_alive = self.parser.should_keep_alive()
         request = self.owed.popleft()
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        answer = Answer(status, version, self._fields, body, pipelined=self.answered > 0)
+        answer = Answer(status, version, self._head, body, pipelined=self.answered > 0)
         self.answered += 1
-        self._fields, self._body, self._body_bytes, self._head_bytes = [], [], 0, 0
+        self._fields, self._head, self._body, self._body_bytes, self._head_bytes = [], {}, [], 0, 0
         self._interim = 0
         self.done.append((request, answer))
         if not keep_alive:
