@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from segdl.core.options import DownloadOptions
 from segdl.net.leanconn import Answer
@@ -15,6 +17,7 @@ from segdl.run.leanplan import (
     ProxyChoices,
     Refusal,
     Target,
+    Targets,
     lean_target,
     proxied,
     refusal,
@@ -114,3 +117,37 @@ def test_an_answer_is_asked_about_its_fields_by_any_spelling_of_their_names() ->
     assert answer.header_values("c") == []
     answer.header_values("a").append("4")
     assert answer.header_values("a") == ["1", "3"]
+
+
+_URL_PARTS = (
+    ["http://", "HTTP://", "https://", " http://", "http:/"],
+    ["", "u@", "u:p@"],
+    ["h.test", "H.Test", "127.0.0.1", "[::1]", "", "h\\x", "é.test"],
+    ["", ":81", ":0", ":99999", ":", ":8o"],
+    ["", "/", "//", "/b.bin", "/a/%41", "/é", "/a b", "/a\tb", '/"', "/\\", "/~&"],
+    ["", "?", "?q=1", "??", "?a#", "?é"],
+    ["", "#", "#f"],
+)
+
+
+@settings(max_examples=400)
+@given(st.tuples(*(st.sampled_from(choices) for choices in _URL_PARTS)), st.booleans())
+@example(("http://", "", "h.test", "", "/a", "?", ""), False)  # urlsplit drops a bare "?"
+@example(("http://", "", "h.test", ":81", "/a", "", "#f"), True)
+def test_targets_give_what_lean_target_and_request_bytes_give(
+    parts: tuple[str, ...], own: bool
+) -> None:
+    """The batch's cached Targets answer every URL (plain, odd or unparsable) exactly as
+    lean_target and request_bytes do, for the batch's options and for a line's own."""
+    url = "".join(parts)
+    targets = Targets()
+    shared = DownloadOptions(headers={"X-A": "1"})
+    for options in (shared, DownloadOptions(user_agent="u") if own else shared, shared):
+        planned = targets.request(options, url, [url])
+        expected = lean_target(options, url, [url])
+        if isinstance(expected, str):
+            assert planned == expected
+        else:
+            assert planned == (expected, request_bytes(expected, options.request_headers()))
+    assert targets.request(shared, url, [url, url]) == "mirrors"
+    assert Targets().request(DownloadOptions(user="u"), url, [url]) == "credentials"

@@ -47,7 +47,7 @@ from segdl.net.lean import LeanLoop
 from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
 from segdl.run.leandirs import Destinations, NameVerdict
-from segdl.run.leanplan import SMALL_BYTES, ProxyChoices, lean_target, refusal, request_bytes
+from segdl.run.leanplan import SMALL_BYTES, ProxyChoices, Targets, refusal
 
 if TYPE_CHECKING:
     from segdl.run.batch import Downloader, _Prepared
@@ -126,6 +126,7 @@ class LeanRun:
         self._lock = threading.Lock()
         self._destinations = Destinations()
         self._proxies = ProxyChoices()
+        self._targets = Targets()
         self._shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
         self._loop = self._new_loop()
         self._large: dict[tuple[str, int], int] = {}  # files found too large, per origin
@@ -223,10 +224,11 @@ class LeanRun:
             self._report(index, earlier)
             return None
         url, options = prepared.job.url, prepared.options
-        target = lean_target(options, url, prepared.job.urls)
-        if isinstance(target, str):
-            self._defer_index(index, target)
+        planned = self._targets.request(options, url, prepared.job.urls)
+        if isinstance(planned, str):
+            self._defer_index(index, planned)
             return None
+        target, wire = planned
         directory = prepared.dest.parent if prepared.dest else prepared.directory or Path(".")
         why = self._proxies.why(url, options) or self._unusable(directory)
         if why is not None:
@@ -239,7 +241,6 @@ class LeanRun:
         if (target.host, target.port) in self._origins_full:
             self._defer(item, "its server's files are large")
             return None
-        wire = request_bytes(target, options.request_headers())
         return LeanRequest(target.host, target.port, wire, item)
 
     def _unusable(self, directory: Path) -> str | None:
