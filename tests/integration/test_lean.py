@@ -174,6 +174,7 @@ _LEAN_BATCH_NEVER_IMPORTS = (
     "segdl.core.retry",  # only a 429 or 503 is waited for
     "secrets",  # temporary names: small files are written unnamed
     "hmac",  # only a file with a digest to check
+    "segdl.run.places",  # the full way's places on the network
 )
 
 

@@ -25,15 +25,15 @@ from segdl.core.progress import ProgressListener, silent
 from segdl.disk.journal import Completion, Journals
 from segdl.disk.storage import make_directory
 from segdl.net.gate import HostGate
-from segdl.net.interfaces import Transport
 from segdl.run.inputs import BadEntry, Job, JobStream
 from segdl.run.inputs import parse_input_file as parse_input_file
-from segdl.run.places import FileTransport, Places, Ticket
 from segdl.run.ratelimit import TokenBucket
 from segdl.run.reports import BatchReport, Collector, ItemReport, Outcome
 
 if TYPE_CHECKING:
+    from segdl.net.interfaces import Transport
     from segdl.net.transport import Urllib3Transport
+    from segdl.run.places import Places, Ticket
 
 __all__ = [
     "BadEntry",
@@ -121,6 +121,8 @@ class Downloader:
         self._given_transport = transport
         self._built_transport: Urllib3Transport | None = None
         self._transport_lock = threading.Lock()
+        self._built_places: Places | None = None
+        self._places_lock = threading.Lock()
         # `parallel` files on the network at once, as many waiting with a request queued
         # behind them, and as many more finishing on disk (digest check, sync, rename): the
         # next file's request need not wait for the last one's sync.
@@ -133,7 +135,6 @@ class Downloader:
             parallel * max(16, settings.max_connections_per_host),
             thread_name_prefix="segdl",
         )
-        self._places = Places(parallel)
         self._parallel = parallel
         self._pipelining = pipelining
         self._host_gate = host_gate
@@ -162,6 +163,15 @@ class Downloader:
                     host_gate=self._host_gate,
                 )
             return self._built_transport
+
+    def _places(self) -> Places:
+        """The ``parallel`` places on the network of the files that go the full way."""
+        with self._places_lock:
+            if self._built_places is None:
+                from segdl.run.places import Places  # start-up: a lean batch may never need it
+
+                self._built_places = Places(self._parallel)
+            return self._built_places
 
     def submit(
         self, job: Job | str, on_done: Callable[[ItemReport], None] | None = None
@@ -203,10 +213,14 @@ class Downloader:
     def _submit(
         self, prepared: _Prepared, on_done: Callable[[ItemReport], None] | None
     ) -> cf.Future[ItemReport]:
+        from segdl.run.places import FileTransport
+
+        places = self._places()
+
         def run() -> ItemReport:
             report = self._finished_before(prepared)
             if report is None:
-                ticket = self._places.enter(prepared.job.url)
+                ticket = places.enter(prepared.job.url)
                 try:
                     transport = FileTransport(self._transport(), ticket)
                     report = self._run_one(prepared, transport, ticket)
