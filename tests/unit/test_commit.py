@@ -167,3 +167,29 @@ def test_a_group_whose_file_system_sync_fails_names_none_of_its_files(
     few = {f"f{n}": b"y" for n in range(SYNCFS_FROM_FILES - 1)}
     assert _commit(directory, few, group_files=len(few)) == dict.fromkeys(few)
     assert sorted(p.name for p in directory.iterdir()) == sorted(few)
+
+
+def test_held_files_wait_for_hand_over_and_close_hands_over_the_rest(directory: Path) -> None:
+    """Staged with now=False, files stay with the caller (none is written, none is named)
+    until hand_over(); the ones held when close() comes are committed all the same."""
+    done: list[str] = []
+    committer = GroupCommit(lambda staged, error: done.append(staged.final_path.name),
+                            group_files=2, group_wait_s=0.01)  # fmt: skip
+    for name in ("a", "b"):
+        committer.stage(directory, name.encode(), directory / name, overwrite=False, token=name,
+                        now=False)  # fmt: skip
+    time.sleep(0.2)
+    assert done == [] and list(directory.iterdir()) == []
+    committer.hand_over()
+    deadline = time.monotonic() + 10
+    while len(done) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(done) == ["a", "b"]
+    committer.stage(directory, b"c", directory / "c", overwrite=False, token="c", now=False)
+    committer.close()
+    assert sorted(done) == ["a", "b", "c"]
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == {
+        "a": b"a",
+        "b": b"b",
+        "c": b"c",
+    }

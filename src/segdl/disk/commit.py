@@ -132,6 +132,8 @@ class GroupCommit:
         self._incoming: list[_Body] = []
         self._incoming_bytes = 0
         self._bodies_closing = False
+        self._held: list[_Body] = []  # staged, not yet handed over (the caller's thread's)
+        self._held_bytes = 0
         self._directories: dict[Path, int] = {}  # opened once each: names resolve from them
         self._devices: dict[int, int | None] = {}  # directory fd: its device, if syncfs does
         self._syncs: cf.ThreadPoolExecutor | None = None
@@ -143,23 +145,38 @@ class GroupCommit:
             writer.start()
 
     def stage(self, directory: Path, body: bytes, final_path: Path, *, overwrite: bool,
-              token: object) -> None:  # fmt: skip
+              token: object, now: bool = True) -> None:  # fmt: skip
         """Have ``body`` written into a new unnamed file in ``directory`` (which holds
         ``final_path``), to be committed as ``final_path``. Returns at once unless more than
         ``queued_bytes`` wait already; a file that cannot be written reaches ``on_done``
         with its error (nothing is left behind). An OSError if ``directory`` cannot be
-        opened."""
+        opened. ``now=False``: the body waits in the caller's hands until :meth:`hand_over`
+        (or :meth:`close`), so that a loop staging many files at once wakes the writers once
+        for all of them, not once a file."""
         if directory not in self._directories:  # opened here: the writers only read them
             flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
             self._directories[directory] = os.open(directory, flags)
+        self._held.append(_Body(directory, body, final_path, overwrite, token))
+        self._held_bytes += len(body)
+        if now:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """The bodies :meth:`stage` held, to the writers (waiting while more than
+        ``queued_bytes`` wait for them)."""
+        if not self._held:
+            return
+        held, size = self._held, self._held_bytes
+        self._held, self._held_bytes = [], 0
         with self._bodies:
             while self._incoming_bytes > self._queued_bytes and not self._bodies_closing:
                 self._bodies.wait()
             if self._bodies_closing:
                 raise OSError("closed")
-            self._incoming.append(_Body(directory, body, final_path, overwrite, token))
-            self._incoming_bytes += len(body)
-            if len(self._incoming) == 1:
+            was = len(self._incoming)
+            self._incoming.extend(held)
+            self._incoming_bytes += size
+            if not was:
                 self._bodies.notify()
 
     def _write_all(self) -> None:
@@ -217,6 +234,7 @@ class GroupCommit:
 
     def close(self) -> None:
         """Commit what is staged and wait for it."""
+        self.hand_over()
         with self._bodies:
             self._bodies_closing = True
             self._bodies.notify_all()

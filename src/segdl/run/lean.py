@@ -283,7 +283,7 @@ class LeanRun:
             if committer is None:
                 raise OSError("stopped")
             committer.stage(self._destinations.real(item.directory), answer.body, path,
-                            overwrite=options.overwrite, token=item)  # fmt: skip
+                            overwrite=options.overwrite, token=item, now=False)  # fmt: skip
         except OSError as exc:
             self._defer(item, f"cannot write: {exc}")
 
@@ -302,7 +302,10 @@ class LeanRun:
     def _drain(self) -> None:
         """Report the files committed since the last call, from the thread running the batch:
         every event of a lean file then comes from one thread, as each file's events do on
-        the full path (displays tell files apart by it)."""
+        the full path (displays tell files apart by it). The files staged since, to the
+        writers (once a round of the loop, not once a file)."""
+        if self._committer is not None:
+            self._committer.hand_over()
         while self._commits:
             self._report_commit(*self._commits.popleft())
 
