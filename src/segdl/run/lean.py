@@ -58,10 +58,8 @@ log = logging.getLogger(__name__)
 _Jobs = Feed[tuple[int, "_Prepared"]] | Direct[tuple[int, "_Prepared"]]
 
 DEPTH = 16
-"""Requests written ahead of their answers on a connection that keeps alive. Deeper means
-fewer system calls a file (one ``recv`` takes more answers, one ``send`` more requests):
-5000 x 16 KiB from local nginx took 0.84x the wall of 4 deep; a slow, shaped server's
-batch (bench/many) took the same time at 4 and at 16."""
+"""Requests written ahead of their answers on a connection that keeps alive: the deeper, the
+fewer system calls a file (bench/README.md, "Many small files")."""
 DEFERRED_AT_ONCE = 256
 """Files waiting for the full path that end a lean pass (what a pass holds stays bounded)."""
 _IDLE_WAIT_S = 0.05
@@ -71,10 +69,8 @@ _LARGE_IN_A_ROW = 8
 def lean_batch_usable(downloader: Downloader) -> bool:
     """Whether the batch as a whole may use the lean path (per-file checks come later); a
     host gate is consulted by the lean loop as by the full path's pools."""
-    return (
-        downloader._rate_limiter is None
-        and not downloader.transport_given  # its own sockets would bypass the one given
-    )
+    # A given transport: the loop's own sockets would bypass it.
+    return downloader._rate_limiter is None and not downloader.transport_given
 
 
 @dataclass(eq=False, slots=True)
@@ -302,8 +298,7 @@ class LeanRun:
     def _drain(self) -> None:
         """Report the files committed since the last call, from the thread running the batch:
         every event of a lean file then comes from one thread, as each file's events do on
-        the full path (displays tell files apart by it). The files staged since, to the
-        writers (once a round of the loop, not once a file)."""
+        the full path (displays tell files apart by it); first, hand the round's files over."""
         if self._committer is not None:
             self._committer.hand_over()
         while self._commits:
