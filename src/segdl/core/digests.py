@@ -48,7 +48,9 @@ _CHECKSUM_NAMES = {
 _REPR_DIGEST_NAMES = {"sha-256": "sha256", "sha-512": "sha512"}
 # RFC 3230 §4.1.1 names ("SHA" is SHA-1), plus SHA-256/SHA-512 from RFC 5843 §2.
 _DIGEST_NAMES = {"md5": "md5", "sha": "sha1", "sha-256": "sha256", "sha-512": "sha512"}
-_HEX = re.compile(r"[0-9A-Fa-f]+", re.ASCII)
+# This module's patterns are compiled on first use, by re's own cache (start-up: most answers
+# carry no digest to parse).
+_HEX = r"(?a)[0-9A-Fa-f]+"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,7 @@ def parse_checksum_option(text: str) -> Expected:
         )
     want = 2 * DIGEST_BYTES[algorithm]
     # fullmatch, not bytes.fromhex: that one skips whitespace.
-    if not _HEX.fullmatch(hex_digest):
+    if not re.fullmatch(_HEX, hex_digest):
         raise UsageError(f"--checksum {text!r}: the digest must be {want} hex digits (0-9, a-f)")
     if len(hex_digest) != want:
         raise UsageError(
@@ -153,16 +155,14 @@ def _b64(text: str) -> bytes | None:
 # --- Repr-Digest: an RFC 8941 Structured Field Dictionary -----------------------------------
 # RFC 8941 §3.2 key, and §3.3 bare items. Only byte sequences are kept; the other types are
 # parsed only so that a member we do not know cannot make us misread one we do.
-_KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*", re.ASCII)
-_BARE_ITEM = re.compile(
-    r"""-?(?:[0-9]{1,12}\.[0-9]{1,3}|[0-9]{1,15})(?![0-9.])  # §3.3.1-2 integer, decimal
+_KEY = r"(?a)[a-z*][a-z0-9_\-.*]*"
+_BARE_ITEM = r"""(?ax)
+        -?(?:[0-9]{1,12}\.[0-9]{1,3}|[0-9]{1,15})(?![0-9.])  # §3.3.1-2 integer, decimal
       | "(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"        # §3.3.3 string
       | [A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*             # §3.3.4 token
       | :(?P<bytes>[A-Za-z0-9+/=]*):                        # §3.3.5 byte sequence
       | \?[01]                                              # §3.3.6 boolean
-    """,
-    re.ASCII | re.VERBOSE,
-)
+    """
 
 
 class _NotStructured(ValueError):
@@ -193,7 +193,7 @@ def _sf_dictionary(text: str) -> dict[str, bytes | None]:
     members: dict[str, bytes | None] = {}
     pos = _skip(text, 0, " ")
     while pos < len(text):
-        key = _KEY.match(text, pos)
+        key = re.compile(_KEY).match(text, pos)
         if key is None:
             raise _NotStructured(f"no key at {pos}")
         pos = key.end()
@@ -225,7 +225,7 @@ def _skip(text: str, pos: int, chars: str) -> int:
 
 def _sf_bare_item(text: str, pos: int) -> tuple[bytes | None, int]:
     """One RFC 8941 §4.2.3.1 bare item at ``pos``: its bytes if a byte sequence, and the end."""
-    item = _BARE_ITEM.match(text, pos)
+    item = re.compile(_BARE_ITEM).match(text, pos)
     if item is None:
         raise _NotStructured(f"no valid item at {pos}")
     encoded = item.group("bytes")
@@ -253,7 +253,7 @@ def _sf_parameters(text: str, pos: int) -> int:
     """Skip RFC 8941 §4.2.3.2 parameters at ``pos``; return where they end."""
     while text.startswith(";", pos):
         pos = _skip(text, pos + 1, " ")
-        key = _KEY.match(text, pos)
+        key = re.compile(_KEY).match(text, pos)
         if key is None:
             raise _NotStructured(f"no parameter key at {pos}")
         pos = key.end()
@@ -263,7 +263,7 @@ def _sf_parameters(text: str, pos: int) -> int:
 
 
 # --- legacy Digest and Content-MD5 ----------------------------------------------------------
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)  # RFC 9110 §5.6.2
+_TOKEN = r"(?a)[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # RFC 9110 §5.6.2
 
 
 def _parse_legacy_digest(text: str) -> dict[str, bytes] | None:
@@ -279,7 +279,7 @@ def _parse_legacy_digest(text: str) -> dict[str, bytes] | None:
         if not element:
             continue  # RFC 9110 §5.6.1: empty list elements are allowed
         name, sep, encoded = element.partition("=")
-        if not sep or not _TOKEN.fullmatch(name):
+        if not sep or not re.fullmatch(_TOKEN, name):
             log.debug("ignoring Digest %r: bad element %r", text, element)
             return None
         algorithm = _DIGEST_NAMES.get(name.lower()) if name.isascii() else None

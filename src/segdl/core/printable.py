@@ -20,10 +20,9 @@ __all__ = ["json_line", "printable"]
 # C0 (tab and newline too: a display prints one line per call), DEL, C1 (U+009B is a one-byte
 # CSI on terminals that honour 8-bit controls), the bidi controls, the line and paragraph
 # separators (line breaks to str.splitlines() and JavaScript), and the BOM / zero-width no-break
-# space, which hides text between look-alikes.
-_CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufeff]"
-)
+# space, which hides text between look-alikes. Compiled on first use, by re's own cache
+# (start-up: a quiet run that succeeds shows nothing).
+_CONTROL = "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufeff]"
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -34,7 +33,7 @@ def _escape(match: re.Match[str]) -> str:
 def printable(text: str) -> str:
     """``text`` with every control character a terminal would act on spelled as a visible
     escape (``\\x1b``, ``\\x07``, ``\\u202e``); other text, non-ASCII letters included, as is."""
-    return _CONTROL.sub(_escape, text)
+    return re.sub(_CONTROL, _escape, text)
 
 
 def json_line(record: object) -> str:

@@ -44,11 +44,12 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SOCKS_SCHEMES = frozenset({"socks4", "socks4a", "socks5", "socks5h"})
 PROXY_SCHEMES = frozenset({"http", "https"}) | SOCKS_SCHEMES
 _DEFAULT_PROXY_PORTS = {"https": 443}  # everything else: 1080, curl's default
-_SEPARATORS = re.compile(r"[\s,]+")
+# Patterns compiled on first use, by re's own cache (start-up: most runs have no proxy).
+_SEPARATORS = r"[\s,]+"
 # http.client's (and urllib3's copy of) a refused CONNECT: "Tunnel connection failed: 407 …"
-_TUNNEL_FAILED = re.compile(r"Tunnel connection failed: (\d{3})\s*(.*)")
+_TUNNEL_FAILED = r"Tunnel connection failed: (\d{3})\s*(.*)"
 # PySocks: a SOCKS server's reply code and its meaning (RFC 1928 §6), "0x05: Connection refused"
-_SOCKS_REPLY = re.compile(r"(0x[0-9a-fA-F]{2}): (.+)")
+_SOCKS_REPLY = r"(0x[0-9a-fA-F]{2}): (.+)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,7 @@ def bypass(url: str, no_proxy: str | None) -> bool:
     if port is None:
         port = DEFAULT_PORTS.get(parts.scheme.lower())
     host_ip = _ip(host)
-    entries = (entry for entry in _SEPARATORS.split(no_proxy.lower()) if entry)
+    entries = (entry for entry in re.split(_SEPARATORS, no_proxy.lower()) if entry)
     return any(_matches(entry, host, port, host_ip) for entry in entries)
 
 
@@ -215,8 +216,8 @@ def proxy_error(url: str, proxy: ProxyURL | None, cause: BaseException) -> Netwo
     proxy by its redacted address: never its user name or password."""
     name = f"proxy {proxy}" if proxy is not None else "proxy"
     text = str(cause)
-    tunnel = _TUNNEL_FAILED.search(text)
-    socks_reply = _SOCKS_REPLY.match(text)
+    tunnel = re.search(_TUNNEL_FAILED, text)
+    socks_reply = re.match(_SOCKS_REPLY, text)
     if isinstance(cause, ConnectionRefusedError):
         return ConnectError(url, f"{name} refused the connection")
     if isinstance(cause, TimeoutError):
