@@ -85,6 +85,9 @@ class LeanLoop:
         self.gate = None if gate is None else LoopGate(gate, clock=clock)
         self.shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
         self._selector = selectors.DefaultSelector()
+        # One buffer for every read: a fresh bytes object of _RECV_BYTES a read cost more.
+        self._buffer = bytearray(_RECV_BYTES)
+        self._view = memoryview(self._buffer)
         self._conns: list[Conn] = []
         self._addresses: dict[tuple[str, int], tuple[int, tuple[object, ...]] | None] = {}
         self._waiting: dict[tuple[str, int], deque[LeanRequest]] = {}
@@ -283,18 +286,18 @@ class LeanLoop:
 
     def _read(self, conn: Conn) -> None:
         try:
-            data = conn.sock.recv(_RECV_BYTES)
+            got = conn.sock.recv_into(self._buffer)
         except BlockingIOError:
             return
         except OSError as exc:
             conn.failure = f"connection broken: {exc}"
             return
-        if not data:
+        if not got:
             conn.failure = "closed by the server"
             return
         try:
             assert conn.parser is not None
-            conn.parser.feed_data(data)
+            conn.parser.feed_data(self._view[:got])  # the callbacks get copies of its bytes
         except Unusable as exc:
             conn.failure = f"unusable: {exc}"
         except httptools.HttpParserCallbackError as exc:
