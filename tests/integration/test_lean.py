@@ -114,6 +114,21 @@ def test_large_files_and_errors_go_the_full_way(
     assert (tmp_path / "moved.bin").read_bytes() == make_data(3 * KIB + 97, seed=1)
 
 
+def test_an_out_name_and_a_url_name_of_one_file_are_twins_however_spelt(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a relative directory, an entry whose out= is f1.bin and a later entry whose URL
+    names f1.bin are the same file: the later fails as its twin, the first's bytes stay."""
+    urls = _serve(fault_server, make_data, 2)
+    monkeypatch.chdir(tmp_path)
+    jobs: list[str | Job] = [Job((urls[0],), {"dest": "f1.bin"}), urls[1]]
+    report = download_many(jobs, parallel=1, directory=Path("out"))
+    assert report.count(Outcome.DONE) == 1
+    [failure] = report.failures
+    assert "two entries of this batch name the same file" in str(failure.error)
+    assert (tmp_path / "out" / "f1.bin").read_bytes() == make_data(3 * KIB, seed=0)
+
+
 @pytest.mark.nginx
 def test_against_nginx_every_file_is_right_on_few_connections(tmp_path: Path) -> None:
     """nginx serves 300 small files to a batch of 4: at most 4 connections, each reused for

@@ -32,8 +32,12 @@ class Place:
 
     real: Path
     usable: bool
+    real_text: str = field(init=False)
     leftovers: set[str] = field(default_factory=set)
     existing: Claims = field(default_factory=Claims)
+
+    def __post_init__(self) -> None:
+        self.real_text = str(self.real)
 
 
 class NameVerdict(Enum):
@@ -96,13 +100,14 @@ class Destinations:
         """Whether ``path`` (in ``directory``, already placed) may be written: no partial
         download of another run, no other entry of the batch, and nothing there unless the
         batch overwrites. FREE takes it."""
-        place = self._places[directory]
-        if path.name in place.leftovers:
+        place, name = self._places[directory], path.name
+        if name in place.leftovers:
             return NameVerdict.LEFTOVER
-        if path in self._claimed:
+        claim = f"{place.real_text}/{name}"  # the same file however its path was spelt
+        if claim in self._claimed:
             return NameVerdict.TWIN
-        there = path.name in place.existing and os.path.lexists(path)  # a hash: confirmed
+        there = name in place.existing and os.path.lexists(path)  # a hash: confirmed
         if policy is IfExists.OVERWRITE or not there:
-            self._claimed.add(path)
+            self._claimed.add(claim)
             return NameVerdict.FREE
         return NameVerdict.SKIP if policy is IfExists.SKIP else NameVerdict.EXISTS
