@@ -190,6 +190,8 @@ _LEAN_BATCH_NEVER_IMPORTS = (
     "secrets",  # temporary names: small files are written unnamed
     "hmac",  # only a file with a digest to check
     "segdl.run.places",  # the full way's places on the network
+    "encodings.idna",  # an ASCII host name is looked up as bytes
+    "gzip",  # only a compressed list
 )
 
 

@@ -38,26 +38,28 @@ DEFAULT_NAME = "index.html"  # what wget and curl call a URL whose path names no
 # (U+061C, U+200E/F, U+202A-U+202E, U+2066-U+2069) that make "exe.txt" display as "txt.exe"
 # (Trojan Source, CVE-2021-42574); and U+2028/U+2029, which str.splitlines() and JavaScript treat
 # as line breaks, so a name could forge a line of a log or report.
-_UNSAFE = re.compile(
+# These three and _PERCENT are compiled on first use, by re's own cache: most names from URLs
+# are plain (_PLAIN) and never need them (start-up of a batch of small files).
+_UNSAFE = (
     "[\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
     '<>:"/\\\\|?*'  # Windows
     "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidi
     "\u2028\u2029]"  # line and paragraph separators
 )
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = "[\ud800-\udfff]"
 # Windows device names, reserved with any extension and in any case ("con.txt", "CON .tar.gz");
 # Microsoft's "Naming Files" page lists COM0/LPT0 and the superscripts ¹²³ too. re.ASCII keeps
 # IGNORECASE from folding look-alikes such as U+0131 dotless i into ASCII.
 _RESERVED = re.compile(
     r"CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|(?:COM|LPT)[0-9\u00b9\u00b2\u00b3]", re.IGNORECASE | re.ASCII
 )
-_EXTENSION = re.compile(r"[A-Za-z0-9]{0,9}[A-Za-z][A-Za-z0-9]{0,9}")
+_EXTENSION = r"[A-Za-z0-9]{0,9}[A-Za-z][A-Za-z0-9]{0,9}"
 _COMPRESSED = frozenset({"gz", "bz2", "xz", "zst", "lz", "lz4", "lzma", "z", "br", "sz"})
 # A name of these characters, starting with neither a dot nor a dash and not ending with a dot,
 # is its own sanitised form unless it is a device name: most names from URLs are, and
 # matching this costs a tenth of sanitising (a batch of small files names every file).
 _PLAIN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_-])?")
-_PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}|[!#$&(-~])*")  # printable ASCII except % ' " space
+_PERCENT = r"(?:%[0-9A-Fa-f]{2}|[!#$&(-~])*"  # printable ASCII except % ' " space
 
 
 def parse_content_disposition(value: str | None) -> str | None:
@@ -139,7 +141,7 @@ def _quoted_string(value: str, i: int) -> tuple[str, int]:
 def _decode_ext_value(value: str) -> str | None:
     """RFC 8187 §3.2.1 ``charset'[language]'value-chars``, or None if invalid or empty."""
     parts = value.split("'")
-    if len(parts) != 3 or not _PERCENT.fullmatch(parts[2]):
+    if len(parts) != 3 or not re.fullmatch(_PERCENT, parts[2]):
         return None
     charset = parts[0].lower()
     if charset not in ("utf-8", "iso-8859-1"):  # the only two RFC 8187 §3.2.1 requires
@@ -180,12 +182,12 @@ def sanitise_filename(
 
 def _sanitised(name: str, fallback: str, limit_bytes: int) -> str:
     """:func:`sanitise_filename` step by step, for any name."""
-    name = _SURROGATE.sub(
-        "\ufffd", name
+    name = re.sub(
+        _SURROGATE, "\ufffd", name
     )  # lone surrogates cannot be encoded: a file system refuses
     name = unicodedata.normalize("NFC", name)  # HFS+ stores NFD; one form keeps names comparable
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", name)
+    name = re.sub(_UNSAFE, "_", name)
     name = name.lstrip(". -").rstrip(". ")
     if not name:
         return fallback
@@ -200,11 +202,11 @@ def _split_extension(name: str) -> tuple[str, str]:
     An extension is short, ASCII, with a letter: ``data.001`` and ``v1.2`` have none.
     """
     stem, dot, last = name.rpartition(".")
-    if not (dot and stem and _EXTENSION.fullmatch(last)):
+    if not (dot and stem and re.fullmatch(_EXTENSION, last)):
         return name, ""
     if last.lower() in _COMPRESSED:
         inner_stem, dot, inner = stem.rpartition(".")
-        if dot and inner_stem and _EXTENSION.fullmatch(inner):
+        if dot and inner_stem and re.fullmatch(_EXTENSION, inner):
             return inner_stem, f".{inner}.{last}"
     return stem, f".{last}"
 

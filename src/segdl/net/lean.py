@@ -233,10 +233,14 @@ class LeanLoop:
 
     def _address(self, origin: tuple[str, int]) -> tuple[int, tuple[object, ...]] | None:
         if origin not in self._addresses:
+            host, port = origin
             try:
-                found = socket.getaddrinfo(*origin, type=socket.SOCK_STREAM)
+                # An ASCII name as bytes: a str goes through the idna codec, whose import
+                # (encodings.idna, stringprep) cost more than the lookup of a local name.
+                name: str | bytes = host.encode("ascii") if host.isascii() else host
+                found = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
                 self._addresses[origin] = (found[0][0], found[0][4])
-            except (OSError, IndexError):
+            except (OSError, IndexError, UnicodeError):
                 self._addresses[origin] = None
         return self._addresses[origin]
 

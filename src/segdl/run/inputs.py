@@ -13,7 +13,6 @@ raises at the first one, naming its line; :func:`read_jobs` (a streamed batch) y
 
 from __future__ import annotations
 
-import gzip
 import io
 import itertools
 import os
@@ -92,6 +91,8 @@ def open_list(source: str | os.PathLike[str]) -> IO[str]:
     except OSError as exc:
         raise UsageError(f"cannot read input list {path}: {exc.strerror or exc}") from exc
     if raw.peek(2)[:2] == _GZIP_MAGIC:
+        import gzip  # only for a compressed list (start-up)
+
         return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), "utf-8", "surrogateescape")
     return io.TextIOWrapper(raw, "utf-8", "surrogateescape")
 
