@@ -5,7 +5,8 @@ a policy of error/skip/overwrite) are asked for by one loop on a few reused, pip
 connections (:mod:`segdl.net.lean`) with ``Range: bytes=0-`` up to :data:`SMALL_BYTES`. An
 answer that holds the whole file and can be believed (:mod:`segdl.core.wholebody`), and
 matches any digest given or sent, is written whole into an unnamed file and committed in a
-group (:mod:`segdl.disk.commit`). Every other file, and every answer this path does not take
+group (:mod:`segdl.disk.commit`), by a child process where one may be forked
+(:mod:`segdl.disk.forked`). Every other file, and every answer this path does not take
 (a redirect, an error status, a large file, a broken connection), is handed to the batch's
 full path, which asks again and does what it does for any download: follows, retries, resumes,
 reports. So this path only ever finishes files; it never fails one.
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -43,6 +44,7 @@ from segdl.core.progress import (
 )
 from segdl.core.wholebody import Headers, larger_size, larger_than_asked
 from segdl.disk.commit import GroupCommit, Staged
+from segdl.disk.forked import ForkedCommit, new_committer
 from segdl.net.lean import LeanLoop
 from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
@@ -170,7 +172,9 @@ class LeanRun:
         """One lean loop over the jobs, until they end or enough wait for the full path."""
         from segdl.run.reports import ItemReport, Outcome
 
-        committer = self._committer = GroupCommit(self._committed, before_link=self._journal)
+        journals = self._downloader._journals  # its names are claimed: nothing to remember
+        record = None if journals is None else partial(journals.record_many, remember=False)
+        committer = self._committer = new_committer(self._committed, url_of=_url_of, record=record)
         self._loop = self._new_loop()
         try:
             self._loop.run(
@@ -189,7 +193,7 @@ class LeanRun:
             report = ItemReport(prepared.job, Outcome.FAILED, error=Cancelled("interrupted"))
             self._report(index, report)
 
-    _committer: GroupCommit | None = None
+    _committer: GroupCommit | ForkedCommit | None = None
 
     def _requests(self, feed: _Jobs) -> Iterator[LeanRequest | None]:
         """The loop's requests, as the jobs come; None when none is ready (the loop goes
@@ -319,19 +323,6 @@ class LeanRun:
         result = Result(url, item.final, item.size_bytes, elapsed_s, 1, item.ranged)
         self._report(item.index, ItemReport(item.prepared.job, Outcome.DONE, result))
 
-    def _journal(self, files: list[tuple[Staged, os.stat_result]]) -> None:
-        """The batch's journal learns of a group's files just before they get their names
-        (see :meth:`segdl.disk.journal.Journals.record_many`)."""
-        journals = self._downloader._journals
-        if journals is None:
-            return
-        entries = []
-        for staged, info in files:
-            item = cast(_Item, staged.token)
-            if item.final is not None:
-                entries.append((item.prepared.job.url, item.final, info))
-        journals.record_many(entries, remember=False)  # its names are claimed
-
     def _twin(self, item: _Item, path: Path) -> None:
         """Another entry of this batch names the same file: this one fails, saying so (as
         the full path does when the second entry finds the first one's lock)."""
@@ -397,3 +388,7 @@ class LeanRun:
     def _report(self, index: int, report: ItemReport) -> None:
         self._open.pop(index, None)
         self._collector.add(index, report)
+
+
+def _url_of(token: object) -> str:
+    return cast(_Item, token).prepared.job.url
