@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -162,6 +163,39 @@ def test_ctrl_c_exits_130_promptly_and_leaves_no_final_file(
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert time.monotonic() - sent < 1.5
     assert not out.exists() and (tmp_path / "f.part").exists()
+
+
+def test_ctrl_c_in_a_batch_says_how_many_files_are_left_in_one_line(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """A batch of small files stopped with SIGINT: exit 130, a summary counting the files
+    left unfinished as interrupted (not a "failed" line for each), and the same command
+    run again finishes every file."""
+    for n in range(40):
+        fault_server.add_file(f"/f{n}", make_data(20_000, seed=n))
+        if n >= 4:  # the rest trickle: the stop finds them unfinished
+            fault_server.set_faults(f"/f{n}", Faults(throttle_bytes_per_s=2_000))
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(fault_server.url(f"/f{n}") + "\n" for n in range(40)))
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "segdl", "-q", "-j", "8", "-d", str(out), "-i", str(listing)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while len(list(out.glob("f*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert re.fullmatch(r"segdl: \d+ done, 0 skipped, 0 failed, \d+ interrupted; .*", lines[0])
+    assert lines[1] == "segdl: interrupted: the same command run again fetches what is not finished"
+    for n in range(4, 40):
+        fault_server.set_faults(f"/f{n}")
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    for n in range(40):
+        assert (out / f"f{n}").read_bytes() == make_data(20_000, seed=n)
 
 
 @pytest.mark.parametrize("mode", ["bar", "plain", "none", "auto"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from segdl.cli.exitcodes import ExitCode, exit_code_for
-from segdl.core.errors import SegdlError, UsageError, shown
+from segdl.core.errors import Cancelled, SegdlError, UsageError, shown
 from segdl.core.options import DownloadOptions
 from segdl.core.printable import json_line, printable
 from segdl.core.progress import Event
@@ -43,7 +43,8 @@ def run_batch(
     as_json = args.progress == "json"
     bar = _live_bar(args, stderr)
     progress: Callable[[Event], None] | None = bar
-    on_item = _item_reporter(args, bar, stderr, lock)
+    interrupted = _Interrupted()
+    on_item = _item_reporter(args, bar, stderr, lock, interrupted)
     if as_json:
         progress = _json_events(stdout, lock)
     on_read = bar.files_known if bar is not None else None
@@ -66,7 +67,8 @@ def run_batch(
             bar.close()
         if listing is not None:
             listing.close()
-    return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
+    return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr,
+                   interrupted=interrupted.files)  # fmt: skip
 
 
 def _live_bar(args: argparse.Namespace, stderr: IO[str]) -> BatchScreen | None:
@@ -85,14 +87,25 @@ def _live_bar(args: argparse.Namespace, stderr: IO[str]) -> BatchScreen | None:
     return bar
 
 
+class _Interrupted:
+    """How many of the batch's files ended unfinished because it was stopped (Ctrl-C)."""
+
+    files = 0
+
+
 def _item_reporter(
-    args: argparse.Namespace, bar: BatchScreen | None, stderr: IO[str], lock: threading.Lock
+    args: argparse.Namespace,
+    bar: BatchScreen | None,
+    stderr: IO[str],
+    lock: threading.Lock,
+    interrupted: _Interrupted,
 ) -> Callable[[ItemReport], None]:
     """What is said of each finished item: its line, above the live lines when there are any."""
     as_json = args.progress == "json"
 
     def on_item(item: ItemReport) -> None:
         with lock:
+            interrupted.files += isinstance(item.error, Cancelled)
             if bar is not None:
                 size = item.result.size_bytes if item.result is not None else 0
                 failed = item.outcome is Outcome.FAILED
@@ -148,6 +161,8 @@ def _item_line(item: ItemReport, *, as_json: bool, quiet: bool) -> str | None:
     """The line a file's end gets, if any."""
     if as_json:
         return None  # the per-file events already say it
+    if isinstance(item.error, Cancelled):
+        return None  # stopped, not failed: the summary says how many (Ctrl-C: a window's worth)
     if item.outcome is Outcome.FAILED:
         return f"segdl: failed: {printable(f'{shown(item.job.url)}: {item.error}')}"
     if item.complete_before:
@@ -159,7 +174,13 @@ def _item_line(item: ItemReport, *, as_json: bool, quiet: bool) -> str | None:
 
 
 def _finish(
-    report: BatchReport, *, as_json: bool, quiet: bool, stdout: IO[str], stderr: IO[str]
+    report: BatchReport,
+    *,
+    as_json: bool,
+    quiet: bool,
+    stdout: IO[str],
+    stderr: IO[str],
+    interrupted: int = 0,
 ) -> ExitCode:
     failures = report.failures
     code = ExitCode.OK if not failures else exit_code_for(failures[0].error or SegdlError())
@@ -179,13 +200,14 @@ def _finish(
         stdout.write(json_line(record) + "\n")
         stdout.flush()
     elif not quiet or failures:
-        for line in summary_lines(report):
+        for line in summary_lines(report, interrupted=interrupted):
             print(f"segdl: {printable(line)}", file=stderr)
     return code
 
 
-def summary_lines(report: BatchReport) -> list[str]:
-    """The end of a batch: counts, size, time and rate (1024-based), then each failure."""
+def summary_lines(report: BatchReport, *, interrupted: int = 0) -> list[str]:
+    """The end of a batch: counts, size, time and rate (1024-based), then each failure;
+    files a stop left unfinished (``interrupted``) are counted apart, not listed."""
     from segdl.cli.render import human_bytes, human_rate  # start-up: -q shows it only on failure
 
     rate = report.bytes_done / report.elapsed_s if report.elapsed_s > 0 else 0.0
@@ -194,7 +216,8 @@ def summary_lines(report: BatchReport) -> list[str]:
         f"{report.count(Outcome.DONE)} done",
         f"{complete} already complete" if complete else "",
         f"{report.count(Outcome.SKIPPED) - complete} skipped",
-        f"{report.count(Outcome.FAILED)} failed",
+        f"{report.count(Outcome.FAILED) - interrupted} failed",
+        f"{interrupted} interrupted" if interrupted else "",
     ]
     fetched = (
         f"{human_bytes(report.bytes_done)} in {report.elapsed_s:.2f} s ({human_rate(rate)})"
@@ -202,5 +225,11 @@ def summary_lines(report: BatchReport) -> list[str]:
         else "nothing fetched"
     )
     lines = [f"{', '.join(c for c in counts if c)}; {fetched}"]
-    lines += [f"failed: {shown(item.job.url)}: {item.error}" for item in report.failures]
+    lines += [
+        f"failed: {shown(item.job.url)}: {item.error}"
+        for item in report.failures
+        if not isinstance(item.error, Cancelled)
+    ]
+    if interrupted:
+        lines.append("interrupted: the same command run again fetches what is not finished")
     return lines
