@@ -115,3 +115,29 @@ def test_a_plain_line_says_what_is_left_until_the_end_and_then_only_the_total() 
     assert done == "100.0% 4.0/4.0 MiB, 2.0 MiB/s"
     unknown = _progress_text(DownloadProgress("u", 1 << 20, None, 1.0, float(1 << 20), 1))
     assert unknown == "1.0 MiB, 1.0 MiB/s, 1 connection"
+
+
+def test_lines_printed_above_a_live_screen_come_together_in_order_and_none_is_lost() -> None:
+    """Many lines at once are printed together (not a redraw each), in order; a lone line
+    shows within a few tenths of a second without waiting for another; stop() prints
+    whatever still waits."""
+    import io
+    import time
+
+    from segdl.cli.screen import Screen
+
+    stream = io.StringIO()
+    screen = Screen(stream, lambda width, height: [])
+    for n in range(500):
+        screen.print(f"line {n}")
+    time.sleep(0.5)
+    screen.print("before")  # printed at once: the last print was long ago
+    screen.print("alone")  # right after: it waits for the printing thread
+    deadline = time.monotonic() + 5
+    while "alone" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "alone" in stream.getvalue()
+    screen.print("last")
+    screen.stop()
+    printed = [line for line in stream.getvalue().splitlines() if line.strip()]
+    assert printed == [*(f"line {n}" for n in range(500)), "before", "alone", "last"]

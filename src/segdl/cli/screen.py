@@ -36,6 +36,7 @@ from segdl.core.progress import (
 )
 
 _REFRESH_PER_S = 4
+_PRINT_EVERY_S = 0.1
 _RATE_WINDOW_S = 3.0
 _MAP_STYLES = {
     render.DONE: "green",
@@ -81,6 +82,13 @@ class Screen:
         )
         self._live.start()
         self._stopped = False
+        self._lock = threading.Lock()  # the lines waiting, and printing them in order
+        self._waiting: list[str] = []
+        self._printed_s = time.monotonic()
+        self._stop_printing = threading.Event()
+        self._printer = threading.Thread(target=self._print_waiting, daemon=True,
+                                         name="segdl-print")  # fmt: skip
+        self._printer.start()
 
     def _measured(self) -> _Lines:
         """Before each redraw, the terminal's size as it is now. rich would otherwise trust
@@ -96,13 +104,34 @@ class Screen:
         return self._lines
 
     def print(self, text: str) -> None:
-        """A line above the live region (``text`` already printable)."""
-        self.console.print(Text(text))
+        """A line above the live region (``text`` already printable), on the screen within
+        :data:`_PRINT_EVERY_S`. Lines are printed together: each print redraws the live
+        region below it, and a batch of small files printing a line a file spent more
+        time redrawing than fetching."""
+        with self._lock:
+            self._waiting.append(text)
+            if time.monotonic() - self._printed_s >= _PRINT_EVERY_S:
+                self._print_locked()
+
+    def _print_waiting(self) -> None:
+        while not self._stop_printing.wait(_PRINT_EVERY_S):
+            with self._lock:
+                self._print_locked()
+
+    def _print_locked(self) -> None:
+        self._printed_s = time.monotonic()
+        if self._waiting:
+            lines, self._waiting = self._waiting, []
+            self.console.print(Text("\n".join(lines)))
 
     def stop(self) -> None:
-        """Draw the last state and leave it on the screen."""
+        """Print what waits, draw the last state and leave it on the screen."""
         if not self._stopped:
             self._stopped = True
+            self._stop_printing.set()
+            self._printer.join()
+            with self._lock:
+                self._print_locked()
             self._live.refresh()
             self._live.stop()
 
