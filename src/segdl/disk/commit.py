@@ -76,6 +76,9 @@ class Staged:
     final_path: Path
     overwrite: bool
     token: object
+    info: os.stat_result | None = None
+    """Its stat once written, for the journal (taken by the writing thread, not the
+    committing one, whose work is the serial part of a batch of small files)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -98,13 +101,15 @@ class GroupCommit:
     final name and durable (``error`` None), or could not be committed (``error`` says why;
     nothing is at the final name then, unless it was there before). ``before_link(files)``
     is called with the group's synced files and their stat, just before they are linked (an
-    OSError from it: none of them is)."""
+    OSError from it: none of them is). ``after_group()`` is called once a group's files
+    have all been given to ``on_done``."""
 
     def __init__(
         self,
         on_done: Callable[[Staged, OSError | None], None],
         *,
         before_link: Callable[[list[tuple[Staged, os.stat_result]]], None] | None = None,
+        after_group: Callable[[], None] | None = None,
         group_files: int = GROUP_FILES,
         group_wait_s: float = GROUP_WAIT_S,
         sync_threads: int = SYNC_THREADS,
@@ -114,6 +119,7 @@ class GroupCommit:
     ) -> None:
         self._on_done = on_done
         self._before_link = before_link
+        self._after_group = after_group
         self._group_files = group_files
         self._group_wait_s = group_wait_s
         self._sync_threads = sync_threads
@@ -168,6 +174,9 @@ class GroupCommit:
             return
         held, size = self._held, self._held_bytes
         self._held, self._held_bytes = [], 0
+        if not self._writers:  # written here, by the caller's thread
+            self._write_some(held)
+            return
         with self._bodies:
             while self._incoming_bytes > self._queued_bytes and not self._bodies_closing:
                 self._bodies.wait()
@@ -191,19 +200,26 @@ class GroupCommit:
                 del self._incoming[:_WRITE_AT_ONCE]
                 if self._incoming:
                     self._bodies.notify()  # the other writer takes the next ones
-            self._reserve(len(bodies))
+            self._write_some(bodies)
+            with self._bodies:
+                self._incoming_bytes -= sum(len(waiting.body) for waiting in bodies)
+                self._bodies.notify_all()  # a stage() waiting for room
+
+    def _write_some(self, bodies: list[_Body]) -> None:
+        """Bodies into their unnamed files (from a writing thread, or the caller's with no
+        writing thread), then to the group."""
+        for at in range(0, len(bodies), _WRITE_AT_ONCE):
+            batch = bodies[at : at + _WRITE_AT_ONCE]  # descriptors asked for a few at a time
+            self._reserve(len(batch))
             written: list[Staged] = []
-            for waiting in bodies:
+            for waiting in batch:
                 try:
                     written.append(self._write(waiting))
                 except OSError as exc:
                     self._on_done(Staged(-1, -1, waiting.final_path, waiting.overwrite,
                                          waiting.token), exc)  # fmt: skip
-            with self._bodies:
-                self._incoming_bytes -= sum(len(waiting.body) for waiting in bodies)
-                self._bodies.notify_all()  # a stage() waiting for room
             with self._lock:
-                self._opened -= len(bodies) - len(written)
+                self._opened -= len(batch) - len(written)
                 was = len(self._pending)
                 self._pending.extend(written)
                 # The first file starts the group's clock (GROUP_WAIT_S), a full group ends it.
@@ -227,10 +243,12 @@ class GroupCommit:
             view = memoryview(waiting.body)
             while view:
                 view = view[os.write(fd, view) :]
+            info = os.fstat(fd) if self._before_link is not None else None
         except BaseException:
             os.close(fd)
             raise
-        return Staged(fd, directory_fd, waiting.final_path, waiting.overwrite, waiting.token)
+        return Staged(fd, directory_fd, waiting.final_path, waiting.overwrite, waiting.token,
+                      info)  # fmt: skip
 
     def close(self) -> None:
         """Commit what is staged and wait for it."""
@@ -270,7 +288,8 @@ class GroupCommit:
     def _commit(self, group: list[Staged]) -> None:
         synced = self._make_durable(group)
         if self._before_link is not None:
-            ok = [(s, os.fstat(s.fd)) for s, e in zip(group, synced, strict=True) if e is None]
+            ok = [(s, s.info or os.fstat(s.fd)) for s, e in zip(group, synced, strict=True)
+                  if e is None]  # fmt: skip
             try:
                 self._before_link(ok)
             except Exception as exc:  # no file of the group is named; the thread goes on
@@ -291,6 +310,8 @@ class GroupCommit:
                 os.fsync(directory_fd)  # the names are durable from here on
         for staged, error in zip(group, results, strict=True):
             self._on_done(staged, error)
+        if self._after_group is not None:
+            self._after_group()
 
     def _make_durable(self, group: list[Staged]) -> list[OSError | None]:
         """Every file of the group on disk: each one's error, None where it is."""

@@ -214,10 +214,21 @@ def _serve(incoming: int, answers: int, record: Record | None) -> None:
     """The child: files from ``incoming`` into a GroupCommit until the pipe ends."""
     gc.disable()  # the parent's objects are copies here: none of them is to be finalised
 
+    said: list[bytes] = []  # answers not yet written: one write a group, not one a file
+    saying = threading.Lock()
+
     def done(staged: Staged, error: OSError | None) -> None:
         number, _ = cast(tuple[int, str], staged.token)
         code = 0 if error is None else (error.errno or errno.EIO)
-        os.write(answers, _DONE.pack(number, code))  # one small write: never interleaved
+        with saying:
+            said.append(_DONE.pack(number, code))
+
+    def say() -> None:
+        with saying:
+            told = b"".join(said)
+            said.clear()
+            while told:  # a blocking pipe: the parent reads it every round
+                told = told[os.write(answers, told) :]
 
     def journal(files: list[tuple[Staged, os.stat_result]]) -> None:
         if record is not None:
@@ -225,7 +236,9 @@ def _serve(incoming: int, answers: int, record: Record | None) -> None:
             record([(url, staged.final_path, info)
                     for (_, url), (staged, info) in zip(tokens, files, strict=True)])  # fmt: skip
 
-    committer = GroupCommit(done, before_link=journal)
+    # The child's own thread writes the files: it has nothing else to do, and two more
+    # threads would only take turns with it on the interpreter's lock.
+    committer = GroupCommit(done, before_link=journal, after_group=say, write_threads=0)
     buffer = bytearray()
     places: dict[bytes, Path] = {}
     try:
@@ -235,6 +248,7 @@ def _serve(incoming: int, answers: int, record: Record | None) -> None:
             del buffer[:used]
     finally:
         committer.close()  # a file cut short by the parent's end is not among them
+        say()
         os.close(answers)
 
 
