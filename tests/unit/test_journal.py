@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from segdl.disk.journal import JOURNAL_NAME, Completion, Journals, read_journal
+from hypothesis import given
+from hypothesis import strategies as st
+
+from segdl.disk.journal import (
+    JOURNAL_NAME,
+    Completion,
+    Entry,
+    Journals,
+    _line,
+    _parse,
+    read_journal,
+)
+from segdl.disk.paths import url_digest
 
 
 def test_a_recorded_file_is_complete_until_it_changes(tmp_path: Path) -> None:
@@ -49,3 +62,14 @@ def test_one_url_saved_under_several_names_is_complete_under_each(tmp_path: Path
         assert fresh.check("http://h/same", tmp_path, name).completion is Completion.COMPLETE
     latest = fresh.check("http://h/same", tmp_path)
     assert latest.completion is Completion.COMPLETE and latest.path == tmp_path / "b.bin"
+
+
+@given(st.text(), st.integers(0, 2**63), st.integers(-(2**63), 2**63))
+def test_a_line_is_what_json_dumps_writes_of_its_record(name: str, size: int, mtime: int) -> None:
+    """The line, written without json.dumps for speed, is its record as json.dumps writes it
+    (any name: quotes, controls, non-ASCII, lone surrogates), and reads back as its entry."""
+    entry = Entry(url_digest("http://h/x"), name, size, mtime)
+    record = {"v": 1, "url_sha256": entry.url_digest, "name": name, "size": size, "mtime_ns": mtime}
+    assert _line(entry) == json.dumps(record) + "\n"
+    if "/" not in name and name not in ("", ".", ".."):
+        assert _parse(_line(entry).encode("utf-8", "surrogatepass")) == entry

@@ -26,6 +26,7 @@ import os
 import threading
 from dataclasses import dataclass
 from enum import Enum
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from segdl.disk.paths import url_digest
@@ -107,22 +108,25 @@ class Journals:
         ``remember`` the lines are only written, not kept for :meth:`check`: a batch that
         never asks about its own files again (the lean path: it knows the names it took)
         then holds nothing per file."""
-        by_directory: dict[Path, list[Entry]] = {}
+        # Split as strings, not Paths: a batch of small files records every file here, on
+        # the thread whose work is the serial part of it (segdl.disk.commit).
+        by_directory: dict[str, list[Entry]] = {}
         for url, path, info in files:
-            entry = Entry(url_digest(url), path.name, info.st_size, info.st_mtime_ns)
-            by_directory.setdefault(path.parent, []).append(entry)
+            where, name = os.path.split(path)
+            entry = Entry(url_digest(url), name, info.st_size, info.st_mtime_ns)
+            by_directory.setdefault(where, []).append(entry)
         with self._lock:
-            for directory, entries in by_directory.items():
-                lines = "".join(_line(entry) + "\n" for entry in entries).encode()
+            for where, entries in by_directory.items():
+                lines = "".join([_line(entry) for entry in entries]).encode()
                 # One write with O_APPEND: other writers' lines never interleave with these.
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-                fd = os.open(directory / JOURNAL_NAME, flags, 0o666)
+                fd = os.open(os.path.join(where, JOURNAL_NAME), flags, 0o666)
                 try:
                     os.write(fd, lines)
                 finally:
                     os.close(fd)
                 if remember:
-                    known = self._load_locked(directory)
+                    known = self._load_locked(Path(where))
                     for entry in entries:
                         _add(known, entry)
 
@@ -146,8 +150,11 @@ class Journals:
 
 
 def _line(entry: Entry) -> str:
-    record = {"v": _VERSION, "url_sha256": entry.url_digest, "name": entry.name}
-    return json.dumps(record | {"size": entry.size_bytes, "mtime_ns": entry.mtime_ns})
+    """The entry's line, as ``json.dumps`` writes its record (a test holds them equal),
+    with its end: only the name needs JSON's escaping (the digest is hex, the rest numbers)."""
+    name = encode_basestring_ascii(entry.name)
+    return (f'{{"v": {_VERSION}, "url_sha256": "{entry.url_digest}", "name": {name}, '
+            f'"size": {entry.size_bytes}, "mtime_ns": {entry.mtime_ns}}}\n')  # fmt: skip
 
 
 def _add(entries: dict[str, dict[str, Entry]], entry: Entry) -> None:
