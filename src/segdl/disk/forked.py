@@ -6,7 +6,8 @@ writing, syncing and naming; each of their system calls hands the interpreter's 
 and forth with the loop's thread, which then waits for it. Measured on a batch of small
 files from local nginx (bench/README.md, "Many small files"), the loop spent more time
 waiting for that lock than fetching. Here the same GroupCommit runs in a child forked from
-the batch's process, and the loop hands it each file's bytes through a pipe.
+the batch's process (the child's own thread writing the files, one more syncing and naming
+them), and the loop hands it each file's bytes through a pipe.
 
 The child is forked only while the process has no other thread (a fork copies one thread:
 a lock another one held would stay locked in the child); otherwise the caller commits in
@@ -51,9 +52,8 @@ Record = Callable[[list[tuple[str, Path, os.stat_result]]], None]
 
 def can_fork() -> bool:
     """Whether a child may be forked now: a POSIX system, and no other thread here."""
-    return (
-        hasattr(os, "fork") and sys.platform.startswith("linux") and (threading.active_count() == 1)
-    )
+    posix = hasattr(os, "fork") and sys.platform.startswith("linux")
+    return posix and threading.active_count() == 1
 
 
 def new_committer(
