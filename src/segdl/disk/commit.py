@@ -14,7 +14,9 @@ file system's work (an inode to find, on ext4 without a journal a scan past ever
 deleted in the last minute, which made creating 5000 files cost more than fetching them), and
 on a thread it overlaps the caller's network loop on another core. At most
 :data:`QUEUED_BYTES` of bodies wait for them, and at most :data:`OPEN_FILES` files are written
-and not yet named (each holds a descriptor); past either, the stage before waits.
+and not yet named (each holds a descriptor); past either, the stage before waits. A caller
+with nothing else to do (the child of :mod:`segdl.disk.forked`) asks for no writing thread
+and writes in :meth:`GroupCommit.hand_over` itself.
 
 The promise is the one of the single-file path (README, "Resume and crash safety"): nothing is
 ever at a final name that is not complete and on disk. The window is the group: a power cut or
