@@ -129,6 +129,26 @@ def test_an_out_name_and_a_url_name_of_one_file_are_twins_however_spelt(
     assert (tmp_path / "out" / "f1.bin").read_bytes() == make_data(3 * KIB, seed=0)
 
 
+def test_a_display_hears_each_small_file_start_arrive_whole_then_finish(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """Each file of the lean path: started, then all its bytes (before its group is synced,
+    so a display does not show a received file at 0% meanwhile), then finished."""
+    from segdl.core.progress import DownloadFinished, DownloadProgress, DownloadStarted
+
+    urls = _serve(fault_server, make_data, 5)
+    events: list[object] = []
+    report = download_many(urls, parallel=2, directory=tmp_path, progress=events.append)
+    assert report.count(Outcome.DONE) == 5
+    for n, url in enumerate(urls):
+        mine = [e for e in events if getattr(e, "url", None) == url]
+        size = 3 * KIB + 97 * n
+        assert isinstance(mine[0], DownloadStarted) and isinstance(mine[-1], DownloadFinished)
+        progress = [e for e in mine if isinstance(e, DownloadProgress)]
+        assert progress and progress[-1].done_bytes == size == progress[-1].size_bytes, mine
+    _check(tmp_path, make_data, 5)
+
+
 @pytest.mark.nginx
 def test_against_nginx_every_file_is_right_on_few_connections(tmp_path: Path) -> None:
     """nginx serves 300 small files to a batch of 4: at most 4 connections, each reused for

@@ -117,12 +117,17 @@ def test_a_plain_line_says_what_is_left_until_the_end_and_then_only_the_total() 
     assert unknown == "1.0 MiB, 1.0 MiB/s, 1 connection"
 
 
-def test_lines_printed_above_a_live_screen_come_together_in_order_and_none_is_lost() -> None:
-    """Many lines at once are printed together (not a redraw each), in order; a lone line
-    shows within a few tenths of a second without waiting for another; stop() prints
-    whatever still waits."""
+def test_lines_printed_above_a_live_screen_come_together_in_order_and_none_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lines go out from the screen's own thread, together, in order: one shows within a
+    few tenths of a second without waiting for another; stop() prints whatever still waits;
+    the caller never writes to the terminal itself."""
     import io
+    import threading
     import time
+
+    from rich.text import Text
 
     from segdl.cli.screen import Screen
 
@@ -130,14 +135,50 @@ def test_lines_printed_above_a_live_screen_come_together_in_order_and_none_is_lo
     screen = Screen(stream, lambda width, height: [])
     for n in range(500):
         screen.print(f"line {n}")
-    time.sleep(0.5)
-    screen.print("before")  # printed at once: the last print was long ago
-    screen.print("alone")  # right after: it waits for the printing thread
+    screen.print("alone")
     deadline = time.monotonic() + 5
     while "alone" not in stream.getvalue() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert "alone" in stream.getvalue()
+    callers: list[threading.Thread] = []
+    real_print = screen.console.print
+
+    def print_noting_the_caller(text: Text) -> None:
+        callers.append(threading.current_thread())
+        real_print(text)
+
+    monkeypatch.setattr(screen.console, "print", print_noting_the_caller)
     screen.print("last")
+    time.sleep(0.3)
+    assert callers and threading.current_thread() not in callers  # its own thread printed
     screen.stop()
     printed = [line for line in stream.getvalue().splitlines() if line.strip()]
-    assert printed == [*(f"line {n}" for n in range(500)), "before", "alone", "last"]
+    assert printed == [*(f"line {n}" for n in range(500)), "alone", "last"]
+
+
+def test_a_batch_stopped_mid_way_counts_its_unfinished_files_neither_done_nor_failed() -> None:
+    """On the live batch line, a file the stop left unfinished is not a failure (the summary
+    counts it as interrupted); a real failure still is."""
+    import argparse
+    import io
+    import threading
+
+    from segdl.cli.batch import _Interrupted, _item_reporter
+    from segdl.cli.screen import BatchScreen
+    from segdl.core.errors import Cancelled, NetworkError
+    from segdl.run.batch import Job
+    from segdl.run.reports import ItemReport, Outcome
+
+    stderr = io.StringIO()
+    bar = BatchScreen(stderr, 3)
+    interrupted = _Interrupted()
+    args = argparse.Namespace(progress="bar", quiet=False)
+    on_item = _item_reporter(args, bar, stderr, threading.Lock(), interrupted)
+    on_item(ItemReport(Job(("http://h/a",)), Outcome.FAILED, error=Cancelled("interrupted")))
+    on_item(ItemReport(Job(("http://h/b",)), Outcome.FAILED, error=NetworkError("h", "reset")))
+    bar.close()
+    assert interrupted.files == 1
+    assert bar._batch.failed == 1 and bar._batch.finished == 0
+    assert (
+        "http://h/a" not in stderr.getvalue() and "failed: http://h/b: reset" in stderr.getvalue()
+    )

@@ -105,8 +105,9 @@ def _item_reporter(
 
     def on_item(item: ItemReport) -> None:
         with lock:
-            interrupted.files += isinstance(item.error, Cancelled)
-            if bar is not None:
+            stopped = isinstance(item.error, Cancelled)
+            interrupted.files += stopped
+            if bar is not None and not stopped:  # neither done nor failed: not counted
                 size = item.result.size_bytes if item.result is not None else 0
                 failed = item.outcome is Outcome.FAILED
                 bar.item_ended(failed=failed, size_bytes=size, complete_before=item.complete_before)

@@ -37,6 +37,7 @@ from segdl.core.progress import (
 
 _REFRESH_PER_S = 4
 _PRINT_EVERY_S = 0.1
+_WAITING_AT_MOST = 10_000
 _RATE_WINDOW_S = 3.0
 _MAP_STYLES = {
     render.DONE: "green",
@@ -82,9 +83,9 @@ class Screen:
         )
         self._live.start()
         self._stopped = False
-        self._lock = threading.Lock()  # the lines waiting, and printing them in order
+        self._room = threading.Condition()  # the lines waiting
+        self._printing = threading.Lock()
         self._waiting: list[str] = []
-        self._printed_s = time.monotonic()
         self._stop_printing = threading.Event()
         self._printer = threading.Thread(target=self._print_waiting, daemon=True,
                                          name="segdl-print")  # fmt: skip
@@ -105,33 +106,36 @@ class Screen:
 
     def print(self, text: str) -> None:
         """A line above the live region (``text`` already printable), on the screen within
-        :data:`_PRINT_EVERY_S`. Lines are printed together: each print redraws the live
-        region below it, and a batch of small files printing a line a file spent more
-        time redrawing than fetching."""
-        with self._lock:
+        :data:`_PRINT_EVERY_S`, printed by a thread of the screen's own with the lines
+        waiting beside it: each print redraws the live region below it, and writing to a
+        terminal can block, neither of which the caller (a download's loop) should wait
+        for. Past :data:`_WAITING_AT_MOST` lines waiting, the caller waits."""
+        with self._room:
+            while len(self._waiting) >= _WAITING_AT_MOST and not self._stop_printing.is_set():
+                self._room.wait()
             self._waiting.append(text)
-            if time.monotonic() - self._printed_s >= _PRINT_EVERY_S:
-                self._print_locked()
 
     def _print_waiting(self) -> None:
         while not self._stop_printing.wait(_PRINT_EVERY_S):
-            with self._lock:
-                self._print_locked()
+            self._print_all()
 
-    def _print_locked(self) -> None:
-        self._printed_s = time.monotonic()
-        if self._waiting:
-            lines, self._waiting = self._waiting, []
-            self.console.print(Text("\n".join(lines)))
+    def _print_all(self) -> None:
+        with self._printing:  # one printer at a time: the lines keep their order
+            with self._room:
+                lines, self._waiting = self._waiting, []
+                self._room.notify_all()
+            if lines:
+                self.console.print(Text("\n".join(lines)))
 
     def stop(self) -> None:
         """Print what waits, draw the last state and leave it on the screen."""
         if not self._stopped:
             self._stopped = True
             self._stop_printing.set()
+            with self._room:
+                self._room.notify_all()
             self._printer.join()
-            with self._lock:
-                self._print_locked()
+            self._print_all()
             self._live.refresh()
             self._live.stop()
 

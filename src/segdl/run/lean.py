@@ -286,6 +286,9 @@ class LeanRun:
                             overwrite=options.overwrite, token=item, now=False)  # fmt: skip
         except OSError as exc:
             self._defer(item, f"cannot write: {exc}")
+            return
+        if self._listener is not silent:  # all of it is here: its line says so while it syncs
+            self._watch(request, answer.status, answer.header_values, size)
 
     def _named(self, item: _Item, answer: Answer) -> Path | None:
         try:
