@@ -148,3 +148,24 @@ def test_no_fork_while_another_thread_runs(tmp_path: Path) -> None:
     finally:
         stop.set()
         other.join()
+
+
+def test_the_child_holds_no_descriptor_of_the_batch_but_its_pipes(tmp_path: Path) -> None:
+    """A connection or file the batch had open when it forked is not held open by the child
+    (closing it in the batch must close it)."""
+    result = _run(
+        tmp_path,
+        """
+        held = open(out / "held", "w")
+        listener = __import__("socket").create_server(("127.0.0.1", 0))
+        committer = ForkedCommit(on_done, url_of=str, record=None)
+        time.sleep(0.2)
+        theirs = {int(fd) for fd in os.listdir(f"/proc/{committer._pid}/fd")}
+        done["held"] = held.fileno() in theirs or listener.fileno() in theirs
+        done["count"] = len(theirs)
+        committer.close()
+    """,
+    )
+    done = result["done"]
+    assert isinstance(done, dict) and done["held"] is False
+    assert isinstance(done["count"], int) and done["count"] <= 7  # 0-2, its pipes, a directory

@@ -113,8 +113,12 @@ class ForkedCommit:
             if self._pid == 0:  # the child: never returns
                 code = 1
                 try:
-                    os.close(self._to_child)
-                    os.close(self._from_child)
+                    # Only its two pipes (and the standard three) stay open: a connection
+                    # or file of the batch's must close when the batch closes it.
+                    low, high = sorted((to_child, from_here))
+                    os.closerange(3, low)
+                    os.closerange(low + 1, high)
+                    os.closerange(high + 1, _open_max())
                     for number in stopping:
                         signal.signal(number, signal.SIG_IGN)
                     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -281,3 +285,11 @@ def _stage_all(committer: GroupCommit, buffer: bytearray, places: dict[bytes, Pa
     view.release()
     committer.hand_over()
     return at
+
+
+def _open_max() -> int:
+    """Past the highest descriptor this process may hold (a bound for closing them all)."""
+    try:
+        return max(os.sysconf("SC_OPEN_MAX"), 1024)
+    except (OSError, ValueError):
+        return 1 << 20
