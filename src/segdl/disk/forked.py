@@ -235,14 +235,16 @@ def _serve(incoming: int, answers: int, record: Record | None) -> None:
                 told = told[os.write(answers, told) :]
 
     def journal(files: list[tuple[Staged, os.stat_result]]) -> None:
-        if record is not None:
-            tokens = [cast(tuple[int, str], staged.token) for staged, _ in files]
-            record([(url, staged.final_path, info)
-                    for (_, url), (staged, info) in zip(tokens, files, strict=True)])  # fmt: skip
+        assert record is not None
+        tokens = [cast(tuple[int, str], staged.token) for staged, _ in files]
+        record([(url, staged.final_path, info)
+                for (_, url), (staged, info) in zip(tokens, files, strict=True)])  # fmt: skip
 
     # The child's own thread writes the files: it has nothing else to do, and two more
     # threads would only take turns with it on the interpreter's lock.
-    committer = GroupCommit(done, before_link=journal, after_group=say, write_threads=0)
+    # No journal, no before_link: its files then need no stat either.
+    committer = GroupCommit(done, before_link=journal if record is not None else None,
+                            after_group=say, write_threads=0)  # fmt: skip
     buffer = bytearray()
     places: dict[bytes, Path] = {}
     try:

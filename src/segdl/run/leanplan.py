@@ -114,8 +114,7 @@ class Targets:
             target = server._replace(path=path or "/")
         if isinstance(target, str):
             return target
-        head = f"GET {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\n"
-        return target, head.encode("latin-1") + self._tail
+        return target, _head(target) + self._tail
 
 
 def why_not_lean(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> str | None:
@@ -154,8 +153,12 @@ class ProxyChoices:
 def request_bytes(target: Target, headers: dict[str, str]) -> bytes:
     """The bytes of ``GET`` to ``target`` with ``headers`` and the lean ``Range`` (a target
     :func:`lean_target` gave can be sent as it is)."""
-    head = f"GET {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\n"
-    return head.encode("latin-1") + _tail(headers)
+    return _head(target) + _tail(headers)
+
+
+def _head(target: Target) -> bytes:
+    """A lean request's first two lines: ``GET`` its target, and ``Host``."""
+    return f"GET {target.path} HTTP/1.1\r\nHost: {target.netloc}\r\n".encode("latin-1")
 
 
 def _tail(headers: dict[str, str]) -> bytes:
