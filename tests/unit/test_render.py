@@ -60,6 +60,8 @@ def test_narrow_lines_keep_bytes_and_rate_and_drop_connections_first() -> None:
     assert "6.0/27.0 MiB" in line and "4.1 MiB/s" in line and "conn" not in line
     wide = render.file_line(_view(), 80)
     assert wide.endswith("22% 6.0/27.0 MiB 4.1 MiB/s ETA 0:05 8 conn")
+    arrived = render.file_line(FileView("f.bin", 16 * 1024, 16 * 1024, 2048.0, 1), 80)
+    assert arrived.endswith("100% 16.0/16.0 KiB 2.0 KiB/s"), arrived  # no ETA while it syncs
 
 
 def test_segment_map_marks_done_partial_empty_and_connections() -> None:

@@ -131,8 +131,9 @@ class FileView:
 
 
 def file_line(view: FileView, width: int, *, indent: str = "") -> str:
-    """One file: name, percent, bytes, rate, ETA, connections; on a narrow terminal the
-    connections go first, then the percent, the ETA and the rate."""
+    """One file: name, percent, bytes, rate, ETA, connections (no ETA or connections once all
+    its bytes are in); on a narrow terminal the connections go first, then the percent, the
+    ETA and the rate."""
     rate = view.rate_bytes_per_s
     fields = [
         (3, percent(view.done_bytes, view.size_bytes)),
@@ -141,6 +142,8 @@ def file_line(view: FileView, width: int, *, indent: str = "") -> str:
     ]
     if view.took_s is not None:
         fields.append((2, "in " + clock(view.took_s)))
+    elif view.size_bytes and view.done_bytes >= view.size_bytes:
+        pass  # all of it is here, being checked or synced: "ETA 0:00, 1 conn" says nothing
     else:
         fields.append((2, "ETA " + clock(eta_s(view.done_bytes, view.size_bytes, rate))))
         fields.append((4, f"{view.connections} conn"))
