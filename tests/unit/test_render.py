@@ -76,6 +76,8 @@ def test_batch_shows_what_fits_and_counts_the_rest() -> None:
     lines = render.batch_lines(BatchView(50, 10, 1, 0, 12 * MIB, 3 * MIB, 10.0), active, 80, 12)
     assert lines[0].startswith("10/50 files") and "1 failed" in lines[0] and "MiB/s" in lines[0]
     assert lines[-1] == "  +8 more" and len(lines) == 1 + 4 + 1
+    stopped = BatchView(50, 10, 1, 0, 12 * MIB, 3 * MIB, 10.0, over=True)  # Ctrl-C at 11 of 50
+    assert render.batch_lines(stopped, [], 80, 12)[0].endswith(" in 0:10")
 
 
 def test_batch_screen_ends_a_file_whose_end_comes_from_another_thread() -> None:

@@ -190,6 +190,8 @@ class BatchView:
     bytes_done: int = 0
     rate_bytes_per_s: float = 0.0
     elapsed_s: float = 0.0
+    over: bool = False
+    """No file is fetched any more (stopped early: Ctrl-C): the line says how long it took."""
 
 
 def batch_lines(batch: BatchView, active: Sequence[FileView], width: int, height: int) -> list[str]:
@@ -200,11 +202,12 @@ def batch_lines(batch: BatchView, active: Sequence[FileView], width: int, height
     fetched = ended - batch.complete_before
     if fetched > 0 and ended < batch.files:
         eta = batch.elapsed_s * (batch.files - ended) / fetched
+    going = ended < batch.files and not batch.over
     fields = [
         (0, f"{batch.failed} failed" if batch.failed else ""),
         (3, human_bytes(batch.bytes_done)),
         (1, human_rate(batch.rate_bytes_per_s)),
-        (2, "ETA " + clock(eta) if ended < batch.files else "in " + clock(batch.elapsed_s)),
+        (2, "ETA " + clock(eta) if going else "in " + clock(batch.elapsed_s)),
     ]
     label = f"{batch.finished}/{batch.files} files"
     lines = [fitted(label, fields, width, min_name=len(label))]

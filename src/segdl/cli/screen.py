@@ -270,6 +270,8 @@ class BatchScreen:
         self.screen.print(text)
 
     def close(self) -> None:
+        with self._lock:
+            self._batch.over = True  # the last frame: however many files were left
         self.screen.stop()
 
 
