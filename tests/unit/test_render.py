@@ -167,7 +167,7 @@ def test_a_batch_stopped_mid_way_counts_its_unfinished_files_neither_done_nor_fa
     import io
     import threading
 
-    from segdl.cli.batch import _Interrupted, _item_reporter
+    from segdl.cli.batch import _item_reporter
     from segdl.cli.screen import BatchScreen
     from segdl.core.errors import Cancelled, NetworkError
     from segdl.run.batch import Job
@@ -175,13 +175,11 @@ def test_a_batch_stopped_mid_way_counts_its_unfinished_files_neither_done_nor_fa
 
     stderr = io.StringIO()
     bar = BatchScreen(stderr, 3)
-    interrupted = _Interrupted()
     args = argparse.Namespace(progress="bar", quiet=False)
-    on_item = _item_reporter(args, bar, stderr, threading.Lock(), interrupted)
+    on_item = _item_reporter(args, bar, stderr, threading.Lock())
     on_item(ItemReport(Job(("http://h/a",)), Outcome.FAILED, error=Cancelled("interrupted")))
     on_item(ItemReport(Job(("http://h/b",)), Outcome.FAILED, error=NetworkError("h", "reset")))
     bar.close()
-    assert interrupted.files == 1
     assert bar._batch.failed == 1 and bar._batch.finished == 0
     assert (
         "http://h/a" not in stderr.getvalue() and "failed: http://h/b: reset" in stderr.getvalue()

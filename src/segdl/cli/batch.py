@@ -43,8 +43,7 @@ def run_batch(
     as_json = args.progress == "json"
     bar = _live_bar(args, stderr)
     progress: Callable[[Event], None] | None = bar
-    interrupted = _Interrupted()
-    on_item = _item_reporter(args, bar, stderr, lock, interrupted)
+    on_item = _item_reporter(args, bar, stderr, lock)
     if as_json:
         progress = _json_events(stdout, lock)
     on_read = bar.files_known if bar is not None else None
@@ -67,8 +66,7 @@ def run_batch(
             bar.close()
         if listing is not None:
             listing.close()
-    return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr,
-                   interrupted=interrupted.files)  # fmt: skip
+    return _finish(report, as_json=as_json, quiet=args.quiet, stdout=stdout, stderr=stderr)
 
 
 def _live_bar(args: argparse.Namespace, stderr: IO[str]) -> BatchScreen | None:
@@ -87,27 +85,19 @@ def _live_bar(args: argparse.Namespace, stderr: IO[str]) -> BatchScreen | None:
     return bar
 
 
-class _Interrupted:
-    """How many of the batch's files ended unfinished because it was stopped (Ctrl-C)."""
-
-    files = 0
-
-
 def _item_reporter(
     args: argparse.Namespace,
     bar: BatchScreen | None,
     stderr: IO[str],
     lock: threading.Lock,
-    interrupted: _Interrupted,
 ) -> Callable[[ItemReport], None]:
     """What is said of each finished item: its line, above the live lines when there are any."""
     as_json = args.progress == "json"
 
     def on_item(item: ItemReport) -> None:
         with lock:
-            stopped = isinstance(item.error, Cancelled)
-            interrupted.files += stopped
-            if bar is not None and not stopped:  # neither done nor failed: not counted
+            # A file a stop left unfinished is neither done nor failed on the live line.
+            if bar is not None and not isinstance(item.error, Cancelled):
                 size = item.result.size_bytes if item.result is not None else 0
                 failed = item.outcome is Outcome.FAILED
                 bar.item_ended(failed=failed, size_bytes=size, complete_before=item.complete_before)
@@ -175,16 +165,14 @@ def _item_line(item: ItemReport, *, as_json: bool, quiet: bool) -> str | None:
 
 
 def _finish(
-    report: BatchReport,
-    *,
-    as_json: bool,
-    quiet: bool,
-    stdout: IO[str],
-    stderr: IO[str],
-    interrupted: int = 0,
+    report: BatchReport, *, as_json: bool, quiet: bool, stdout: IO[str], stderr: IO[str]
 ) -> ExitCode:
-    failures = report.failures
-    code = ExitCode.OK if not failures else exit_code_for(failures[0].error or SegdlError())
+    """The summary, and the exit code: a stopped batch's (130) before its first failure's."""
+    failures = _failures(report)
+    if report.interrupted:
+        code = ExitCode.INTERRUPTED
+    else:
+        code = ExitCode.OK if not failures else exit_code_for(failures[0].error or SegdlError())
     if as_json:
         record = {
             "event": "Summary",
@@ -193,26 +181,33 @@ def _finish(
             "done": report.count(Outcome.DONE),
             "skipped": report.count(Outcome.SKIPPED) - report.already_complete,
             "already_complete": report.already_complete,
-            "failed": report.count(Outcome.FAILED),
+            "failed": report.count(Outcome.FAILED) - report.interrupted,
+            "interrupted": report.interrupted,
             "bytes": report.bytes_done,
             "elapsed_s": report.elapsed_s,
             "failures": [{"url": shown(f.job.url), "error": str(f.error)} for f in failures],
         }
         stdout.write(json_line(record) + "\n")
         stdout.flush()
-    elif not quiet or failures:
-        for line in summary_lines(report, interrupted=interrupted):
+    elif not quiet or failures or report.interrupted:
+        for line in summary_lines(report):
             print(f"segdl: {printable(line)}", file=stderr)
     return code
 
 
-def summary_lines(report: BatchReport, *, interrupted: int = 0) -> list[str]:
+def _failures(report: BatchReport) -> list[ItemReport]:
+    """The failures that say something: not the files a stop left unfinished."""
+    return [item for item in report.failures if not isinstance(item.error, Cancelled)]
+
+
+def summary_lines(report: BatchReport) -> list[str]:
     """The end of a batch: counts, size, time and rate (1024-based), then each failure;
-    files a stop left unfinished (``interrupted``) are counted apart, not listed."""
+    files a stop left unfinished are counted apart ("interrupted"), not listed."""
     from segdl.cli.render import human_bytes, human_rate  # start-up: -q shows it only on failure
 
     rate = report.bytes_done / report.elapsed_s if report.elapsed_s > 0 else 0.0
     complete = report.already_complete
+    interrupted = report.interrupted
     counts = [
         f"{report.count(Outcome.DONE)} done",
         f"{complete} already complete" if complete else "",
@@ -226,11 +221,7 @@ def summary_lines(report: BatchReport, *, interrupted: int = 0) -> list[str]:
         else "nothing fetched"
     )
     lines = [f"{', '.join(c for c in counts if c)}; {fetched}"]
-    lines += [
-        f"failed: {shown(item.job.url)}: {item.error}"
-        for item in report.failures
-        if not isinstance(item.error, Cancelled)
-    ]
+    lines += [f"failed: {shown(item.job.url)}: {item.error}" for item in _failures(report)]
     if interrupted:
         lines.append("interrupted: the same command run again fetches what is not finished")
     return lines

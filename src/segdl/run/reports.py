@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from segdl.core.errors import Cancelled
 from segdl.core.models import Result
 from segdl.run.inputs import BadEntry, Job
 
@@ -45,6 +46,8 @@ class Tally:
     failed: int = 0
     already_complete: int = 0
     bytes_done: int = 0
+    interrupted: int = 0
+    """FAILED items a stop (Ctrl-C, ``cancel``) left unfinished: counted in :attr:`failed` too."""
 
     def count(self, outcome: Outcome) -> int:
         return {Outcome.DONE: self.done, Outcome.SKIPPED: self.skipped}.get(outcome, self.failed)
@@ -69,6 +72,12 @@ class BatchReport:
     def already_complete(self) -> int:
         """Items an earlier run had finished (counted in SKIPPED too)."""
         return self._tally().already_complete
+
+    @property
+    def interrupted(self) -> int:
+        """Items a stop left unfinished (counted in FAILED too): the same batch run again
+        fetches them."""
+        return self._tally().interrupted
 
     @property
     def ok(self) -> bool:
@@ -99,12 +108,14 @@ class Collector:
     on_item: Callable[[ItemReport], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _kept: dict[int, ItemReport] = field(default_factory=dict)
-    _counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    _counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
 
     def add(self, index: int, report: ItemReport) -> None:
         with self._lock:
             self.add_counts(report)
-            failed = report.outcome is Outcome.FAILED
+            # A stop leaves a window's worth unfinished: in a batch fed lazily they are
+            # counted, not kept, so they cannot crowd out the failures that say something.
+            failed = report.outcome is Outcome.FAILED and not isinstance(report.error, Cancelled)
             if self.keep_all or (failed and len(self._kept) < FAILURES_KEPT):
                 self._kept[index] = report
         if self.on_item is not None:
@@ -114,6 +125,7 @@ class Collector:
         counts = self._counts
         counts[("done", "skipped", "failed").index(report.outcome.value)] += 1
         counts[3] += report.complete_before
+        counts[5] += isinstance(report.error, Cancelled) and report.outcome is Outcome.FAILED
         result = report.result
         if result is not None and not result.skipped:
             counts[4] += result.size_bytes
