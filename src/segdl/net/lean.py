@@ -1,10 +1,10 @@
 """Many small answers on few connections: one thread, one selector, pipelined requests.
 
-A batch of small files spends its time per file, not per byte: today's path (a thread per
+A batch of small files spends its time per file, not per byte: the full path (a thread per
 file, urllib3, a lock file, a ``.part``) costs milliseconds of CPU per file. This loop keeps one
 reused connection per slot, writes the next requests while answers arrive (HTTP/1.1
-pipelining, RFC 9112 §9.3.2, up to ``depth`` deep once a connection has shown it keeps alive),
-and reads with one ``recv`` whatever the kernel holds, often several answers at once. Answers
+pipelining, RFC 9112 §9.3.2: two deep on a new connection, ``depth`` once the origin has
+shown it keeps alive), and reads with one ``recv`` whatever the kernel holds. Answers
 are parsed by httptools (llhttp, the parser of Node.js): 5 µs per 16 KiB answer where h11 took
 140 µs on the machine of bench/README.md; no HTTP parsing is done here.
 
@@ -84,6 +84,7 @@ class LeanLoop:
         self.clock = clock
         self.gate = None if gate is None else LoopGate(gate, clock=clock)
         self.shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
+        self._kept_alive: dict[tuple[str, int], bool] = {}  # False: broke since (see _depth)
         self._selector = selectors.DefaultSelector()
         # One buffer for every read: a fresh bytes object of _RECV_BYTES a read cost more.
         self._buffer = bytearray(_RECV_BYTES)
@@ -110,7 +111,10 @@ class LeanLoop:
         try:  # on cancel, whatever was neither delivered nor deferred is the caller's
             while not cancel.is_set():
                 room = window - self.unanswered()
-                while not exhausted and room > 0:
+                # At most one request a slot at a time: those go out (and the connections
+                # open) before the rest of the window is prepared, while their answers travel.
+                taken = 0
+                while not exhausted and room > 0 and taken < self.slots:
                     try:
                         request = next(source)
                     except StopIteration:
@@ -120,10 +124,12 @@ class LeanLoop:
                         break
                     self._wait(request, front=False)
                     room -= 1
+                    taken += 1
                 self._assign(defer)
                 if exhausted and not self.unanswered():
                     return
-                self._poll(deliver, defer)
+                # More to take now: only a look at the connections, no wait.
+                self._poll(deliver, defer, wait=not (taken == self.slots and room > 0))
                 if tick is not None:
                     tick()
         finally:
@@ -222,7 +228,8 @@ class LeanLoop:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Conn(sock, origin, key, max_body_bytes=self.max_body_bytes, last_s=self.clock(),
-                     too_large=self.too_large, watch=self.watch, clock=self.clock)  # fmt: skip
+                     too_large=self.too_large, watch=self.watch, clock=self.clock,
+                     depth=self._depth(origin))  # fmt: skip
         conn.parser = httptools.HttpResponseParser(conn)
         code = sock.connect_ex(sockaddr)
         if code not in (0, errno.EINPROGRESS):
@@ -230,6 +237,15 @@ class LeanLoop:
         self._conns.append(conn)
         self._selector.register(sock, selectors.EVENT_WRITE | selectors.EVENT_READ, conn)
         return conn
+
+    def _depth(self, origin: tuple[str, int]) -> int:
+        """Requests a new connection takes before its first answer: ``depth`` where the
+        origin has shown it keeps alive; one after a break (RFC 9112 §9.3.2: a retry is not
+        pipelined at once); else two: the second's round trip overlaps the first answer."""
+        kept_alive = self._kept_alive.get(origin)
+        if origin in self.shallow or kept_alive is False:
+            return 1
+        return self.depth if kept_alive else min(2, self.depth)
 
     def _address(self, origin: tuple[str, int]) -> tuple[int, tuple[object, ...]] | None:
         if origin not in self._addresses:
@@ -261,10 +277,12 @@ class LeanLoop:
         self,
         deliver: Callable[[LeanRequest, Answer], None],
         defer: Callable[[LeanRequest, str], None],
+        *,
+        wait: bool = True,
     ) -> None:
         now = self.clock()
         wait_s = _TICK_S if self.gate is None else self.gate.wake_in_s(_TICK_S)
-        for key, mask in self._selector.select(wait_s):
+        for key, mask in self._selector.select(wait_s if wait else 0.0):
             conn: Conn = key.data
             conn.last_s = now
             if mask & selectors.EVENT_WRITE:
@@ -322,6 +340,7 @@ class LeanLoop:
         for request, answer in done:
             if conn.depth == -1:
                 conn.depth = 1 if conn.origin in self.shallow else self.depth
+                self._kept_alive[conn.origin] = True
             if self.gate is not None:
                 self.gate.answered(conn.key, answer.status, answer.header_values("retry-after"))
             deliver(request, answer)
@@ -351,6 +370,8 @@ class LeanLoop:
         self._drop(conn)
         unusable = why.startswith("unusable")
         benign = benign or unusable
+        if not benign:
+            self._kept_alive[conn.origin] = False
         if len(owed) > 1 and not benign:
             log.debug("%s:%d ended a pipeline (%s): no more pipelining", *conn.origin, why)
             self.shallow.add(conn.origin)

@@ -43,17 +43,18 @@ from segdl.core.progress import (
     silent,
 )
 from segdl.core.wholebody import Headers, larger_size, larger_than_asked
-from segdl.disk.commit import GroupCommit, Staged
-from segdl.disk.forked import ForkedCommit, new_committer
 from segdl.net.lean import LeanLoop
 from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
 from segdl.run.leandirs import Destinations, NameVerdict
 from segdl.run.leanplan import SMALL_BYTES, ProxyChoices, Targets, refusal
+from segdl.run.reports import ItemReport, Outcome
 
 if TYPE_CHECKING:
+    from segdl.disk.commit import GroupCommit, Staged
+    from segdl.disk.forked import ForkedCommit, Record
     from segdl.run.batch import Downloader, _Prepared
-    from segdl.run.reports import Collector, ItemReport
+    from segdl.run.reports import Collector
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +171,9 @@ class LeanRun:
 
     def _pass(self, feed: _Jobs) -> None:
         """One lean loop over the jobs, until they end or enough wait for the full path."""
-        from segdl.run.reports import ItemReport, Outcome
-
         journals = self._downloader._journals  # its names are claimed: nothing to remember
-        record = None if journals is None else partial(journals.record_many, remember=False)
-        committer = self._committer = new_committer(self._committed, url_of=_url_of, record=record)
+        self._record = None if journals is None else partial(journals.record_many, remember=False)
+        self._committing = True
         self._loop = self._new_loop()
         try:
             self._loop.run(
@@ -186,14 +185,26 @@ class LeanRun:
                 tick=self._drain,
             )
         finally:
-            self._committer = None
-            committer.close()
+            committer, self._committer, self._committing = self._committer, None, False
+            if committer is not None:
+                committer.close()
             self._drain()
         for index, prepared in list(self._open.items()):  # stopped before it was answered
             report = ItemReport(prepared.job, Outcome.FAILED, error=Cancelled("interrupted"))
             self._report(index, report)
 
     _committer: GroupCommit | ForkedCommit | None = None
+    _committing = False  # a pass is on: its first file makes the committer
+    _record: Record | None = None
+
+    def _first_committer(self) -> GroupCommit | ForkedCommit:
+        """The pass's committer, made for its first file: forked after the first requests."""
+        if not self._committing:
+            raise OSError("stopped")
+        from segdl.disk.forked import new_committer  # start-up: not before the first answer
+
+        self._committer = new_committer(self._committed, url_of=_url_of, record=self._record)
+        return self._committer
 
     def _requests(self, feed: _Jobs) -> Iterator[LeanRequest | None]:
         """The loop's requests, as the jobs come; None when none is ready (the loop goes
@@ -278,10 +289,8 @@ class LeanRun:
         if path is None or (item.final is None and not self._free(item, path)):
             return
         item.final, item.size_bytes, item.ranged = path, size, answer.status == 206
-        committer = self._committer
         try:
-            if committer is None:
-                raise OSError("stopped")
+            committer = self._committer or self._first_committer()
             committer.stage(self._destinations.real(item.directory), answer.body, path,
                             overwrite=options.overwrite, token=item, now=False)  # fmt: skip
         except OSError as exc:
@@ -312,8 +321,6 @@ class LeanRun:
             self._report_commit(*self._commits.popleft())
 
     def _report_commit(self, staged: Staged, error: OSError | None) -> None:
-        from segdl.run.reports import ItemReport, Outcome
-
         item = cast(_Item, staged.token)
         if error is not None:
             self._defer(item, f"cannot commit: {error}")
@@ -329,8 +336,6 @@ class LeanRun:
     def _twin(self, item: _Item, path: Path) -> None:
         """Another entry of this batch names the same file: this one fails, saying so (as
         the full path does when the second entry finds the first one's lock)."""
-        from segdl.run.reports import ItemReport, Outcome
-
         why = "two entries of this batch name the same file"
         error = OutputLocked(str(path), why, same_process=True, message=f"{why} {path}")
         self._report(item.index, ItemReport(item.prepared.job, Outcome.FAILED, error=error))
@@ -358,8 +363,6 @@ class LeanRun:
         self._listener(DownloadProgress(url, done, size, elapsed_s, done / elapsed_s, 1))
 
     def _skipped(self, item: _Item, path: Path) -> None:
-        from segdl.run.reports import ItemReport, Outcome
-
         url = item.prepared.job.url
         self._listener(Notice(shown(url), NoticeKind.SKIPPED, f"{path} exists: skipped"))
         size = path.lstat().st_size
