@@ -3,10 +3,16 @@ get pipelining wrong still ends with every file right (tests/server and nginx)."
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import struct
 import subprocess
 import sys
+import termios
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -235,3 +241,71 @@ def test_a_quiet_batch_of_small_files_imports_only_what_it_uses(
                           timeout=60, check=True)  # fmt: skip
     assert done.stdout.split(maxsplit=1) == ["0", "[]\n"], done.stderr
     _check(out, make_data, 3)
+
+
+@pytest.mark.parametrize("shown", [["-q"], ["--progress", "bar"]])
+def test_a_command_line_batch_commits_in_a_forked_child_with_or_without_a_display(
+    shown: list[str], fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """segdl -i LIST, quiet or with the live display: its files are committed by a forked
+    child (a display starts its threads only once the batch has begun), every file right."""
+    urls = _serve(fault_server, make_data, 6)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(url + "\n" for url in urls))
+    out = tmp_path / "out"
+    argv = [*shown, "-j", "3", "-x", "1", "-d", str(out), "-i", str(listing)]
+    code = (
+        "import segdl.disk.forked as forked\n"
+        "made, real = [], forked.new_committer\n"
+        "def spy(*args, **keywords):\n"
+        "    made.append(real(*args, **keywords))\n"
+        "    return made[-1]\n"
+        "forked.new_committer = spy\n"
+        "from segdl.cli.main import main\n"
+        f"code = main({argv!r})\n"
+        "print(code, [type(m).__name__ for m in made])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.split(maxsplit=1) == ["0", "['ForkedCommit']\n"], done.stderr
+    _check(out, make_data, 6)
+
+
+def test_the_live_display_shows_before_the_first_answer_arrives(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """On a terminal, heads that take seconds to come: the batch's line is drawn within a
+    second all the same (the display starts once the committing child is forked, not at the
+    batch's first event), and the batch then ends well."""
+    urls = _serve(fault_server, make_data, 3)
+    for n in range(3):
+        fault_server.set_faults(f"/f{n}.bin", Faults(head_bytes_per_s=60, times=1))
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(url + "\n" for url in urls))
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "segdl", "-j", "3", "-x", "1", "-d", str(out), "-i",
+            str(listing)]  # fmt: skip
+    master, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 20, 100, 0, 0))  # 100x20
+    shown = bytearray()
+    reader = threading.Thread(target=_read_all, args=(master, shown), daemon=True)
+    reader.start()
+    proc = subprocess.Popen(argv, stderr=terminal, stdout=subprocess.DEVNULL,
+                            env={**os.environ, "TERM": "xterm"})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 1.5
+        while b"0/3 files" not in shown and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert b"0/3 files" in shown and not any(out.glob("f*"))  # drawn, no answer yet
+    finally:
+        assert proc.wait(timeout=60) == 0, bytes(shown)
+        os.close(terminal)
+        reader.join(timeout=5)
+        os.close(master)
+    _check(out, make_data, 3)
+
+
+def _read_all(fd: int, into: bytearray) -> None:
+    with contextlib.suppress(OSError):  # EIO once the terminal's last writer has closed it
+        while chunk := os.read(fd, 65536):
+            into += chunk

@@ -76,6 +76,10 @@ def test_batch_shows_what_fits_and_counts_the_rest() -> None:
     lines = render.batch_lines(BatchView(50, 10, 1, 0, 12 * MIB, 3 * MIB, 10.0), active, 80, 12)
     assert lines[0].startswith("10/50 files") and "1 failed" in lines[0] and "MiB/s" in lines[0]
     assert lines[-1] == "  +8 more" and len(lines) == 1 + 4 + 1
+    starting = render.batch_lines(BatchView(0, elapsed_s=0.1), [], 80, 12)  # none read yet
+    assert (
+        starting[0].startswith("0/0 files") and "ETA" in starting[0] and " in " not in starting[0]
+    )
     stopped = BatchView(50, 10, 1, 0, 12 * MIB, 3 * MIB, 10.0, over=True)  # Ctrl-C at 11 of 50
     assert render.batch_lines(stopped, [], 80, 12)[0].endswith(" in 0:10")
 
@@ -184,3 +188,35 @@ def test_a_batch_stopped_mid_way_counts_its_unfinished_files_neither_done_nor_fa
     assert (
         "http://h/a" not in stderr.getvalue() and "failed: http://h/b: reset" in stderr.getvalue()
     )
+
+
+def test_a_batch_screen_starts_no_thread_until_the_batch_begins() -> None:
+    """A batch forks its committing child before its first event, which needs a process
+    with no other thread: the batch display starts drawing (and its on_begin, the list's
+    count) at the first event, not when it is made; a batch that never had one still ends
+    on its last frame."""
+    import io
+    import threading
+    from pathlib import Path
+
+    from segdl.cli.screen import BatchScreen
+    from segdl.core.progress import DownloadStarted
+
+    before = threading.active_count()
+    stderr = io.StringIO()
+    begun: list[int] = []
+    screen = BatchScreen(stderr, 2)
+    screen.on_begin = lambda: begun.append(threading.active_count())
+    screen.files_known(5)  # the list's reader: not a beginning
+    assert threading.active_count() == before and begun == [] and stderr.getvalue() == ""
+    screen(DownloadStarted("http://h/a", Path("/tmp/a"), 10, False, 1))
+    screen(DownloadStarted("http://h/b", Path("/tmp/b"), 10, False, 1))
+    assert len(begun) == 1 and begun[0] > before  # drawing, once
+    screen.close()
+
+    quiet = io.StringIO()
+    running = threading.active_count()  # rich's refresh thread may still be ending
+    never = BatchScreen(quiet, 0)
+    assert threading.active_count() <= running
+    never.close()
+    assert "0/0 files" in quiet.getvalue()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -80,8 +82,11 @@ def _live_bar(args: argparse.Namespace, stderr: IO[str]) -> BatchScreen | None:
     from segdl.cli.screen import BatchScreen
 
     bar = BatchScreen(stderr, len(args.urls))
-    if args.input_file not in (None, "-"):
-        _count_in_background(args.input_file, len(args.urls), bar.files_known)
+    if args.input_file not in (None, "-"):  # a thread: once the batch has begun (see there)
+        bar.on_begin = partial(_count_in_background, args.input_file, len(args.urls),
+                               bar.files_known)  # fmt: skip
+    if hasattr(os, "register_at_fork"):  # draw once the committing child is forked
+        os.register_at_fork(after_in_parent=bar.begin)  # (else at the batch's first event)
     return bar
 
 

@@ -202,7 +202,7 @@ def batch_lines(batch: BatchView, active: Sequence[FileView], width: int, height
     fetched = ended - batch.complete_before
     if fetched > 0 and ended < batch.files:
         eta = batch.elapsed_s * (batch.files - ended) / fetched
-    going = ended < batch.files and not batch.over
+    going = not batch.over and (ended < batch.files or not batch.files)  # 0/0: none read yet
     fields = [
         (0, f"{batch.failed} failed" if batch.failed else ""),
         (3, human_bytes(batch.bytes_done)),

@@ -69,7 +69,11 @@ class _Lines:
 class Screen:
     """The live region at the bottom of a terminal, and the way to print above it."""
 
-    def __init__(self, stderr: IO[str], lines: Callable[[int, int], list[Text]]) -> None:
+    def __init__(
+        self, stderr: IO[str], lines: Callable[[int, int], list[Text]], *, started: bool = True
+    ) -> None:
+        """``started``: drawing (and the threads that do it) from now on, else from
+        :meth:`start`."""
         self.console = Console(file=stderr, highlight=False, markup=False, emoji=False)
         self._fd = _fileno(stderr)
         self._lines = _Lines(lines)
@@ -81,15 +85,25 @@ class Screen:
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._live.start()
-        self._stopped = False
+        self._started = self._stopped = False
+        self._starting = threading.Lock()
         self._room = threading.Condition()  # the lines waiting
         self._printing = threading.Lock()
         self._waiting: list[str] = []
         self._stop_printing = threading.Event()
         self._printer = threading.Thread(target=self._print_waiting, daemon=True,
                                          name="segdl-print")  # fmt: skip
-        self._printer.start()
+        if started:
+            self.start()
+
+    def start(self) -> None:
+        """Draw from now on (once; from any thread)."""
+        with self._starting:
+            if self._started:
+                return
+            self._started = True
+            self._live.start(refresh=True)  # the first frame now, not a refresh later
+            self._printer.start()
 
     def _measured(self) -> _Lines:
         """Before each redraw, the terminal's size as it is now. rich would otherwise trust
@@ -130,6 +144,7 @@ class Screen:
     def stop(self) -> None:
         """Print what waits, draw the last state and leave it on the screen."""
         if not self._stopped:
+            self.start()  # never started: its last state is drawn all the same
             self._stopped = True
             self._stop_printing.set()
             with self._room:
@@ -204,7 +219,12 @@ class SingleScreen:
 
 class BatchScreen:
     """A batch on a terminal: one overall line, then the files transferring now (as many as
-    fit; the rest as ``+N more``); per-file lines and failures above."""
+    fit; the rest as ``+N more``); per-file lines and failures above.
+
+    It starts drawing, and runs ``on_begin``, at :meth:`begin` or the batch's first event,
+    line or ended file, not when it is made: a batch forks its committing child before its
+    first event, which needs a process with no other thread (see
+    :func:`segdl.disk.forked.can_fork`)."""
 
     def __init__(
         self, stderr: IO[str], files: int, clock: Callable[[], float] = time.monotonic
@@ -216,7 +236,18 @@ class BatchScreen:
         self._active: dict[str, list[FileView]] = {}
         self._finished_bytes = 0
         self._rate = _Rate(clock)
-        self.screen = Screen(stderr, self._lines)
+        self.screen = Screen(stderr, self._lines, started=False)
+        self.on_begin: Callable[[], None] | None = None
+        self._begun = False
+
+    def begin(self) -> None:
+        with self._lock:
+            if self._begun:
+                return
+            self._begun = True
+        self.screen.start()
+        if self.on_begin is not None:
+            self.on_begin()
 
     def _lines(self, width: int, height: int) -> list[Text]:
         with self._lock:
@@ -229,6 +260,8 @@ class BatchScreen:
         return [_styled(line) for line in lines]
 
     def __call__(self, event: Event) -> None:
+        if not self._begun:
+            self.begin()
         # Files are told apart by URL: the events of one file may come from more than one
         # thread (a batch's lean path reports a file's end from the thread committing it).
         # Several files of one URL (out= names) are kept in the order they started.
@@ -257,6 +290,8 @@ class BatchScreen:
 
     def item_ended(self, *, failed: bool, size_bytes: int, complete_before: bool) -> None:
         """A file of the batch is done with (its line printed above by the caller)."""
+        if not self._begun:
+            self.begin()
         with self._lock:
             if failed:
                 self._batch.failed += 1
@@ -267,9 +302,12 @@ class BatchScreen:
                 self._batch.complete_before += 1
 
     def print(self, text: str) -> None:
+        if not self._begun:
+            self.begin()
         self.screen.print(text)
 
     def close(self) -> None:
+        self.begin()  # a batch with nothing to show still ends on its last frame
         with self._lock:
             self._batch.over = True  # the last frame: however many files were left
         self.screen.stop()

@@ -43,6 +43,7 @@ from segdl.core.progress import (
     silent,
 )
 from segdl.core.wholebody import Headers, larger_size, larger_than_asked
+from segdl.disk.forked import ForkedCommit, Record, new_committer
 from segdl.net.lean import LeanLoop
 from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
@@ -52,7 +53,6 @@ from segdl.run.reports import ItemReport, Outcome
 
 if TYPE_CHECKING:
     from segdl.disk.commit import GroupCommit, Staged
-    from segdl.disk.forked import ForkedCommit, Record
     from segdl.run.batch import Downloader, _Prepared
     from segdl.run.reports import Collector
 
@@ -175,6 +175,8 @@ class LeanRun:
         self._record = None if journals is None else partial(journals.record_many, remember=False)
         self._committing = True
         self._loop = self._new_loop()
+        if self._listener is not silent:  # before the first event: a display may then
+            self._first_committer()  # start threads, and no child is forked beside threads
         try:
             self._loop.run(
                 self._requests(feed),
@@ -201,8 +203,6 @@ class LeanRun:
         """The pass's committer, made for its first file: forked after the first requests."""
         if not self._committing:
             raise OSError("stopped")
-        from segdl.disk.forked import new_committer  # start-up: not before the first answer
-
         self._committer = new_committer(self._committed, url_of=_url_of, record=self._record)
         return self._committer
 
