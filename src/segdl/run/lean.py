@@ -196,11 +196,11 @@ class LeanRun:
             self._report(index, report)
 
     _committer: GroupCommit | ForkedCommit | None = None
-    _committing = False  # a pass is on: its first file makes the committer
+    _committing = False  # a pass is on: it may make its committer
     _record: Record | None = None
 
     def _first_committer(self) -> GroupCommit | ForkedCommit:
-        """The pass's committer, made for its first file: forked after the first requests."""
+        """The pass's committer, made at its first file, or before its first event (_pass)."""
         if not self._committing:
             raise OSError("stopped")
         self._committer = new_committer(self._committed, url_of=_url_of, record=self._record)
