@@ -274,12 +274,12 @@ def test_a_command_line_batch_commits_in_a_forked_child_with_or_without_a_displa
 def test_the_live_display_shows_before_the_first_answer_arrives(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
-    """On a terminal, heads that take seconds to come: the batch's line is drawn within a
-    second all the same (the display starts once the committing child is forked, not at the
+    """On a terminal, heads that take seconds to come: the batch's line is drawn before them
+    all the same (the display starts once the committing child is forked, not at the
     batch's first event), and the batch then ends well."""
     urls = _serve(fault_server, make_data, 3)
     for n in range(3):
-        fault_server.set_faults(f"/f{n}.bin", Faults(head_bytes_per_s=60, times=1))
+        fault_server.set_faults(f"/f{n}.bin", Faults(head_bytes_per_s=40, times=1))
     listing = tmp_path / "list.txt"
     listing.write_text("".join(url + "\n" for url in urls))
     out = tmp_path / "out"
@@ -293,7 +293,7 @@ def test_the_live_display_shows_before_the_first_answer_arrives(
     proc = subprocess.Popen(argv, stderr=terminal, stdout=subprocess.DEVNULL,
                             env={**os.environ, "TERM": "xterm"})  # fmt: skip
     try:
-        deadline = time.monotonic() + 1.5
+        deadline = time.monotonic() + 2.5  # a head of ~150 bytes takes 4 s or so
         while b"0/3 files" not in shown and time.monotonic() < deadline:
             time.sleep(0.05)
         assert b"0/3 files" in shown and not any(out.glob("f*"))  # drawn, no answer yet

@@ -220,3 +220,25 @@ def test_a_batch_screen_starts_no_thread_until_the_batch_begins() -> None:
     assert threading.active_count() <= running
     never.close()
     assert "0/0 files" in quiet.getvalue()
+
+
+def test_a_terminal_that_gives_no_size_still_gets_the_batch_line() -> None:
+    """A terminal whose size reads 0x0 (a pty nobody sized): the batch is drawn at rich's
+    default width, not at a width of zero (which drew nothing, not even the last frame)."""
+    import os
+
+    from segdl.cli.screen import BatchScreen
+
+    master, terminal = os.openpty()  # no TIOCSWINSZ: 0 columns, 0 lines
+    try:
+        assert os.get_terminal_size(terminal).columns == 0
+        with open(terminal, "w", closefd=False) as stream:
+            screen = BatchScreen(stream, 1)
+            screen.item_ended(failed=False, size_bytes=5, complete_before=False)
+            screen.close()
+        os.set_blocking(master, False)
+        drawn = os.read(master, 65536)
+    finally:
+        os.close(terminal)
+        os.close(master)
+    assert b"1/1 files" in drawn

@@ -115,7 +115,8 @@ class Screen:
             except OSError:
                 pass
             else:
-                self.console.width, self.console.height = size.columns, size.lines
+                if size.columns and size.lines:  # 0x0: a terminal that does not say (rich's 80x25)
+                    self.console.width, self.console.height = size.columns, size.lines
         return self._lines
 
     def print(self, text: str) -> None:
