@@ -309,3 +309,23 @@ def _read_all(fd: int, into: bytearray) -> None:
     with contextlib.suppress(OSError):  # EIO once the terminal's last writer has closed it
         while chunk := os.read(fd, 65536):
             into += chunk
+
+
+def test_a_pipelined_file_s_rate_is_its_own_transfer_not_its_wait_in_the_pipeline(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+) -> None:
+    """One connection, four files each trickled at 40 kB/s: the last one's request waits
+    behind three answers (about 1.5 s), then its body takes 0.5 s. Its rate on a display is
+    taken from its head, so it reads about 40 kB/s, not a quarter of that."""
+    from segdl.core.progress import DownloadProgress
+
+    for n in range(4):
+        fault_server.add_file(f"/t{n}.bin", make_data(20_000, seed=n))
+        fault_server.set_faults(f"/t{n}.bin", Faults(throttle_bytes_per_s=40_000))
+    urls = [fault_server.url(f"/t{n}.bin") for n in range(4)]
+    events: list[object] = []
+    report = download_many(urls, parallel=1, directory=tmp_path, progress=events.append)
+    assert report.count(Outcome.DONE) == 4
+    last = [e for e in events if isinstance(e, DownloadProgress) and e.url == urls[3]][-1]
+    assert last.done_bytes == 20_000 and last.rate_bytes_per_s > 25_000, last
+    assert last.elapsed_s > 1.0  # its time since it was asked for, as before

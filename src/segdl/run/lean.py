@@ -87,7 +87,7 @@ class _Item:
     named: Path | None = None  # by the answer's head, for a display
     size_bytes: int = 0
     ranged: bool = False
-    shown: bool = False  # a DownloadStarted went out for it
+    shown_s: float | None = None  # when a DownloadStarted went out for it (its head came)
 
 
 class LeanRun:
@@ -354,13 +354,13 @@ class LeanRun:
                     )
             path = item.final or item.named or self._destinations.real(item.directory)
             item.size_bytes = size or 0
-            if not item.shown:  # asked again after a broken connection: the same line
-                item.shown = True
+            if item.shown_s is None:  # asked again after a broken connection: the same line
+                item.shown_s = self._clock()
                 self._listener(DownloadStarted(url, path, size, status == 206, 1))
             return
-        elapsed_s = max(1e-6, self._clock() - item.started_s)
-        size = item.size_bytes or None
-        self._listener(DownloadProgress(url, done, size, elapsed_s, done / elapsed_s, 1))
+        now, size = self._clock(), item.size_bytes or None
+        rate = done / max(1e-6, now - (item.shown_s or now))  # from its head, not its queueing
+        self._listener(DownloadProgress(url, done, size, max(1e-6, now - item.started_s), rate, 1))
 
     def _skipped(self, item: _Item, path: Path) -> None:
         url = item.prepared.job.url
@@ -380,7 +380,7 @@ class LeanRun:
         self._defer(cast(_Item, request.token), why)
 
     def _defer(self, item: _Item, why: str) -> None:
-        if item.shown:  # its line on a display ends here; the full path starts its own
+        if item.shown_s is not None:  # its line on a display ends; the full path starts its own
             url = shown(item.prepared.job.url)
             self._listener(Notice(url, NoticeKind.HANDED_OVER, f"to the full path: {why}"))
         self._defer_index(item.index, why)
