@@ -271,12 +271,13 @@ def test_a_command_line_batch_commits_in_a_forked_child_with_or_without_a_displa
     _check(out, make_data, 6)
 
 
+@pytest.mark.parametrize("from_stdin", [False, True])
 def test_the_live_display_shows_before_the_first_answer_arrives(
-    fault_server: FaultServer, make_data: MakeData, tmp_path: Path
+    from_stdin: bool, fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
     """On a terminal, heads that take seconds to come: the batch's line is drawn before them
-    all the same (the display starts once the committing child is forked, not at the
-    batch's first event), and the batch then ends well."""
+    all the same (the display starts once the committing child is forked, which a list
+    read from a pipe does too: its reading thread starts later), and the batch ends well."""
     urls = _serve(fault_server, make_data, 3)
     for n in range(3):
         fault_server.set_faults(f"/f{n}.bin", Faults(head_bytes_per_s=40, times=1))
@@ -284,14 +285,19 @@ def test_the_live_display_shows_before_the_first_answer_arrives(
     listing.write_text("".join(url + "\n" for url in urls))
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "segdl", "-j", "3", "-x", "1", "-d", str(out), "-i",
-            str(listing)]  # fmt: skip
+            "-" if from_stdin else str(listing)]  # fmt: skip
     master, terminal = os.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 20, 100, 0, 0))  # 100x20
     shown = bytearray()
     reader = threading.Thread(target=_read_all, args=(master, shown), daemon=True)
     reader.start()
-    proc = subprocess.Popen(argv, stderr=terminal, stdout=subprocess.DEVNULL,
+    stdin = subprocess.PIPE if from_stdin else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, stdin=stdin, stderr=terminal, stdout=subprocess.DEVNULL,
                             env={**os.environ, "TERM": "xterm"})  # fmt: skip
+    if from_stdin:
+        assert proc.stdin is not None
+        proc.stdin.write(listing.read_bytes())
+        proc.stdin.close()
     try:
         deadline = time.monotonic() + 2.5  # a head of ~150 bytes takes 4 s or so
         while b"0/3 files" not in shown and time.monotonic() < deadline:
