@@ -52,6 +52,8 @@ def run_batch(
     jobs: list[Job] | JobStream = given
     if listing is not None:
         jobs = read_jobs(listing, first=given, on_read=on_read)
+        if bar is not None and jobs.may_wait:  # a pipe, read by a thread of its own: the
+            bar.begin()  # batch may not fork (see BatchScreen), so drawing starts now
     try:
         report = download_many(
             jobs,
