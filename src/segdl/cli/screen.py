@@ -242,6 +242,8 @@ class BatchScreen:
         self._begun = False
 
     def begin(self) -> None:
+        if self._begun:  # every event asks: the lock only the first time
+            return
         with self._lock:
             if self._begun:
                 return
@@ -261,8 +263,7 @@ class BatchScreen:
         return [_styled(line) for line in lines]
 
     def __call__(self, event: Event) -> None:
-        if not self._begun:
-            self.begin()
+        self.begin()
         # Files are told apart by URL: the events of one file may come from more than one
         # thread (a batch's lean path reports a file's end from the thread committing it).
         # Several files of one URL (out= names) are kept in the order they started.
@@ -291,8 +292,7 @@ class BatchScreen:
 
     def item_ended(self, *, failed: bool, size_bytes: int, complete_before: bool) -> None:
         """A file of the batch is done with (its line printed above by the caller)."""
-        if not self._begun:
-            self.begin()
+        self.begin()
         with self._lock:
             if failed:
                 self._batch.failed += 1
@@ -303,8 +303,7 @@ class BatchScreen:
                 self._batch.complete_before += 1
 
     def print(self, text: str) -> None:
-        if not self._begun:
-            self.begin()
+        self.begin()
         self.screen.print(text)
 
     def close(self) -> None:

@@ -67,13 +67,21 @@ def new_committer(
     if can_fork():
         with contextlib.suppress(OSError):  # no process to be had: threads here
             return ForkedCommit(on_done, url_of=url_of, record=record)
+    return GroupCommit(on_done, before_link=_recorder(record, url_of))
+
+
+def _recorder(
+    record: Record | None, url_of: Callable[[object], str]
+) -> Callable[[list[tuple[Staged, os.stat_result]]], None] | None:
+    """``record`` as a GroupCommit's ``before_link``: each file's URL (from its token), final
+    path and stat. None without a record: the files then need no stat either."""
     if record is None:
-        return GroupCommit(on_done)
+        return None
 
     def before_link(files: list[tuple[Staged, os.stat_result]]) -> None:
         record([(url_of(staged.token), staged.final_path, info) for staged, info in files])
 
-    return GroupCommit(on_done, before_link=before_link)
+    return before_link
 
 
 class ForkedCommit:
@@ -234,16 +242,9 @@ def _serve(incoming: int, answers: int, record: Record | None) -> None:
             while told:  # a blocking pipe: the parent reads it every round
                 told = told[os.write(answers, told) :]
 
-    def journal(files: list[tuple[Staged, os.stat_result]]) -> None:
-        assert record is not None
-        tokens = [cast(tuple[int, str], staged.token) for staged, _ in files]
-        record([(url, staged.final_path, info)
-                for (_, url), (staged, info) in zip(tokens, files, strict=True)])  # fmt: skip
-
     # The child's own thread writes the files: it has nothing else to do, and two more
     # threads would only take turns with it on the interpreter's lock.
-    # No journal, no before_link: its files then need no stat either.
-    committer = GroupCommit(done, before_link=journal if record is not None else None,
+    committer = GroupCommit(done, before_link=_recorder(record, _url_in_token),
                             after_group=say, write_threads=0)  # fmt: skip
     buffer = bytearray()
     places: dict[bytes, Path] = {}
@@ -256,6 +257,11 @@ def _serve(incoming: int, answers: int, record: Record | None) -> None:
         committer.close()  # a file cut short by the parent's end is not among them
         say()
         os.close(answers)
+
+
+def _url_in_token(token: object) -> str:
+    """The URL a child's token carries: (the file's number, its URL)."""
+    return cast(tuple[int, str], token)[1]
 
 
 def _stage_all(committer: GroupCommit, buffer: bytearray, places: dict[bytes, Path],

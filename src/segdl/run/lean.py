@@ -358,8 +358,8 @@ class LeanRun:
                 item.shown_s = self._clock()
                 self._listener(DownloadStarted(url, path, size, status == 206, 1))
             return
-        now, size = self._clock(), item.size_bytes or None
-        rate = done / max(1e-6, now - (item.shown_s or now))  # from its head, not its queueing
+        now, size, head_s = self._clock(), item.size_bytes or None, item.shown_s  # rate: from
+        rate = done / max(1e-6, now - (item.started_s if head_s is None else head_s))  # the head
         self._listener(DownloadProgress(url, done, size, max(1e-6, now - item.started_s), rate, 1))
 
     def _skipped(self, item: _Item, path: Path) -> None:
