@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
@@ -46,6 +46,8 @@ def test_done_and_total_share_the_total_unit() -> None:
 
 
 @given(st.integers(10, 300), st.text(min_size=0, max_size=80))
+@example(15, "\u4dc0")  # two columns to rich, one to Python's unicodedata 14
+@example(12, "\u263a\ufe0f" * 5)  # a narrow character made wide by its variation selector
 def test_every_line_fits_the_width(width: int, name: str) -> None:
     """No live line reaches the last column, whatever the width and the name."""
     view = _view(name)
@@ -135,8 +137,6 @@ def test_lines_printed_above_a_live_screen_come_together_in_order_and_none_is_lo
     import threading
     import time
 
-    from rich.text import Text
-
     from segdl.cli.screen import Screen
 
     stream = io.StringIO()
@@ -151,9 +151,9 @@ def test_lines_printed_above_a_live_screen_come_together_in_order_and_none_is_lo
     callers: list[threading.Thread] = []
     real_print = screen.console.print
 
-    def print_noting_the_caller(text: Text) -> None:
+    def print_noting_the_caller(text: object, **how: bool) -> None:
         callers.append(threading.current_thread())
-        real_print(text)
+        real_print(text, **how)
 
     monkeypatch.setattr(screen.console, "print", print_noting_the_caller)
     screen.print("last")
@@ -226,6 +226,8 @@ def test_a_terminal_that_gives_no_size_still_gets_the_batch_line() -> None:
     """A terminal whose size reads 0x0 (a pty nobody sized): the batch is drawn at rich's
     default width, not at a width of zero (which drew nothing, not even the last frame)."""
     import os
+    import select
+    import time
 
     from segdl.cli.screen import BatchScreen
 
@@ -236,9 +238,51 @@ def test_a_terminal_that_gives_no_size_still_gets_the_batch_line() -> None:
             screen = BatchScreen(stream, 1)
             screen.item_ended(failed=False, size_bytes=5, complete_before=False)
             screen.close()
-        os.set_blocking(master, False)
-        drawn = os.read(master, 65536)
+        drawn = b""
+        deadline = time.monotonic() + 5  # a pty hands bytes over to its other end later
+        while b"1/1 files" not in drawn and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                drawn += os.read(master, 65536)
     finally:
         os.close(terminal)
         os.close(master)
     assert b"1/1 files" in drawn
+
+
+def test_a_long_line_above_the_live_lines_is_written_whole_and_as_given() -> None:
+    """A saved file's line wider than the terminal is neither cut nor broken by segdl (the
+    terminal wraps it: a path copied from the screen is whole), and nothing in it is taken
+    for markup or styling."""
+    import io
+
+    from segdl.cli.screen import Screen
+
+    stream = io.StringIO()
+    screen = Screen(stream, lambda width, height: [])
+    screen.console.width = 40
+    long = "segdl: saved /data/" + "d" * 60 + "/[bold]x[/bold].bin"
+    screen.print(long)
+    screen.print("segdl: saved b.bin")
+    screen.stop()
+    printed = [line for line in stream.getvalue().splitlines() if line.strip()]
+    assert printed == [long, "segdl: saved b.bin"]
+
+
+def test_the_last_frame_of_a_stopped_batch_lists_no_file_as_if_it_were_still_going() -> None:
+    """After a stop, the files that were transferring are not drawn at 0% with no ETA: the
+    last frame is the batch's line (the summary counts them as interrupted)."""
+    import io
+    from pathlib import Path
+
+    from segdl.cli.screen import BatchScreen
+    from segdl.core.progress import DownloadStarted
+
+    stream = io.StringIO()
+    screen = BatchScreen(stream, 3)
+    screen(DownloadStarted("http://h/a.bin", Path("a.bin"), MIB, True, 1))
+    screen.item_ended(failed=False, size_bytes=MIB, complete_before=False)
+    assert any("a.bin" in t.plain for t in screen._lines(80, 25))
+    screen.close()
+    assert [t.plain for t in screen._lines(80, 25)] == [screen._lines(80, 25)[0].plain]
+    last = stream.getvalue().rsplit("1/3 files", 1)[-1]
+    assert "a.bin" not in last and " in 0:0" in last

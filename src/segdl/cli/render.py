@@ -1,14 +1,14 @@
 """Pure: the lines of the live displays, for a given width, from plain values.
 
-No terminal, no rich: :mod:`segdl.cli.screen` draws these lines and styles them, and tests
-check them at any width. Every line is at most ``width - 1`` cells (a character in the last
-column makes some terminals wrap), and sizes are 1024-based everywhere (KiB, MiB, MiB/s).
+No terminal: :mod:`segdl.cli.screen` draws these lines and styles them, and tests check them
+at any width. Every line is at most ``width - 1`` cells (a character in the last column makes
+some terminals wrap), counted as rich counts them when it draws and crops them, and sizes are
+1024-based everywhere (KiB, MiB, MiB/s).
 """
 
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,15 +68,13 @@ def percent(done: int, total: int | None) -> str:
     return f"{min(100.0, 100 * done / total):.0f}%"
 
 
-def _char_cells(char: str) -> int:
-    if unicodedata.combining(char):
-        return 0
-    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-
-
 def cells(text: str) -> int:
-    """Terminal columns ``text`` takes: CJK ideographs two, combining marks none."""
-    return sum(_char_cells(char) for char in text)
+    """Terminal columns ``text`` takes, by rich's tables (newer than Python's: U+4DC0 is two
+    columns to rich and one to ``unicodedata``), since rich crops and places these lines.
+    Imported here: only a live display measures, and it has imported rich already."""
+    from rich.cells import cell_len
+
+    return cell_len(text)
 
 
 def ellipsized(text: str, width: int) -> str:
@@ -85,13 +83,9 @@ def ellipsized(text: str, width: int) -> str:
         return text
     if width <= 0:
         return ""
-    out, used = [], 0
-    for char in text:
-        used += _char_cells(char)
-        if used > width - 1:
-            break
-        out.append(char)
-    return "".join(out) + "…"
+    from rich.cells import set_cell_size  # a wide character cut in two: a space instead
+
+    return set_cell_size(text, width - 1) + "…"
 
 
 def padded(text: str, width: int) -> str:

@@ -18,6 +18,7 @@ from typing import IO
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
+from rich.segment import Segment
 from rich.text import Text
 
 from segdl.cli import render
@@ -64,6 +65,22 @@ class _Lines:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield from self._lines(options.max_width, console.size.height)
+
+
+class _Printed:
+    """Lines for above the live region, written as they are: they are printable already,
+    and rich's parsing, styling and wrapping of a Text cost five times as much a line. A
+    long line is not cut or broken by segdl (with ``crop=False``): the terminal wraps it,
+    so a path copied from the screen is whole."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        newline = Segment.line()
+        for line in self._lines:
+            yield Segment(line)
+            yield newline
 
 
 class Screen:
@@ -140,7 +157,7 @@ class Screen:
                 lines, self._waiting = self._waiting, []
                 self._room.notify_all()
             if lines:
-                self.console.print(Text("\n".join(lines)))
+                self.console.print(_Printed(lines), crop=False)
 
     def stop(self) -> None:
         """Print what waits, draw the last state and leave it on the screen."""
@@ -310,6 +327,7 @@ class BatchScreen:
         self.begin()  # a batch with nothing to show still ends on its last frame
         with self._lock:
             self._batch.over = True  # the last frame: however many files were left
+            self._active.clear()  # a file still listed was stopped: the summary counts it
         self.screen.stop()
 
 
