@@ -176,7 +176,9 @@ def _finish(
 ) -> ExitCode:
     """The summary, and the exit code: a stopped batch's (130) before its first failure's."""
     failures = _failures(report)
-    if report.interrupted:
+    if report.stopped_by is not None:  # a full disk: its code, not a Ctrl-C's
+        code = exit_code_for(report.stopped_by)
+    elif report.interrupted:
         code = ExitCode.INTERRUPTED
     else:
         code = ExitCode.OK if not failures else exit_code_for(failures[0].error or SegdlError())
@@ -190,6 +192,7 @@ def _finish(
             "already_complete": report.already_complete,
             "failed": report.count(Outcome.FAILED) - report.interrupted,
             "interrupted": report.interrupted,
+            "stopped_by": None if report.stopped_by is None else str(report.stopped_by),
             "bytes": report.bytes_done,
             "elapsed_s": report.elapsed_s,
             "failures": [{"url": shown(f.job.url), "error": str(f.error)} for f in failures],
@@ -205,6 +208,14 @@ def _finish(
 def _failures(report: BatchReport) -> list[ItemReport]:
     """The failures that say something: not the files a stop left unfinished."""
     return [item for item in report.failures if not isinstance(item.error, Cancelled)]
+
+
+def _full(error: BaseException) -> str:
+    """A full disk in a few words: "no space left on device in DIR" (its file's directory)."""
+    code, path = getattr(error, "errno", None), getattr(error, "filename", None)
+    said = os.strerror(code) if code else str(error)
+    said = said[:1].lower() + said[1:]
+    return f"{said} in {Path(path).parent}" if path else said
 
 
 def summary_lines(report: BatchReport) -> list[str]:
@@ -229,6 +240,9 @@ def summary_lines(report: BatchReport) -> list[str]:
     )
     lines = [f"{', '.join(c for c in counts if c)}; {fetched}"]
     lines += [f"failed: {shown(item.job.url)}: {item.error}" for item in _failures(report)]
-    if interrupted:
+    if report.stopped_by is not None:
+        lines.append(f"stopped: {_full(report.stopped_by)}: with room made, the same command "
+                     "run again fetches what is not finished")  # fmt: skip
+    elif interrupted:
         lines.append("interrupted: the same command run again fetches what is not finished")
     return lines

@@ -37,6 +37,7 @@ also inherit the builtin a caller expects (``ValueError``, ``OSError``, ``FileEx
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -272,6 +273,14 @@ class NoSpace(LocalFileError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(28, message, path)  # ENOSPC
         self.path = path
+
+
+def fills_the_disk(error: BaseException | None) -> bool:
+    """Whether ``error`` says the output's file system is full (ENOSPC, or the quota spent:
+    EDQUOT), so that every file written there after it would fail alike. Not
+    :class:`NoSpace`: that one file did not fit where a smaller one may."""
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return full and not isinstance(error, NoSpace)
 
 
 class IntegrityError(SegdlError):

@@ -238,8 +238,11 @@ class Downloader:
         (files on the network, waiting behind them, and finishing: 3 per place, and a few)."""
         window = 4 * self._parallel
         outstanding: set[cf.Future[ItemReport]] = set()
-        for index, prepared in numbered:
+        items = iter(numbered)
+        for index, prepared in items:
             if self.cancel.is_set():
+                if isinstance(numbered, list):  # taken already (a lean pass's): counted
+                    collector.unfinished([(index, prepared.job), *((n, p.job) for n, p in items)])
                 break
             if len(outstanding) >= window:
                 done, outstanding = cf.wait(outstanding, return_when=cf.FIRST_COMPLETED)
@@ -323,7 +326,7 @@ class Downloader:
                 continue
             outcome = Outcome.SKIPPED if result.skipped else Outcome.DONE
             return ItemReport(job, outcome, result)
-        return ItemReport(job, Outcome.FAILED, error=error or SegdlError("cancelled"))
+        return ItemReport(job, Outcome.FAILED, error=error or Cancelled("interrupted"))
 
     def close(self, *, cancel: bool = False) -> None:
         """Wait for queued files (or stop them, resumably, with ``cancel``), then clean up."""
@@ -368,7 +371,8 @@ def download_many(
     as places free up: a job with a bad option, or a :class:`~segdl.run.inputs.BadEntry`,
     fails alone (its input line named) and the batch goes on; the report counts every item
     and keeps the failed ones (at most :data:`segdl.run.reports.FAILURES_KEPT`).
-    ``on_item(ItemReport)`` is called as each item ends, from a worker thread.
+    ``on_item(ItemReport)`` is called as each item ends, from a worker thread. A full disk
+    stops the batch as ``cancel`` does (it is set): the report's ``stopped_by`` says why.
     With ``journal`` (the default) each directory keeps ``.segdl-journal``, the files this
     tool finished there (:mod:`segdl.disk.journal`): run the same batch again and those are
     skipped without a request (``ItemReport.complete_before``), a file replaced since is left
@@ -384,14 +388,11 @@ def download_many(
         whole = isinstance(jobs, Sequence)
         prepared = [downloader._prepare(job) for job in jobs] if whole else []
         numbered = enumerate(prepared if whole else downloader._prepare_each(jobs))
-        collector = Collector(keep_all=whole, on_item=on_item)
+        collector = Collector(keep_all=whole, on_item=on_item, on_full_disk=downloader.cancel.set)
         if lean and lean_batch_usable(downloader):  # small files: see segdl.run.lean
             may_wait = isinstance(jobs, JobStream) and jobs.may_wait
             LeanRun(downloader, numbered, collector, may_wait=may_wait).run()
         else:
             downloader._run_all(numbered, collector)
-        for index, item in enumerate(prepared):  # stopped early: the rest says so
-            if not collector.has(index):
-                error = Cancelled("interrupted")
-                collector.add(index, ItemReport(item.job, Outcome.FAILED, error=error))
+        collector.unfinished((index, item.job) for index, item in enumerate(prepared))
     return collector.report(time.monotonic() - started)

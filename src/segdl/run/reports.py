@@ -9,11 +9,11 @@ at most :data:`FAILURES_KEPT` failed items, as aria2 keeps at most
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from segdl.core.errors import Cancelled
+from segdl.core.errors import Cancelled, fills_the_disk
 from segdl.core.models import Result
 from segdl.run.inputs import BadEntry, Job
 
@@ -61,6 +61,8 @@ class BatchReport:
     elapsed_s: float
     tally: Tally | None = None
     """The counts of every item (None: computed from :attr:`items`, which holds all)."""
+    stopped_by: BaseException | None = None
+    """The error that stopped the batch early: a full disk (see :class:`Collector`)."""
 
     def _tally(self) -> Tally:
         return self.tally if self.tally is not None else _count(self.items)
@@ -102,22 +104,33 @@ def _count(items: tuple[ItemReport, ...]) -> Tally:
 
 @dataclass(eq=False)
 class Collector:
-    """Reports arriving from several threads, by the item's number in the batch."""
+    """Reports arriving from several threads, by the item's number in the batch.
+    ``on_full_disk()`` runs once, at the first item that failed because its file system is
+    full (:func:`~segdl.core.errors.fills_the_disk`): a batch stops there, as wget does,
+    rather than ask for every file left only to fail each alike."""
 
     keep_all: bool
     on_item: Callable[[ItemReport], None] | None = None
+    on_full_disk: Callable[[], None] | None = None
+    stopped_by: BaseException | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _kept: dict[int, ItemReport] = field(default_factory=dict)
     _counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
 
     def add(self, index: int, report: ItemReport) -> None:
+        full = report.outcome is Outcome.FAILED and fills_the_disk(report.error)
         with self._lock:
+            full = full and self.stopped_by is None  # the first one stops the batch
+            if full:
+                self.stopped_by = report.error
             self.add_counts(report)
             # A stop leaves a window's worth unfinished: in a batch fed lazily they are
             # counted, not kept, so they cannot crowd out the failures that say something.
             failed = report.outcome is Outcome.FAILED and not isinstance(report.error, Cancelled)
             if self.keep_all or (failed and len(self._kept) < FAILURES_KEPT):
                 self._kept[index] = report
+        if full and self.on_full_disk is not None:
+            self.on_full_disk()
         if self.on_item is not None:
             self.on_item(report)
 
@@ -130,9 +143,14 @@ class Collector:
         if result is not None and not result.skipped:
             counts[4] += result.size_bytes
 
-    def has(self, index: int) -> bool:
-        with self._lock:
-            return index in self._kept
+    def unfinished(self, jobs: Iterable[tuple[int, Job | BadEntry]]) -> None:
+        """The items a stop left unstarted, each by its number, failed as interrupted (unless
+        it has a report: a batch of a list keeps all of them)."""
+        for index, job in jobs:
+            with self._lock:
+                if index in self._kept:
+                    continue
+            self.add(index, ItemReport(job, Outcome.FAILED, error=Cancelled("interrupted")))
 
     def tally(self) -> Tally:
         return Tally(*self._counts)
@@ -140,4 +158,5 @@ class Collector:
     def report(self, elapsed_s: float) -> BatchReport:
         with self._lock:
             items = tuple(self._kept[index] for index in sorted(self._kept))
-            return BatchReport(items, elapsed_s, None if self.keep_all else self.tally())
+            tally = None if self.keep_all else self.tally()
+            return BatchReport(items, elapsed_s, tally, self.stopped_by)
