@@ -174,7 +174,8 @@ def _item_line(item: ItemReport, *, as_json: bool, quiet: bool) -> str | None:
 def _finish(
     report: BatchReport, *, as_json: bool, quiet: bool, stdout: IO[str], stderr: IO[str]
 ) -> ExitCode:
-    """The summary, and the exit code: a stopped batch's (130) before its first failure's."""
+    """The summary, and the exit code: a full disk's (3) if it stopped the batch, else a
+    stopped batch's (130) before its first failure's."""
     failures = _failures(report)
     if report.stopped_by is not None:  # a full disk: its code, not a Ctrl-C's
         code = exit_code_for(report.stopped_by)

@@ -112,7 +112,7 @@ class Collector:
     keep_all: bool
     on_item: Callable[[ItemReport], None] | None = None
     on_full_disk: Callable[[], None] | None = None
-    stopped_by: BaseException | None = None
+    stopped_by: BaseException | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _kept: dict[int, ItemReport] = field(default_factory=dict)
     _counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
