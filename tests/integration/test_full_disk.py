@@ -1,6 +1,6 @@
-"""A batch whose disk fills up stops there, as wget does, instead of asking for every file
-left only to fail each one alike; nothing at a final name is partial, and once there is room
-the same command finishes the batch.
+"""A batch whose disk fills up (or is read-only) stops there, as wget does, instead of trying
+every file left only to fail each one alike; nothing at a final name is partial, and once
+there is room the same command finishes the batch.
 
 The disk is a real one-MiB tmpfs, mounted in a mount namespace of the test's own
 (``unshare --mount --map-root-user``: no root needed where user namespaces are allowed, and
@@ -23,15 +23,16 @@ from tests.nginx import Nginx
 FILES = 200
 SIZE = 16 * 1024
 
-# Runs inside the namespace: mounts the small disk, runs the batch, makes room, runs it again;
-# prints what the test checks (the tmpfs is gone once the namespace ends).
+# Runs inside the namespace: mounts the small disk, runs the batch, makes room, runs it again,
+# then once more into the disk made read-only; prints what the test checks (the tmpfs is gone
+# once the namespace ends).
 _DRIVER = r"""
 import hashlib, json, os, subprocess, sys
 disk, listing = sys.argv[1], sys.argv[2]
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk], check=True)
 out = os.path.join(disk, "out")
-argv = [sys.executable, "-m", "segdl", "-j", "8", "-x", "1", "-d", out, "-i", listing]
-def run(*extra):
+def run(*extra, into=out):
+    argv = [sys.executable, "-m", "segdl", "-j", "8", "-x", "1", "-d", into, "-i", listing]
     done = subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=120)
     return {"code": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 def files():
@@ -41,7 +42,13 @@ full = run("--progress", "json")
 after_full = files()
 subprocess.run(["mount", "-o", "remount,size=16m", disk], check=True)
 rerun = run("-q")
-print(json.dumps({"full": full, "after_full": after_full, "rerun": rerun, "after": files()}))
+after = files()
+read_only = os.path.join(disk, "read-only")
+os.mkdir(read_only)
+subprocess.run(["mount", "-o", "remount,ro", disk], check=True)
+refused = run("--progress", "json", into=read_only)
+print(json.dumps({"full": full, "after_full": after_full, "rerun": rerun, "after": after,
+                  "read_only": refused}))
 """
 
 
@@ -89,6 +96,12 @@ def test_a_full_disk_stops_the_batch_and_a_rerun_with_room_finishes_it(tmp_path:
     after.pop(".segdl-journal")
     assert after == expected  # every file, whole, and no .part or state left behind
 
+    read_only = seen["read_only"]  # nothing can be written: stopped at once, not 200 failures
+    assert read_only["code"] == 3, read_only["stderr"][-2000:]
+    summary = json.loads(read_only["stdout"].splitlines()[-1])
+    assert "Read-only file system" in summary["stopped_by"], summary
+    assert summary["done"] == 0 and summary["interrupted"] > 2 * summary["failed"], summary
+
 
 def test_the_summary_says_what_stopped_a_batch_and_its_exit_code_is_the_disks() -> None:
     """The lines a person reads: where the disk is full and that a rerun finishes the
@@ -103,7 +116,7 @@ def test_the_summary_says_what_stopped_a_batch_and_its_exit_code_is_the_disks() 
     from segdl.run.reports import Collector, ItemReport, Outcome
 
     stops: list[int] = []
-    collector = Collector(keep_all=True, on_full_disk=lambda: stops.append(1))
+    collector = Collector(keep_all=True, on_disk_refused=lambda: stops.append(1))
     too_large = NoSpace("/data/out/big.iso", "no space left: 9 GiB needed, 2 GiB free")
     collector.add(3, ItemReport(Job(("http://h/big.iso",)), Outcome.FAILED, error=too_large))
     assert stops == []
@@ -115,8 +128,8 @@ def test_the_summary_says_what_stopped_a_batch_and_its_exit_code_is_the_disks() 
     assert stops == [1] and report.stopped_by is full  # once, at the first
     lines = summary_lines(report)
     assert lines[-1] == (
-        "stopped: no space left on device in /data/out: with room made, the same command "
-        "run again fetches what is not finished"
+        "stopped: no space left on device in /data/out: once files can be written there, "
+        "the same command run again fetches what is not finished"
     )
     assert not any(line.startswith("interrupted:") for line in lines)
     code = _finish(report, as_json=False, quiet=True, stdout=io.StringIO(), stderr=io.StringIO())

@@ -174,10 +174,10 @@ def _item_line(item: ItemReport, *, as_json: bool, quiet: bool) -> str | None:
 def _finish(
     report: BatchReport, *, as_json: bool, quiet: bool, stdout: IO[str], stderr: IO[str]
 ) -> ExitCode:
-    """The summary, and the exit code: a full disk's (3) if it stopped the batch, else a
-    stopped batch's (130) before its first failure's."""
+    """The summary, and the exit code: the disk's (3) if it stopped the batch (full,
+    read-only), else a stopped batch's (130) before its first failure's."""
     failures = _failures(report)
-    if report.stopped_by is not None:  # a full disk: its code, not a Ctrl-C's
+    if report.stopped_by is not None:  # the disk's code, not a Ctrl-C's
         code = exit_code_for(report.stopped_by)
     elif report.interrupted:
         code = ExitCode.INTERRUPTED
@@ -211,8 +211,9 @@ def _failures(report: BatchReport) -> list[ItemReport]:
     return [item for item in report.failures if not isinstance(item.error, Cancelled)]
 
 
-def _full(error: BaseException) -> str:
-    """A full disk in a few words: "no space left on device in DIR" (its file's directory)."""
+def _refused(error: BaseException) -> str:
+    """Why the disk takes no more files, in a few words: "no space left on device in DIR"
+    (the directory of the file it refused)."""
     code, path = getattr(error, "errno", None), getattr(error, "filename", None)
     said = os.strerror(code) if code else str(error)
     said = said[:1].lower() + said[1:]
@@ -242,8 +243,8 @@ def summary_lines(report: BatchReport) -> list[str]:
     lines = [f"{', '.join(c for c in counts if c)}; {fetched}"]
     lines += [f"failed: {shown(item.job.url)}: {item.error}" for item in _failures(report)]
     if report.stopped_by is not None:
-        lines.append(f"stopped: {_full(report.stopped_by)}: with room made, the same command "
-                     "run again fetches what is not finished")  # fmt: skip
+        lines.append(f"stopped: {_refused(report.stopped_by)}: once files can be written there, "
+                     "the same command run again fetches what is not finished")  # fmt: skip
     elif interrupted:
         lines.append("interrupted: the same command run again fetches what is not finished")
     return lines

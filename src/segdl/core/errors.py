@@ -275,12 +275,13 @@ class NoSpace(LocalFileError):
         self.path = path
 
 
-def fills_the_disk(error: BaseException | None) -> bool:
-    """Whether ``error`` says the output's file system is full (ENOSPC, or the quota spent:
-    EDQUOT), so that every file written there after it would fail alike. Not
-    :class:`NoSpace`: that one file did not fit where a smaller one may."""
-    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
-    return full and not isinstance(error, NoSpace)
+def disk_refuses(error: BaseException | None) -> bool:
+    """Whether ``error`` says the output's file system takes no more files: full (ENOSPC),
+    the quota spent (EDQUOT) or read-only (EROFS), so that every file written there after it
+    would fail alike. Not :class:`NoSpace`: that one file did not fit where a smaller one
+    may."""
+    refused = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    return isinstance(error, OSError) and error.errno in refused and not isinstance(error, NoSpace)
 
 
 class IntegrityError(SegdlError):

@@ -371,8 +371,8 @@ def download_many(
     as places free up: a job with a bad option, or a :class:`~segdl.run.inputs.BadEntry`,
     fails alone (its input line named) and the batch goes on; the report counts every item
     and keeps the failed ones (at most :data:`segdl.run.reports.FAILURES_KEPT`).
-    ``on_item(ItemReport)`` is called as each item ends, from a worker thread. A full disk
-    stops the batch as ``cancel`` does (it is set): the report's ``stopped_by`` says why.
+    ``on_item(ItemReport)`` is called as each item ends, from a worker thread. A full or
+    read-only disk stops the batch as ``cancel`` does (it is set; the report's ``stopped_by``).
     With ``journal`` (the default) each directory keeps ``.segdl-journal``, the files this
     tool finished there (:mod:`segdl.disk.journal`): run the same batch again and those are
     skipped without a request (``ItemReport.complete_before``), a file replaced since is left
@@ -388,7 +388,8 @@ def download_many(
         whole = isinstance(jobs, Sequence)
         prepared = [downloader._prepare(job) for job in jobs] if whole else []
         numbered = enumerate(prepared if whole else downloader._prepare_each(jobs))
-        collector = Collector(keep_all=whole, on_item=on_item, on_full_disk=downloader.cancel.set)
+        stop = downloader.cancel.set  # a full or read-only disk: see Collector
+        collector = Collector(keep_all=whole, on_item=on_item, on_disk_refused=stop)
         if lean and lean_batch_usable(downloader):  # small files: see segdl.run.lean
             may_wait = isinstance(jobs, JobStream) and jobs.may_wait
             LeanRun(downloader, numbered, collector, may_wait=may_wait).run()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from segdl.core.errors import Cancelled, fills_the_disk
+from segdl.core.errors import Cancelled, disk_refuses
 from segdl.core.models import Result
 from segdl.run.inputs import BadEntry, Job
 
@@ -62,7 +62,8 @@ class BatchReport:
     tally: Tally | None = None
     """The counts of every item (None: computed from :attr:`items`, which holds all)."""
     stopped_by: BaseException | None = None
-    """The error that stopped the batch early: a full disk (see :class:`Collector`)."""
+    """The error that stopped the batch early: a disk that takes no more files (see
+    :class:`Collector`)."""
 
     def _tally(self) -> Tally:
         return self.tally if self.tally is not None else _count(self.items)
@@ -105,23 +106,24 @@ def _count(items: tuple[ItemReport, ...]) -> Tally:
 @dataclass(eq=False)
 class Collector:
     """Reports arriving from several threads, by the item's number in the batch.
-    ``on_full_disk()`` runs once, at the first item that failed because its file system is
-    full (:func:`~segdl.core.errors.fills_the_disk`): a batch stops there, as wget does,
-    rather than ask for every file left only to fail each alike."""
+    ``on_disk_refused()`` runs once, at the first item that failed because its file system
+    takes no more files (full, or read-only: :func:`~segdl.core.errors.disk_refuses`): a
+    batch stops there, as wget does, rather than try every file left only to fail each
+    alike."""
 
     keep_all: bool
     on_item: Callable[[ItemReport], None] | None = None
-    on_full_disk: Callable[[], None] | None = None
+    on_disk_refused: Callable[[], None] | None = None
     stopped_by: BaseException | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _kept: dict[int, ItemReport] = field(default_factory=dict)
     _counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
 
     def add(self, index: int, report: ItemReport) -> None:
-        full = report.outcome is Outcome.FAILED and fills_the_disk(report.error)
+        refused = report.outcome is Outcome.FAILED and disk_refuses(report.error)
         with self._lock:
-            full = full and self.stopped_by is None  # the first one stops the batch
-            if full:
+            refused = refused and self.stopped_by is None  # the first one stops the batch
+            if refused:
                 self.stopped_by = report.error
             self.add_counts(report)
             # A stop leaves a window's worth unfinished: in a batch fed lazily they are
@@ -129,8 +131,8 @@ class Collector:
             failed = report.outcome is Outcome.FAILED and not isinstance(report.error, Cancelled)
             if self.keep_all or (failed and len(self._kept) < FAILURES_KEPT):
                 self._kept[index] = report
-        if full and self.on_full_disk is not None:
-            self.on_full_disk()
+        if refused and self.on_disk_refused is not None:
+            self.on_disk_refused()
         if self.on_item is not None:
             self.on_item(report)
 
