@@ -47,8 +47,18 @@ read_only = os.path.join(disk, "read-only")
 os.mkdir(read_only)
 subprocess.run(["mount", "-o", "remount,ro", disk], check=True)
 refused = run("--progress", "json", into=read_only)
+# fsspec's get() of the whole list into another full disk: the disk's error, not "interrupted".
+second = sys.argv[3]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", second], check=True)
+import fsspec
+urls = open(listing).read().split()
+try:
+    fsspec.filesystem("segdl", skip_instance_cache=True).get(urls, second + "/")
+    raised = None
+except Exception as exc:
+    raised = {"type": type(exc).__name__, "errno": getattr(exc, "errno", None)}
 print(json.dumps({"full": full, "after_full": after_full, "rerun": rerun, "after": after,
-                  "read_only": refused}))
+                  "read_only": refused, "fsspec": raised}))
 """
 
 
@@ -67,14 +77,15 @@ def test_a_full_disk_stops_the_batch_and_a_rerun_with_room_finishes_it(tmp_path:
         data = os.urandom(SIZE)
         (www / f"f{n:04d}.bin").write_bytes(data)
         expected[f"f{n:04d}.bin"] = hashlib.sha256(data).hexdigest()
-    disk = tmp_path / "disk"
+    disk, second = tmp_path / "disk", tmp_path / "second"
     disk.mkdir()
+    second.mkdir()
     with Nginx(www) as nginx:
         listing = tmp_path / "list.txt"
         listing.write_text("".join(f"http://127.0.0.1:{nginx.port}/{name}\n" for name in expected))
         namespace = [unshare, "--mount", "--map-root-user"]
-        ran = subprocess.run([*namespace, sys.executable, "-c", _DRIVER, str(disk), str(listing)],
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        driver = [sys.executable, "-c", _DRIVER, str(disk), str(listing), str(second)]
+        ran = subprocess.run([*namespace, *driver], capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr[-2000:]
     seen = json.loads(ran.stdout)
     full, rerun = seen["full"], seen["rerun"]
@@ -101,6 +112,31 @@ def test_a_full_disk_stops_the_batch_and_a_rerun_with_room_finishes_it(tmp_path:
     summary = json.loads(read_only["stdout"].splitlines()[-1])
     assert "Read-only file system" in summary["stopped_by"], summary
     assert summary["done"] == 0 and summary["interrupted"] > 2 * summary["failed"], summary
+    assert seen["fsspec"] == {"type": "LocalFileError", "errno": 28}, seen["fsspec"]
+
+
+def test_a_shard_stopped_by_a_full_disk_counts_its_files_under_the_disk_error() -> None:
+    """On a cluster, a shard a full disk stopped reports the files it left under the disk's
+    kind of failure (its exit code 3), not as interrupted (which reads as a Ctrl-C, 130)."""
+    import errno
+
+    from segdl.cli.cluster import exit_code_for_kind
+    from segdl.core.errors import Cancelled, LocalFileError
+    from segdl.run.batch import Job
+    from segdl.run.reports import ItemReport, Outcome
+    from segdl.run.shards import Shard, _report
+
+    full = LocalFileError(errno.ENOSPC, "cannot write /w/b.part: no space", "/w/b.part")
+    items = [
+        ItemReport(Job(("http://h/a",)), Outcome.FAILED, error=Cancelled("interrupted")),
+        ItemReport(Job(("http://h/b",)), Outcome.FAILED, error=full),
+        ItemReport(Job(("http://h/c",)), Outcome.FAILED, error=Cancelled("interrupted")),
+    ]
+    shard = Shard(0, "s1", tuple(Job(item.job.urls) for item in items))
+    report = _report(shard, items, 1.0, full)
+    assert report.failed == {"LocalFileError": 3}
+    assert report.failures[0].message.startswith("not fetched: [Errno 28]")
+    assert exit_code_for_kind("LocalFileError") == 3
 
 
 def test_the_summary_says_what_stopped_a_batch_and_its_exit_code_is_the_disks() -> None:

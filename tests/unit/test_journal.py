@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,3 +74,66 @@ def test_a_line_is_what_json_dumps_writes_of_its_record(name: str, size: int, mt
     assert _line(entry) == json.dumps(record) + "\n"
     if "/" not in name and name not in ("", ".", ".."):
         assert _parse(_line(entry).encode("utf-8", "surrogatepass")) == entry
+
+
+def test_a_line_torn_before_a_record_does_not_swallow_it(tmp_path: Path) -> None:
+    """A journal whose last line was cut short (a crash, a full disk): the next record
+    starts on a line of its own, so it is read back."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 10)
+    (tmp_path / JOURNAL_NAME).write_bytes(b'{"v": 1, "url_sha256": "ab')  # torn, no newline
+    Journals().record("http://h/f.bin", path)
+    assert Journals().check("http://h/f.bin", tmp_path).completion is Completion.COMPLETE
+
+
+def test_a_full_disk_that_takes_part_of_a_line_fails_the_record_and_removes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk takes part of the line (a short write) and refuses the rest: the record
+    fails, and a file that already had its name is removed (record_named), so a rerun
+    fetches it rather than refusing a file at its name the journal does not know; the torn
+    part is not read as an entry."""
+    import errno
+
+    from segdl.core.errors import LocalFileError
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 10)
+    real_write = os.write
+    calls: list[int] = []
+
+    def full_disk_write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(fd)
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:7]))  # what fitted
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk_write)
+    with pytest.raises(LocalFileError) as caught:
+        Journals().record_named("http://h/f.bin", path)
+    monkeypatch.setattr(os, "write", real_write)
+    assert caught.value.errno == errno.ENOSPC and "in its journal" in str(caught.value)
+    assert not path.exists() and len(calls) == 2
+    assert read_journal(tmp_path / JOURNAL_NAME) == {}
+    path.write_bytes(b"x" * 10)  # the rerun fetched it again
+    Journals().record_named("http://h/f.bin", path)
+    assert Journals().check("http://h/f.bin", tmp_path).completion is Completion.COMPLETE
+
+
+def test_a_journal_that_cannot_be_written_for_another_reason_leaves_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a full disk (say, permission): the error is raised as it is and the file stays
+    (the batch only warns: a rerun will not know the file is segdl's)."""
+    import errno
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x")
+
+    def refused(*args: object, **kwargs: object) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "write", refused)
+    with pytest.raises(PermissionError):
+        Journals().record_named("http://h/f.bin", path)
+    assert path.exists()

@@ -29,6 +29,7 @@ from enum import Enum
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
+from segdl.core.errors import LocalFileError, disk_refuses
 from segdl.disk.paths import url_digest
 
 JOURNAL_NAME = ".segdl-journal"
@@ -100,6 +101,23 @@ class Journals:
         leaves an entry for a missing file, which counts as absent, never a file without one)."""
         self.record_many([(url, path, info or path.lstat())])
 
+    def record_named(self, url: str, path: Path) -> None:
+        """As :meth:`record`, for a file that has its name already (the full path's). If its
+        line cannot be written because the disk refuses it (full, read-only), the file is
+        removed and a LocalFileError raised: at its name without a line, a rerun would take
+        it for a file that is not segdl's and refuse to touch it; removed, a rerun fetches
+        it. Any other OSError is raised as it is (the file stays)."""
+        try:
+            self.record(url, path)
+        except OSError as exc:
+            if not disk_refuses(exc):
+                raise
+            with contextlib.suppress(OSError):
+                path.unlink()
+            why = os.strerror(exc.errno or 0)
+            raise LocalFileError(exc.errno or 0, f"cannot record {path} in its journal: {why}",
+                                 str(path)) from exc  # fmt: skip
+
     def record_many(
         self, files: list[tuple[str, Path, os.stat_result]], *, remember: bool = True
     ) -> None:
@@ -119,10 +137,10 @@ class Journals:
             for where, entries in by_directory.items():
                 lines = "".join([_line(entry) for entry in entries]).encode()
                 # One write with O_APPEND: other writers' lines never interleave with these.
-                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
                 fd = os.open(os.path.join(where, JOURNAL_NAME), flags, 0o666)
                 try:
-                    os.write(fd, lines)
+                    _append(fd, lines)
                 finally:
                     os.close(fd)
                 if remember:
@@ -147,6 +165,18 @@ class Journals:
         if key not in self._entries:
             self._entries[key] = read_journal(directory / JOURNAL_NAME) if self._read else {}
         return self._entries[key]
+
+
+def _append(fd: int, lines: bytes) -> None:
+    """``lines`` at the journal's end, on a line of their own: a line torn before them (a
+    crash, a full disk) would otherwise swallow the first. A full disk takes part of them
+    and refuses the rest: that raises (the torn part is skipped when read)."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        lines = b"\n" + lines
+    view = memoryview(lines)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _line(entry: Entry) -> str:

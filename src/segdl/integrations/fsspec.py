@@ -287,7 +287,8 @@ class SegdlFileSystem(AbstractFileSystem):
             jobs, parallel=self.parallel, on_item=one_done, options=self._replacing,
             journal=False, progress=self.progress, **self._keywords,
         )  # fmt: skip
-        for failed in report.failures:
+        # The error that stopped the batch (a full disk) before the files it left unfetched.
+        for failed in sorted(report.failures, key=lambda item: item.error is not report.stopped_by):
             error = failed.error
             if isinstance(error, segdl.SegdlError):
                 raise fs_error(failed.job.url, error) from error

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -83,11 +84,9 @@ class Downloader:
     there yet: a cluster's new shard). ``lean_events=False``: the small files of the lean
     path send no progress events (a caller that counts items needs none, and building them
     costs a fifth of such a batch's time); the others' events go to ``progress``.
-    ``transport``: the one every file shares (for tests,
-    :class:`segdl.net.fake.FakeTransport`; the caller closes it); by default a urllib3
-    transport built from the options when the first file needs it.
-    Use as a context manager, or call :meth:`close`.
-    """
+    ``transport``: the one every file shares (for tests, :class:`segdl.net.fake.FakeTransport`;
+    the caller closes it); by default a urllib3 transport built from the options when the
+    first file needs it. Use as a context manager, or call :meth:`close`."""
 
     def __init__(
         self,
@@ -226,7 +225,7 @@ class Downloader:
                     report = self._run_one(prepared, transport, ticket)
                 finally:
                     ticket.give_back()
-                self._record(report)
+                report = self._record(report)
             if on_done is not None:
                 on_done(report)
             return report
@@ -248,7 +247,7 @@ class Downloader:
                 done, outstanding = cf.wait(outstanding, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     future.result()  # a bug in the batch itself surfaces here
-            outstanding.add(self._submit(prepared, _numbered(collector, index)))
+            outstanding.add(self._submit(prepared, partial(collector.add, index)))
         for future in outstanding:
             future.result()
 
@@ -274,14 +273,19 @@ class Downloader:
             return ItemReport(job, Outcome.FAILED, error=OutputChanged(str(found.path)))
         return None
 
-    def _record(self, report: ItemReport) -> None:
-        """A file this batch finished goes in its directory's journal, for reruns."""
+    def _record(self, report: ItemReport) -> ItemReport:
+        """A file this batch finished goes in its directory's journal, for reruns; a full
+        disk that refuses its line fails it (see :meth:`Journals.record_named`)."""
         if self._journals is None or report.outcome is not Outcome.DONE or not report.result:
-            return
+            return report
+        path = report.result.path
         try:
-            self._journals.record(report.job.url, report.result.path)
-        except OSError as exc:  # the file is fine; a rerun will only not know it is ours
-            log.warning("cannot record %s in its journal: %s", report.result.path, exc)
+            self._journals.record_named(report.job.url, path)
+        except SegdlError as exc:  # the disk refused its line: removed, not done after all
+            return ItemReport(report.job, Outcome.FAILED, error=exc)
+        except OSError as exc:
+            log.warning("cannot record %s in its journal: %s", path, exc)  # a rerun asks again
+        return report
 
     def _run_one(self, prepared: _Prepared, transport: Transport, ticket: Ticket) -> ItemReport:
         """Fetch the file from its first URL with the others as mirrors (ranges spread over all,
@@ -342,13 +346,6 @@ class Downloader:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close(cancel=exc_info[0] is not None)
-
-
-def _numbered(collector: Collector, index: int) -> Callable[[ItemReport], None]:
-    def add(report: ItemReport) -> None:
-        collector.add(index, report)
-
-    return add
 
 
 def download_many(

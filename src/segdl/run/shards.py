@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segdl.core.errors import HTTPStatusError, LocalFileError, UsageError, shown
+from segdl.core.errors import Cancelled, HTTPStatusError, LocalFileError, UsageError, shown
 from segdl.run.batch import download_many
 from segdl.run.inputs import Job, open_list, parse_input_file, starts_file
 from segdl.run.reports import ItemReport, Outcome
@@ -276,7 +276,7 @@ def download_shard(
         raise LocalFileError(str(base), f"cannot create {base}: {exc.strerror or exc}") from exc
     settings = {**(options or {}), "directory": base, "if_exists": "skip"}
     batch = download_many([_inside(job, base) for job in shard.jobs], on_item=on_item, **settings)
-    report = _report(shard, batch.items, clock() - started)
+    report = _report(shard, batch.items, clock() - started, batch.stopped_by)
     write_marker(dest, report)
     return report
 
@@ -293,16 +293,23 @@ def _inside(job: Job, base: Path) -> Job:
     return Job(job.urls, {**job.options, "directory": inside})
 
 
-def _report(shard: Shard, items: Iterable[ItemReport], seconds: float) -> ShardReport:
+def _report(shard: Shard, items: Iterable[ItemReport], seconds: float,
+            stopped_by: BaseException | None = None) -> ShardReport:  # fmt: skip
+    """The shard's counts; the files a full (or read-only) disk stopped count as its kind of
+    failure, not as interrupted (which a cluster would report as a Ctrl-C)."""
     failed: Counter[str] = Counter()
     failures: list[Failure] = []
     done = skipped = size = 0
     for item in items:
         if item.outcome is Outcome.FAILED:
-            kind = failure_kind(item.error)
+            error = item.error
+            message = str(error)
+            if stopped_by is not None and isinstance(error, Cancelled):
+                error, message = stopped_by, f"not fetched: {stopped_by}"
+            kind = failure_kind(error)
             failed[kind] += 1
             if len(failures) < _FAILURES_KEPT:
-                failures.append(Failure(shown(item.job.url), kind, str(item.error)))
+                failures.append(Failure(shown(item.job.url), kind, message))
         elif item.outcome is Outcome.SKIPPED:
             skipped += 1
         else:
