@@ -101,10 +101,15 @@ def free_port() -> int:
 
 
 def render_config(
-    workdir: Path, root: Path, port: int, tls: tuple[Path, Path] | None = None
+    workdir: Path,
+    root: Path,
+    port: int,
+    tls: tuple[Path, Path] | None = None,
+    keepalive_requests: int = 10000,
 ) -> str:
     """Return an nginx.conf serving `root` on 127.0.0.1:`port` with all state in `workdir`;
-    with `tls` (certificate chain, key: PEM files) over HTTPS only."""
+    with `tls` (certificate chain, key: PEM files) over HTTPS only; a connection is closed
+    after `keepalive_requests` answers (the last saying `Connection: close`)."""
     # As root the master would start workers as `nobody`, which cannot read a 0700 temp dir;
     # as a normal user the `user` directive is ignored with a warning, so only write it for root.
     user = "user root root;\n" if os.geteuid() == 0 else ""
@@ -132,7 +137,7 @@ http {{
     access_log {workdir / "access.log"} segdl;
     sendfile on;
     tcp_nopush on;
-    keepalive_requests 10000;
+    keepalive_requests {keepalive_requests};
     keepalive_timeout 65s;
     server {{
         listen 127.0.0.1:{port}{tls_directives};
@@ -175,12 +180,18 @@ class Nginx:
     """A private nginx serving `root` on a free loopback port, as a context manager."""
 
     def __init__(
-        self, root: Path, binary: Path | None = None, tls: tuple[Path, Path] | None = None
+        self,
+        root: Path,
+        binary: Path | None = None,
+        tls: tuple[Path, Path] | None = None,
+        keepalive_requests: int = 10000,
     ) -> None:
-        """`tls`: (certificate chain, key) PEM files to serve HTTPS instead of HTTP."""
+        """`tls`: (certificate chain, key) PEM files to serve HTTPS instead of HTTP;
+        `keepalive_requests`: answers per connection (see render_config)."""
         self.root = Path(root).resolve()
         self.binary = binary if binary is not None else nginx_binary()
         self.tls = tls
+        self.keepalive_requests = keepalive_requests
         self.port = 0
         self._workdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -222,7 +233,8 @@ class Nginx:
         for _ in range(_PORT_ATTEMPTS):
             self.port = free_port()
             conf = self.workdir / "nginx.conf"
-            conf.write_text(render_config(self.workdir, self.root, self.port, self.tls))
+            conf.write_text(render_config(self.workdir, self.root, self.port, self.tls,
+                                          self.keepalive_requests))  # fmt: skip
             if self._launch(conf):
                 return
             errors.append(self.error_log())

@@ -128,16 +128,16 @@ def test_a_connection_opened_once_the_origin_kept_alive_takes_its_whole_depth() 
     """After an answer showed the origin keeps alive, a new connection to it takes all of
     ``depth`` at once; an origin not yet heard two; after a break, or not pipelined, one."""
     server = _Server(hold=1, settle_s=0.05)
-    origin = ("127.0.0.1", server.port)
+    origin = ("127.0.0.1", server.port, False)
     try:
         loop = _loop(slots=2, depth=4)
         assert loop._depth(origin) == 2
         assert sorted(_run(loop, iter(_requests(server.port, 3)), window=64)) == [0, 1, 2]
-        assert loop._depth(origin) == 4 and loop._depth(("127.0.0.1", 1)) == 2
+        assert loop._depth(origin) == 4 and loop._depth(("127.0.0.1", 1, False)) == 2
         loop._kept_alive[origin] = False  # as after a connection that broke
         assert loop._depth(origin) == 1
-        loop.shallow.add(("127.0.0.1", 1))
-        assert loop._depth(("127.0.0.1", 1)) == 1
+        loop.shallow.add(("127.0.0.1", 1, False))
+        assert loop._depth(("127.0.0.1", 1, False)) == 1
         assert _loop(slots=2, depth=1)._depth(origin) == 1
     finally:
         server.close()

@@ -51,8 +51,10 @@ def test_proxy_choices_are_per_server_and_per_proxy_option(monkeypatch: pytest.M
     [
         ("http://Host.test/a/b.bin?x=1", Target("host.test", 80, "Host.test", "/a/b.bin?x=1")),
         ("http://host.test:8080", Target("host.test", 8080, "host.test:8080", "/")),
-        ("https://host.test/a", "not plain http"),
-        ("http://user@host.test/a", "not plain http"),
+        ("https://host.test/a", Target("host.test", 443, "host.test", "/a", True)),
+        ("HTTPS://host.test:8443/", Target("host.test", 8443, "host.test:8443", "/", True)),
+        ("ftp://host.test/a", "not http(s)"),
+        ("http://user@host.test/a", "not http(s)"),
         ("http://host.test/a b", "a URL to be encoded"),
         ("http://host.test/é", "a URL to be encoded"),
         ("http://host.test:0/a", "a URL to be encoded"),
@@ -151,3 +153,20 @@ def test_targets_give_what_lean_target_and_request_bytes_give(
             assert planned == (expected, request_bytes(expected, options.request_headers()))
     assert targets.request(shared, url, [url, url]) == "mirrors"
     assert Targets().request(DownloadOptions(user="u"), url, [url]) == "credentials"
+
+
+def test_an_https_url_is_asked_about_its_own_proxy_not_the_http_one_of_its_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only https_proxy set: an http URL of a host goes direct, and an https URL of the same
+    host after it still goes through the proxy (a choice cached per host alone would have
+    sent it direct, around the proxy the user set)."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    options = DownloadOptions()
+    choices = ProxyChoices()
+    assert choices.why("http://h.test/a", options) is None
+    assert choices.why("https://h.test/a", options) == "a proxy"
+    assert choices.why("http://h.test:443/a", options) is None
+    assert choices.why("https://h.test:443/a", options) == "a proxy"

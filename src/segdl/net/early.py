@@ -116,7 +116,7 @@ def read_answer(
 
 def _conn(sock: socket.socket, request: LeanRequest, watch: Watch | None, *,
           max_body_bytes: int) -> Conn:  # fmt: skip
-    conn = Conn(sock, (request.host, request.port), owed=deque([request]), watch=watch,
+    conn = Conn(sock, (request.host, request.port, False), owed=deque([request]), watch=watch,
                 max_body_bytes=max_body_bytes)  # fmt: skip
     conn.parser = httptools.HttpResponseParser(conn)
     return conn

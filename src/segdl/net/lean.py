@@ -15,7 +15,8 @@ rate), reports each 429/503 ``Retry-After`` it reads, and closes a connection wh
 more than its share of a host others wait for; it never waits at the gate while it has
 connections to serve.
 
-It is deliberately small: plain ``http`` to a host, no proxy, no TLS, no redirects. Whatever it
+It is deliberately small: ``http`` or ``https`` straight to a host (TLS verified as on the
+full path, :mod:`segdl.net.leantls`), no proxy, no redirects. Whatever it
 cannot take whole (a failure, a body larger than ``max_body_bytes``, a head past the limits)
 goes back to the caller through ``defer``, and the caller's full path (retries, redirects,
 error reports) takes the file from there. Nothing of a failed answer is delivered.
@@ -38,15 +39,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import httptools
 
 from segdl.net.gate import HostGate, LoopGate
-from segdl.net.leanconn import Answer, Conn, LeanRequest, Unusable, Watch
-from segdl.net.origins import gate_key
+from segdl.net.leanconn import Answer, Conn, LeanRequest, Watch
+from segdl.net.origins import first_address, gate_key
 from segdl.net.pipelining import HEAD_WAIT_S
 
+if TYPE_CHECKING:
+    import ssl
+
+    from segdl.net.leantls import Tls
+
 log = logging.getLogger(__name__)
+Origin = tuple[str, int, bool]  # host, port, TLS
 
 _RECV_BYTES = 256 * 1024
 _TICK_S = 0.5
@@ -69,10 +77,12 @@ class LeanLoop:
         watch: Watch | None = None,
         clock: Callable[[], float] = time.monotonic,
         gate: HostGate | None = None,
+        tls: Callable[[], ssl.SSLContext | None] | None = None,
     ) -> None:
         """``too_large(status, header_values)``: whether a head shows an answer not worth
         reading to its end (its file is the caller's to fetch otherwise). ``gate``: consulted
-        for every connection and request (see the module's text)."""
+        for every connection and request (see the module's text). ``tls()``: the context for
+        ``https`` connections, asked once, at the first (None: those go to the caller)."""
         self.slots = slots
         self.per_host = per_host
         self.depth = depth
@@ -83,15 +93,18 @@ class LeanLoop:
         self.watch = watch
         self.clock = clock
         self.gate = None if gate is None else LoopGate(gate, clock=clock)
-        self.shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
-        self._kept_alive: dict[tuple[str, int], bool] = {}  # False: broke since (see _depth)
+        self.shallow: set[Origin] = set()  # origins not to pipeline to again
+        self.refused: set[Origin] = set()  # TLS refused there: their requests go to the caller
+        self._tls = tls
+        self._tls_context: ssl.SSLContext | None = None
+        self._kept_alive: dict[Origin, bool] = {}  # False: broke since (see _depth)
         self._selector = selectors.DefaultSelector()
         # One buffer for every read: a fresh bytes object of _RECV_BYTES a read cost more.
         self._buffer = bytearray(_RECV_BYTES)
         self._view = memoryview(self._buffer)
         self._conns: list[Conn] = []
-        self._addresses: dict[tuple[str, int], tuple[int, tuple[object, ...]] | None] = {}
-        self._waiting: dict[tuple[str, int], deque[LeanRequest]] = {}
+        self._addresses: dict[Origin, tuple[int, tuple[object, ...]] | None] = {}
+        self._waiting: dict[Origin, deque[LeanRequest]] = {}
         self._waiting_count = 0
 
     def run(
@@ -144,7 +157,7 @@ class LeanLoop:
         return self._waiting_count + sum(len(conn.owed) for conn in self._conns)
 
     def _wait(self, request: LeanRequest, *, front: bool) -> None:
-        queue = self._waiting.setdefault((request.host, request.port), deque())
+        queue = self._waiting.setdefault((request.host, request.port, request.tls), deque())
         if front:
             queue.appendleft(request)
         else:
@@ -155,11 +168,12 @@ class LeanLoop:
         """Write waiting requests on connections with room; open connections where needed."""
         for origin in list(self._waiting):
             queue = self._waiting[origin]
-            if not queue:
+            if not queue or origin in self.refused:
+                self._give_back(origin, "its TLS was refused", defer)
                 del self._waiting[origin]
                 continue
             mine = [c for c in self._conns if c.origin == origin]
-            gate, key = self.gate, gate_key(*origin)
+            gate, key = self.gate, gate_key(origin[0], origin[1])
             if gate is not None and mine and gate.over_share(key):
                 self._retire(mine)
             for conn in mine:
@@ -210,18 +224,23 @@ class LeanLoop:
         conn.owed.append(request)
         conn.outgoing += request.wire
 
-    def _open(
-        self, origin: tuple[str, int], defer: Callable[[LeanRequest, str], None]
-    ) -> Conn | None:
+    def _give_back(
+        self, origin: Origin, why: str, defer: Callable[[LeanRequest, str], None]
+    ) -> None:
+        """Every request waiting for ``origin`` to the caller."""
+        queue = self._waiting.get(origin, deque())
+        while queue:
+            self._waiting_count -= 1
+            defer(queue.popleft(), why)
+
+    def _open(self, origin: Origin, defer: Callable[[LeanRequest, str], None]) -> Conn | None:
         address = self._address(origin)
-        if address is None:  # a name that does not resolve: the full path says so
-            queue = self._waiting[origin]
-            while queue:
-                self._waiting_count -= 1
-                defer(queue.popleft(), "host not found")
+        tls = self._tls_for(origin)
+        if address is None or (origin[2] and tls is None):  # the full path says why
+            self._give_back(origin, "host not found" if address is None else "no TLS", defer)
             return None
         family, sockaddr = address
-        key = gate_key(*origin)
+        key = gate_key(origin[0], origin[1])
         if self.gate is not None and not self.gate.admit(key, alone=not self._conns):
             return None  # no slot for now: asked again on a later turn
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -231,6 +250,7 @@ class LeanLoop:
                      too_large=self.too_large, watch=self.watch, clock=self.clock,
                      depth=self._depth(origin))  # fmt: skip
         conn.parser = httptools.HttpResponseParser(conn)
+        conn.tls = tls
         code = sock.connect_ex(sockaddr)
         if code not in (0, errno.EINPROGRESS):
             conn.failure = f"connect failed: {errno.errorcode.get(code, code)}"
@@ -238,7 +258,17 @@ class LeanLoop:
         self._selector.register(sock, selectors.EVENT_WRITE | selectors.EVENT_READ, conn)
         return conn
 
-    def _depth(self, origin: tuple[str, int]) -> int:
+    def _tls_for(self, origin: Origin) -> Tls | None:
+        """A new TLS session for a connection to ``origin`` (None: plain, or no context)."""
+        if not origin[2]:
+            return None
+        from segdl.net.leantls import Tls  # start-up: a batch over http never loads ssl
+
+        if self._tls_context is None and self._tls is not None:
+            self._tls_context, self._tls = self._tls(), None
+        return None if self._tls_context is None else Tls(self._tls_context, origin[0])
+
+    def _depth(self, origin: Origin) -> int:
         """Requests a new connection takes before its first answer: ``depth`` where the
         origin has shown it keeps alive; one after a break (RFC 9112 §9.3.2: a retry is not
         pipelined at once); else two: the second's round trip overlaps the first answer."""
@@ -247,30 +277,16 @@ class LeanLoop:
             return 1
         return self.depth if kept_alive else min(2, self.depth)
 
-    def _address(self, origin: tuple[str, int]) -> tuple[int, tuple[object, ...]] | None:
+    def _address(self, origin: Origin) -> tuple[int, tuple[object, ...]] | None:
         if origin not in self._addresses:
-            host, port = origin
-            try:
-                # An ASCII name as bytes: a str goes through the idna codec, whose import
-                # (encodings.idna, stringprep) cost more than the lookup of a local name.
-                name: str | bytes = host.encode("ascii") if host.isascii() else host
-                found = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-                self._addresses[origin] = (found[0][0], found[0][4])
-            except (OSError, IndexError, UnicodeError):
-                self._addresses[origin] = None
+            self._addresses[origin] = first_address(origin[0], origin[1])
         return self._addresses[origin]
 
     def _flush(self, conn: Conn) -> None:
-        try:
-            while conn.outgoing:
-                sent = conn.sock.send(conn.outgoing)
-                del conn.outgoing[:sent]
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            conn.failure = f"send failed: {exc}"
+        conn.flush()
+        if conn.failure:
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outgoing else 0)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.sending else 0)
         self._selector.modify(conn.sock, events, conn)
 
     def _poll(
@@ -295,7 +311,9 @@ class LeanLoop:
                         continue
                 self._flush(conn)
             if mask & selectors.EVENT_READ:
-                self._read(conn)
+                conn.receive(self._buffer, self._view)
+                if conn.tls is not None and not conn.failure:
+                    self._flush(conn)  # the handshake's next bytes, or the requests it held
             self._settle(conn, deliver, defer)
         if self.gate is not None:
             self.gate.reap()
@@ -305,29 +323,6 @@ class LeanLoop:
             limit_s = self.timeout_s if not conn.answered else min(self.timeout_s, HEAD_WAIT_S)
             if conn.owed and now - conn.last_s > limit_s:
                 self._end(conn, "timed out", defer)
-
-    def _read(self, conn: Conn) -> None:
-        try:
-            got = conn.sock.recv_into(self._buffer)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            conn.failure = f"connection broken: {exc}"
-            return
-        if not got:
-            conn.failure = "closed by the server"
-            return
-        try:
-            assert conn.parser is not None
-            conn.parser.feed_data(self._view[:got])  # the callbacks get copies of its bytes
-        except Unusable as exc:
-            conn.failure = f"unusable: {exc}"
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            unusable = isinstance(cause, Unusable)
-            conn.failure = f"unusable: {cause}" if unusable else f"invalid answer: {exc}"
-        except httptools.HttpParserError as exc:
-            conn.failure = f"invalid answer: {exc}"
 
     def _settle(
         self,
@@ -344,10 +339,10 @@ class LeanLoop:
             if self.gate is not None:
                 self.gate.answered(conn.key, answer.status, answer.header_values("retry-after"))
             deliver(request, answer)
-        if conn.failure:
+        if (conn.closing or conn.retiring) and not conn.owed:
+            self._drop(conn)  # closed as it said it would (with its last answer, over TLS)
+        elif conn.failure:
             self._end(conn, conn.failure, defer)
-        elif (conn.closing or conn.retiring) and not conn.owed:
-            self._drop(conn)
         elif conn.closing:  # answers owed after a Connection: close: never coming
             self._end(conn, "Connection: close with answers owed", defer, benign=True)
 
@@ -362,25 +357,28 @@ class LeanLoop:
         """The connection is over: its unanswered requests wait again, or are deferred.
 
         The oldest owed request is the one whose answer broke off: it counts an attempt. The
-        ones behind it count one too, unless the server had said it would close (benign) or
-        the oldest answer was merely not for this loop (a large file, say): then they were
-        never answered through no fault of pipelining."""
+        ones behind it count one too, unless the server had said it would close (benign: then
+        none was begun, and none counts) or the oldest answer was merely not for this loop (a
+        large file, say): then they were never answered through no fault of pipelining."""
         owed = list(conn.owed)
         conn.owed.clear()
         self._drop(conn)
-        unusable = why.startswith("unusable")
+        said_close = benign  # every connection it closes so has answered once at least
+        unusable = why.startswith(("unusable", "tls refused"))
+        if why.startswith("tls refused"):  # its certificate, say: no use asking again here
+            self.refused.add(conn.origin)
         benign = benign or unusable
         if not benign:
             self._kept_alive[conn.origin] = False
         if len(owed) > 1 and not benign:
-            log.debug("%s:%d ended a pipeline (%s): no more pipelining", *conn.origin, why)
+            log.debug("%s:%d ended a pipeline (%s): no more pipelining", *conn.origin[:2], why)
             self.shallow.add(conn.origin)
             for other in self._conns:
                 if other.origin == conn.origin:
                     other.depth = 1
         for number, request in enumerate(reversed(owed)):
             first = number == len(owed) - 1
-            request.attempts += 1 if (first or not benign) else 0
+            request.attempts += 1 if ((first and not said_close) or not benign) else 0
             if (first and unusable) or request.attempts >= self.max_attempts:
                 defer(request, why)
             else:

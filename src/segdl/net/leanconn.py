@@ -3,7 +3,8 @@ and its answers parsed by httptools (llhttp, the parser of Node.js) as its bytes
 
 The parser's callbacks build each answer; an answer that is not for the lean path (a head
 past the limits, a body framed by the connection's end, too large, too many interim answers)
-raises :class:`Unusable` from inside them, and the loop gives its file back.
+raises :class:`Unusable` from inside them, and the loop gives its file back. Over ``https``
+the bytes go through the connection's :class:`~segdl.net.leantls.Tls` first.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httptools
+
+if TYPE_CHECKING:
+    from segdl.net.leantls import Tls
 
 # The limits today's path holds a head to (README: "header lines over 64 KiB or more than
 # 100 fields"); past them, the answer is the full path's to judge and report.
@@ -33,6 +38,7 @@ class LeanRequest:
     wire: bytes
     token: object
     attempts: int = 0
+    tls: bool = False  # https: only ever on a connection with its TLS
 
 
 @dataclass(slots=True)
@@ -87,7 +93,7 @@ class Conn:
     """One connection, its parser and the requests it owes answers to, oldest first."""
 
     sock: socket.socket
-    origin: tuple[str, int]
+    origin: tuple[str, int, bool]  # host, port, TLS
     key: str = ""  # the origin as a host gate names it
     owed: deque[LeanRequest] = field(default_factory=deque)
     outgoing: bytearray = field(default_factory=bytearray)
@@ -113,6 +119,74 @@ class Conn:
     _interim: int = 0
     _status: int = 0
     parser: httptools.HttpResponseParser | None = None
+    tls: Tls | None = None
+    sealed: bytearray = field(default_factory=bytearray)  # over TLS: records to send
+
+    def receive(self, buffer: bytearray, view: memoryview) -> None:
+        """Read what the kernel holds (into ``buffer``, seen through ``view``) and parse it;
+        :attr:`failure` says why the connection cannot go on."""
+        try:
+            got = self.sock.recv_into(buffer)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.failure = f"connection broken: {exc}"
+            return
+        if not got:
+            self.failure = "closed by the server"
+            return
+        data: bytes | memoryview = view[:got]
+        if self.tls is not None:
+            data = self._decrypted(data)
+            if self.tls.closed:  # after the answers that came with its end
+                self.failure = "closed by the server"
+            if not data:
+                return
+        try:
+            assert self.parser is not None
+            self.parser.feed_data(data)  # the callbacks get copies of its bytes
+        except Unusable as exc:
+            self.failure = f"unusable: {exc}"
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            unusable = isinstance(cause, Unusable)
+            self.failure = f"unusable: {cause}" if unusable else f"invalid answer: {exc}"
+        except httptools.HttpParserError as exc:
+            self.failure = f"invalid answer: {exc}"
+
+    def _decrypted(self, raw: bytes | memoryview) -> bytes:
+        import ssl
+
+        assert self.tls is not None
+        try:
+            return self.tls.received(raw)
+        except ssl.SSLError as exc:  # a handshake refused (its certificate...): not here
+            self.failure = f"{'tls' if self.tls.ready else 'tls refused'}: {exc}"
+        return b""
+
+    def flush(self) -> None:
+        """Send what waits, as far as the socket takes it (over TLS: encrypted, once its
+        handshake is done; the handshake's own bytes meanwhile)."""
+        pending = self.outgoing
+        if self.tls is not None:
+            if self.tls.ready and self.outgoing:
+                self.tls.seal(self.outgoing)
+                self.outgoing.clear()
+            self.sealed += self.tls.to_send()
+            pending = self.sealed
+        try:
+            while pending:
+                sent = self.sock.send(pending)
+                del pending[:sent]
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self.failure = f"send failed: {exc}"
+
+    @property
+    def sending(self) -> bool:
+        """Bytes wait for the socket to take them."""
+        return bool(self.sealed if self.tls is not None else self.outgoing)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4

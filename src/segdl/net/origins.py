@@ -7,11 +7,25 @@ and its proxy choice read :data:`DEFAULT_PORTS` before urllib3 is loaded.
 from __future__ import annotations
 
 import functools
+import socket
 
 from segdl.core.errors import UsageError, shown
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 """The port of a URL that names none, by scheme."""
+
+
+def first_address(host: str, port: int) -> tuple[int, tuple[object, ...]] | None:
+    """The family and address a connection to ``host`` tries first; None if the name does
+    not resolve."""
+    try:
+        # An ASCII name as bytes: a str goes through the idna codec, whose import
+        # (encodings.idna, stringprep) cost more than the lookup of a local name.
+        name: str | bytes = host.encode("ascii") if host.isascii() else host
+        found = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    return (found[0][0], found[0][4]) if found else None
 
 
 def gate_key(host: str, port: int | None, scheme: str = "http") -> str:

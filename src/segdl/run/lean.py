@@ -1,15 +1,14 @@
 """The lean path of a batch: many small files without a thread, a lock or a ``.part`` each.
 
-A batch's files that qualify (plain ``http``, no proxy, no credentials, no rate limit, one URL,
-a policy of error/skip/overwrite) are asked for by one loop on a few reused, pipelined
-connections (:mod:`segdl.net.lean`) with ``Range: bytes=0-`` up to :data:`SMALL_BYTES`. An
-answer that holds the whole file and can be believed (:mod:`segdl.core.wholebody`), and
-matches any digest given or sent, is written whole into an unnamed file and committed in a
-group (:mod:`segdl.disk.commit`), by a child process where one may be forked
-(:mod:`segdl.disk.forked`). Every other file, and every answer this path does not take
-(a redirect, an error status, a large file, a broken connection), is handed to the batch's
-full path, which asks again and does what it does for any download: follows, retries, resumes,
-reports. So this path only ever finishes files; it never fails one.
+A batch's files that qualify (``http`` or verified ``https``, no proxy, no credentials, no
+rate limit, one URL, a policy of error/skip/overwrite: :mod:`segdl.run.leanplan`) are asked
+for by one loop on a few reused, pipelined connections (:mod:`segdl.net.lean`) with
+``Range: bytes=0-`` up to :data:`SMALL_BYTES`. An answer that holds the whole file and can be
+believed (:mod:`segdl.core.wholebody`), and matches any digest given or sent, is written whole
+into an unnamed file and committed in a group (:mod:`segdl.disk.commit`), by a child process
+where one may be forked (:mod:`segdl.disk.forked`). Every other file, and every answer it does
+not take (a redirect, an error status, a large file, a broken connection), goes to the batch's
+full path, which asks again as for any download: this path only finishes files, never fails one.
 
 Where a batch writes, it does not take a lock per file: its files never have a name before
 they are complete, so there is nothing of theirs for another process to see or clobber; a
@@ -48,7 +47,7 @@ from segdl.net.lean import LeanLoop
 from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
 from segdl.run.leandirs import Destinations, NameVerdict
-from segdl.run.leanplan import SMALL_BYTES, ProxyChoices, Targets, refusal
+from segdl.run.leanplan import SMALL_BYTES, ProxyChoices, Targets, refusal, tls_context
 from segdl.run.reports import ItemReport, Outcome
 
 if TYPE_CHECKING:
@@ -126,7 +125,7 @@ class LeanRun:
         self._destinations = Destinations()
         self._proxies = ProxyChoices()
         self._targets = Targets()
-        self._shallow: set[tuple[str, int]] = set()  # origins not to pipeline to again
+        self._shallow: set[tuple[str, int, bool]] = set()  # origins not to pipeline to again
         self._loop = self._new_loop()
         self._large: dict[tuple[str, int], int] = {}  # files found too large, per origin
         self._origins_full: set[tuple[str, int]] = set()
@@ -144,6 +143,7 @@ class LeanRun:
             too_large=lambda status, headers: larger_than_asked(status, headers, SMALL_BYTES),
             watch=None if self._listener is silent else self._watch,
             gate=downloader._host_gate,
+            tls=partial(tls_context, downloader._settings),
         )
         loop.shallow = self._shallow
         return loop
@@ -252,7 +252,7 @@ class LeanRun:
         if (target.host, target.port) in self._origins_full:
             self._defer(item, "its server's files are large")
             return None
-        return LeanRequest(target.host, target.port, wire, item)
+        return LeanRequest(target.host, target.port, wire, item, tls=target.tls)
 
     def _unusable(self, directory: Path) -> str | None:
         """Why the lean path cannot write into ``directory`` (None: it can)."""
@@ -281,7 +281,7 @@ class LeanRun:
         refused = refusal(item.prepared.options, answer)
         if refused is not None:
             if refused.mismatch and answer.pipelined:  # out of turn? no more pipelining there
-                self._loop.shallow.add((request.host, request.port))
+                self._loop.shallow.add((request.host, request.port, request.tls))
             self._defer(item, refused.why)
             return
         options, size = item.prepared.options, len(answer.body)

@@ -1,9 +1,10 @@
 """Which files of a batch the lean path may try, the request it sends for each, and which
 answers it takes as the file.
 
-See :mod:`segdl.run.lean`: plain ``http``, no proxy, no credentials, no rate limit, one URL,
-a policy of error/skip/overwrite; the request asks for the first :data:`SMALL_BYTES`; the
-answer must be the whole file, believable, matching any digest, within ``--max-size``.
+See :mod:`segdl.run.lean`: ``http`` or ``https`` (verified), no proxy, no credentials, no
+rate limit, one URL, a policy of error/skip/overwrite; the request asks for the first
+:data:`SMALL_BYTES`; the answer must be the whole file, believable, matching any digest,
+within ``--max-size``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from segdl.core.wholebody import judge
 from segdl.net.proxies import proxy_for
 
 if TYPE_CHECKING:
+    import ssl
+
     from segdl.net.leanconn import Answer
 
 SMALL_BYTES = 1 << 20
@@ -37,6 +40,7 @@ class Target(NamedTuple):
     port: int
     netloc: str
     path: str  # with its query
+    tls: bool = False  # https
 
 
 def lean_target(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> Target | str:
@@ -65,12 +69,28 @@ def _url_target(url: str) -> Target | str:
         port = parts.port
     except ValueError:
         return "an unparsable URL"
-    if parts.scheme.lower() != "http" or not parts.hostname or "@" in parts.netloc:
-        return "not plain http"
+    tls = parts.scheme.lower() == "https"
+    if not (tls or parts.scheme.lower() == "http") or not parts.hostname or "@" in parts.netloc:
+        return "not http(s)"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if not target.isascii() or any(c in target for c in " \t\r\n\0") or port == 0:
         return "a URL to be encoded"
-    return Target(parts.hostname, port or 80, parts.netloc, target)
+    return Target(parts.hostname, port or (443 if tls else 80), parts.netloc, target, tls)
+
+
+def tls_context(options: DownloadOptions) -> ssl.SSLContext | None:
+    """The context of the lean path's ``https`` connections: verifying, as the full path's
+    (:mod:`segdl.net.leantls`). None, and those files go the full way, with ``--insecure``
+    (whose warning the full path gives) or a CA bundle that cannot be read (which it
+    reports)."""
+    if options.insecure:
+        return None
+    from segdl.net.leantls import lean_context  # start-up: only a batch with https
+
+    try:
+        return lean_context(options.ca_bundle)
+    except OSError:
+        return None
 
 
 # A URL whose every character is printable ASCII, with no user part, fragment or bare "?":
@@ -139,12 +159,13 @@ class ProxyChoices:
     a batch's environment does not change under it)."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple[str, str | None, bool], str | None] = {}
+        self._known: dict[tuple[str, str, str | None, bool], str | None] = {}
 
     def why(self, url: str, options: DownloadOptions) -> str | None:
-        """:func:`proxied` for a URL :func:`why_not_lean` took (plain ``http``, no user
-        part: what proxy_for reads of it is its host and port)."""
-        key = (url.split("/", 3)[2], options.proxy, options.use_proxy_env)
+        """:func:`proxied` for a URL :func:`why_not_lean` took (``http`` or ``https``, no
+        user part: what proxy_for reads of it is its scheme, host and port)."""
+        scheme, _, server = url.split("/", 3)[:3]
+        key = (scheme, server, options.proxy, options.use_proxy_env)
         if key not in self._known:
             self._known[key] = proxied(url, options)
         return self._known[key]
