@@ -15,8 +15,10 @@ served by a private nginx on loopback, ``--parallel`` (32) at once, each tool ``
   files, then the names)
 
 Columns: median wall s, median CPU s (user + system, os.wait4), CPU per file (ms) and peak
-RSS (MiB). ``--one-file`` adds the end-to-end row: one 16 KiB file with ``segdl -q -o OUT
-URL`` against ``python -c 'import urllib3'`` on the same interpreter (medians of 15).
+RSS (MiB). ``--https``: the same over TLS (a throwaway CA each tool is told to trust;
+py-floor is http only). ``--one-file`` adds the end-to-end row: one 16 KiB file with
+``segdl -q -o OUT URL`` against ``python -c 'import urllib3'`` on the same interpreter
+(medians of 15).
 Each run writes into a fresh directory (see bench/README.md, "Many small files").
 """
 
@@ -50,21 +52,25 @@ class Row:
         return statistics.median(run[index] for run in self.runs)
 
 
-def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int) -> list[str]:
+def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int,
+          ca: Path | None = None) -> list[str]:  # fmt: skip
+    option = {"segdl": "--ca-bundle", "curl": "--cacert"}.get(tool, "--ca-certificate")
+    trusted = [option, str(ca)] if ca is not None else []
     if tool == "segdl":
-        return [sys.executable, "-m", "segdl", "-q", "-j", str(parallel), "-x", "1",
+        return [sys.executable, "-m", "segdl", "-q", "-j", str(parallel), "-x", "1", *trusted,
                 "-d", str(out), "-i", str(listing)]  # fmt: skip
     if tool == "curl":
         return ["curl", "-s", "--parallel", "--parallel-max", str(parallel), "--remote-name-all",
-                "--output-dir", str(out), "-K", str(curl_config)]  # fmt: skip
+                *trusted, "--output-dir", str(out), "-K", str(curl_config)]  # fmt: skip
     if tool in ("py-floor", "py-floor-durable"):
         durable = ["--durable"] if tool == "py-floor-durable" else []
         return [sys.executable, "-m", "bench.pyfloor", *durable, str(listing), str(out),
                 str(parallel)]  # fmt: skip
+    trusted = [f"--ca-certificate={ca}"] if ca is not None else []
     if tool == "wget2":
-        return ["wget2", "-q", f"--max-threads={parallel}", "--no-robots", "-P", str(out),
-                "-i", str(listing)]  # fmt: skip
-    return ["aria2c", "-q", f"-j{parallel}", "-x1", "--file-allocation=none",
+        return ["wget2", "-q", f"--max-threads={parallel}", "--no-robots", *trusted,
+                "-P", str(out), "-i", str(listing)]  # fmt: skip
+    return ["aria2c", "-q", f"-j{parallel}", "-x1", "--file-allocation=none", *trusted,
             "--allow-overwrite=true", "--auto-file-renaming=false", "-d", str(out),
             "-i", str(listing)]  # fmt: skip
 
@@ -72,9 +78,11 @@ def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int)
 def measure(
     files: int, size_bytes: int, parallel: int, repeat: int, tools: Sequence[str],
     env: Mapping[str, str], workdir: Path | None, keep_outputs: bool = False,
+    https: bool = False,
 ) -> dict[str, Row]:  # fmt: skip
     """Serve the files and run each tool ``repeat`` times, interleaved. ``keep_outputs``:
-    a run's files are deleted only at the end, not before the next run (see main)."""
+    a run's files are deleted only at the end, not before the next run (see main);
+    ``https``: served over TLS."""
     rows = {tool: Row() for tool in tools}
     with tempfile.TemporaryDirectory(prefix="segdl-small-", dir=workdir) as tmp:
         root = Path(tmp) / "www"
@@ -84,8 +92,10 @@ def measure(
             data = os.urandom(size_bytes)
             (root / f"f{n:06d}.bin").write_bytes(data)
             expected[f"f{n:06d}.bin"] = hashlib.sha256(data).hexdigest()
-        with Nginx(root) as nginx:
-            urls = [f"http://127.0.0.1:{nginx.port}/{name}" for name in expected]
+        ca, tls = _tls(Path(tmp)) if https else (None, None)
+        with Nginx(root, tls=tls) as nginx:
+            scheme = "https" if https else "http"
+            urls = [f"{scheme}://127.0.0.1:{nginx.port}/{name}" for name in expected]
             listing = Path(tmp) / "list.txt"
             listing.write_text("".join(url + "\n" for url in urls))
             curl_config = Path(tmp) / "curl.cfg"
@@ -95,10 +105,14 @@ def measure(
                     if shutil.which(tool) is None and not tool.startswith(("segdl", "py-floor")):
                         rows[tool].error = f"{tool} is not installed"
                         continue
+                    if https and tool.startswith("py-floor"):
+                        rows[tool].error = "http only"
+                        continue
                     out = Path(tmp) / f"out-{round_}-{tool}"
                     out.mkdir()
                     os.sync()
-                    usage = run_child(_argv(tool, listing, curl_config, out, parallel), env, 600)
+                    argv = _argv(tool, listing, curl_config, out, parallel, ca)
+                    usage = run_child(argv, env, 600)
                     error = (f"exit {usage.exit_code}: {usage.stderr_tail}"
                              if usage.exit_code != 0 else check_files(out, expected))  # fmt: skip
                     if error:
@@ -109,6 +123,19 @@ def measure(
                     if not keep_outputs:
                         shutil.rmtree(out, ignore_errors=True)
     return rows
+
+
+def _tls(directory: Path) -> tuple[Path, tuple[Path, Path]]:
+    """A throwaway CA (its PEM) and nginx's certificate chain and key for 127.0.0.1."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    paths = [directory / name for name in ("ca.pem", "chain.pem", "key.pem")]
+    paths[0].write_bytes(ca.cert_pem.bytes())
+    paths[1].write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    paths[2].write_bytes(cert.private_key_pem.bytes())
+    return paths[0], (paths[1], paths[2])
 
 
 def render(files: int, size_bytes: int, parallel: int, rows: Mapping[str, Row]) -> str:
@@ -168,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--one-file", action="store_true", help="add the end-to-end row")
+    parser.add_argument("--https", action="store_true", help="serve over TLS")
     parser.add_argument("--workdir", type=Path, default=None)
     # On ext4 without a journal, creating a file scans past every inode deleted in the last
     # minute (several when the inode table is dirty): deleting a run's 5000 files made the
@@ -182,8 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = child_env()
     size = args.size_kib * 1024
     rows = measure(args.files, size, args.parallel, args.repeat, args.tools.split(","), env,
-                   args.workdir, args.keep_outputs)  # fmt: skip
-    print(render(args.files, size, args.parallel, rows))
+                   args.workdir, args.keep_outputs, args.https)  # fmt: skip
+    print(("over https: " if args.https else "") + render(args.files, size, args.parallel, rows))
     if args.one_file:
         print()
         print(one_file(env, args.workdir))

@@ -111,3 +111,16 @@ def test_small_files_bench_checks_every_file_of_segdl_curl_and_the_python_floor(
     assert set(rows) == {"segdl", "curl", "py-floor", "py-floor-durable"}
     assert all(r["ok"] == "ok" for r in rows.values()), done.stdout
     assert all(r["vs curl (wall)"].endswith("x") for r in rows.values()), done.stdout
+
+
+@pytest.mark.nginx
+def test_small_files_bench_over_https_checks_every_file() -> None:
+    """`--https`: nginx over TLS with a throwaway CA every tool is told to trust; each run's
+    files checked whole."""
+    argv = [sys.executable, "-m", "bench.smallfiles", "--files", "40", "--size-kib", "4",
+            "--parallel", "4", "--repeat", "1", "--tools", "segdl,curl", "--https"]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("over https: ")
+    rows = {r["tool"]: r for r in _table(done.stdout, "tool")}
+    assert set(rows) == {"segdl", "curl"} and all(r["ok"] == "ok" for r in rows.values())
