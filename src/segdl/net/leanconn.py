@@ -168,13 +168,13 @@ class Conn:
         """Send what waits, as far as the socket takes it (over TLS: encrypted, once its
         handshake is done; the handshake's own bytes meanwhile)."""
         pending = self.outgoing
-        if self.tls is not None:
-            if self.tls.ready and self.outgoing:
-                self.tls.seal(self.outgoing)
-                self.outgoing.clear()
-            self.sealed += self.tls.to_send()
-            pending = self.sealed
         try:
+            if self.tls is not None:  # its errors (a session already ended) are OSErrors
+                if self.tls.ready and self.outgoing:
+                    self.tls.seal(self.outgoing)
+                    self.outgoing.clear()
+                self.sealed += self.tls.to_send()
+                pending = self.sealed
             while pending:
                 sent = self.sock.send(pending)
                 del pending[:sent]

@@ -66,7 +66,8 @@ class Tls:
             except ssl.SSLZeroReturnError:
                 self.closed = True
                 break
-            if not chunk:
+            if not chunk:  # what ssl returns once the server's close_notify is read
+                self.closed = True
                 break
             chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
