@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trustme
 
@@ -48,6 +49,29 @@ def _lean_cli(argv: list[str]) -> subprocess.CompletedProcess[str]:
                           timeout=120)  # fmt: skip
 
 
+_Batch = tuple[subprocess.CompletedProcess[str], dict[str, bytes], Path, list[Any]]
+
+
+def _batch(ca: trustme.CA, ca_bundle: str, tmp_path: Path, count: int, jobs: int,
+           keepalive_requests: int = 10000) -> _Batch:  # fmt: skip
+    """``count`` small files from nginx over TLS, by ``segdl -q -j JOBS --ca-bundle``: the
+    run, the files' bytes, where they went, and nginx's access log."""
+    www, data = _tls_files(tmp_path, count)
+    listing = tmp_path / "list.txt"
+    out = tmp_path / "out"
+    tls = _nginx_tls(ca, tmp_path, "127.0.0.1")
+    with Nginx(www, tls=tls, keepalive_requests=keepalive_requests) as nginx:
+        listing.write_text("".join(f"https://127.0.0.1:{nginx.port}/{n}\n" for n in data))
+        argv = ["-q", "-j", str(jobs), "-x", "1", "--ca-bundle", ca_bundle, "-d", str(out),
+                "-i", str(listing)]  # fmt: skip
+        done = _lean_cli(argv)
+        log: list[Any] = list(nginx.access_log())
+    assert done.stdout.split() == ["0", "False"], done.stderr[-2000:]
+    for name, body in data.items():
+        assert (out / name).read_bytes() == body
+    return done, data, out, log
+
+
 def test_https_small_files_come_whole_on_few_verified_connections(
     ca: trustme.CA, ca_bundle: str, tmp_path: Path
 ) -> None:
@@ -55,18 +79,7 @@ def test_https_small_files_come_whole_on_few_verified_connections(
     every byte right on at most 4 connections, each reused for many files; urllib3 is never
     imported (no file went the full way); nothing is left in the directory but the files
     and the journal."""
-    www, data = _tls_files(tmp_path, 300)
-    listing = tmp_path / "list.txt"
-    out = tmp_path / "out"
-    with Nginx(www, tls=_nginx_tls(ca, tmp_path, "127.0.0.1")) as nginx:
-        listing.write_text("".join(f"https://127.0.0.1:{nginx.port}/{n}\n" for n in data))
-        argv = ["-q", "-j", "4", "-x", "1", "--ca-bundle", ca_bundle, "-d", str(out),
-                "-i", str(listing)]  # fmt: skip
-        done = _lean_cli(argv)
-        log = nginx.access_log()
-    assert done.stdout.split() == ["0", "False"], done.stderr[-2000:]
-    for name, body in data.items():
-        assert (out / name).read_bytes() == body
+    _, data, out, log = _batch(ca, ca_bundle, tmp_path, 300, jobs=4)
     assert sorted(p.name for p in out.iterdir()) == sorted([*data, ".segdl-journal"])
     assert len({entry["connection"] for entry in log}) <= 4 and len(log) == 300
 
@@ -115,18 +128,7 @@ def test_an_answer_that_comes_with_the_end_of_the_tls_session_is_kept(
     """nginx ends each connection after 3 answers: the third says Connection: close and
     comes with the end of the TLS session (close_notify). That answer is kept, the rest go
     on new connections: every file once, none asked twice, none left to the full path."""
-    www, data = _tls_files(tmp_path, 60)
-    listing = tmp_path / "list.txt"
-    out = tmp_path / "out"
-    with Nginx(www, tls=_nginx_tls(ca, tmp_path, "127.0.0.1"), keepalive_requests=3) as nginx:
-        listing.write_text("".join(f"https://127.0.0.1:{nginx.port}/{n}\n" for n in data))
-        argv = ["-q", "-j", "2", "-x", "1", "--ca-bundle", ca_bundle, "-d", str(out),
-                "-i", str(listing)]  # fmt: skip
-        done = _lean_cli(argv)
-        log = nginx.access_log()
-    assert done.stdout.split() == ["0", "False"], done.stderr[-2000:]
-    for name, body in data.items():
-        assert (out / name).read_bytes() == body
+    _, _, _, log = _batch(ca, ca_bundle, tmp_path, 60, jobs=2, keepalive_requests=3)
     assert len(log) == 60 and len({entry["connection"] for entry in log}) >= 20
 
 
