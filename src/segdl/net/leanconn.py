@@ -155,12 +155,12 @@ class Conn:
             self.failure = f"invalid answer: {exc}"
 
     def _decrypted(self, raw: bytes | memoryview) -> bytes:
-        import ssl
-
         assert self.tls is not None
         try:
             return self.tls.received(raw)
-        except ssl.SSLError as exc:  # a handshake refused (its certificate...): not here
+        except OSError as exc:  # ssl.SSLError
+            # Refused in the handshake (its certificate, say): the loop leaves the server's
+            # files to the full path, which reports why.
             self.failure = f"{'tls' if self.tls.ready else 'tls refused'}: {exc}"
         return b""
 
