@@ -219,6 +219,8 @@ _LEAN_BATCH_NEVER_IMPORTS = (
     "segdl.run.places",  # the full way's places on the network
     "encodings.idna",  # an ASCII host name is looked up as bytes
     "gzip",  # only a compressed list
+    "ssl",  # only a batch with https files
+    "segdl.net.leantls",
 )
 
 
