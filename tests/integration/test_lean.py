@@ -21,6 +21,7 @@ import pytest
 
 from segdl.run import leanplan
 from segdl.run.batch import Job, Outcome, download_many
+from tests.cli_child import main_in_child
 from tests.nginx import Nginx
 from tests.server import FaultServer
 from tests.server.faults import Faults
@@ -235,13 +236,8 @@ def test_a_quiet_batch_of_small_files_imports_only_what_it_uses(
     listing.write_text("".join(url + "\n" for url in urls))
     out = tmp_path / "out"
     argv = ["-q", "-j", "4", "-x", "1", "-d", str(out), "-i", str(listing)]
-    code = (
-        "import sys; from segdl.cli.main import main; "
-        f"c = main({argv!r}); "
-        f"print(c, sorted(m for m in {_LEAN_BATCH_NEVER_IMPORTS!r} if m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
+    loaded = f"sorted(m for m in {_LEAN_BATCH_NEVER_IMPORTS!r} if m in sys.modules)"
+    done = main_in_child(argv, shown=loaded)
     assert done.stdout.split(maxsplit=1) == ["0", "[]\n"], done.stderr
     _check(out, make_data, 3)
 
@@ -257,19 +253,15 @@ def test_a_command_line_batch_commits_in_a_forked_child_with_or_without_a_displa
     listing.write_text("".join(url + "\n" for url in urls))
     out = tmp_path / "out"
     argv = [*shown, "-j", "3", "-x", "1", "-d", str(out), "-i", str(listing)]
-    code = (
+    spy = (
         "import segdl.disk.forked as forked\n"
         "made, real = [], forked.new_committer\n"
         "def spy(*args, **keywords):\n"
         "    made.append(real(*args, **keywords))\n"
         "    return made[-1]\n"
         "forked.new_committer = spy\n"
-        "from segdl.cli.main import main\n"
-        f"code = main({argv!r})\n"
-        "print(code, [type(m).__name__ for m in made])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
+    done = main_in_child(argv, before=spy, shown="[type(m).__name__ for m in made]")
     assert done.stdout.split(maxsplit=1) == ["0", "['ForkedCommit']\n"], done.stderr
     _check(out, make_data, 6)
 

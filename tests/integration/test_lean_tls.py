@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import trustme
 
 from segdl.run.batch import Outcome, download_many
+from tests.cli_child import main_in_child
 from tests.nginx import Nginx
 from tests.server import FaultServer
 
@@ -41,12 +41,7 @@ def _nginx_tls(ca: trustme.CA, tmp_path: Path, *names: str) -> tuple[Path, Path]
 def _lean_cli(argv: list[str]) -> subprocess.CompletedProcess[str]:
     """``main(argv)`` in a process of its own; prints its exit code and whether urllib3 (the
     full path's transport) was ever imported."""
-    code = (
-        "import sys; from segdl.cli.main import main; "
-        f"c = main({argv!r}); print(c, 'urllib3' in sys.modules)"
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return main_in_child(argv, shown="'urllib3' in sys.modules")
 
 
 _Batch = tuple[subprocess.CompletedProcess[str], dict[str, bytes], Path, list[Any]]

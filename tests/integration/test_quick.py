@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from segdl.net import dial
 from segdl.net.early import peek_head
 from segdl.run import leanplan, quick
 from segdl.run.quick import quick_download
+from tests.cli_child import main_in_child
 from tests.client import wait_for
 from tests.integration.test_cli import MakeData, run_cli
 from tests.server import Faults, FaultServer
@@ -44,14 +43,12 @@ def head_waited(monkeypatch: pytest.MonkeyPatch) -> None:
 def _alone(argv: list[str]) -> tuple[int, bool, bool]:
     """The command line run in a process of its own: its exit code, and whether urllib3 and
     the engine were imported (the head waited for as long as a loaded machine may take)."""
-    code = (
-        "import sys; import segdl.run.quick as q; q.HEAD_WAIT_S = 5.0; "
-        "from segdl.cli.main import main; "
-        f"c = main({argv!r}); "
-        "print(c, 'urllib3' in sys.modules, 'segdl.run.engine' in sys.modules)"
+    done = main_in_child(
+        argv,
+        before="import segdl.run.quick as q; q.HEAD_WAIT_S = 5.0",
+        shown="'urllib3' in sys.modules, 'segdl.run.engine' in sys.modules",
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
     exit_code, urllib3, engine = done.stdout.split()
     return int(exit_code), urllib3 == "True", engine == "True"
 
