@@ -11,7 +11,6 @@ round trip), 16 at once: segdl (``-i list -j 16``), ``aria2c -i list -j16`` and 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -22,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.measure import check_files, rotated, run_child
+from bench.measure import check_files, random_files, rotated, run_child
 from bench.shaper import Shaper, ShaperConfig
 from tests.nginx import Nginx
 
@@ -120,11 +119,7 @@ def measure_many(
     with tempfile.TemporaryDirectory(prefix="segdl-many-", dir=workdir) as tmp:
         root = Path(tmp) / "www"
         root.mkdir()
-        expected = {}
-        for n in range(files):
-            data = os.urandom(size_bytes)
-            (root / f"f{n:04d}.bin").write_bytes(data)
-            expected[f"f{n:04d}.bin"] = hashlib.sha256(data).hexdigest()
+        expected = random_files(root, files, size_bytes)
         with Nginx(root) as nginx:
             for round_ in range(repeat):
                 for tool in rotated(tools, round_):

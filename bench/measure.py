@@ -257,6 +257,18 @@ def measure(
     )
 
 
+def random_files(root: Path, count: int, size_bytes: int, *, digits: int = 4) -> dict[str, str]:
+    """``count`` files of ``size_bytes`` random bytes in ``root`` (``f0000.bin`` on, with
+    ``digits`` digits): each name's sha256, as :func:`check_files` takes them."""
+    expected = {}
+    for n in range(count):
+        data = os.urandom(size_bytes)
+        name = f"f{n:0{digits}d}.bin"
+        (root / name).write_bytes(data)
+        expected[name] = hashlib.sha256(data).hexdigest()
+    return expected
+
+
 def check_files(out: Path, expected: Mapping[str, str]) -> str | None:
     """None if every file of ``expected`` (name -> sha256) is in ``out`` with its digest, else
     what is wrong with the first that is not."""

@@ -25,7 +25,6 @@ Each run writes into a fresh directory (see bench/README.md, "Many small files")
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import statistics
@@ -35,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.measure import check_files, rotated, run_child
+from bench.measure import check_files, random_files, rotated, run_child
 from tests.nginx import Nginx
 
 TOOLS = ("segdl", "curl", "wget2", "aria2c", "py-floor", "py-floor-durable")
@@ -87,11 +86,7 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="segdl-small-", dir=workdir) as tmp:
         root = Path(tmp) / "www"
         root.mkdir()
-        expected = {}
-        for n in range(files):
-            data = os.urandom(size_bytes)
-            (root / f"f{n:06d}.bin").write_bytes(data)
-            expected[f"f{n:06d}.bin"] = hashlib.sha256(data).hexdigest()
+        expected = random_files(root, files, size_bytes, digits=6)
         ca, tls = _tls(Path(tmp)) if https else (None, None)
         with Nginx(root, tls=tls) as nginx:
             scheme = "https" if https else "http"

@@ -8,9 +8,7 @@ nothing mounted outside the test)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.measure import random_files
 from tests.nginx import Nginx
 
 FILES = 200
@@ -72,11 +71,7 @@ def test_a_full_disk_stops_the_batch_and_a_rerun_with_room_finishes_it(tmp_path:
     assert unshare is not None, "unshare (util-linux) is needed"
     www = tmp_path / "www"
     www.mkdir()
-    expected = {}
-    for n in range(FILES):
-        data = os.urandom(SIZE)
-        (www / f"f{n:04d}.bin").write_bytes(data)
-        expected[f"f{n:04d}.bin"] = hashlib.sha256(data).hexdigest()
+    expected = random_files(www, FILES, SIZE)
     disk, second = tmp_path / "disk", tmp_path / "second"
     disk.mkdir()
     second.mkdir()
