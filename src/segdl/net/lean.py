@@ -51,8 +51,6 @@ from segdl.net.pipelining import HEAD_WAIT_S
 if TYPE_CHECKING:
     import ssl
 
-    from segdl.net.leantls import Tls
-
 log = logging.getLogger(__name__)
 Origin = tuple[str, int, bool]  # host, port, TLS
 
@@ -168,8 +166,9 @@ class LeanLoop:
         """Write waiting requests on connections with room; open connections where needed."""
         for origin in list(self._waiting):
             queue = self._waiting[origin]
-            if not queue or origin in self.refused:
+            if origin in self.refused:
                 self._give_back(origin, "its TLS was refused", defer)
+            if not queue:
                 del self._waiting[origin]
                 continue
             mine = [c for c in self._conns if c.origin == origin]
@@ -235,8 +234,8 @@ class LeanLoop:
 
     def _open(self, origin: Origin, defer: Callable[[LeanRequest, str], None]) -> Conn | None:
         address = self._address(origin)
-        tls = self._tls_for(origin)
-        if address is None or (origin[2] and tls is None):  # the full path says why
+        context = self._context() if origin[2] else None
+        if address is None or (origin[2] and context is None):  # the full path says why
             self._give_back(origin, "host not found" if address is None else "no TLS", defer)
             return None
         family, sockaddr = address
@@ -250,7 +249,10 @@ class LeanLoop:
                      too_large=self.too_large, watch=self.watch, clock=self.clock,
                      depth=self._depth(origin))  # fmt: skip
         conn.parser = httptools.HttpResponseParser(conn)
-        conn.tls = tls
+        if context is not None:
+            from segdl.net.leantls import Tls  # start-up: a batch over http never loads ssl
+
+            conn.tls = Tls(context, origin[0])
         code = sock.connect_ex(sockaddr)
         if code not in (0, errno.EINPROGRESS):
             conn.failure = f"connect failed: {errno.errorcode.get(code, code)}"
@@ -258,15 +260,11 @@ class LeanLoop:
         self._selector.register(sock, selectors.EVENT_WRITE | selectors.EVENT_READ, conn)
         return conn
 
-    def _tls_for(self, origin: Origin) -> Tls | None:
-        """A new TLS session for a connection to ``origin`` (None: plain, or no context)."""
-        if not origin[2]:
-            return None
-        from segdl.net.leantls import Tls  # start-up: a batch over http never loads ssl
-
-        if self._tls_context is None and self._tls is not None:
+    def _context(self) -> ssl.SSLContext | None:
+        """The context of https connections, made at the first (None: there is none)."""
+        if self._tls is not None:
             self._tls_context, self._tls = self._tls(), None
-        return None if self._tls_context is None else Tls(self._tls_context, origin[0])
+        return self._tls_context
 
     def _depth(self, origin: Origin) -> int:
         """Requests a new connection takes before its first answer: ``depth`` where the
