@@ -265,3 +265,34 @@ def test_batch_bar_display_runs_to_the_end(
     code, _, err = run_cli("--progress", "bar", "-d", str(tmp_path), *urls)
     assert code == ExitCode.OK, err
     assert "3/3 files" in err and "3 done, 0 skipped, 0 failed" in err
+
+
+def test_a_file_whose_journal_line_the_disk_refuses_ends_with_a_failed_event(
+    fault_server: FaultServer, make_data: MakeData, tmp_path: Path, monkeypatch: MonkeyPatch
+) -> None:
+    """The full path names a file, then the batch writes its journal line; a full disk that
+    refuses the line fails the file (it is removed, so a rerun fetches it). Its events
+    end with that failure, not with the DownloadFinished the rename sent: a reader of
+    ``--progress json`` sees how the file ended."""
+    import errno
+
+    from segdl.core.progress import DownloadFailed, DownloadFinished
+    from segdl.disk.journal import Journals
+
+    data = make_data(3 * 1024 * 1024)  # larger than a small file: the full path's
+    fault_server.add_file("/big.bin", data)
+
+    def disk_full(self: Journals, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Journals, "record_many", disk_full)
+    events: list[object] = []
+    url = fault_server.url("/big.bin")
+    report = download_many([url], directory=tmp_path, progress=events.append)
+    assert report.items[0].outcome is Outcome.FAILED
+    assert "in its journal" in str(report.items[0].error)
+    assert not (tmp_path / "big.bin").exists()
+    ends = [type(e) for e in events if isinstance(e, (DownloadFinished, DownloadFailed))]
+    assert ends == [DownloadFinished, DownloadFailed]
+    failed = events[-1]
+    assert isinstance(failed, DownloadFailed) and failed.url == url

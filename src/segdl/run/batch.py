@@ -19,10 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from segdl.core.errors import Cancelled, OutputChanged, OutputLocked, SegdlError, UsageError
+from segdl.core.errors import Cancelled, OutputChanged, OutputLocked, SegdlError, UsageError, shown
 from segdl.core.models import Result
 from segdl.core.options import DownloadOptions, IfExists, with_overrides
-from segdl.core.progress import ProgressListener, silent
+from segdl.core.progress import DownloadFailed, ProgressListener, silent
 from segdl.disk.journal import Completion, Journals
 from segdl.disk.storage import make_directory
 from segdl.net.gate import HostGate
@@ -282,6 +282,8 @@ class Downloader:
         try:
             self._journals.record_named(report.job.url, path)
         except SegdlError as exc:  # the disk refused its line: removed, not done after all
+            # Its DownloadFinished went out already: the last event says how it ended.
+            self._progress(DownloadFailed(shown(report.job.url), exc, report.result.elapsed_s))
             return ItemReport(report.job, Outcome.FAILED, error=exc)
         except OSError as exc:
             log.warning("cannot record %s in its journal: %s", path, exc)  # a rerun asks again
