@@ -34,7 +34,8 @@ _LOG_FORMAT = (
     "log_format segdl escape=json '{"
     '"request":"$request","status":$status,"body_bytes_sent":$body_bytes_sent,'
     '"range":"$http_range","connection":$connection,'
-    '"connection_requests":$connection_requests,"request_time":"$request_time"'
+    '"connection_requests":$connection_requests,"request_time":"$request_time",'
+    '"tls_resumed":"$ssl_session_reused"'
     "}';"
 )
 
@@ -59,6 +60,8 @@ class AccessEntry(TypedDict):
     connection: int
     connection_requests: int
     request_time_s: float
+    tls_resumed: bool
+    """Over TLS: the connection resumed an earlier session."""
 
 
 def nginx_binary() -> Path:
@@ -164,6 +167,7 @@ def parse_access_line(line: str) -> AccessEntry:
         connection=int(raw["connection"]),
         connection_requests=int(raw["connection_requests"]),
         request_time_s=float(raw["request_time"]),
+        tls_resumed=raw.get("tls_resumed") == "r",
     )
 
 

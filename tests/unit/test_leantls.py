@@ -97,3 +97,55 @@ def test_a_connection_whose_session_ended_fails_instead_of_raising_from_flush() 
     finally:
         here.close()
         there.close()
+
+
+def test_a_second_connection_resumes_the_first_ones_session(tmp_path: Path) -> None:
+    """A server that closes every few answers: the next connection to it offers the session
+    of the last (once its ticket came) and the server takes it; a session offered to a
+    server that does not know it is refused and a full, verified handshake made instead."""
+    ca = trustme.CA()
+    bundle = f"{tmp_path}/ca.pem"
+    ca.cert_pem.write_to_path(bundle)
+    context = lean_context(bundle)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("files.test").configure_cert(server_context)
+
+    def server() -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        session = server_context.wrap_bio(incoming, outgoing, server_side=True)
+        return session, incoming, outgoing
+
+    first, first_server = Tls(context, "files.test"), server()
+    _handshake(first, first_server)
+    session, incoming, outgoing = first_server
+    assert not first.reused
+    incoming.write(first.to_send())  # the client's Finished: the server sends its tickets
+    session.do_handshake()
+    session.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert first.received(outgoing.read()).endswith(b"ok")
+    offered = first.resumable
+    assert offered is not None
+
+    second = Tls(context, "files.test", offered)
+    _handshake(second, server())
+    assert second.reused and second.resumable is not None
+
+    stranger = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # other ticket keys
+    ca.issue_cert("files.test").configure_cert(stranger)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    third = Tls(context, "files.test", offered)
+    _handshake(third, (stranger.wrap_bio(incoming, outgoing, server_side=True), incoming, outgoing))
+    assert third.ready and not third.reused
+
+
+def test_no_session_is_resumable_before_the_handshake_or_after_a_refused_one(
+    tmp_path: Path,
+) -> None:
+    trusted, other = trustme.CA(), trustme.CA()
+    bundle = f"{tmp_path}/ca.pem"
+    trusted.cert_pem.write_to_path(bundle)
+    client = Tls(lean_context(bundle), "files.test")
+    assert client.resumable is None
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(client, _server(other, "files.test"))
+    assert client.resumable is None

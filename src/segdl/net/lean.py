@@ -95,6 +95,7 @@ class LeanLoop:
         self.refused: set[Origin] = set()  # TLS refused there: their requests go to the caller
         self._tls = tls
         self._tls_context: ssl.SSLContext | None = None
+        self._sessions: dict[Origin, ssl.SSLSession] = {}  # to resume, by the last connection
         self._kept_alive: dict[Origin, bool] = {}  # False: broke since (see _depth)
         self._selector = selectors.DefaultSelector()
         # One buffer for every read: a fresh bytes object of _RECV_BYTES a read cost more.
@@ -252,7 +253,7 @@ class LeanLoop:
         if context is not None:
             from segdl.net.leantls import Tls  # start-up: a batch over http never loads ssl
 
-            conn.tls = Tls(context, origin[0])
+            conn.tls = Tls(context, origin[0], self._sessions.get(origin))
         code = sock.connect_ex(sockaddr)
         if code not in (0, errno.EINPROGRESS):
             conn.failure = f"connect failed: {errno.errorcode.get(code, code)}"
@@ -383,6 +384,8 @@ class LeanLoop:
                 self._wait(request, front=True)
 
     def _drop(self, conn: Conn) -> None:
+        if conn.tls is not None and (session := conn.tls.resumable) is not None:
+            self._sessions[conn.origin] = session
         if conn not in self._conns:
             if self.gate is None:
                 conn.sock.close()

@@ -35,10 +35,17 @@ class Tls:
     came before its end is returned all the same: a last answer and the end often come
     together)."""
 
-    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, host: str, resumed: ssl.SSLSession | None = None
+    ) -> None:
+        """``resumed``: the session of an earlier connection to this same server
+        (:attr:`resumable`), offered for resumption; the server may refuse it and make a new
+        one (the certificate is then checked as on any connection)."""
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self._session = context.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
+        self._session = context.wrap_bio(
+            self._incoming, self._outgoing, server_hostname=host, session=resumed
+        )
         self.ready = False
         self.closed = False
         self._step()
@@ -78,3 +85,21 @@ class Tls:
 
     def to_send(self) -> bytes:
         return self._outgoing.read()
+
+    @property
+    def resumable(self) -> ssl.SSLSession | None:
+        """This connection's session, once the server has said it may be resumed (a TLS 1.3
+        ticket, or a TLS 1.2 session id): a later connection to the same server offers it and
+        skips most of a full handshake (a server that closes every few answers costs one
+        each); None before that, or if the server gives none."""
+        if not self.ready:
+            return None
+        session = self._session.session
+        if session is None or not (session.has_ticket or session.id):
+            return None
+        return session
+
+    @property
+    def reused(self) -> bool:
+        """The server took the session offered."""
+        return self._session.session_reused
