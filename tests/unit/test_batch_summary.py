@@ -85,3 +85,61 @@ def test_without_a_stop_the_summary_is_unchanged() -> None:
     out = io.StringIO()
     assert _finish(report, as_json=True, quiet=False, stdout=out, stderr=io.StringIO()) != 0
     assert json.loads(out.getvalue())["interrupted"] == 0
+
+
+def test_a_failure_line_names_its_url_once() -> None:
+    """The error's own mention of the URL (" for URL", " (URL)") is left out: the line
+    names the URL first. A URL the error names that is another one (a redirect's) stays."""
+    from segdl.core.errors import NetworkError
+
+    collector = Collector(keep_all=True)
+    collector.add(0, _missing(0))
+    refused = NetworkError("http://h/r", "connection refused")
+    collector.add(1, ItemReport(Job(("http://h/r",)), Outcome.FAILED, error=refused))
+    moved = HTTPStatusError("http://other/m", 404, "Not Found")
+    collector.add(2, ItemReport(Job(("http://h/moved",)), Outcome.FAILED, error=moved))
+    lines = summary_lines(collector.report(1.0))
+    assert lines[1:] == [
+        "failed: http://h/m0: 404 Not Found",
+        f"failed: http://h/r: {_without_url(str(refused), 'http://h/r')}",
+        f"failed: http://h/moved: {moved}",
+    ]
+    assert "http://other/m" in lines[3]
+
+
+def _without_url(said: str, url: str) -> str:
+    assert said.endswith((f" ({url})", f" for {url}")), said
+    return said.rsplit(" ", 1)[0].removesuffix(" for")
+
+
+def test_many_failures_are_summed_up_by_cause() -> None:
+    """Past ten failures the summary lists each cause once, in the order they came, with its
+    first file and how many more it failed; causes past ten, and failures past those a
+    batch keeps, in one line. Every failure had its own line as it happened."""
+    collector = Collector(keep_all=False)
+    for n in range(30):
+        collector.add(n, _missing(n))
+    for n in range(30, 33):
+        refused = HTTPStatusError(f"http://h/m{n}", 403, "Forbidden")
+        collector.add(n, ItemReport(Job((f"http://h/m{n}",)), Outcome.FAILED, error=refused))
+    lines = summary_lines(collector.report(1.0))
+    assert lines == [
+        "0 done, 0 skipped, 33 failed; nothing fetched",
+        "failed: http://h/m0 and 29 more: 404 Not Found",
+        "failed: http://h/m30 and 2 more: 403 Forbidden",
+    ]
+    many = Collector(keep_all=False)
+    for n in range(FAILURES_KEPT + 5):
+        many.add(n, _missing(n))
+    lines = summary_lines(many.report(1.0))
+    assert lines[1:] == [
+        f"failed: http://h/m0 and {FAILURES_KEPT - 1} more: 404 Not Found",
+        "failed: 5 more files: their lines above say why",  # not kept
+    ]
+    odd = Collector(keep_all=True)
+    for n in range(12):  # twelve causes: the last two summed up
+        error = HTTPStatusError(f"http://h/c{n}", 400 + n, "Odd")
+        odd.add(n, ItemReport(Job((f"http://h/c{n}",)), Outcome.FAILED, error=error))
+    lines = summary_lines(odd.report(1.0))
+    assert lines[1] == "failed: http://h/c0: 400 Odd" and len(lines) == 12
+    assert lines[-1] == "failed: 2 more files: 2 other causes"

@@ -162,7 +162,7 @@ def _item_line(item: ItemReport, *, as_json: bool, quiet: bool) -> str | None:
     if isinstance(item.error, Cancelled):
         return None  # stopped, not failed: the summary says how many (Ctrl-C: a window's worth)
     if item.outcome is Outcome.FAILED:
-        return f"segdl: failed: {printable(f'{shown(item.job.url)}: {item.error}')}"
+        return f"segdl: failed: {printable(f'{shown(item.job.url)}: {_cause(item)}')}"
     if item.complete_before:
         return None  # the summary counts them: a rerun of 10,000 files is not 10,000 lines
     if not quiet and item.result is not None:
@@ -211,6 +211,41 @@ def _failures(report: BatchReport) -> list[ItemReport]:
     return [item for item in report.failures if not isinstance(item.error, Cancelled)]
 
 
+LISTED_ONE_BY_ONE = 10
+"""Failures a batch's summary lists one by one; past this many it lists their causes, each
+once, with how many files it failed (every file had its own line as it failed)."""
+CAUSES_LISTED = 10
+
+
+def _cause(item: ItemReport) -> str:
+    """Why a file failed, without the URL its error names again at its end (its line
+    names it first); a URL it came to by a redirect stays."""
+    said, url = str(item.error), shown(item.job.url)
+    for tail in (f" for {url}", f" ({url})"):
+        if said.endswith(tail) and len(said) > len(tail):
+            return said[: -len(tail)]
+    return said
+
+
+def _causes(failures: list[ItemReport], failed: int) -> list[str]:
+    """The summary's lines for many failures: a line per cause, in the order they came,
+    naming its first file and how many more it failed; ``failed``: the files that failed,
+    also those past the ones a batch keeps (:data:`segdl.run.reports.FAILURES_KEPT`)."""
+    causes: dict[str, list[str]] = {}
+    for item in failures:
+        causes.setdefault(_cause(item), []).append(shown(item.job.url))
+    lines = []
+    for cause, urls in list(causes.items())[:CAUSES_LISTED]:
+        more = f" and {len(urls) - 1} more" if len(urls) > 1 else ""
+        lines.append(f"failed: {urls[0]}{more}: {cause}")
+    listed = sum(len(urls) for urls in list(causes.values())[:CAUSES_LISTED])
+    if failed > listed:
+        others = len(causes) - CAUSES_LISTED
+        why = f"{others} other causes" if others > 0 else "their lines above say why"
+        lines.append(f"failed: {failed - listed} more files: {why}")
+    return lines
+
+
 def _refused(error: BaseException) -> str:
     """Why the disk takes no more files, in a few words: "no space left on device in DIR"
     (the directory of the file it refused)."""
@@ -241,7 +276,11 @@ def summary_lines(report: BatchReport) -> list[str]:
         else "nothing fetched"
     )
     lines = [f"{', '.join(c for c in counts if c)}; {fetched}"]
-    lines += [f"failed: {shown(item.job.url)}: {item.error}" for item in _failures(report)]
+    failures = _failures(report)
+    if len(failures) <= LISTED_ONE_BY_ONE:
+        lines += [f"failed: {shown(item.job.url)}: {_cause(item)}" for item in failures]
+    else:
+        lines += _causes(failures, report.count(Outcome.FAILED) - interrupted)
     if report.stopped_by is not None:
         lines.append(f"stopped: {_refused(report.stopped_by)}: once files can be written there, "
                      "the same command run again fetches what is not finished")  # fmt: skip
