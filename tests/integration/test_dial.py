@@ -191,12 +191,16 @@ def test_the_first_request_is_segdls_own_byte_for_byte() -> None:
     assert dial.first_request("http://example.org:80", "ua").startswith(  # type: ignore[union-attr]
         b"GET / HTTP/1.1\r\nHost: example.org\r\n"
     )
+    # Over https the same bytes, sent once TLS is up (443 is its port not written).
+    assert dial.first_request("https://example.org:443/a", "ua").startswith(  # type: ignore[union-attr]
+        b"GET /a HTTP/1.1\r\nHost: example.org\r\n"
+    )
+    assert b"Host: example.org:80\r\n" in dial.first_request("https://example.org:80/", "ua")  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(
     "url",
     [
-        "https://example.org/f",  # TLS first: nothing is written on the bare socket
         "http://user:pw@example.org/f",  # credentials: the engine's headers differ
         "http://[::1]:8080/f",  # bracketed host: left to urllib3
         "http://example.org/a b",  # urllib3 would re-encode the target

@@ -20,6 +20,8 @@ from segdl.cli.parser import build_parser, download_options
 from segdl.core.printable import printable
 
 if TYPE_CHECKING:
+    import ssl
+
     from segdl.cli.display import Display
     from segdl.core.models import Result
     from segdl.core.options import DownloadOptions
@@ -111,8 +113,17 @@ def _run(args: argparse.Namespace, stop: _StopOnSignals, stdout: IO[str], stderr
         return 128 + stop.signum if stop.signum is not None else int(code)
     from segdl.net import dial
 
-    dial.release()  # the options are good: the early request may go
+    # The options are good: the early request may go (over https, verified as they say).
+    dial.release(tls=lambda: _early_tls(options))
     return _run_one(args, options, stop, stdout, stderr)
+
+
+def _early_tls(options: DownloadOptions) -> ssl.SSLContext | None:
+    """The context the early ``https`` request is sent with (see :mod:`segdl.net.dial`);
+    called in the dialling thread, which loads ``ssl`` meanwhile."""
+    from segdl.net.leantls import verifying_context
+
+    return verifying_context(options.ca_bundle, options.insecure)
 
 
 def _run_one(

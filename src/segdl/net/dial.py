@@ -7,15 +7,19 @@ host and port takes the socket (:func:`take`) instead of connecting again. TLS, 
 is ``https``, is set up on it by urllib3 exactly as on a socket it made itself, so certificate
 checks are unchanged.
 
-For a fresh plain-``http`` download the first request goes out on that socket at once
+For a fresh download the first request goes out on that socket at once
 (:func:`first_request`): its answer is on its way while the engine is imported. The
 connection that takes the socket writes nothing if its own first request is those very
 bytes, and connects again otherwise
-(:class:`segdl.net.urllib3_compat.DialledHTTPConnection`).
+(:class:`segdl.net.urllib3_compat.DialledHTTPConnection`). Over ``https`` the request goes
+only once the options are known (:func:`release`) and with a context that verifies as the
+transport's does (:func:`segdl.net.leantls.verifying_context`: the same CA bundle; none with
+``--insecure``, and the socket then stays plain TCP for urllib3's own TLS); a handshake that
+fails leaves no socket, and the transport connects again and reports why.
 
-Only plain TCP happens here, and only to the URL's own host: whoever dials must not when a
-proxy would carry the request (the CLI asks :func:`segdl.net.proxies.proxy_for`). This module
-imports nothing heavy.
+Only the URL's own host is dialled: whoever dials must not when a proxy would carry the
+request (the CLI asks :func:`segdl.net.proxies.proxy_for`). This module imports nothing heavy
+(``ssl`` is imported by the context's maker, in the dialling thread).
 """
 
 from __future__ import annotations
@@ -24,22 +28,34 @@ import logging
 import select
 import socket
 import threading
-from typing import NamedTuple
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from segdl.net.origins import DEFAULT_PORTS
+
+if TYPE_CHECKING:
+    import ssl
+
+TlsContext = Callable[[], "ssl.SSLContext | None"]
+"""The context an ``https`` dial verifies with, made in the dialling thread (None: no TLS
+here, the socket stays plain for the transport's own)."""
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _dials: dict[tuple[str, int], _Dial | _Taken] = {}
+_read: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
 
 
 class Dialled(NamedTuple):
-    """A connected socket, and the request already written on it (None: nothing sent)."""
+    """A connected socket, and the request already written on it (None: nothing sent);
+    ``tls``: the socket is an ``ssl.SSLSocket``, verified (see the module's text)."""
 
     sock: socket.socket
     sent: bytes | None
+    tls: bool = False
 
 
 class _Dial:
@@ -47,13 +63,17 @@ class _Dial:
     (held, when asked, until :meth:`release`); its socket, or None if either failed."""
 
     def __init__(
-        self, host: str, port: int, timeout_s: float, request: bytes | None, hold: bool
-    ) -> None:
+        self, host: str, port: int, timeout_s: float, request: bytes | None, hold: bool,
+        secure: bool = False,
+    ) -> None:  # fmt: skip
+        """``secure``: an ``https`` URL (the request goes over TLS or not at all)."""
         self.host, self.port = host, port
         self._dialled: Dialled | None = None
         self._done = threading.Event()
         self._go = threading.Event()  # the request may be written
         self._dropped = False
+        self._secure = secure
+        self._tls: TlsContext | None = None
         if not hold:
             self._go.set()
         thread = threading.Thread(
@@ -69,20 +89,29 @@ class _Dial:
             self._done.set()
             return
         try:
+            tls = False
             if request is not None:
                 self._go.wait(timeout_s)
                 if self._dropped or not self._go.is_set():
                     sock.close()  # held back, then not wanted: nothing was sent
                     return
+                context = self._tls() if self._secure and self._tls is not None else None
+                if self._secure and context is None:  # plain TCP: the transport's TLS on it
+                    self._dialled = Dialled(sock, None)
+                    return
+                if context is not None:
+                    sock = context.wrap_socket(sock, server_hostname=self.host)
+                    tls = True
                 sock.sendall(request)
-            self._dialled = Dialled(sock, request)
+            self._dialled = Dialled(sock, request, tls)
         except OSError as exc:  # a connection that fails already is no use
             log.debug("early request to %s:%s failed: %s", self.host, self.port, exc)
             sock.close()
         finally:
             self._done.set()
 
-    def release(self) -> None:
+    def release(self, tls: TlsContext | None = None) -> None:
+        self._tls = tls
         self._go.set()
 
     def drop(self) -> None:
@@ -103,7 +132,7 @@ class _Taken:
     def __init__(self, dialled: Dialled) -> None:
         self._dialled = dialled
 
-    def release(self) -> None:
+    def release(self, tls: TlsContext | None = None) -> None:
         pass
 
     def drop(self) -> None:
@@ -129,15 +158,16 @@ def dial(url: str, timeout_s: float, request: bytes | None = None, *, hold: bool
     key = (parts.hostname.rstrip("."), port or DEFAULT_PORTS[scheme])  # as urllib3 names it
     with _lock:
         if key not in _dials:
-            _dials[key] = _Dial(*key, timeout_s, request, hold)
+            _dials[key] = _Dial(*key, timeout_s, request, hold, secure=scheme == "https")
 
 
-def release() -> None:
-    """Let the held early requests go (see :func:`dial`)."""
+def release(tls: TlsContext | None = None) -> None:
+    """Let the held early requests go (see :func:`dial`); over ``https`` with ``tls``'s
+    context, made from the download's options (without one, none goes)."""
     with _lock:
         pending = list(_dials.values())
     for one in pending:
-        one.release()
+        one.release(tls)
 
 
 def take(host: str, port: int) -> Dialled | None:
@@ -149,11 +179,22 @@ def take(host: str, port: int) -> Dialled | None:
     return None if pending is None else pending.wait()
 
 
-def give_back(host: str, port: int, dialled: Dialled) -> None:
-    """Put back a socket :func:`take` gave, nothing read off it: the transport's next
-    :func:`take` of ``host``:``port`` gets it, as if it had never been taken."""
+def give_back(host: str, port: int, dialled: Dialled, read: bytes = b"") -> None:
+    """Put back a socket :func:`take` gave: the transport's next :func:`take` of
+    ``host``:``port`` gets it, as if it had never been taken. ``read``: the start of the
+    answer, read off its TLS already (nothing can be peeked there), which the transport's
+    response reads first (:func:`already_read`)."""
     with _lock:
+        if read:
+            _read[dialled.sock] = read
         _dials[(host.lower().rstrip("."), port)] = _Taken(dialled)
+
+
+def already_read(sock: socket.socket) -> bytes:
+    """What was read of the answer on ``sock`` before it was given back, once (see
+    :func:`give_back`); empty for any other socket."""
+    with _lock:
+        return _read.pop(sock, b"")
 
 
 def answered(dialled: Dialled, within_s: float) -> bool:
@@ -189,7 +230,7 @@ _TARGET_CHARS = frozenset(
 
 
 def first_request(url: str, user_agent: str) -> bytes | None:
-    """The first request of a fresh download of a plain-``http`` ``url``, byte for byte as
+    """The first request of a fresh download of an ``http`` or ``https`` ``url``, byte for byte as
     the transport writes it (:func:`segdl.run.probe.first_contact`: ``GET`` with
     ``Range: bytes=0-``, segdl's headers, nothing else); None where this cannot be sure of
     its bytes (another scheme, userinfo, a target urllib3 would re-encode). Sent with
@@ -203,12 +244,13 @@ def first_request(url: str, user_agent: str) -> bytes | None:
     except ValueError:
         return None
     host = parts.hostname
-    if parts.scheme.lower() != "http" or not host or "@" in parts.netloc or ":" in host:
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not host or "@" in parts.netloc or ":" in host:
         return None
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if not set(target) <= _TARGET_CHARS or not user_agent.isprintable():
         return None
-    authority = host if port in (None, 80) else f"{host}:{port}"
+    authority = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     head = (
         f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n"
         "Accept-Encoding: identity\r\nRange: bytes=0-\r\n\r\n"

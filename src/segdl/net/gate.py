@@ -64,8 +64,8 @@ class HostGate(Protocol):
 
 # How long a closing connection waits for the server to close its side before its slot is
 # given to someone else: until then the server still counts the connection, and a slot
-# handed on at once could put one more connection on it than the cap allows (the value of
-# segdl.net.urllib3_compat's own linger).
+# handed on at once could put one more connection on it than the cap allows (a pool's
+# connection waits in linger, a loop's in LoopGate).
 LINGER_S = 1.0
 # A loop refused a slot asks again this much later; one that has no connection at all waits
 # at the gate up to ALONE_WAIT_S instead (it has nothing else to do meanwhile).
@@ -74,6 +74,22 @@ ALONE_WAIT_S = 0.5
 # How often a loop checks that it holds no more connections than its share of a host.
 _SHARE_EVERY_S = 0.25
 _LINGER_TICK_S = 0.005
+
+
+def linger(sock: socket.socket) -> None:
+    """Close our side and wait (briefly) until the server has closed its own: until then the
+    server still counts the connection, and a slot handed on at once could put one more
+    connection on it than the cap allows. The raw socket is used under TLS too: what is left
+    to read is discarded unread."""
+    deadline = time.monotonic() + LINGER_S
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([sock], [], [], left)
+            if not readable or not socket.socket.recv(sock, 65536):
+                return
+    except (OSError, ValueError):  # already closed or reset: the server has let go
+        return
 
 
 class LoopGate:

@@ -5,6 +5,7 @@ refused whole (endless 1xx, too many header fields)."""
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import time
 from typing import Any
@@ -78,3 +79,36 @@ class HeadReader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fp, name)
+
+
+class ReadFirst(io.RawIOBase):
+    """A socket's reader (``raw``, reading ``sock``) that gives ``first`` (the start of an
+    answer, read off the socket before: :func:`segdl.net.dial.give_back`) before what the
+    socket has."""
+
+    def __init__(self, first: bytes, raw: io.RawIOBase, sock: socket.socket) -> None:
+        super().__init__()
+        self._first = memoryview(first)
+        self._raw = raw
+        self._socket = sock
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def _sock(self) -> object:
+        """The socket, as ``SocketIO`` names it, for a reader that takes from it directly
+        (:func:`segdl.net.urllib3_compat.socket_of`), once ``first`` is all given."""
+        return None if self._first else self._socket
+
+    def readinto(self, buffer: Any) -> int | None:
+        if self._first:
+            size = min(len(buffer), len(self._first))
+            buffer[:size] = self._first[:size]
+            self._first = self._first[size:]
+            return size
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()

@@ -27,6 +27,20 @@ def lean_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
     return context
 
 
+def verifying_context(
+    ca_bundle: str | os.PathLike[str] | None, insecure: bool
+) -> ssl.SSLContext | None:
+    """:func:`lean_context` for connections made outside urllib3 (the lean loop's, the
+    command line's early one); None, and urllib3 makes them, with ``insecure`` (whose
+    warning it gives) or a bundle that cannot be read (which it reports)."""
+    if insecure:
+        return None
+    try:
+        return lean_context(ca_bundle)
+    except OSError:
+        return None
+
+
 class Tls:
     """One connection's TLS: bytes received go in (:meth:`received`), the answers' bytes come
     out; requests go in (:meth:`seal`) once :attr:`ready`; :meth:`to_send` is what the

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import functools
 import http.client
+import io
 import logging
-import select
 import socket
 import sys
-import time
 from contextlib import suppress
 from typing import Any
 
@@ -21,7 +20,7 @@ import urllib3.connection
 from urllib3.util.wait import wait_for_read
 
 from segdl.net import dial, head
-from segdl.net.gate import HostGate
+from segdl.net.gate import HostGate, linger
 from segdl.net.origins import gate_key
 
 log = logging.getLogger(__name__)
@@ -36,6 +35,9 @@ class BoundedResponse(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
         self._head_sock = sock
+        read = dial.already_read(sock)  # the start of this answer, read before (over TLS)
+        if read:
+            self.fp = io.BufferedReader(head.ReadFirst(read, self.fp.detach(), sock))
 
     def begin(self) -> None:
         try:
@@ -145,21 +147,35 @@ class DialledHTTPConnection(urllib3.connection.HTTPConnection):
                 return  # already on its way
             log.debug("early request to %s differs: connecting again", self.host)
             self.sock.close()
-            self.sock = super()._new_conn()
+            self.sock = None
+            self.connect()  # the dialled socket is gone: a new one, as any connection makes
         super().send(data)
 
 
-class DialledHTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = BoundedResponse
+class DialledHTTPSConnection(DialledHTTPConnection, urllib3.connection.HTTPSConnection):
+    """:class:`DialledHTTPConnection` over TLS: on the dialled socket TLS goes on top as on
+    any socket, or its TLS is made already, with the request on it (:mod:`segdl.net.dial`:
+    verified as this connection would verify, and only where no proxy is in the way)."""
+
+    _taken: dial.Dialled | None = None
+
+    def connect(self) -> None:
+        dialled = _dialled(self)
+        if dialled is not None and dialled.tls:
+            self.sock = dialled.sock
+            self._sent_early = dialled.sent
+            self.is_verified = True
+            return
+        self._taken = dialled
+        super().connect()
 
     def _new_conn(self) -> socket.socket:
-        dialled = _dialled(self)
-        if dialled is None:
-            return super()._new_conn()
-        if dialled.sent is not None:  # not TLS: segdl.net.dial writes plain http only
+        dialled, self._taken = self._taken, None
+        if dialled is not None and dialled.sent is None:
+            return dialled.sock
+        if dialled is not None:  # plain bytes on it already: TLS cannot go on top
             dialled.sock.close()
-            return super()._new_conn()
-        return dialled.sock  # TLS goes on top as on any socket
+        return urllib3.connection.HTTPSConnection._new_conn(self)
 
 
 class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
@@ -215,11 +231,6 @@ def socks_pool_classes() -> dict[str, type[urllib3.HTTPConnectionPool]]:
     return {"http": _SOCKSHTTPConnectionPool, "https": _SOCKSHTTPSConnectionPool}
 
 
-# How long a closing connection waits for the server to close its side before its slot is
-# given to someone else (see _linger).
-LINGER_S = 1.0
-
-
 class GatedConnection:
     """Mixed into a urllib3 connection class: its socket holds a slot of ``host_gate``,
     taken before connecting and given back exactly once when the connection closes."""
@@ -244,7 +255,7 @@ class GatedConnection:
         try:
             sock = getattr(self, "sock", None)
             if self.holds_slot and sock is not None:
-                _linger(sock)
+                linger(sock)
             super().close()  # type: ignore[misc]
         finally:
             self.free_slot()
@@ -319,22 +330,6 @@ class GatedPool:
         if conn is not None and conn.holds_slot and not self.host_gate.keep_idle(conn.gate_key):
             conn.close()  # back in the pool unconnected: reconnected (with a slot) on use
         super()._put_conn(conn)  # type: ignore[misc]
-
-
-def _linger(sock: socket.socket) -> None:
-    """Close our side and wait (briefly) until the server has closed its own: until then the
-    server still counts the connection, and a slot handed on at once could put one more
-    connection on it than the cap allows. The raw socket is used under TLS too: what is left
-    to read is discarded unread."""
-    deadline = time.monotonic() + LINGER_S
-    try:
-        socket.socket.shutdown(sock, socket.SHUT_WR)
-        while (left := deadline - time.monotonic()) > 0:
-            readable, _, _ = select.select([sock], [], [], left)
-            if not readable or not socket.socket.recv(sock, 65536):
-                return
-    except (OSError, ValueError):  # already closed or reset: the server has let go
-        return
 
 
 def connection_of(raw: urllib3.BaseHTTPResponse) -> tuple[Any, Any]:

@@ -83,14 +83,9 @@ def tls_context(options: DownloadOptions) -> ssl.SSLContext | None:
     (:mod:`segdl.net.leantls`). None, and those files go the full way, with ``--insecure``
     (whose warning the full path gives) or a CA bundle that cannot be read (which it
     reports)."""
-    if options.insecure:
-        return None
-    from segdl.net.leantls import lean_context  # start-up: only a batch with https
+    from segdl.net.leantls import verifying_context  # start-up: only a batch with https
 
-    try:
-        return lean_context(options.ca_bundle)
-    except OSError:
-        return None
+    return verifying_context(options.ca_bundle, options.insecure)
 
 
 # A URL whose every character is printable ASCII, with no user part, fragment or bare "?":

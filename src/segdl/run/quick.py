@@ -42,8 +42,10 @@ from segdl.core.progress import (
     ProgressListener,
 )
 from segdl.net import dial
+from segdl.net.origins import DEFAULT_PORTS
 
 if TYPE_CHECKING:
+    from segdl.net.early import Head
     from segdl.net.leanconn import Answer
 
 log = logging.getLogger(__name__)
@@ -74,14 +76,13 @@ def quick_download(
     taken = _dialled(url)
     if taken is None:
         return None
-    host, port, dialled = taken
     named_in = None if final is not None else (directory or Path("."))
-    promised = _promised(dialled, url, final, named_in, options, started_s + HEAD_WAIT_S, clock)
-    if promised is None:
-        dial.give_back(host, port, dialled)  # unread: the transport's, as if never taken
+    wanted = _wanted(taken, url, final, named_in, options, started_s + HEAD_WAIT_S, clock)
+    if wanted is None:
         return None
+    host, port, dialled = taken
+    final, size, ranged, first = wanted
     assert dialled.sent is not None
-    final, size, ranged = promised
     from segdl.net.early import Broken, read_answer
     from segdl.net.leanconn import LeanRequest
     from segdl.run.leanplan import SMALL_BYTES
@@ -98,7 +99,7 @@ def quick_download(
     try:
         within_s = min(BODY_WITHIN_S, options.timeout_s)
         answer = read_answer(dialled.sock, request, SMALL_BYTES, within_s=within_s,
-                             watch=watch, stop=cancel)  # fmt: skip
+                             watch=watch, stop=cancel, first=first)  # fmt: skip
     except Broken as exc:
         log.debug("%s: to the engine (%s)", shown_url, exc)
         return None
@@ -117,41 +118,84 @@ def _dialled(url: str) -> tuple[str, int, dial.Dialled] | None:
     """The socket the command line dialled to ``url``'s server, and its host and port."""
     try:
         parts = urlsplit(url)
-        host, port = (parts.hostname or "").rstrip("."), parts.port or 80
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 80)
+        host = (parts.hostname or "").rstrip(".")
     except ValueError:  # the engine says what is wrong with it
         return None
     dialled = dial.take(host, port)
     return None if dialled is None else (host, port, dialled)
 
 
-def _promised(
-    dialled: dial.Dialled,
+def _wanted(
+    taken: tuple[str, int, dial.Dialled],
     url: str,
     final: Path | None,
     named_in: Path | None,
     options: DownloadOptions,
     deadline_s: float,
     clock: Callable[[], float],
-) -> tuple[Path, int, bool] | None:
-    """Where the file goes (``final``, else the engine's name for it in ``named_in``), the
-    size the head waiting on ``dialled`` promises the whole file in, and whether it answers
-    a range; None if the head is not all there by ``deadline_s``, promises no whole file
-    within 1 MiB and ``--max-size``, names a file already there, or its directory takes no
-    unnamed file, or the lean path's rules refuse it. Reads nothing off the socket."""
+) -> tuple[Path, int, bool, bytes] | None:
+    """Where the file goes, its size, whether it answers a range, and what was read of it
+    already, when the answer waiting on the dialled socket is one for this path (see
+    :func:`_promised`); None otherwise: the socket is given back for the transport, as it
+    was (what was read of the answer, read first), or closed if it broke."""
+    host, port, dialled = taken
     # A far server's answer is not there yet: the engine's, and nothing that would judge or
     # read it is loaded (the lean path's rules and readers take a while to import).
     if not dial.answered(dialled, max(0.0, deadline_s - clock())):
+        dial.give_back(host, port, dialled)
         return None
-    from segdl.core.wholebody import promised_whole
-    from segdl.disk.commit import unnamed_files_work
-    from segdl.net.early import peek_head
-    from segdl.run.leanplan import SMALL_BYTES, why_not_lean
+    from segdl.net.early import Broken
+
+    try:
+        seen = _head(dialled, url, options, deadline_s, clock)
+    except Broken as exc:  # the connection failed: of no use to the transport either
+        log.debug("%s: to the engine (%s)", shown(url), exc)
+        dialled.sock.close()
+        return None
+    head, read = (None, b"") if seen is None else seen
+    promised = None if head is None else _promised(head, url, final, named_in, options)
+    if promised is None:
+        dial.give_back(host, port, dialled, read)
+        return None
+    return (*promised, read)
+
+
+def _head(
+    dialled: dial.Dialled,
+    url: str,
+    options: DownloadOptions,
+    deadline_s: float,
+    clock: Callable[[], float],
+) -> tuple[Head | None, bytes] | None:
+    """The head of the answer waiting on ``dialled`` if all of it is there by
+    ``deadline_s`` (None: not, or not one for this path), and the bytes read off the socket
+    for it (over TLS; a peek reads none); None if the lean path's rules refuse the download
+    or nothing of the answer is there. :class:`~segdl.net.early.Broken` if the connection
+    failed or was closed."""
+    from segdl.net.early import peek_head, take_head
+    from segdl.run.leanplan import why_not_lean
 
     if why_not_lean(options, url, [url]) is not None:
         return None
-    head = peek_head(dialled.sock, max(0.0, deadline_s - clock()))
-    if head is None:
-        return None
+    within_s = max(0.0, deadline_s - clock())
+    if dialled.tls:  # nothing can be peeked: read (given back with the socket if not wanted)
+        return take_head(dialled.sock, within_s, HEAD_WAIT_S)
+    head = peek_head(dialled.sock, within_s)
+    return None if head is None else (head, b"")
+
+
+def _promised(
+    head: Head, url: str, final: Path | None, named_in: Path | None, options: DownloadOptions
+) -> tuple[Path, int, bool] | None:
+    """Where the file goes (``final``, else the engine's name for it in ``named_in``), the
+    size ``head`` promises the whole file in, and whether it answers a range; None if it
+    promises no whole file within 1 MiB and ``--max-size``, names a file already there, or
+    its directory takes no unnamed file."""
+    from segdl.core.wholebody import promised_whole
+    from segdl.disk.commit import unnamed_files_work
+    from segdl.run.leanplan import SMALL_BYTES
+
     most = options.max_size_bytes
     limit = SMALL_BYTES if most is None else min(SMALL_BYTES, most)
     size = promised_whole(head.status, head.values, limit).size_bytes  # None: over --max-size too
