@@ -156,25 +156,34 @@ def render(files: int, size_bytes: int, parallel: int, rows: Mapping[str, Row]) 
     return "\n".join(lines)
 
 
-def one_file(env: Mapping[str, str], workdir: Path | None, repeat: int = 15) -> str:
+def one_file(env: Mapping[str, str], workdir: Path | None, repeat: int = 15,
+             https: bool = False) -> str:  # fmt: skip
     """One 16 KiB file end to end with segdl, beside ``python -c 'import urllib3'``."""
     with tempfile.TemporaryDirectory(prefix="segdl-one-", dir=workdir) as tmp:
         root = Path(tmp) / "www"
         root.mkdir()
-        (root / "one.bin").write_bytes(os.urandom(16 * 1024))
+        body = os.urandom(16 * 1024)
+        (root / "one.bin").write_bytes(body)
         segdl_s, urllib3_s = [], []
-        with Nginx(root) as nginx:
-            url = f"http://127.0.0.1:{nginx.port}/one.bin"
+        ca, tls = _tls(Path(tmp)) if https else (None, None)
+        trusted = ["--ca-bundle", str(ca)] if ca is not None else []
+        with Nginx(root, tls=tls) as nginx:
+            url = f"{'https' if https else 'http'}://127.0.0.1:{nginx.port}/one.bin"
             for n in range(repeat + 1):
                 out = Path(tmp) / f"one-{n}.bin"
-                a = run_child([sys.executable, "-m", "segdl", "-q", "-o", str(out), url], env, 60)
+                argv = [sys.executable, "-m", "segdl", "-q", *trusted, "-o", str(out), url]
+                a = run_child(argv, env, 60)
+                if a.exit_code != 0 or out.read_bytes() != body:  # a failed run times nothing
+                    raise SystemExit(f"segdl failed the one file: {a.stderr_tail}")
                 b = run_child([sys.executable, "-c", "import urllib3"], env, 60)
                 if n:  # the first pair warms the page cache
                     segdl_s.append(a.wall_s)
                     urllib3_s.append(b.wall_s)
         s, u = statistics.median(segdl_s), statistics.median(urllib3_s)
+        scheme = "https" if https else "http"
         return (
-            "| one 16 KiB file, end to end | segdl s | `python -c 'import urllib3'` s | ratio |\n"
+            f"| one 16 KiB file over {scheme}, end to end | segdl s | "
+            "`python -c 'import urllib3'` s | ratio |\n"
             "|---|---|---|---|\n"
             f"| median of {repeat} | {s:.3f} | {u:.3f} | {s / u:.2f}x |"
         )
@@ -209,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(("over https: " if args.https else "") + render(args.files, size, args.parallel, rows))
     if args.one_file:
         print()
-        print(one_file(env, args.workdir))
+        print(one_file(env, args.workdir, https=args.https))
     return 1 if any(row.error for row in rows.values()) else 0
 
 

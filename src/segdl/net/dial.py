@@ -3,9 +3,9 @@
 The command line knows its URL about 30-50 ms after the interpreter starts; urllib3 and the
 engine then take 50-80 ms more to import. :func:`dial` starts the TCP connect to the URL's
 host in a background thread at that point, and the transport's first new connection to that
-host and port takes the socket (:func:`take`) instead of connecting again. TLS, when the URL
-is ``https``, is set up on it by urllib3 exactly as on a socket it made itself, so certificate
-checks are unchanged.
+host and port takes the socket (:func:`take`) instead of connecting again. Without an early
+request (below), TLS, when the URL is ``https``, is set up on it by urllib3 exactly as on a
+socket it made itself.
 
 For a fresh download the first request goes out on that socket at once
 (:func:`first_request`): its answer is on its way while the engine is imported. The
@@ -95,7 +95,7 @@ class _Dial:
                 if self._dropped or not self._go.is_set():
                     sock.close()  # held back, then not wanted: nothing was sent
                     return
-                context = self._tls() if self._secure and self._tls is not None else None
+                context = self._context()
                 if self._secure and context is None:  # plain TCP: the transport's TLS on it
                     self._dialled = Dialled(sock, None)
                     return
@@ -109,6 +109,15 @@ class _Dial:
             sock.close()
         finally:
             self._done.set()
+
+    def _context(self) -> ssl.SSLContext | None:
+        if not self._secure or self._tls is None:
+            return None
+        try:
+            return self._tls()
+        except ValueError as exc:  # nothing early then: the transport's TLS says what is wrong
+            log.debug("no early TLS to %s:%s: %s", self.host, self.port, exc)
+            return None
 
     def release(self, tls: TlsContext | None = None) -> None:
         self._tls = tls

@@ -14,9 +14,11 @@ existing file is the engine's to decide about.
 
 Everything else is the engine's, exactly as before: an answer not wanted here is left on the
 socket unread (:func:`segdl.net.early.peek_head`) and the socket given back for the transport
-to take; an answer that breaks, or fails a check, while read here is asked for again by the
-engine on a new connection (nothing was written: there is no ``.part`` to resume). So this
-path only ever finishes a download; it never fails one.
+to take (over TLS, where nothing can be peeked, with the bytes read of its head, which the
+transport reads first: :func:`segdl.net.early.take_head`); an answer that breaks, or fails
+a check, while read here is asked for again by the engine on a new connection (nothing was
+written: there is no ``.part`` to resume). So this path only ever finishes a download; it
+never fails one.
 """
 
 from __future__ import annotations
