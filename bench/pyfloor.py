@@ -12,6 +12,10 @@ written into an unnamed file (``O_TMPFILE``), and every 64 files one ``syncfs`` 
 durable before they are linked to their names and the directory is synced (in line: no
 thread waits for the disk meanwhile).
 
+``--processes N`` splits the list into N shares fetched by N processes at once, each with
+its share of the connections: what a Python downloader could reach with every core (curl
+and the other C tools use one).
+
 It is the floor for a Python downloader on the machine at hand (what the interpreter, the
 parser and the file system cost, nothing of segdl), beside which bench.smallfiles puts segdl
 and the C tools: how far segdl is from what Python can do, and how far that is from curl.
@@ -134,17 +138,45 @@ def fetch_all(
     return len(paths)
 
 
+def in_processes(processes: int, urls: Sequence[str], out: str, parallel: int, depth: int,
+                 durable: bool) -> int:  # fmt: skip
+    """:func:`fetch_all` over ``processes`` forked processes, a share of the URLs and of the
+    connections each; 0 if every one fetched its share."""
+    children = []
+    for share in range(processes):
+        pid = os.fork()
+        if pid == 0:  # the child: its share, then out, whatever happens
+            code = 1
+            try:
+                fetch_all(urls[share::processes], out, max(1, parallel // processes), depth,
+                          durable)  # fmt: skip
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    failed = [os.waitpid(pid, 0)[1] for pid in children]
+    return 1 if any(failed) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     durable = "--durable" in args
     args = [arg for arg in args if arg != "--durable"]
+    processes = 1
+    if "--processes" in args:
+        at = args.index("--processes")
+        processes = int(args[at + 1])
+        del args[at : at + 2]
     if len(args) not in (3, 4):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     with open(args[0], encoding="utf-8") as listing:
         urls = [line.strip() for line in listing if line.strip()]
     os.makedirs(args[1], exist_ok=True)
-    fetch_all(urls, args[1], int(args[2]), int(args[3]) if len(args) == 4 else 8, durable)
+    depth = int(args[3]) if len(args) == 4 else 8
+    if processes > 1:
+        return in_processes(processes, urls, args[1], int(args[2]), depth, durable)
+    fetch_all(urls, args[1], int(args[2]), depth, durable)
     return 0
 
 

@@ -12,7 +12,8 @@ served by a private nginx on loopback, ``--parallel`` (32) at once, each tool ``
   same work (httptools, pipelined 8 deep, open/write/close, no check, no sync): the floor of a
   Python downloader on this machine (see bench/pyfloor.py); py-floor-durable the same, keeping
   segdl's promise as segdl keeps it (unnamed files, one ``syncfs`` and a directory sync per 64
-  files, then the names)
+  files, then the names); py-floor-durable-2 that in two processes at once, half the list and
+  half the connections each (``--processes 2``): Python with both cores, where curl uses one
 
 Columns: median wall s, median CPU s (user + system, os.wait4), CPU per file (ms) and peak
 RSS (MiB). ``--https``: the same over TLS (a throwaway CA each tool is told to trust;
@@ -37,7 +38,7 @@ from pathlib import Path
 from bench.measure import check_files, random_files, rotated, run_child
 from tests.nginx import Nginx
 
-TOOLS = ("segdl", "curl", "wget2", "aria2c", "py-floor", "py-floor-durable")
+TOOLS = ("segdl", "curl", "wget2", "aria2c", "py-floor", "py-floor-durable", "py-floor-durable-2")
 
 
 @dataclass(slots=True)
@@ -61,10 +62,11 @@ def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int,
     if tool == "curl":
         return ["curl", "-s", "--parallel", "--parallel-max", str(parallel), "--remote-name-all",
                 *trusted, "--output-dir", str(out), "-K", str(curl_config)]  # fmt: skip
-    if tool in ("py-floor", "py-floor-durable"):
-        durable = ["--durable"] if tool == "py-floor-durable" else []
-        return [sys.executable, "-m", "bench.pyfloor", *durable, str(listing), str(out),
-                str(parallel)]  # fmt: skip
+    if tool.startswith("py-floor"):
+        durable = ["--durable"] if tool.startswith("py-floor-durable") else []
+        processes = ["--processes", "2"] if tool.endswith("-2") else []
+        return [sys.executable, "-m", "bench.pyfloor", *durable, *processes, str(listing),
+                str(out), str(parallel)]  # fmt: skip
     trusted = [f"--ca-certificate={ca}"] if ca is not None else []
     if tool == "wget2":
         return ["wget2", "-q", f"--max-threads={parallel}", "--no-robots", *trusted,

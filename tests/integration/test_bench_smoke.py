@@ -104,11 +104,11 @@ def test_small_files_bench_checks_every_file_of_segdl_curl_and_the_python_floor(
     (the Python floor too: a floor that wrote wrong files would be no floor)."""
     argv = [sys.executable, "-m", "bench.smallfiles", "--files", "60", "--size-kib", "4",
             "--parallel", "4", "--repeat", "1",
-            "--tools", "segdl,curl,py-floor,py-floor-durable"]  # fmt: skip
+            "--tools", "segdl,curl,py-floor,py-floor-durable,py-floor-durable-2"]  # fmt: skip
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {r["tool"]: r for r in _table(done.stdout, "tool")}
-    assert set(rows) == {"segdl", "curl", "py-floor", "py-floor-durable"}
+    assert set(rows) == {"segdl", "curl", "py-floor", "py-floor-durable", "py-floor-durable-2"}
     assert all(r["ok"] == "ok" for r in rows.values()), done.stdout
     assert all(r["vs curl (wall)"].endswith("x") for r in rows.values()), done.stdout
 
