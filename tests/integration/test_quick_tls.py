@@ -5,6 +5,7 @@ other is read by urllib3 on that same connection, what was read of it first
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +127,35 @@ def test_insecure_sends_nothing_early_and_urllib3_makes_the_tls(
     assert code == ExitCode.OK, err
     assert out.read_bytes() == data
     assert [r.connection_id for r in tls_server.requests] == [0]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(reset_after=5000, times=1),
+        Faults(truncate_after=5000, times=1),
+        Faults(throttle_bytes_per_s=40_000, times=1),
+    ],
+    ids=["reset", "truncated", "slow"],
+)
+def test_a_tls_answer_broken_or_slow_while_read_is_asked_for_again(
+    tls_server: FaultServer, ca_bundle: str, make_data: MakeData, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, faults: Faults,
+) -> None:  # fmt: skip
+    """Read here over TLS and broken (reset, closed early) or slower than a second: nothing
+    was written, and the engine asks again from byte 0 on a new connection."""
+    from segdl.run import quick
+
+    monkeypatch.setattr(quick, "HEAD_WAIT_S", 5.0)  # the head is read here
+    data = make_data(60_000)
+    tls_server.add_file("/f", data)
+    tls_server.set_faults("/f", faults)
+    out = tmp_path / "out" / "f"
+    out.parent.mkdir()
+    argv = ["-q", "-x", "1", "--ca-bundle", ca_bundle, "-o", str(out), tls_server.url("/f")]
+    code, _, err = run_cli(*argv)
+    assert code == ExitCode.OK, err
+    assert out.read_bytes() == data
+    # The answer given up on goes unlogged when the server could not finish sending it.
+    assert 1 <= len(tls_server.requests) <= 2 and tls_server.requests[-1].connection_id > 0
+    assert os.listdir(out.parent) == ["f"]
