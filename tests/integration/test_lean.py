@@ -107,7 +107,8 @@ def test_large_files_and_errors_go_the_full_way(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:
     """A file over the lean size, a redirect and a 404 in a batch of small files: the large
-    one and the redirect are fetched whole by the full path, the 404 fails with its status."""
+    one is fetched whole by the full path, the redirect is followed (by the lean loop:
+    tests/integration/test_lean_redirects.py), the 404 fails with its status."""
     urls = _serve(fault_server, make_data, 6)
     big = make_data(leanplan.SMALL_BYTES + 5, seed=99)
     fault_server.add_file("/big.bin", big)

@@ -21,10 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from segdl.core.errors import (
     ContentRangeMismatch,
     HTTPStatusError,
+    InsecureRedirect,
     InvalidHeader,
     ProtocolError,
     RangeNotHonoured,
@@ -35,6 +37,16 @@ from segdl.core.models import ByteRange, Resource, Validator
 from segdl.core.ranges import parse_content_length, parse_content_range, single_header
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def check_redirect(current: str, target: str, *, allow_insecure: bool) -> None:
+    """http and https only; https to http only when allowed (it would expose the rest):
+    :class:`InsecureRedirect` otherwise."""
+    source_scheme, target_scheme = urlsplit(current).scheme, urlsplit(target).scheme
+    if target_scheme not in ("http", "https"):
+        raise InsecureRedirect(current, target)
+    if source_scheme == "https" and target_scheme == "http" and not allow_insecure:
+        raise InsecureRedirect(current, target)
 
 
 class Head(Protocol):

@@ -380,7 +380,8 @@ def download_many(
     few pipelined connections and committed in groups (:mod:`segdl.run.lean`); the others,
     and whatever that loop does not take whole, go the full way, as with ``lean=False``.
     """
-    from segdl.run.lean import LeanRun, lean_batch_usable
+    from segdl.run.lean import LeanRun
+    from segdl.run.leanplan import lean_batch_usable
 
     started = time.monotonic()
     with Downloader(parallel=parallel, journal=journal, **keywords) as downloader:

@@ -6,9 +6,11 @@ for by one loop on a few reused, pipelined connections (:mod:`segdl.net.lean`) w
 ``Range: bytes=0-`` up to :data:`SMALL_BYTES`. An answer that holds the whole file and can be
 believed (:mod:`segdl.core.wholebody`), and matches any digest given or sent, is written whole
 into an unnamed file and committed in a group (:mod:`segdl.disk.commit`), by a child process
-where one may be forked (:mod:`segdl.disk.forked`). Every other file, and every answer it does
-not take (a redirect, an error status, a large file, a broken connection), goes to the batch's
-full path, which asks again as for any download: this path only finishes files, never fails one.
+where one may be forked (:mod:`segdl.disk.forked`); a redirect is followed on the loop
+(:mod:`segdl.run.leanredirects`). Every other file, and every answer it does not take (an
+error status, a large file, a broken connection, a redirect it does not follow), goes to the
+batch's full path, which asks again as for any download: this path only finishes files,
+never fails one.
 
 Where a batch writes, it does not take a lock per file: its files never have a name before
 they are complete, so there is nothing of theirs for another process to see or clobber; a
@@ -27,9 +29,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from segdl.core.answers import REDIRECTS
 from segdl.core.errors import Cancelled, OutputLocked, SegdlError, shown
 from segdl.core.models import Result
 from segdl.core.progress import (
@@ -48,6 +52,7 @@ from segdl.net.leanconn import Answer, LeanRequest
 from segdl.run.feed import Direct, Feed
 from segdl.run.leandirs import Destinations, NameVerdict
 from segdl.run.leanplan import SMALL_BYTES, ProxyChoices, Targets, refusal, tls_context
+from segdl.run.leanredirects import Redirects
 from segdl.run.reports import ItemReport, Outcome
 
 if TYPE_CHECKING:
@@ -68,13 +73,6 @@ _IDLE_WAIT_S = 0.05
 _LARGE_IN_A_ROW = 8
 
 
-def lean_batch_usable(downloader: Downloader) -> bool:
-    """Whether the batch as a whole may use the lean path (per-file checks come later); a
-    host gate is consulted by the lean loop as by the full path's pools."""
-    # A given transport: the loop's own sockets would bypass it.
-    return downloader._rate_limiter is None and not downloader.transport_given
-
-
 @dataclass(eq=False, slots=True)
 class _Item:
     index: int
@@ -83,10 +81,12 @@ class _Item:
     final: Path | None
     started_s: float
     url_path: str
+    url: str  # where it was last asked for (a redirect's target: segdl.run.leanredirects)
     named: Path | None = None  # by the answer's head, for a display
     size_bytes: int = 0
     ranged: bool = False
     shown_s: float | None = None  # when a DownloadStarted went out for it (its head came)
+    hops: int = 0  # redirects followed
 
 
 class LeanRun:
@@ -108,8 +108,7 @@ class LeanRun:
         may_wait: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``may_wait``: taking the next job may block for long (a pipe): it is then read
-        ahead by a thread of its own (:mod:`segdl.run.feed`)."""
+        """``may_wait``: a job may take long to come (a pipe): read ahead (segdl.run.feed)."""
         self._downloader = downloader
         self._may_wait = may_wait
         self._source = iter(numbered)
@@ -125,11 +124,11 @@ class LeanRun:
         self._destinations = Destinations()
         self._proxies = ProxyChoices()
         self._targets = Targets()
+        self._redirects = Redirects(self._targets, self._proxies)
         self._shallow: set[tuple[str, int, bool]] = set()  # origins not to pipeline to again
         self._loop = self._new_loop()
         self._large: dict[tuple[str, int], int] = {}  # files found too large, per origin
         self._origins_full: set[tuple[str, int]] = set()
-        self._exhausted = False
 
     def _new_loop(self) -> LeanLoop:
         """A pass's loop (its selector ends with it); what it learnt of servers stays."""
@@ -191,6 +190,9 @@ class LeanRun:
             if committer is not None:
                 committer.close()
             self._drain()
+        while self._redirects.waiting and not self._downloader.cancel.is_set():
+            self._defer(cast(_Item, self._redirects.waiting.popleft().token), "redirected late")
+        self._redirects.waiting.clear()
         for index, prepared in list(self._open.items()):  # stopped before it was answered
             report = ItemReport(prepared.job, Outcome.FAILED, error=Cancelled("interrupted"))
             self._report(index, report)
@@ -203,7 +205,8 @@ class LeanRun:
         """The pass's committer, made at its first file, or before its first event (_pass)."""
         if not self._committing:
             raise OSError("stopped")
-        self._committer = new_committer(self._committed, url_of=_url_of, record=self._record)
+        url_of = attrgetter("prepared.job.url")  # of a token (an _Item): what the journal says
+        self._committer = new_committer(self._committed, url_of=url_of, record=self._record)
         return self._committer
 
     def _requests(self, feed: _Jobs) -> Iterator[LeanRequest | None]:
@@ -211,6 +214,9 @@ class LeanRun:
         on with its answers). With nothing in flight, it waits here for the input."""
         cancel = self._downloader.cancel
         while not cancel.is_set() and len(self._to_defer) < DEFERRED_AT_ONCE:
+            if self._redirects.waiting:
+                yield self._redirects.waiting.popleft()
+                continue
             taken = feed.take()
             if taken is None and not feed.exhausted and not self._loop.unanswered():
                 taken = feed.take(_IDLE_WAIT_S)
@@ -218,8 +224,8 @@ class LeanRun:
                     self._drain()  # committed files are reported while the input waits
                     continue
             if taken is None:
-                if feed.exhausted:
-                    return
+                if feed.exhausted and not self._loop.unanswered():
+                    return  # (an answer still to come may be a redirect, asked for here)
                 yield None
                 continue
             index, prepared = taken
@@ -241,25 +247,18 @@ class LeanRun:
             return None
         target, wire = planned
         directory = prepared.dest.parent if prepared.dest else prepared.directory or Path(".")
-        why = self._proxies.why(url, options) or self._unusable(directory)
+        why = self._proxies.why(url, options) or self._destinations.unusable(directory)
         if why is not None:
             self._defer_index(index, why)
             return None
         url_path = target.path.partition("?")[0]
-        item = _Item(index, prepared, directory, prepared.dest, self._clock(), url_path)
+        item = _Item(index, prepared, directory, prepared.dest, self._clock(), url_path, url)
         if prepared.dest is not None and not self._free(item, prepared.dest):
             return None
         if (target.host, target.port) in self._origins_full:
             self._defer(item, "its server's files are large")
             return None
         return LeanRequest(target.host, target.port, wire, item, tls=target.tls)
-
-    def _unusable(self, directory: Path) -> str | None:
-        """Why the lean path cannot write into ``directory`` (None: it can)."""
-        place = self._destinations.place(directory)
-        if place is None or not place.usable:
-            return "an output directory without unnamed files"
-        return None
 
     def _free(self, item: _Item, path: Path) -> bool:
         """Whether ``path`` may be written here (see :meth:`Destinations.take`). False when
@@ -278,6 +277,11 @@ class LeanRun:
     def _deliver(self, request: LeanRequest, answer: Answer) -> None:
         item = cast(_Item, request.token)
         self._large.pop((request.host, request.port), None)
+        if answer.status in REDIRECTS:  # asked for again where it points, here if it may
+            why = self._redirects.follow(item, item.prepared.options, answer)
+            if why is not None:
+                self._defer(item, why)
+            return
         refused = refusal(item.prepared.options, answer)
         if refused is not None:
             if refused.mismatch and answer.pipelined:  # out of turn? no more pipelining there
@@ -394,7 +398,3 @@ class LeanRun:
     def _report(self, index: int, report: ItemReport) -> None:
         self._open.pop(index, None)
         self._collector.add(index, report)
-
-
-def _url_of(token: object) -> str:
-    return cast(_Item, token).prepared.job.url

@@ -76,6 +76,13 @@ class Destinations:
             self._places[directory] = place
         return place
 
+    def unusable(self, directory: Path) -> str | None:
+        """Why the lean path cannot write into ``directory`` (None: it can)."""
+        place = self.place(directory)
+        if place is None or not place.usable:
+            return "an output directory without unnamed files"
+        return None
+
     def real(self, directory: Path) -> Path:
         return self._places[directory].real
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import ssl
 
     from segdl.net.leanconn import Answer
+    from segdl.run.batch import Downloader
 
 SMALL_BYTES = 1 << 20
 """Files up to this size are taken whole from the first answer; larger ones go to the full
@@ -41,6 +42,13 @@ class Target(NamedTuple):
     netloc: str
     path: str  # with its query
     tls: bool = False  # https
+
+
+def lean_batch_usable(downloader: Downloader) -> bool:
+    """Whether the batch as a whole may use the lean path (per-file checks come later); a
+    host gate is consulted by the lean loop as by the full path's pools."""
+    # A given transport: the loop's own sockets would bypass it.
+    return downloader._rate_limiter is None and not downloader.transport_given
 
 
 def lean_target(options: DownloadOptions, url: str, job_urls: Sequence[str]) -> Target | str:

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from segdl.core.answers import REDIRECTS, Mode, judge_first
+from segdl.core.answers import REDIRECTS, Mode, check_redirect, judge_first
 from segdl.core.digests import Expected, from_headers
 from segdl.core.errors import (
-    InsecureRedirect,
     ProtocolError,
     TooManyRedirects,
     UsageError,
@@ -104,22 +103,13 @@ def first_contact(
                 f"redirect {response.status} without Location from {shown(current)}"
             )
         target = split_userinfo(urljoin(current, location.strip()))[0]  # never from a target
-        _check_redirect(current, target, options)
+        check_redirect(current, target, allow_insecure=options.allow_insecure_redirect)
         if target in seen:
             raise TooManyRedirects(url, options.max_redirects)
         log.debug("redirect %d from %s to %s", response.status, shown(current), shown(target))
         seen.add(target)
         current = target
     raise TooManyRedirects(url, options.max_redirects)
-
-
-def _check_redirect(current: str, target: str, options: DownloadOptions) -> None:
-    """http and https only; https to http only when allowed (it would expose the rest)."""
-    source_scheme, target_scheme = urlsplit(current).scheme, urlsplit(target).scheme
-    if target_scheme not in ("http", "https"):
-        raise InsecureRedirect(current, target)
-    if source_scheme == "https" and target_scheme == "http" and not options.allow_insecure_redirect:
-        raise InsecureRedirect(current, target)
 
 
 def _content_disposition(response: Response) -> str | None:
