@@ -17,9 +17,10 @@ served by a private nginx on loopback, ``--parallel`` (32) at once, each tool ``
 
 Columns: median wall s, median CPU s (user + system, os.wait4), CPU per file (ms) and peak
 RSS (MiB). ``--https``: the same over TLS (a throwaway CA each tool is told to trust;
-py-floor is http only). ``--one-file`` adds the end-to-end row: one 16 KiB file with
-``segdl -q -o OUT URL`` against ``python -c 'import urllib3'`` on the same interpreter
-(medians of 15).
+py-floor is http only). ``--redirect``: each file behind a 302 to it (a list of download
+pages' URLs; curl gets ``-L``, the others follow by default; py-floor follows none).
+``--one-file`` adds the end-to-end row: one 16 KiB file with ``segdl -q -o OUT URL``
+against ``python -c 'import urllib3'`` on the same interpreter (medians of 15).
 Each run writes into a fresh directory (see bench/README.md, "Many small files").
 """
 
@@ -59,9 +60,10 @@ def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int,
     if tool == "segdl":
         return [sys.executable, "-m", "segdl", "-q", "-j", str(parallel), "-x", "1", *trusted,
                 "-d", str(out), "-i", str(listing)]  # fmt: skip
-    if tool == "curl":
-        return ["curl", "-s", "--parallel", "--parallel-max", str(parallel), "--remote-name-all",
-                *trusted, "--output-dir", str(out), "-K", str(curl_config)]  # fmt: skip
+    if tool == "curl":  # -L: follow redirects, as the other tools do by default
+        return ["curl", "-s", "-L", "--parallel", "--parallel-max", str(parallel),
+                "--remote-name-all", *trusted, "--output-dir", str(out), "-K",
+                str(curl_config)]  # fmt: skip
     if tool.startswith("py-floor"):
         durable = ["--durable"] if tool.startswith("py-floor-durable") else []
         processes = ["--processes", "2"] if tool.endswith("-2") else []
@@ -79,20 +81,21 @@ def _argv(tool: str, listing: Path, curl_config: Path, out: Path, parallel: int,
 def measure(
     files: int, size_bytes: int, parallel: int, repeat: int, tools: Sequence[str],
     env: Mapping[str, str], workdir: Path | None, keep_outputs: bool = False,
-    https: bool = False,
+    https: bool = False, redirect: bool = False,
 ) -> dict[str, Row]:  # fmt: skip
     """Serve the files and run each tool ``repeat`` times, interleaved. ``keep_outputs``:
     a run's files are deleted only at the end, not before the next run (see main);
-    ``https``: served over TLS."""
+    ``https``: served over TLS; ``redirect``: each file's URL answers 302 to the file."""
     rows = {tool: Row() for tool in tools}
     with tempfile.TemporaryDirectory(prefix="segdl-small-", dir=workdir) as tmp:
         root = Path(tmp) / "www"
         root.mkdir()
         expected = random_files(root, files, size_bytes, digits=6)
         ca, tls = _tls(Path(tmp)) if https else (None, None)
-        with Nginx(root, tls=tls) as nginx:
+        via = "r/" if redirect else ""
+        with Nginx(root, tls=tls, redirects="/r/" if redirect else None) as nginx:
             scheme = "https" if https else "http"
-            urls = [f"{scheme}://127.0.0.1:{nginx.port}/{name}" for name in expected]
+            urls = [f"{scheme}://127.0.0.1:{nginx.port}/{via}{name}" for name in expected]
             listing = Path(tmp) / "list.txt"
             listing.write_text("".join(url + "\n" for url in urls))
             curl_config = Path(tmp) / "curl.cfg"
@@ -102,8 +105,8 @@ def measure(
                     if shutil.which(tool) is None and not tool.startswith(("segdl", "py-floor")):
                         rows[tool].error = f"{tool} is not installed"
                         continue
-                    if https and tool.startswith("py-floor"):
-                        rows[tool].error = "http only"
+                    if (https or redirect) and tool.startswith("py-floor"):
+                        rows[tool].error = "http only, no redirects"
                         continue
                     out = Path(tmp) / f"out-{round_}-{tool}"
                     out.mkdir()
@@ -202,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--one-file", action="store_true", help="add the end-to-end row")
     parser.add_argument("--https", action="store_true", help="serve over TLS")
+    parser.add_argument("--redirect", action="store_true",
+                        help="each file's URL answers 302 to the file (curl gets -L)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None)
     # On ext4 without a journal, creating a file scans past every inode deleted in the last
     # minute (several when the inode table is dirty): deleting a run's 5000 files made the
@@ -216,8 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = child_env()
     size = args.size_kib * 1024
     rows = measure(args.files, size, args.parallel, args.repeat, args.tools.split(","), env,
-                   args.workdir, args.keep_outputs, args.https)  # fmt: skip
-    print(("over https: " if args.https else "") + render(args.files, size, args.parallel, rows))
+                   args.workdir, args.keep_outputs, args.https, args.redirect)  # fmt: skip
+    said = ("over https, " if args.https else "") + ("behind a 302, " if args.redirect else "")
+    print((said[:-2] + ": " if said else "") + render(args.files, size, args.parallel, rows))
     if args.one_file:
         print()
         print(one_file(env, args.workdir, https=args.https))

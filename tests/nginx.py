@@ -109,10 +109,12 @@ def render_config(
     port: int,
     tls: tuple[Path, Path] | None = None,
     keepalive_requests: int = 10000,
+    redirects: str | None = None,
 ) -> str:
     """Return an nginx.conf serving `root` on 127.0.0.1:`port` with all state in `workdir`;
     with `tls` (certificate chain, key: PEM files) over HTTPS only; a connection is closed
-    after `keepalive_requests` answers (the last saying `Connection: close`)."""
+    after `keepalive_requests` answers (the last saying `Connection: close`); with
+    `redirects` (a path prefix such as "/r/"), `<prefix><name>` answers 302 to `/<name>`."""
     # As root the master would start workers as `nobody`, which cannot read a 0700 temp dir;
     # as a normal user the `user` directive is ignored with a warning, so only write it for root.
     user = "user root root;\n" if os.geteuid() == 0 else ""
@@ -125,6 +127,9 @@ def render_config(
         chain, key = tls
         indent = "\n        "
         tls_directives = f" ssl;{indent}ssl_certificate {chain};{indent}ssl_certificate_key {key}"
+    redirect = ""
+    if redirects is not None:  # a relative Location: nginx makes it absolute, on this port
+        redirect = f"\n        location {redirects} {{ rewrite ^{redirects}(.*)$ /$1 redirect; }}"
     return f"""{user}daemon off;
 master_process on;
 worker_processes 1;
@@ -145,7 +150,7 @@ http {{
     server {{
         listen 127.0.0.1:{port}{tls_directives};
         root {root};
-        location / {{ }}
+        location / {{ }}{redirect}
     }}
 }}
 """
@@ -189,13 +194,16 @@ class Nginx:
         binary: Path | None = None,
         tls: tuple[Path, Path] | None = None,
         keepalive_requests: int = 10000,
+        redirects: str | None = None,
     ) -> None:
         """`tls`: (certificate chain, key) PEM files to serve HTTPS instead of HTTP;
-        `keepalive_requests`: answers per connection (see render_config)."""
+        `keepalive_requests`: answers per connection; `redirects`: a prefix answered with a
+        redirect (see render_config)."""
         self.root = Path(root).resolve()
         self.binary = binary if binary is not None else nginx_binary()
         self.tls = tls
         self.keepalive_requests = keepalive_requests
+        self.redirects = redirects
         self.port = 0
         self._workdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -238,7 +246,7 @@ class Nginx:
             self.port = free_port()
             conf = self.workdir / "nginx.conf"
             conf.write_text(render_config(self.workdir, self.root, self.port, self.tls,
-                                          self.keepalive_requests))  # fmt: skip
+                                          self.keepalive_requests, self.redirects))  # fmt: skip
             if self._launch(conf):
                 return
             errors.append(self.error_log())

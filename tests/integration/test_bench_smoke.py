@@ -126,3 +126,15 @@ def test_small_files_bench_over_https_checks_every_file() -> None:
     rows = {r["tool"]: r for r in _table(done.stdout, "tool")}
     assert set(rows) == {"segdl", "curl"} and all(r["ok"] == "ok" for r in rows.values())
     assert "| one 16 KiB file over https, end to end |" in done.stdout  # each run checked
+
+
+@pytest.mark.nginx
+def test_small_files_bench_behind_redirects_checks_every_file() -> None:
+    """`--redirect`: every file's URL answers 302 to it; each tool's files checked whole."""
+    argv = [sys.executable, "-m", "bench.smallfiles", "--files", "30", "--size-kib", "4",
+            "--parallel", "4", "--repeat", "1", "--tools", "segdl,curl", "--redirect"]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("behind a 302: ")
+    rows = {r["tool"]: r for r in _table(done.stdout, "tool")}
+    assert set(rows) == {"segdl", "curl"} and all(r["ok"] == "ok" for r in rows.values())
