@@ -296,3 +296,32 @@ def test_a_file_whose_journal_line_the_disk_refuses_ends_with_a_failed_event(
     assert ends == [DownloadFinished, DownloadFailed]
     failed = events[-1]
     assert isinstance(failed, DownloadFailed) and failed.url == url
+
+
+def test_a_server_that_refuses_the_batch_is_tried_once_by_its_other_files(
+    tmp_path: Path, monkeypatch: MonkeyPatch
+) -> None:
+    """Nothing listens: the first files spend their retries on it, each file after that
+    tries once (not every file its whole budget: 8 s each with the defaults); every one
+    fails with the refusal, named in one line of the summary."""
+    import socket
+
+    from segdl.core.errors import ConnectError
+    from segdl.run import engine
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    retries: list[int] = []
+    real = engine.download
+
+    def spy(url: str, *args: Any, **kwargs: Any) -> Any:
+        retries.append(kwargs["options"].retries)
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "download", spy)
+    urls = [f"http://127.0.0.1:{port}/f{n}.bin" for n in range(12)]
+    report = download_many(urls, parallel=2, directory=tmp_path, retries=3, retry_wait_s=0.01)
+    assert len(report.failures) == 12
+    assert all(isinstance(item.error, ConnectError) for item in report.failures)
+    assert retries[:2] == [3, 3] and retries.count(3) <= 3 and retries[-8:] == [0] * 8

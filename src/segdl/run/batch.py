@@ -26,6 +26,7 @@ from segdl.core.progress import DownloadFailed, ProgressListener, silent
 from segdl.disk.journal import Completion, Journals
 from segdl.disk.storage import make_directory
 from segdl.net.gate import HostGate
+from segdl.run.downhosts import DownHosts
 from segdl.run.inputs import BadEntry, Job, JobStream
 from segdl.run.inputs import parse_input_file as parse_input_file
 from segdl.run.ratelimit import TokenBucket
@@ -122,14 +123,12 @@ class Downloader:
         self._transport_lock = threading.Lock()
         self._built_places: Places | None = None
         self._places_lock = threading.Lock()
-        # `parallel` files on the network at once, as many waiting with a request queued
-        # behind them, and as many more finishing on disk (digest check, sync, rename): the
-        # next file's request need not wait for the last one's sync.
+        # `parallel` files on the network, as many queued behind them, as many finishing on
+        # disk (digest, sync, rename): a file's request need not wait for the last one's sync.
         self._pool = cf.ThreadPoolExecutor(3 * parallel, thread_name_prefix="segdl-job")
-        # The connections' threads, shared by every file. A thread started per file waits on
-        # concurrent.futures' global lock (a batch of small files: bench/README.md).
-        # A thread starts only when none is idle; past the cap, a file's extra connections
-        # wait for one.
+        # The connections' threads, shared by every file (a thread started per file waits on
+        # concurrent.futures' global lock: bench/README.md). A thread starts only when none
+        # is idle; past the cap, a file's extra connections wait for one.
         self._workers = cf.ThreadPoolExecutor(
             parallel * max(16, settings.max_connections_per_host),
             thread_name_prefix="segdl",
@@ -137,6 +136,7 @@ class Downloader:
         self._parallel = parallel
         self._pipelining = pipelining
         self._host_gate = host_gate
+        self._down = DownHosts()  # servers refusing the batch: their files are tried once
         self._journals = Journals(read=journal != "append") if journal else None
         self._lean_events = lean_events
 
@@ -226,6 +226,7 @@ class Downloader:
                 finally:
                     ticket.give_back()
                 report = self._record(report)
+                self._down.ended(report)
             if on_done is not None:
                 on_done(report)
             return report
@@ -310,7 +311,7 @@ class Downloader:
                 result = engine.download(
                     url,
                     prepared.dest,
-                    options=prepared.options,
+                    options=self._down.options_for(url, prepared.options),
                     directory=prepared.directory,
                     progress=ticket.listener(self._progress),
                     transport=transport,

@@ -1,0 +1,65 @@
+"""Servers a batch found refusing its connections, so that their other files do not each
+spend the whole retry budget on them.
+
+A file tries a server that refuses connections (or cannot be reached, or whose name does
+not resolve) ``--retries`` times with backoff: about 8 s with the defaults. A list of 2000
+files on a server that is down spent that once per file, ``-j`` at a time: 8 minutes at
+``-j 32`` before the batch said what one file had said. Once one file has failed so (a
+:class:`~segdl.core.errors.ConnectError` after its retries), each other file of that server
+tries it once, without retries: it still gets its chance (a server back up is used, and the
+mark is gone with its first file it answers), and the batch ends in seconds. The cost: until
+then, a file of that server that does connect has no retries either (a connection broken
+mid-file fails it; the same command run again resumes it). (wget does not retry
+a refused connection unless asked to, curl retries nothing unless asked to.)
+
+A server that drops connection attempts (a timeout, not a refusal) is not marked: each of
+its files still waits ``--timeout`` per attempt.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from segdl.core.errors import Cancelled, ConnectError, SegdlError, TimeoutError_
+from segdl.core.options import DownloadOptions
+from segdl.net.origins import gate_key_of
+from segdl.run.reports import ItemReport
+
+
+class DownHosts:
+    """The servers (``host:port``) a batch found down; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down: set[str] = set()
+
+    def options_for(self, url: str, options: DownloadOptions) -> DownloadOptions:
+        """``options`` for a file asked from ``url``: without retries if its server is down."""
+        if not options.retries:
+            return options
+        with self._lock:
+            down = bool(self._down) and _server(url) in self._down
+        return replace(options, retries=0) if down else options
+
+    def ended(self, report: ItemReport) -> None:
+        """A file ended: a server that refused it is down; one that answered it is not (a
+        file done, or failed by what the server said or sent)."""
+        error = report.error
+        if isinstance(error, ConnectError):
+            with self._lock:
+                self._down.add(_server(error.url))
+            return
+        if not self._down or isinstance(error, (Cancelled, TimeoutError_)):
+            return
+        url = report.result.url if report.result is not None else getattr(error, "url", None)
+        if isinstance(url, str):
+            with self._lock:
+                self._down.discard(_server(url))
+
+
+def _server(url: str) -> str:
+    try:
+        return gate_key_of(url)
+    except SegdlError:  # nothing to mark: the engine reported the URL itself
+        return ""
