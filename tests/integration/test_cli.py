@@ -165,6 +165,38 @@ def test_ctrl_c_exits_130_promptly_and_leaves_no_final_file(
     assert not out.exists() and (tmp_path / "f.part").exists()
 
 
+@pytest.mark.parametrize("where", ["importing", "reading the command line"])
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(where: str, tmp_path: Path) -> None:
+    """A Ctrl-C before the download's own handler is in place (the command line's modules
+    still importing, or its options being read): exit 130 and nothing on stderr, as curl
+    and wget end, not a Python traceback; nothing is written."""
+    # The Ctrl-C lands at a chosen moment: raised from inside that step, as Python raises it.
+    if where == "importing":
+        hook = (
+            "import builtins\n"
+            "real = builtins.__import__\n"
+            "def spy(name, *a, **k):\n"
+            "    if name == 'segdl.cli.parser': raise KeyboardInterrupt\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = spy\n"
+        )
+    else:
+        hook = (
+            "import segdl.cli.parser as parser\n"
+            "def interrupted(*a, **k): raise KeyboardInterrupt\n"
+            "parser.build_parser = interrupted\n"
+            "import segdl.cli.main\n"
+            "segdl.cli.main.build_parser = interrupted\n"
+        )
+    out = tmp_path / "out"
+    script = hook + f"sys.argv = ['segdl', '-q', '-d', {str(out)!r}, 'http://127.0.0.1:9/f']\n"
+    script += "import runpy\nrunpy.run_module('segdl', run_name='__main__')\n"
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + script], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (ExitCode.INTERRUPTED, "")
+    assert not out.exists()
+
+
 def test_ctrl_c_in_a_batch_says_how_many_files_are_left_in_one_line(
     fault_server: FaultServer, make_data: MakeData, tmp_path: Path
 ) -> None:

@@ -255,8 +255,14 @@ def run() -> None:
     After a normal return the interpreter's teardown is skipped: freeing every object and
     module was a tenth of segdl's start-up cost (bench/README.md). Nothing is left for it to do:
     every thread has been joined and every file closed; output and log handlers are flushed
-    here. An exception still goes through the usual exit, traceback and all."""
-    code = main()
+    here. A Ctrl-C before the download's own handler is in place (while the command line is
+    read) or after it is gone ends with exit 130 and nothing else, as curl's and wget's do:
+    nothing had been written, or all of it was. Any other exception still goes through the
+    usual exit, traceback and all."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = int(ExitCode.INTERRUPTED)
     try:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:  # None: started with it closed (segdl ... >&-)
