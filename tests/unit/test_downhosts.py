@@ -55,3 +55,17 @@ def test_no_retries_asked_none_changed() -> None:
     down.ended(_failed("http://a.test/1", ConnectError("http://a.test/1", "refused")))
     none = DownloadOptions(retries=0)
     assert down.options_for("http://a.test/2", none) is none
+
+
+def test_a_mark_holds_a_minute() -> None:
+    """A program adding files over hours: a minute after the mark, the server's files get
+    their retries again (and mark it anew if it is still down)."""
+    from segdl.run.downhosts import DOWN_FOR_S
+
+    now = [100.0]
+    down = DownHosts(clock=lambda: now[0])
+    down.ended(_failed("http://a.test/1", ConnectError("http://a.test/1", "refused")))
+    now[0] += DOWN_FOR_S - 1
+    assert down.options_for("http://a.test/2", OPTIONS).retries == 0
+    now[0] += 2
+    assert down.options_for("http://a.test/3", OPTIONS) is OPTIONS

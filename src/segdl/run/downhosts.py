@@ -6,8 +6,9 @@ not resolve) ``--retries`` times with backoff: about 8 s with the defaults. A li
 files on a server that is down spent that once per file, ``-j`` at a time: 8 minutes at
 ``-j 32`` before the batch said what one file had said. Once one file has failed so (a
 :class:`~segdl.core.errors.ConnectError` after its retries), each other file of that server
-tries it once, without retries: it still gets its chance (a server back up is used, and the
-mark is gone with its first file it answers), and the batch ends in seconds. The cost: until
+tries it once, without retries, for :data:`DOWN_FOR_S`: it still gets its chance (a server
+back up is used, and the mark is gone with its first file it answers), and the batch ends in
+seconds. The cost: until
 then, a file of that server that does connect has no retries either (a connection broken
 mid-file fails it; the same command run again resumes it). (wget does not retry
 a refused connection unless asked to, curl retries nothing unless asked to.)
@@ -19,6 +20,8 @@ its files still waits ``--timeout`` per attempt.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from segdl.core.errors import Cancelled, ConnectError, SegdlError, TimeoutError_
@@ -26,20 +29,27 @@ from segdl.core.options import DownloadOptions
 from segdl.net.origins import gate_key_of
 from segdl.run.reports import ItemReport
 
+DOWN_FOR_S = 60.0
+"""How long a mark holds: a long-lived :class:`~segdl.run.batch.Downloader` (a program adding
+files over hours) gives a server its retries again after that, and marks it anew if it is
+still down."""
+
 
 class DownHosts:
-    """The servers (``host:port``) a batch found down; thread-safe."""
+    """The servers (``host:port``) a batch found down, and when; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
-        self._down: set[str] = set()
+        self._down: dict[str, float] = {}
 
     def options_for(self, url: str, options: DownloadOptions) -> DownloadOptions:
         """``options`` for a file asked from ``url``: without retries if its server is down."""
-        if not options.retries:
+        if not options.retries or not self._down:
             return options
         with self._lock:
-            down = bool(self._down) and _server(url) in self._down
+            since = self._down.get(_server(url))
+        down = since is not None and self._clock() - since < DOWN_FOR_S
         return replace(options, retries=0) if down else options
 
     def ended(self, report: ItemReport) -> None:
@@ -48,14 +58,14 @@ class DownHosts:
         error = report.error
         if isinstance(error, ConnectError):
             with self._lock:
-                self._down.add(_server(error.url))
+                self._down[_server(error.url)] = self._clock()
             return
         if not self._down or isinstance(error, (Cancelled, TimeoutError_)):
             return
         url = report.result.url if report.result is not None else getattr(error, "url", None)
         if isinstance(url, str):
             with self._lock:
-                self._down.discard(_server(url))
+                self._down.pop(_server(url), None)
 
 
 def _server(url: str) -> str:
