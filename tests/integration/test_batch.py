@@ -325,3 +325,35 @@ def test_a_server_that_refuses_the_batch_is_tried_once_by_its_other_files(
     assert len(report.failures) == 12
     assert all(isinstance(item.error, ConnectError) for item in report.failures)
     assert retries[:2] == [3, 3] and retries.count(3) <= 3 and retries[-8:] == [0] * 8
+
+
+def test_a_server_that_drops_connection_attempts_is_tried_once_by_its_other_files(
+    tmp_path: Path, monkeypatch: MonkeyPatch
+) -> None:
+    """A listener whose queue is full: the kernel drops further connection attempts, and
+    each waits out the timeout. The first files spend their retries, the others one timeout
+    each (not the whole budget); every one fails as a connect timeout."""
+    import socket
+
+    from segdl.core.errors import ConnectTimeout
+    from segdl.run import engine
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):  # the queue's one place, taken
+            retries: list[int] = []
+            real = engine.download
+
+            def spy(url: str, *args: Any, **kwargs: Any) -> Any:
+                retries.append(kwargs["options"].retries)
+                return real(url, *args, **kwargs)
+
+            monkeypatch.setattr(engine, "download", spy)
+            urls = [f"http://127.0.0.1:{port}/f{n}.bin" for n in range(6)]
+            report = download_many(urls, parallel=2, directory=tmp_path, retries=2,
+                                   retry_wait_s=0.01, timeout_s=0.3)  # fmt: skip
+    assert len(report.failures) == 6
+    assert all(isinstance(item.error, ConnectTimeout) for item in report.failures)
+    assert retries[:2] == [2, 2] and retries.count(2) <= 3 and retries[-3:] == [0] * 3

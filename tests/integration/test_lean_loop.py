@@ -163,3 +163,40 @@ def test_the_first_requests_go_out_before_the_rest_of_the_window_is_prepared() -
         server.close()
     assert sorted(answered) == list(range(40))
     assert opened_before_fifth == [4]
+
+
+@pytest.mark.parametrize("how", ["refused", "dropped"])
+def test_a_server_no_connection_reaches_gets_every_request_given_back_at_once(how: str) -> None:
+    """Nothing listens, or the listener's queue is full (the kernel drops the attempts): once
+    the loop's last connection there fails, every request for it goes back to the caller
+    (whose full path retries, and marks the server down), not each after its own attempts
+    on new connections."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    filler = None
+    if how == "refused":
+        listener.close()
+    else:
+        listener.listen(0)
+        filler = socket.create_connection(("127.0.0.1", port))  # the queue's one place
+    try:
+        loop = LeanLoop(slots=2, per_host=2, depth=1, timeout_s=0.3, max_body_bytes=1024,
+                        max_attempts=5)  # fmt: skip
+        deferred: list[str] = []
+        connects: list[int] = []
+        real_open = loop._open
+
+        def counted(*args: object) -> object:
+            connects.append(1)
+            return real_open(*args)  # type: ignore[arg-type]
+
+        loop._open = counted  # type: ignore[method-assign]
+        loop.run(iter(_requests(port, 10)), lambda *_: None, lambda _, why: deferred.append(why),
+                 threading.Event(), 64)  # fmt: skip
+    finally:
+        listener.close()
+        if filler is not None:
+            filler.close()
+    assert len(deferred) == 10
+    assert len(connects) <= 2  # the slots' first connections, none after (not 5 attempts each)

@@ -41,6 +41,14 @@ def test_a_refused_server_is_tried_once_until_it_answers_again() -> None:
     assert down.options_for("http://a.test/12", OPTIONS) is OPTIONS
 
 
+def test_a_server_that_drops_connection_attempts_is_marked_too() -> None:
+    from segdl.core.errors import ConnectTimeout
+
+    down = DownHosts()
+    down.ended(_failed("http://a.test/1", ConnectTimeout("http://a.test/1", "connect timed out")))
+    assert down.options_for("http://a.test/2", OPTIONS).retries == 0
+
+
 def test_the_server_marked_is_the_one_that_refused_after_a_redirect() -> None:
     """A file sent elsewhere by a redirect, refused there: that server is marked."""
     down = DownHosts()

@@ -161,3 +161,20 @@ def test_head_timeout_maps_to_slow_head() -> None:
             raise HeadTimeout("response head not complete within 2 s")
         except HeadTimeout as exc:
             raise TimeoutError("read timed out") from exc
+
+
+def test_a_connect_timeout_is_told_from_a_read_timeout() -> None:
+    """urllib3's connect timeout (the server drops the attempts) is a ConnectTimeout, which a
+    batch marks the server down by; a read timeout stays a plain timeout; a refused connection
+    (urllib3's NewConnectionError, a ConnectTimeoutError too) stays a ConnectError."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+
+    from segdl.core.errors import ConnectError, ConnectTimeout, TimeoutError_
+
+    with pytest.raises(ConnectTimeout, match="connect timed out"), mapped_errors("http://h/f"):
+        raise ConnectTimeoutError(None, "timed out")
+    with pytest.raises(TimeoutError_) as caught, mapped_errors("http://h/f"):
+        raise ReadTimeoutError(None, "/f", "read timed out")
+    assert not isinstance(caught.value, ConnectTimeout)
+    with pytest.raises(ConnectError), mapped_errors("http://h/f"):
+        raise NewConnectionError(None, "[Errno 111] Connection refused")

@@ -8,6 +8,7 @@
     │   ├── ConnectError                     refused, unreachable, DNS
     │   │   └── ProxyAuthError               the proxy wants other credentials
     │   ├── TimeoutError_                    no byte within the timeout
+    │   │   ├── ConnectTimeout               no connection within the timeout
     │   │   ├── SlowHead                     the response head took longer than the timeout
     │   │   └── SlowBody                     the body trickled below the rate floor
     │   ├── TLSError                         certificate or handshake failure
@@ -95,6 +96,10 @@ class ProxyAuthError(ConnectError):
 
 class TimeoutError_(NetworkError):  # the builtin name is taken
     """No byte arrived within the timeout."""
+
+
+class ConnectTimeout(TimeoutError_):
+    """No connection within the timeout: the server (or the way to it) drops the attempts."""
 
 
 class SlowHead(TimeoutError_):

@@ -13,6 +13,7 @@ from urllib3 import exceptions as u3
 from segdl.core.errors import (
     ConnectError,
     ConnectionBroken,
+    ConnectTimeout,
     NetworkError,
     ProtocolError,
     ShortBody,
@@ -51,7 +52,9 @@ def mapped_errors(
         if proxy is not None and proxy.socks:  # SOCKS failures arrive unwrapped
             raise _proxy_error(url, proxy, exc) from exc
         raise ConnectError(url, _connect_reason(exc)) from exc
-    except (TimeoutError, u3.ConnectTimeoutError, u3.ReadTimeoutError) as exc:
+    except u3.ConnectTimeoutError as exc:  # dropped connection attempts (not a slow answer)
+        raise ConnectTimeout(url, "connect timed out") from exc
+    except (TimeoutError, u3.ReadTimeoutError) as exc:
         head = _in_chain(exc, HeadTimeout)
         if head is not None:
             raise SlowHead(url, str(head)) from exc

@@ -4,9 +4,8 @@ A batch of small files spends its time per file, not per byte: the full path (a 
 file, urllib3, a lock file, a ``.part``) costs milliseconds of CPU per file. This loop keeps one
 reused connection per slot, writes the next requests while answers arrive (HTTP/1.1
 pipelining, RFC 9112 §9.3.2: two deep on a new connection, ``depth`` once the origin has
-shown it keeps alive), and reads with one ``recv`` whatever the kernel holds. Answers
-are parsed by httptools (llhttp, the parser of Node.js): 5 µs per 16 KiB answer where h11 took
-140 µs on the machine of bench/README.md; no HTTP parsing is done here.
+shown it keeps alive), and reads with one ``recv`` whatever the kernel holds. httptools
+parses the answers (llhttp: 5 µs per 16 KiB answer where h11 took 140 µs, bench/README.md).
 
 Given a host gate (a cluster's cap and pauses, :mod:`segdl.net.gate`), the loop asks it for a
 slot before each connection it opens and frees the slot once the connection is closed at both
@@ -16,10 +15,11 @@ more than its share of a host others wait for; it never waits at the gate while 
 connections to serve.
 
 It is deliberately small: ``http`` or ``https`` straight to a host (TLS verified as on the
-full path, :mod:`segdl.net.leantls`), no proxy, no redirects. Whatever it
-cannot take whole (a failure, a body larger than ``max_body_bytes``, a head past the limits)
-goes back to the caller through ``defer``, and the caller's full path (retries, redirects,
-error reports) takes the file from there. Nothing of a failed answer is delivered.
+full path, :mod:`segdl.net.leantls`), no proxy. Whatever it cannot take whole (a failure, a
+body larger than ``max_body_bytes``, a head past the limits, every request to a server it
+cannot connect to at all) goes back to the caller through ``defer``, and the caller's full
+path (retries, error reports) takes the file from there. Nothing of a failed answer is
+delivered.
 
 Safe fallback, as with the one-deep pipelining of :mod:`segdl.net.pipelining`: requests that
 were written but not answered when a connection ends (closed mid-pipeline, reset, timed out,
@@ -92,7 +92,7 @@ class LeanLoop:
         self.clock = clock
         self.gate = None if gate is None else LoopGate(gate, clock=clock)
         self.shallow: set[Origin] = set()  # origins not to pipeline to again
-        self.refused: set[Origin] = set()  # TLS refused there: their requests go to the caller
+        self.refused: dict[Origin, str] = {}  # why: their requests go to the caller (_end)
         self._tls = tls
         self._tls_context: ssl.SSLContext | None = None
         self._sessions: dict[Origin, ssl.SSLSession] = {}  # to resume, by the last connection
@@ -168,7 +168,7 @@ class LeanLoop:
         for origin in list(self._waiting):
             queue = self._waiting[origin]
             if origin in self.refused:
-                self._give_back(origin, "its TLS was refused", defer)
+                self._give_back(origin, self.refused[origin], defer)
             if not queue:
                 del self._waiting[origin]
                 continue
@@ -345,14 +345,8 @@ class LeanLoop:
         elif conn.closing:  # answers owed after a Connection: close: never coming
             self._end(conn, "Connection: close with answers owed", defer, benign=True)
 
-    def _end(
-        self,
-        conn: Conn,
-        why: str,
-        defer: Callable[[LeanRequest, str], None],
-        *,
-        benign: bool = False,
-    ) -> None:
+    def _end(self, conn: Conn, why: str, defer: Callable[[LeanRequest, str], None], *,
+             benign: bool = False) -> None:  # fmt: skip
         """The connection is over: its unanswered requests wait again, or are deferred.
 
         The oldest owed request is the one whose answer broke off: it counts an attempt. The
@@ -364,8 +358,14 @@ class LeanLoop:
         self._drop(conn)
         said_close = benign  # every connection it closes so has answered once at least
         unusable = why.startswith(("unusable", "tls refused"))
-        if why.startswith("tls refused"):  # its certificate, say: no use asking again here
-            self.refused.add(conn.origin)
+        # Its certificate refused, or no connection there at all (refused or dropped, the
+        # last one the loop had there: a server that only turns extra connections away keeps
+        # the others): the full path asks, with its retries (and a batch's mark of a server
+        # down: segdl.run.downhosts).
+        never = why.startswith("connect failed") or (why == "timed out" and not conn.connected)
+        alone = not any(other.origin == conn.origin for other in self._conns)
+        if why.startswith("tls refused") or (never and alone):
+            self.refused[conn.origin] = why
         benign = benign or unusable
         if not benign:
             self._kept_alive[conn.origin] = False
@@ -375,10 +375,11 @@ class LeanLoop:
             for other in self._conns:
                 if other.origin == conn.origin:
                     other.depth = 1
+        gone = conn.origin in self.refused
         for number, request in enumerate(reversed(owed)):
             first = number == len(owed) - 1
             request.attempts += 1 if ((first and not said_close) or not benign) else 0
-            if (first and unusable) or request.attempts >= self.max_attempts:
+            if gone or (first and unusable) or request.attempts >= self.max_attempts:
                 defer(request, why)
             else:
                 self._wait(request, front=True)

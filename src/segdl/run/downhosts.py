@@ -1,20 +1,19 @@
-"""Servers a batch found refusing its connections, so that their other files do not each
-spend the whole retry budget on them.
+"""Servers a batch found down, so that their other files do not each spend the whole retry
+budget on them.
 
 A file tries a server that refuses connections (or cannot be reached, or whose name does
-not resolve) ``--retries`` times with backoff: about 8 s with the defaults. A list of 2000
-files on a server that is down spent that once per file, ``-j`` at a time: 8 minutes at
-``-j 32`` before the batch said what one file had said. Once one file has failed so (a
-:class:`~segdl.core.errors.ConnectError` after its retries), each other file of that server
-tries it once, without retries, for :data:`DOWN_FOR_S`: it still gets its chance (a server
-back up is used, and the mark is gone with its first file it answers), and the batch ends in
-seconds. The cost: until
-then, a file of that server that does connect has no retries either (a connection broken
-mid-file fails it; the same command run again resumes it). (wget does not retry
-a refused connection unless asked to, curl retries nothing unless asked to.)
-
-A server that drops connection attempts (a timeout, not a refusal) is not marked: each of
-its files still waits ``--timeout`` per attempt.
+not resolve, or drops the attempts) ``--retries`` times with backoff: about 8 s with the
+defaults, or three minutes where each attempt waits out ``--timeout``. A list of 2000 files
+on a server that is down spent that once per file, ``-j`` at a time: 8 minutes at ``-j 32``
+for a refusing server, hours for one that drops the attempts, before the batch said what
+one file had said. Once one file has failed so (a :class:`~segdl.core.errors.ConnectError`
+or :class:`~segdl.core.errors.ConnectTimeout` after its retries), each other file of that
+server tries it once, without retries, for :data:`DOWN_FOR_S`. It still gets its chance (a
+server back up is used, and the mark is gone with the first file it answers); the batch
+ends in seconds (a refusing server) or one timeout a file (one that drops attempts). The
+cost: until then, a file of that server that does connect has no retries either (a
+connection broken mid-file fails it; the same command run again resumes it). wget does not
+retry a refused connection unless asked to; curl retries nothing unless asked to.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from segdl.core.errors import Cancelled, ConnectError, SegdlError, TimeoutError_
+from segdl.core.errors import Cancelled, ConnectError, ConnectTimeout, SegdlError, TimeoutError_
 from segdl.core.options import DownloadOptions
 from segdl.net.origins import gate_key_of
 from segdl.run.reports import ItemReport
@@ -56,7 +55,7 @@ class DownHosts:
         """A file ended: a server that refused it is down; one that answered it is not (a
         file done, or failed by what the server said or sent)."""
         error = report.error
-        if isinstance(error, ConnectError):
+        if isinstance(error, (ConnectError, ConnectTimeout)):
             with self._lock:
                 self._down[_server(error.url)] = self._clock()
             return
