@@ -298,6 +298,21 @@ def test_a_file_whose_journal_line_the_disk_refuses_ends_with_a_failed_event(
     assert isinstance(failed, DownloadFailed) and failed.url == url
 
 
+def _retries_asked(monkeypatch: MonkeyPatch) -> list[int]:
+    """The retries each file that goes the full way is given, in the order they start."""
+    from segdl.run import engine
+
+    retries: list[int] = []
+    real = engine.download
+
+    def spy(url: str, *args: Any, **kwargs: Any) -> Any:
+        retries.append(kwargs["options"].retries)
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "download", spy)
+    return retries
+
+
 def test_a_server_that_refuses_the_batch_is_tried_once_by_its_other_files(
     tmp_path: Path, monkeypatch: MonkeyPatch
 ) -> None:
@@ -307,19 +322,11 @@ def test_a_server_that_refuses_the_batch_is_tried_once_by_its_other_files(
     import socket
 
     from segdl.core.errors import ConnectError
-    from segdl.run import engine
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing listens there
-    retries: list[int] = []
-    real = engine.download
-
-    def spy(url: str, *args: Any, **kwargs: Any) -> Any:
-        retries.append(kwargs["options"].retries)
-        return real(url, *args, **kwargs)
-
-    monkeypatch.setattr(engine, "download", spy)
+    retries = _retries_asked(monkeypatch)
     urls = [f"http://127.0.0.1:{port}/f{n}.bin" for n in range(12)]
     report = download_many(urls, parallel=2, directory=tmp_path, retries=3, retry_wait_s=0.01)
     assert len(report.failures) == 12
@@ -336,21 +343,13 @@ def test_a_server_that_drops_connection_attempts_is_tried_once_by_its_other_file
     import socket
 
     from segdl.core.errors import ConnectTimeout
-    from segdl.run import engine
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
         port = listener.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port)):  # the queue's one place, taken
-            retries: list[int] = []
-            real = engine.download
-
-            def spy(url: str, *args: Any, **kwargs: Any) -> Any:
-                retries.append(kwargs["options"].retries)
-                return real(url, *args, **kwargs)
-
-            monkeypatch.setattr(engine, "download", spy)
+            retries = _retries_asked(monkeypatch)
             urls = [f"http://127.0.0.1:{port}/f{n}.bin" for n in range(6)]
             report = download_many(urls, parallel=2, directory=tmp_path, retries=2,
                                    retry_wait_s=0.01, timeout_s=0.3)  # fmt: skip
