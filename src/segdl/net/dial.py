@@ -202,6 +202,8 @@ def give_back(host: str, port: int, dialled: Dialled, read: bytes = b"") -> None
 def already_read(sock: socket.socket) -> bytes:
     """What was read of the answer on ``sock`` before it was given back, once (see
     :func:`give_back`); empty for any other socket."""
+    if not _read:  # every response of every download asks: no lock when nothing waits
+        return b""
     with _lock:
         return _read.pop(sock, b"")
 
